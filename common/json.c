@@ -1,0 +1,103 @@
+/* json: see json.h. */
+#include "json.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "util.h"
+
+static const cJSON *member(const cJSON *obj, const char *name)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, name);
+}
+
+int json_get_string(const cJSON *obj, const char *ctx, const char *name, const char **out,
+                    char *err, size_t errsz)
+{
+    const cJSON *v = member(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    if (!cJSON_IsString(v) || !v->valuestring)
+        return errf(err, errsz, "%s.%s: expected a string", ctx, name);
+    *out = v->valuestring;
+    return 0;
+}
+
+int json_get_bool(const cJSON *obj, const char *ctx, const char *name, bool *out, char *err,
+                  size_t errsz)
+{
+    const cJSON *v = member(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    if (!cJSON_IsBool(v))
+        return errf(err, errsz, "%s.%s: expected true or false", ctx, name);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+int json_get_uint(const cJSON *obj, const char *ctx, const char *name, uint64_t max, uint64_t *out,
+                  char *err, size_t errsz)
+{
+    const cJSON *v = member(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (!cJSON_IsNumber(v) || !isfinite(d) || d < 0 || d != floor(d) || d > (double)max)
+        return errf(err, errsz, "%s.%s: expected a whole number from 0 to %llu", ctx, name,
+                    (unsigned long long)max);
+    *out = (uint64_t)d;
+    return 0;
+}
+
+int json_get_number(const cJSON *obj, const char *ctx, const char *name, double min, double max,
+                    double *out, char *err, size_t errsz)
+{
+    const cJSON *v = member(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < min ||
+        v->valuedouble > max)
+        return errf(err, errsz, "%s.%s: expected a number from %g to %g", ctx, name, min, max);
+    *out = v->valuedouble;
+    return 0;
+}
+
+int json_get_size(const cJSON *obj, const char *ctx, const char *name, uint64_t *out, char *err,
+                  size_t errsz)
+{
+    const cJSON *v = member(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    if (cJSON_IsString(v) && v->valuestring && size_parse(v->valuestring, out) == 0)
+        return 0;
+    if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 &&
+        v->valuedouble == floor(v->valuedouble) && v->valuedouble < 9.0e18) {
+        *out = (uint64_t)v->valuedouble;
+        return 0;
+    }
+    return errf(err, errsz, "%s.%s: expected a size like 512M (K, M, G: powers of 1024)", ctx,
+                name);
+}
+
+int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowed, char *err,
+                    size_t errsz)
+{
+    if (!cJSON_IsObject(obj))
+        return errf(err, errsz, "%s: expected an object", ctx);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        bool known = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (it->string && strcmp(it->string, *a) == 0)
+                known = true;
+        if (!known)
+            return errf(err, errsz, "%s.%s: unknown field", ctx, it->string ? it->string : "?");
+    }
+    return 0;
+}
+
+char *json_print(const cJSON *obj)
+{
+    return cJSON_PrintUnformatted(obj);
+}

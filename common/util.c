@@ -1,0 +1,272 @@
+/* util: see util.h. Parsing here is strict: anything not fully understood is refused. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int errf(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (err && errsz) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errsz, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int uint_parse(const char *text, uint64_t max, uint64_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int size_parse(const char *text, uint64_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    size_t n = strspn(text, "0123456789");
+    if (n == 0 || n > 19)
+        return -1;
+    char digits[20];
+    memcpy(digits, text, n);
+    digits[n] = '\0';
+    uint64_t v;
+    if (uint_parse(digits, UINT64_MAX, &v) < 0)
+        return -1;
+    const char *suf = text + n;
+    unsigned shift = 0;
+    switch (*suf) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        suf++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        suf++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        suf++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        suf++;
+        break;
+    case 'b':
+    case 'B':
+        break;
+    default:
+        return -1;
+    }
+    if (shift && (strcmp(suf, "iB") == 0 || strcmp(suf, "B") == 0))
+        suf += strlen(suf);
+    else if (!shift && (strcmp(suf, "B") == 0 || strcmp(suf, "b") == 0))
+        suf += 1;
+    if (*suf)
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = v << shift;
+    return 0;
+}
+
+int seconds_parse(const char *text, double *out)
+{
+    if (!text || !*text)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || !isfinite(v) || v < 0)
+        return -1;
+    /* strtod accepts hex floats, "inf" and leading blanks: refuse all of them */
+    if (text[0] == ' ' || text[0] == '\t' || text[0] == '+' || strpbrk(text, "xXnNiI"))
+        return -1;
+    double mult = 1;
+    if (*end == 's' && end[1] == '\0')
+        end++;
+    else if (*end == 'm' && end[1] == '\0')
+        mult = 60, end++;
+    else if (*end == 'h' && end[1] == '\0')
+        mult = 3600, end++;
+    if (*end)
+        return -1;
+    v *= mult;
+    if (v > 366.0 * 24 * 3600)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+const char *size_format(uint64_t bytes, char *buf, size_t bufsz)
+{
+    static const char units[] = "KMGT";
+    int u = -1;
+    uint64_t v = bytes;
+    while (v >= 1024 && v % 1024 == 0 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(buf, bufsz, "%" PRIu64, v);
+    else
+        snprintf(buf, bufsz, "%" PRIu64 "%c", v, units[u]);
+    return buf;
+}
+
+double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double wallclock_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int read_file(const char *path, size_t max, char **out, size_t *outlen)
+{
+    cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((uint64_t)st.st_size > max) {
+        errno = EFBIG;
+        return -1;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > max) {
+                free(buf);
+                errno = EFBIG;
+                return -1;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            free(buf);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (outlen)
+        *outlen = len;
+    return 0;
+}
+
+int write_file(const char *path, const char *text)
+{
+    cleanup_fd int fd = open(path, O_WRONLY | O_CLOEXEC | O_TRUNC);
+    if (fd < 0)
+        return -1;
+    if (write_all(fd, text, strlen(text)) < 0)
+        return -1;
+    return close(steal_fd(&fd));
+}
+
+const char *self_exe_path(void)
+{
+    static char path[4096];
+    if (!path[0]) {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+        if (n > 0)
+            path[n] = '\0';
+    }
+    return path;
+}
+
+static int try_candidate(const char *dir, const char *mid, const char *rel, char *out,
+                         size_t outsz)
+{
+    int n = snprintf(out, outsz, "%s%s/%s", dir, mid, rel);
+    if (n < 0 || (size_t)n >= outsz)
+        return -1;
+    return access(out, R_OK) == 0 ? 0 : -1;
+}
+
+int data_path(const char *rel, char *out, size_t outsz)
+{
+    const char *env = getenv("AGENTBOX_DATA_DIR");
+    if (env && *env && try_candidate(env, "", rel, out, outsz) == 0)
+        return 0;
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", self_exe_path());
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        if (try_candidate(dir, "", rel, out, outsz) == 0 ||
+            try_candidate(dir, "/../share/agentbox", rel, out, outsz) == 0)
+            return 0;
+    }
+    errno = ENOENT;
+    return -1;
+}

@@ -1,0 +1,78 @@
+/* util: small helpers every module uses: scope-bound cleanup (bubblewrap's idiom),
+ * error-message buffers, and the one place where sizes and durations are parsed
+ * and printed. Never allocates behind the caller's back except where a name says so. */
+#ifndef AGENTBOX_UTIL_H
+#define AGENTBOX_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---- cleanup at scope exit: declare once at the variable, hand on with steal_pointer ---- */
+static inline void cleanup_freep(void *p)
+{
+    free(*(void **)p);
+}
+static inline void cleanup_closep(int *fd)
+{
+    if (*fd >= 0)
+        (void)close(*fd);
+}
+#define cleanup_free __attribute__((cleanup(cleanup_freep)))
+#define cleanup_fd   __attribute__((cleanup(cleanup_closep)))
+
+static inline void *steal_pointer_impl(void *pp)
+{
+    void **p = pp;
+    void *v = *p;
+    *p = NULL;
+    return v;
+}
+#define steal_pointer(pp) ((__typeof__(*(pp)))steal_pointer_impl(pp))
+
+static inline int steal_fd(int *fd)
+{
+    int v = *fd;
+    *fd = -1;
+    return v;
+}
+
+/* ---- error messages: functions return 0 or -1 and fill `err` (may be NULL) ---- */
+#define ERR_MSG_MAX 512
+__attribute__((format(printf, 3, 4))) int errf(char *err, size_t errsz, const char *fmt, ...);
+
+/* ---- sizes and times: parsed in one place, printed in one format ---- */
+/* "512", "64K", "512M", "2G" (powers of 1024; optional trailing "B" or "iB"). */
+int size_parse(const char *text, uint64_t *out);
+/* "1.5", "300", "300s", "5m", "2h". Refuses negative, NaN and absurd (> 1 year) values. */
+int seconds_parse(const char *text, double *out);
+/* Non-negative decimal integer that fits in *out; no sign, no junk. */
+int uint_parse(const char *text, uint64_t max, uint64_t *out);
+/* "512M"-style text for a byte count, into buf. */
+const char *size_format(uint64_t bytes, char *buf, size_t bufsz);
+
+/* ---- time ---- */
+double monotonic_s(void);
+double wallclock_s(void);
+
+/* ---- I/O that retries EINTR and short transfers ---- */
+int write_all(int fd, const void *buf, size_t len);
+/* Reads a whole (small) file; refuses files larger than max. NUL-terminates. */
+int read_file(const char *path, size_t max, char **out, size_t *outlen);
+int write_file(const char *path, const char *text);
+
+/* Absolute path of the running agentbox binary, resolved on first call (main calls it at
+ * start) so data files can be found relative to it wherever it is installed. */
+const char *self_exe_path(void);
+
+/* Finds a data file shipped with agentbox by its path in the source tree
+ * ("policies/default.json", "catalog/models.json"): first below $AGENTBOX_DATA_DIR, then
+ * beside the binary (build tree), then in ../share/agentbox relative to the binary
+ * (installed). Fills out and returns 0, or -1 with errno ENOENT. */
+int data_path(const char *rel, char *out, size_t outsz);
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

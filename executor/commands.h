@@ -1,0 +1,32 @@
+/* commands: the entry point of every `agentbox CMD`. Each takes the arguments after the
+ * command name (argv[0] is the command name) and returns the process exit code.
+ * Only this layer chooses exit codes and prints to the user (STYLE.md). */
+#ifndef AGENTBOX_COMMANDS_H
+#define AGENTBOX_COMMANDS_H
+
+#define AGENTBOX_VERSION "0.1.0"
+
+/* Exit codes of run, wait and batch (SPEC.md). */
+#define EXIT_TASK_OK        0
+#define EXIT_TASK_FAILED    1
+#define EXIT_USAGE          2
+#define EXIT_TASK_ESCALATED 3
+#define EXIT_TASK_MOCK      4
+/* Exit codes of exec that are not the command's own (SPEC.md). */
+#define EXIT_EXEC_TIMEOUT 124
+#define EXIT_EXEC_SETUP   125
+
+/* Declared weak so a command whose module is not linked in is reported as absent. */
+#define COMMAND(name) __attribute__((weak)) int name(int argc, char **argv)
+COMMAND(cmd_exec);
+COMMAND(cmd_run);
+COMMAND(cmd_serve);
+COMMAND(cmd_client); /* submit wait status cancel events list health metrics */
+COMMAND(cmd_batch);
+COMMAND(cmd_models);
+COMMAND(cmd_policy);
+COMMAND(cmd_llm); /* drive the OpenRouter client directly (diagnostics) */
+COMMAND(cmd_internal_agent); /* pid 1 of an agent cell; not for users */
+#undef COMMAND
+
+#endif

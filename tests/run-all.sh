@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make check` runs it (env: AGENTBOX, AGENTBOX_SAN, BUILD, PYTHON).
+# 1. cmocka units, plain and under ASan+UBSan;
+# 2. the Python suites that drive the real binary (tests/*/test_*.py), each as the calling
+#    user and, when that is root, again as an unprivileged user (escape and usability suites);
+# 3. the integration suites once more against the sanitizer binary.
+# Ends with one tally line: "check: N passed, N failed, N skipped".
+set -u
+cd "$(dirname "$0")/.."
+: "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}"
+export AGENTBOX_DATA_DIR=$PWD HELPERS_DIR=$PWD/$BUILD/helpers
+tot_p=0 tot_f=0 tot_s=0 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+tally() { # adds the last "X: N passed, N failed, N skipped" line of $log
+  local line; line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  local p f s
+  p=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  s=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$line")
+  if [ -z "$line" ]; then f=1; p=0; echo "!! suite printed no tally"; fi
+  tot_p=$((tot_p + ${p:-0})); tot_f=$((tot_f + ${f:-0})); tot_s=$((tot_s + ${s:-0}))
+}
+run() { # label, command...
+  local label=$1; shift
+  echo "==== $label"
+  "$@" 2>&1 | tee "$log"
+  tally
+}
+
+run "units" bash tests/run-units.sh $(ls "$BUILD"/tests/test_* 2>/dev/null)
+run "units (asan+ubsan)" bash tests/run-units.sh $(ls "$BUILD"/san/tests/test_* 2>/dev/null)
+
+for dir in tests/*/; do
+  ls "$dir"test_*.py >/dev/null 2>&1 || continue
+  name=$(basename "$dir")
+  run "$name" env AGENTBOX="$AGENTBOX" "$PYTHON" tests/pyrun.py "$dir" "$name"
+  if [ "$(id -u)" = 0 ] && [ -f "$dir/.unprivileged" ]; then
+    run "$name (unprivileged)" runuser -u nobody -- env HOME=/tmp AGENTBOX="$AGENTBOX" \
+      AGENTBOX_DATA_DIR="$AGENTBOX_DATA_DIR" HELPERS_DIR="$HELPERS_DIR" AGENTBOX_TEST_UNPRIVILEGED=1 \
+      "$PYTHON" tests/pyrun.py "$dir" "$name-unprivileged"
+  fi
+  if [ -n "${AGENTBOX_SAN:-}" ] && [ -f "$dir/.sanitizer" ]; then
+    run "$name (asan+ubsan binary)" env AGENTBOX="$AGENTBOX_SAN" ASAN_OPTIONS=detect_leaks=1 \
+      "$PYTHON" tests/pyrun.py "$dir" "$name-asan"
+  fi
+done
+
+echo "check: $tot_p passed, $tot_f failed, $tot_s skipped"
+[ "$tot_f" -eq 0 ]
