@@ -9,7 +9,7 @@
  *   llm_reply  {id, outcome: {...}}              answer to an llm request
  *   cancel     {reason: "cancelled"|"timeout"}   wrap up now
  * cell -> supervisor:
- *   llm        {id, body}                        please make this chat call
+ *   llm        {id, native_tools} + {"messages":[...]}  please make this chat call
  *   event      {type, ...fields}                 an event for the task's stream
  *   output     {path, mode} + payload            one requested output file
  *   result     {result fields}                   the last message */
