@@ -36,8 +36,8 @@ struct policy {
     char *source; /* the path it was loaded from */
     struct policy_bind *binds;
     size_t nbinds;
-    uint64_t tmp_bytes; /* size of the cell's /tmp tmpfs */
-    uint64_t shm_bytes; /* size of the cell's /dev/shm tmpfs */
+    uint64_t tmp_bytes;      /* size of the cell's /tmp tmpfs */
+    uint64_t shm_bytes;      /* size of the cell's /dev/shm tmpfs */
     bool allow_network_host; /* may a task ask for --network host under this policy */
     bool landlock;           /* restrict writes to /workspace, /tmp, /dev/shm with Landlock */
     struct policy_limits limits;
