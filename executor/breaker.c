@@ -56,6 +56,15 @@ bool breaker_allow(struct breaker *b, double now)
     return true;
 }
 
+bool breaker_peek(const struct breaker *b, double now)
+{
+    if (b->state == BREAKER_OPEN)
+        return now - b->opened_at >= b->p.open_s;
+    if (b->state == BREAKER_HALF_OPEN)
+        return b->probes < b->p.half_open_calls;
+    return true;
+}
+
 bool breaker_success(struct breaker *b, double now)
 {
     (void)now;

@@ -29,6 +29,9 @@ void breaker_init(struct breaker *b, const struct breaker_params *p);
 /* May a call go through now? Moves open -> half-open when open_s has passed; counts a
  * half-open probe when it says yes. */
 bool breaker_allow(struct breaker *b, double now);
+/* Would breaker_allow say yes now? Changes nothing (used to skip a model without spending
+ * one of its half-open probes). */
+bool breaker_peek(const struct breaker *b, double now);
 /* Outcome of a call that breaker_allow admitted. Return true when the state changed. */
 bool breaker_success(struct breaker *b, double now);
 bool breaker_failure(struct breaker *b, double now);
