@@ -331,7 +331,7 @@ static void test_undo(void **state)
     free(o);
     /* 12 edits: v0 -> v1 ... v12; only the last 10 can be undone. */
     for (int i = 0; i < 12; i++) {
-        char from[8], to[8];
+        char from[16], to[16];
         snprintf(from, sizeof(from), "v%d", i);
         snprintf(to, sizeof(to), "v%d", i + 1);
         o = ed(f,
@@ -350,7 +350,7 @@ static void test_undo(void **state)
         o = ed(f, (struct tool_editor_args){.command = "undo_edit", .path = p(f, "u.txt")}, false);
         CONTAINS(o, "undone successfully");
         free(o);
-        char *t = get(p(f, "u.txt")), want[8];
+        char *t = get(p(f, "u.txt")), want[16];
         snprintf(want, sizeof(want), "v%d\n", i);
         assert_string_equal(t, want);
         free(t);
