@@ -28,7 +28,8 @@ STEP ("kind" defaults to "completion", or "error" when "status" >= 400):
               (chars per content delta), arg_chunk (chars per arguments fragment), interleave
               (tool-call fragments of different indexes interleaved), write_split (bytes per
               socket write), chunk_delay (s between events), error_after (n data events, then a
-              mid-stream error chunk and the end; with error {code, message}).
+              mid-stream error chunk and the end; with error {code, message}), cut_after (n data
+              events, then a clean end without finish_reason or [DONE]).
   error:      status, code (int or str; default = status), message, error_type, raw,
               provider_name, availability {retryable, retry_after}, retry_after_seconds,
               reasons, retry_after_header, body (a raw override string or object).
@@ -563,6 +564,9 @@ class FakeOpenRouter:
         usage = _usage(step)
         data.append(b"data: " + _json({"id": gid, "object": "chat.completion.chunk",
                                         "model": model, "choices": [], "usage": usage}) + b"\n\n")
+        if "cut_after" in step:  # a clean end of the stream with no finish_reason and no [DONE]
+            data = data[: int(step["cut_after"])]
+            return events[:1] + data[:1] + events[1:] + data[1:], False
         if "error_after" in step:
             k = int(step["error_after"])
             err = step.get("error") or {"code": "server_error", "message": "Provider disconnected mid-stream"}
