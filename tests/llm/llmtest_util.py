@@ -21,10 +21,12 @@ RUN_TIMEOUT_S = 60  # no single `agentbox llm` run in this suite may take longer
 # The settings the suite shortens so that retries take milliseconds, not seconds
 # (names from the llm branch's docs/configuration.md).
 FAST_ENV = {
-    "OPENHANDS_RETRY_BASE_S": "0.05",
-    "OPENHANDS_RETRY_MAX_S": "0.4",
+    "OPENHANDS_RETRY_BASE_DELAY": "0.05",
+    "OPENHANDS_RETRY_MAX_DELAY": "0.4",
     "OPENHANDS_LLM_TIMEOUT": "10",
     "OPENHANDS_TIMEOUT": "30",
+    # models_tried must be exactly what a test names, not the catalog's presets after them
+    "OPENHANDS_CATALOG_FALLBACK": "false",
 }
 
 
@@ -113,7 +115,7 @@ class LLMTestCase(unittest.TestCase):
         t0 = time.monotonic()
         t_start = t0 - self.fake._t0 if self.fake else 0.0
         proc = subprocess.run(argv, env=self.env(env, base_url), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL, cwd=self.tmp)
         elapsed = time.monotonic() - t0
         events = []
         if os.path.exists(ev_path):
