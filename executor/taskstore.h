@@ -24,9 +24,6 @@ enum task_status {
     TS_NSTATUS
 };
 
-struct runner;
-struct broker;
-
 struct stask {
     char id[TASK_ID_MAX + 1];
     enum task_status status;
@@ -37,13 +34,9 @@ struct stask {
     bool parsed;
     cJSON *result;      /* once finished; NULL for a recovered task (read from disk) */
     /* live state, owned by the serve loop */
-    struct runner *runner;
-    struct broker *broker; /* a replay broker of this task alone; NULL = the shared one */
-    struct event_log events;
-    long cell_pid;
+    void *slot;          /* while running: the loop's per-task state */
+    long cell_pid;       /* from task_started */
     bool cancel_requested;
-    int nfds;       /* runner fds registered with the loop */
-    int fds[4];
     /* links */
     struct stask *hnext;              /* hash chain */
     struct stask *prev, *next;        /* submission order */
