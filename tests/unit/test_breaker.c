@@ -78,6 +78,29 @@ static void test_failures_while_open_do_not_extend(void **state)
     assert_true(breaker_allow(&b, 60));
 }
 
+static void test_release_gives_a_probe_back(void **state)
+{
+    (void)state;
+    struct breaker b;
+    breaker_init(&b, &SEED);
+    (void)breaker_trip(&b, 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(breaker_allow(&b, 60));
+    assert_false(breaker_allow(&b, 60));
+    breaker_release(&b); /* a probe cut by the task's deadline */
+    assert_int_equal(b.state, BREAKER_HALF_OPEN);
+    assert_true(breaker_allow(&b, 60));
+    breaker_release(&b);
+    breaker_release(&b);
+    breaker_release(&b);
+    breaker_release(&b); /* never below zero */
+    assert_int_equal(b.probes, 0);
+    struct breaker c;
+    breaker_init(&c, &SEED);
+    breaker_release(&c); /* closed: nothing to give back */
+    assert_int_equal(c.state, BREAKER_CLOSED);
+}
+
 static void test_degenerate_params_are_sane(void **state)
 {
     (void)state;
@@ -97,6 +120,7 @@ int main(void)
         cmocka_unit_test(test_half_open_probes_then_close),
         cmocka_unit_test(test_half_open_failure_reopens),
         cmocka_unit_test(test_failures_while_open_do_not_extend),
+        cmocka_unit_test(test_release_gives_a_probe_back),
         cmocka_unit_test(test_degenerate_params_are_sane),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
