@@ -127,20 +127,15 @@ static int refresh(const struct catalog *cat, const struct agentbox_config *cfg,
         fprintf(stderr, "agentbox models: %s\n", err);
         return EXIT_TASK_FAILED;
     }
-    char url_all[CONFIG_URL_MAX + 64], url_tools[CONFIG_URL_MAX + 64];
-    snprintf(url_all, sizeof(url_all), "%s/models", cfg->base_url);
-    snprintf(url_tools, sizeof(url_tools), "%s/models?supported_parameters=tools", cfg->base_url);
+    char url[CONFIG_URL_MAX + 64];
+    snprintf(url, sizeof(url), "%s/models?supported_parameters=tools", cfg->base_url);
     double t = cfg->llm_timeout_s < MODELS_TIMEOUT_S ? cfg->llm_timeout_s : MODELS_TIMEOUT_S;
-    cleanup_json cJSON *root_tools = NULL;
-    cleanup_json cJSON *root_all = NULL;
-    cJSON *tools = fetch(cu, url_tools, t, &root_tools, err, sizeof(err));
+    cleanup_json cJSON *root = NULL;
+    cJSON *tools = fetch(cu, url, t, &root, err, sizeof(err));
     if (!tools) {
         fprintf(stderr, "agentbox models: %s\n", err);
         return EXIT_TASK_FAILED;
     }
-    cJSON *all = fetch(cu, url_all, t, &root_all, err, sizeof(err));
-    if (!all)
-        log_warn("%s; models without tool support are reported as missing", err);
     cleanup_json cJSON *out = cJSON_CreateObject();
     cJSON *arr = out ? cJSON_AddArrayToObject(out, "models") : NULL;
     if (!arr) {
@@ -148,29 +143,27 @@ static int refresh(const struct catalog *cat, const struct agentbox_config *cfg,
         return EXIT_TASK_FAILED;
     }
     cJSON_AddStringToObject(out, "base_url", cfg->base_url);
+    /* one question, as the API is asked it: which models take tools. A preset missing from
+     * the answer is retired or takes no tools; either way an agent cannot use it natively. */
     if (!as_json)
-        printf("%-22s %-42s %-7s %-5s %-6s %s\n", "PRESET", "ID", "EXISTS", "FREE", "TOOLS",
-               "CONTEXT");
+        printf("%-22s %-42s %-12s %-5s %s\n", "PRESET", "ID", "TAKES TOOLS", "FREE", "CONTEXT");
     for (int i = 0; i < cat->n; i++) {
         const struct catalog_model *m = &cat->models[i];
         const cJSON *t_m = find_id(tools, m->id);
-        const cJSON *a_m = t_m ? t_m : (all ? find_id(all, m->id) : NULL);
         cJSON *j = model_json(cat, m);
         if (!j)
             continue;
-        bool exists = a_m != NULL;
-        cJSON_AddBoolToObject(j, "exists", exists);
-        cJSON_AddBoolToObject(j, "takes_tools", t_m != NULL);
-        if (exists)
-            cJSON_AddBoolToObject(j, "is_free", is_free(a_m));
+        cJSON_AddBoolToObject(j, "exists_with_tools", t_m != NULL);
+        if (t_m)
+            cJSON_AddBoolToObject(j, "is_free", is_free(t_m));
         else
             cJSON_AddNullToObject(j, "is_free");
-        const cJSON *cl = a_m ? cJSON_GetObjectItemCaseSensitive(a_m, "context_length") : NULL;
+        const cJSON *cl = t_m ? cJSON_GetObjectItemCaseSensitive(t_m, "context_length") : NULL;
         if (cJSON_IsNumber(cl))
             cJSON_AddNumberToObject(j, "upstream_context_length", cl->valuedouble);
         if (!as_json)
-            printf("%-22s %-42s %-7s %-5s %-6s %.0f\n", m->name, m->id, exists ? "yes" : "NO",
-                   exists ? (is_free(a_m) ? "yes" : "no") : "-", t_m ? "yes" : "no",
+            printf("%-22s %-42s %-12s %-5s %.0f\n", m->name, m->id,
+                   t_m ? "yes" : "NOT LISTED", t_m ? (is_free(t_m) ? "yes" : "no") : "-",
                    cJSON_IsNumber(cl) ? cl->valuedouble : 0.0);
         cJSON_AddItemToArray(arr, j);
     }

@@ -659,16 +659,13 @@ static void decide(struct call *k, const struct llm_error_info *e)
             make_waiting(k, now);
             return;
         }
-        case ACT_TRIP: {
-            struct model_state *m = model_state(c, k->models[k->cur]);
-            if (c->cfg.circuit_breaker) {
-                enum breaker_state before = m->br.state;
-                (void)breaker_trip(&m->br, now);
-                breaker_event(k, m, before);
-            }
+        case ACT_TRIP:
+            /* this call stops asking the model; whether the model is shut off for every call
+             * is the shared breaker's decision (its threshold has counted each failure).
+             * Forcing it open here would let two 429s of one call lock out the whole
+             * process for OPENHANDS_CB_OPEN_SECONDS. */
             k->dead[k->cur] = true;
-            continue; /* the chain says what comes after the trip */
-        }
+            continue; /* the chain says what comes after */
         case ACT_MOCK:
             finish_mock(k);
             return;
