@@ -437,8 +437,7 @@ int tool_bash_start(struct tool_bash **out, const struct tool_bash_opts *opts, c
         return errf(err, errsz, "bash session: cannot create a scratch dir in %s: %s", tmp,
                     strerror(e));
     }
-    if (snprintf(b->cmd_path, sizeof(b->cmd_path), "%s/cmd", b->dir) >=
-            (int)sizeof(b->cmd_path) ||
+    if (snprintf(b->cmd_path, sizeof(b->cmd_path), "%s/cmd", b->dir) >= (int)sizeof(b->cmd_path) ||
         snprintf(b->state_path, sizeof(b->state_path), "%s/state", b->dir) >=
             (int)sizeof(b->state_path)) {
         tool_bash_stop(b);
