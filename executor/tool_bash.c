@@ -367,8 +367,8 @@ static int spawn(struct tool_bash *b, const char *start_cwd, bool restore, char 
         init, sizeof(init),
         "PS1=; PS2=; unset PROMPT_COMMAND HISTFILE BASH_ENV ENV\n"
         "%s%s%s"
-        "__ab_done() { __ab_rc=$?; export -p >| %s 2>/dev/null; "
-        "printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
+        "__ab_done() { __ab_rc=$?; builtin export -p >| %s 2>/dev/null; "
+        "builtin printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
         "readonly -f __ab_done\n",
         restore ? ". " : "", restore ? qstate : "", restore ? " >/dev/null 2>&1\n" : "", qstate);
     if (n < 0 || (size_t)n >= sizeof(init))

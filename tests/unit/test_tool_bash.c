@@ -125,6 +125,10 @@ static void test_echo_exit_code_and_observation(void **state)
     r = run(f, "if then fi", 0);
     assert_int_equal(r.exit_code, 2);
     tool_bash_result_free(&r);
+    /* Shadowing the builtins the end marker uses does not break the session. */
+    r = run(f, "printf() { echo fake; }; export() { echo fake; }; echo defined", 0);
+    assert_string_equal(r.output, "defined\n");
+    tool_bash_result_free(&r);
     r = run(f, "echo still here", 0);
     assert_string_equal(r.output, "still here\n");
     tool_bash_result_free(&r);
