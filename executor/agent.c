@@ -214,7 +214,7 @@ static const char *prepare_seed(struct agent *a, char *err, size_t errsz)
 static cJSON *ask_llm(struct agent *a)
 {
     size_t len = 0;
-    cleanup_free char *payload = history_build_request(a->hist, NULL, &len);
+    const char *payload = history_request(a->hist, NULL, &len);
     if (!payload)
         return NULL;
     cJSON *h = cJSON_CreateObject();
@@ -350,7 +350,7 @@ static cJSON *text_tool_calls(struct agent *a, const char *content)
     cleanup_json cJSON *schema = tools_schema();
     struct fncall_text_call fc = {0};
     char err[256];
-    if (!schema || fncall_text_parse(content, schema, &fc, err, sizeof(err)) != 0 || !fc.name) {
+    if (!schema || fncall_text_parse(content, schema, &fc, err, sizeof(err)) != 1 || !fc.name) {
         fncall_text_call_free(&fc);
         return NULL;
     }
