@@ -1691,7 +1691,7 @@ int cmd_serve(int argc, char **argv)
         goto fail;
     }
     if (!s->state_dir[0])
-        snprintf(s->state_dir, sizeof(s->state_dir), "%s", s->cfg.workspace_root);
+        snprintf(s->state_dir, sizeof(s->state_dir), "%.*s", (int)sizeof(s->state_dir) - 1, s->cfg.workspace_root);
     if (ensure_dir(s->state_dir) < 0) {
         snprintf(err, sizeof(err), "state dir %.300s: %s", s->state_dir, strerror(errno));
         goto fail;
