@@ -75,6 +75,10 @@ void metrics_observe_event(struct metrics *m, const cJSON *ev)
         const cJSON *lat = cJSON_GetObjectItemCaseSensitive(ev, "latency_ms");
         if (cJSON_IsNumber(lat) && lat->valuedouble >= 0)
             observe(&m->llm_latency, lat->valuedouble / 1000.0);
+    } else if (strcmp(type, "llm_request") == 0 &&
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "replay"))) {
+        /* a replayed reply is answered at once and has no llm_response of its own */
+        count_call(m, str_field(ev, "model", "unknown"), "none");
     } else if (strcmp(type, "llm_error") == 0) {
         count_call(m, str_field(ev, "model", "unknown"), str_field(ev, "error_type", "unknown"));
     } else if (strcmp(type, "circuit_state") == 0) {
