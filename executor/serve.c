@@ -99,6 +99,7 @@ struct slot {
     int nfds;
     bool ready;
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
+    char state_dir[4400]; /* the runner borrows it for its whole life */
     struct slot *prev, *next;
 };
 
@@ -600,8 +601,7 @@ static void start_task(struct server *s, struct stask *t)
     int nmodels = catalog_model_chain(&s->cat, &s->cfg, primary, extra, sl->models,
                                       RUNNER_MODELS_MAX);
     const struct catalog_model *cm = catalog_find(&s->cat, primary);
-    char dir[4400];
-    task_dir(s, t->id, dir, sizeof(dir));
+    task_dir(s, t->id, sl->state_dir, sizeof(sl->state_dir));
     struct runner_opts o = {
         .task = tk,
         .policy = pe->pol,
@@ -614,7 +614,7 @@ static void start_task(struct server *s, struct stask *t)
         .max_tokens_per_call = s->cfg.max_tokens,
         .context_tokens = cm && cm->context_length ? cm->context_length : 32768,
         .native_tools = cm ? cm->tool_calls : true,
-        .state_dir = dir,
+        .state_dir = sl->state_dir,
         .events = &sl->events,
         .broker = sl->own_broker ? sl->own_broker : s->broker,
     };
