@@ -700,7 +700,7 @@ static void step_runners(struct server *s)
     double now = monotonic_s();
     for (struct slot *sl = s->running, *next; sl; sl = next) {
         next = sl->next;
-        if (sl->own_broker)
+        if (sl->own_broker && broker_timeout_ms(sl->own_broker) >= 0)
             (void)broker_step(sl->own_broker);
         struct pollfd pfd[4];
         int n = 0;

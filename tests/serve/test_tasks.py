@@ -77,7 +77,8 @@ class TaskTest(ServeTestCase):
         self.assertLess(time.monotonic() - t0, 15)
         with open(os.path.join(self.state, a, "result.json")) as fh:
             self.assertEqual(json.load(fh)["status"], "cancelled")
-        evs = [json.loads(x) for x in open(os.path.join(self.state, b, "events.jsonl"))]
+        with open(os.path.join(self.state, b, "events.jsonl")) as fh:
+            evs = [json.loads(x) for x in fh]
         self.assertEqual(evs[-1]["type"], "task_cancelled")
 
     def test_wait_timeout(self):
