@@ -70,6 +70,7 @@ struct client {
     size_t outlen, outoff, outcap;
     uint32_t interest;
     bool dead;
+    bool eof; /* the peer shut down its writing side: answer what it asked, then close */
     enum pending pending;
     char id[TASK_ID_MAX + 1];
     bool all, follow, live;
@@ -210,8 +211,10 @@ static void set_interest(struct client *c)
 {
     if (c->dead)
         return;
-    uint32_t want = EPOLLRDHUP;
-    if (c->pending == P_NONE)
+    uint32_t want = 0;
+    if (!c->eof)
+        want |= EPOLLRDHUP; /* level-triggered: asked for only until seen */
+    if (c->pending == P_NONE && !c->eof)
         want |= EPOLLIN;
     if (c->outlen > c->outoff)
         want |= EPOLLOUT;
@@ -328,8 +331,9 @@ static cJSON *synth_result(const struct server *s, const struct stask *t, enum t
     cJSON_AddStringToObject(r, "status", task_status_name(st));
     cJSON_AddBoolToObject(r, "success", false);
     cJSON_AddStringToObject(r, "output", "");
+    /* 0 for a task that never ran here (queued, or running before a restart) */
     cJSON_AddNumberToObject(r, "execution_time",
-                            t->started > 0 ? fmax(0, wallclock_s() - t->started) : 0);
+                            t->start_mono > 0 ? fmax(0, monotonic_s() - t->start_mono) : 0);
     cJSON *e = cJSON_AddObjectToObject(r, "error");
     cJSON_AddStringToObject(e, "type", error_type);
     cJSON_AddStringToObject(e, "message", message);
@@ -456,6 +460,9 @@ static void record_finished(struct server *s, struct stask *t, enum task_status 
         task_free(&t->task);
         t->parsed = false;
     }
+    /* the journal keeps the task for a restart; memory need not */
+    cJSON_Delete(t->task_json);
+    t->task_json = NULL;
     answer_waiters(s, t);
 }
 
@@ -1106,7 +1113,8 @@ static void client_read(struct client *c)
         }
         ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
         if (n == 0) {
-            c->dead = true; /* the peer closed: its pending answers have nobody to go to */
+            c->eof = true;
+            set_interest(c);
             return;
         }
         if (n < 0) {
@@ -1296,6 +1304,9 @@ static void housekeeping(struct server *s)
             process_input(c);
         if (!c->dead && c->pending == P_STREAM && !c->live)
             stream_pump(c);
+        if (!c->dead && c->eof && c->pending == P_NONE && c->outlen == c->outoff &&
+            (c->inlen == 0 || !memchr(c->in, '\n', c->inlen)))
+            c->dead = true; /* all asked is answered; a torn last line is dropped */
         if (!c->dead)
             set_interest(c);
         if (c->dead)
@@ -1368,8 +1379,14 @@ static void run_loop(struct server *s)
                     flush_out(c);
                 if (evs[i].events & EPOLLIN)
                     client_read(c);
-                else if (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                /* HUP: both directions are gone, nobody to answer; RDHUP alone: a
+                 * half-close (`nc -q`), the answers still go out */
+                if (evs[i].events & (EPOLLHUP | EPOLLERR))
                     c->dead = true;
+                else if ((evs[i].events & EPOLLRDHUP) && !(evs[i].events & EPOLLIN)) {
+                    c->eof = true;
+                    set_interest(c);
+                }
                 break;
             }
             }
@@ -1405,6 +1422,8 @@ static int recover(struct server *s, char *err, size_t errsz)
         if (st >= 0) {
             t->ended = e[i].ended;
             taskstore_set_status(&s->store, t, (enum task_status)st);
+            cJSON_Delete(t->task_json);
+            t->task_json = NULL;
             finished++;
             continue;
         }
