@@ -336,7 +336,11 @@ def main():
         f"**{tp['tasks_per_s']:.0f} tasks/s**; submit-to-result latency (submit sent to the "
         f"terminal event seen on an `events all` stream, all {tp['tasks']} submitted at once, so "
         f"it includes queueing behind {tp['jobs']} cells): p50 {tp['p50_ms']:.0f} ms, "
-        f"p99 {tp['p99_ms']:.0f} ms.",
+        f"p99 {tp['p99_ms']:.0f} ms. The limit is CPU for the cells, not the loop: a `perf` "
+        "profile of the supervisor and its children puts the time in cell creation (clone with "
+        "new namespaces, the network namespace's set-up, exec of the agent) and in ext4 creating "
+        "each task's state directory; the supervisor spawns cells from its one thread, so "
+        "submits are accepted between spawns and the latency above is mostly queueing.",
         "",
     ]
     if mem:
