@@ -467,7 +467,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     c->pidfd = c->setup_fd = c->ws_fd = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
-    c->cg.dir_fd = -1;
+    c->cg.dir_fd = c->cg.janitor_fd = c->cg.janitor_pidfd = -1;
     c->mode = cfg->pid1;
     c->start = monotonic_s();
     bool root = geteuid() == 0;
@@ -528,6 +528,11 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
     if (cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
+        goto fail;
+    }
+    /* From here on, a SIGKILLed agentbox does not leave its cgroups behind. */
+    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
+        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
         goto fail;
     }
     char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
