@@ -420,7 +420,9 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
         struct setup_msg m;
         int fd = -1;
         r = recv_msg(c->setup_fd, &m, &fd);
-        if (r < 0 && errno == EAGAIN)
+        /* ECONNRESET: the child exited with our "go" unread; its failure message is still
+         * queued behind the error, which reading has now cleared. */
+        if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
             continue;
         if (r < 0)
             return errf(err, errsz, "set-up failed at set-up socket: %s", strerror(errno));
@@ -451,6 +453,17 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
             return errf(err, errsz, "set-up failed: unexpected message from the cell");
         }
     }
+}
+
+/* A child that failed has already said why: prefer its message to our EPIPE. */
+static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_t errsz)
+{
+    if (send(c->setup_fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len)
+        return 0;
+    int e = errno;
+    if (wait_ready(c, err, errsz) < 0)
+        return -1;
+    return errf(err, errsz, "set-up failed at go: %s", strerror(e));
 }
 
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
@@ -517,10 +530,8 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    if (write(c->setup_fd, "M", 1) != 1) {
-        errf(err, errsz, "set-up failed at go: %s", strerror(errno));
+    if (send_go(c, "M", 1, err, errsz) < 0)
         goto fail;
-    }
     /* v1: the cgroups are made and pid 1 moved into them while it builds its file system
      * (the move waits for an RCU grace period); it waits for "G" before anything of the
      * cell's own runs. */
@@ -536,10 +547,8 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
-    if (write(c->setup_fd, go, 2) != 2) {
-        errf(err, errsz, "set-up failed at go: %s", strerror(errno));
+    if (send_go(c, go, 2, err, errsz) < 0)
         goto fail;
-    }
     if (wait_ready(c, err, errsz) < 0)
         goto fail;
     c->enforced |= FEAT(CELL_F_USERNS) | FEAT(CELL_F_PIDNS) | FEAT(CELL_F_MOUNTNS) |
