@@ -102,6 +102,10 @@ static int own_path(const char *key, char *out, size_t outsz)
     return -1;
 }
 
+/* How long removal waits for the last tasks to be reaped: short in line, long in the janitor
+ * (a pid 1 orphaned by a SIGKILLed agentbox is reaped by the host's init, in its own time). */
+static int rm_wait_ms = 200;
+
 static void rm_cgroup(const char *path, int version)
 {
     if (version == 2)
@@ -114,7 +118,7 @@ static void rm_cgroup(const char *path, int version)
                     (void)kill(atoi(l), SIGKILL);
     }
     /* Tasks leave the cgroup only once fully reaped; a short retry covers that. */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < rm_wait_ms; i++) {
         if (rmdir(path) == 0 || errno == ENOENT)
             break;
         if (errno != EBUSY)
@@ -355,6 +359,7 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
             ;
         struct cell_cgroup copy = *cg;
         copy.dir_fd = -1;
+        rm_wait_ms = 10000;
         cgroup_destroy(&copy);
         _exit(0);
     }
