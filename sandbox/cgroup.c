@@ -214,6 +214,10 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     /* Fails with EBUSY when base holds processes (the no-internal-process rule); then the
      * parent must be delegated with AGENTBOX_CGROUP. Already-enabled is fine. */
     (void)put(base, "cgroup.subtree_control", enable);
+    char on[512];
+    if (get(base, "cgroup.subtree_control", on, sizeof(on)) < 0 ||
+        (want_mem && !has_word(on, "memory")) || (want_pids && !has_word(on, "pids")))
+        return false;
     sweep(parent, 2, slot);
     if (fresh(parent, enable, slot, 2, cg->path, sizeof(cg->path)) < 0)
         return false;
@@ -222,6 +226,7 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
         cg->memory = put(cg->path, "memory.max", v) == 0;
         (void)put(cg->path, "memory.swap.max", "0");
+        (void)put(cg->path, "memory.oom.group", "1"); /* an OOM kill takes the whole cell */
     }
     if (want_pids) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
