@@ -399,19 +399,44 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
     return 0;
 }
 
+/* Janitors told to stop are reaped later, without waiting: waking one and waiting for its
+ * exit would put a scheduling round trip on every cell's critical path. */
+#define JANITORS_PENDING_MAX 64
+static int pending[JANITORS_PENDING_MAX];
+static size_t npending;
+
+static void reap_pending(bool block_oldest)
+{
+    bool block = block_oldest;
+    for (size_t i = 0; i < npending;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        int flags = WEXITED | __WALL | (block ? 0 : WNOHANG);
+        block = false;
+        long r = syscall(SYS_waitid, P_PIDFD, pending[i], &si, flags, NULL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 && si.si_pid == 0) {
+            i++; /* still running */
+            continue;
+        }
+        (void)close(pending[i]);
+        pending[i] = pending[--npending];
+    }
+}
+
 static void janitor_stop(struct cell_cgroup *cg)
 {
     if (cg->janitor_fd >= 0)
-        (void)close(cg->janitor_fd);
+        (void)close(cg->janitor_fd); /* EOF: it finds nothing left and exits */
     cg->janitor_fd = -1;
     if (cg->janitor_pidfd >= 0) {
-        siginfo_t si;
-        while (syscall(SYS_waitid, P_PIDFD, cg->janitor_pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
-               errno == EINTR)
-            ;
-        (void)close(cg->janitor_pidfd);
+        if (npending == JANITORS_PENDING_MAX)
+            reap_pending(true);
+        pending[npending++] = cg->janitor_pidfd;
     }
     cg->janitor_pidfd = -1;
+    reap_pending(false);
 }
 
 void cgroup_destroy(struct cell_cgroup *cg)
