@@ -527,7 +527,12 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
         goto fail;
     }
-    struct clone_args ca = {.flags = ns_clone_flags(cfg) | CLONE_PIDFD,
+    /* v1: pid 1 makes its cgroup namespace itself once it is in its cgroups (cgroup_enter);
+     * one made at clone would be rooted at ours and replaced at once. */
+    uint64_t nsflags = ns_clone_flags(cfg);
+    if (c->cg.version == 1)
+        nsflags &= ~(uint64_t)CLONE_NEWCGROUP;
+    struct clone_args ca = {.flags = nsflags | CLONE_PIDFD,
                             .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
                             .exit_signal = SIGCHLD};
     if (c->cg.version == 2) {
@@ -540,7 +545,12 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
          * without a cgroup, the limits fall back to rlimits. */
         ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
         ca.cgroup = 0;
-        pid = make_cgroups(c, cfg, 1) < 0 ? -1 : syscall(SYS_clone3, &ca, sizeof(ca));
+        pid = -1;
+        if (make_cgroups(c, cfg, 1) == 0) {
+            if (c->cg.version == 1)
+                ca.flags &= ~(uint64_t)CLONE_NEWCGROUP;
+            pid = syscall(SYS_clone3, &ca, sizeof(ca));
+        }
     }
     if (pid == 0) {
         (void)close(sp[0]);
