@@ -482,7 +482,7 @@ static int make_cgroups(struct cell *c, const struct cell_config *cfg, int versi
     cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
     if (c->cg.version == 0 && version == 2)
         cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
-    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
+    if (c->cg.version && cgroup_janitor_start(&c->cg, c->slot.lock_fd) < 0) {
         int e = errno;
         cgroup_destroy(&c->cg);
         errno = e;
