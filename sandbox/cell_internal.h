@@ -22,7 +22,7 @@ struct cell_child {
     int exe_fd;             /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
     bool root_caller;       /* the parent runs as host root (per-slot uid mapping) */
     bool undumpable_parent; /* unprivileged parent with PR_SET_DUMPABLE 0 */
-    bool cgroup_v2;         /* cloned into its cgroup */
+    const struct cell_cgroup *cg; /* made by the parent before clone */
     uint32_t enforced, unavailable;
     int landlock_abi;
     const char *seed_mode;
@@ -76,17 +76,24 @@ struct cell_cgroup {
     char path[512];      /* v2: the cell cgroup; v1: the memory one */
     char pids_path[512]; /* v1 */
     bool memory, pids;
+    int janitor_fd, janitor_pidfd; /* see cgroup_janitor_start; -1 = none */
 };
 /* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
  * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders.
  * version 2: before clone, for CLONE_INTO_CGROUP; version 1: after clone, then attach. */
 void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *slot,
                    const struct policy_limits *lim);
-/* v1: moves pid into the cgroups. Each move write-locks cgroup_threadgroup_rwsem, which
- * costs an RCU grace period; v2 avoids it with CLONE_INTO_CGROUP. */
-int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz);
+/* Child side, v1: moves the calling thread into the cell's cgroups by writing "0" to their
+ * "tasks" files, then gives it a cgroup namespace rooted there. A thread moving itself
+ * skips the kernel's global cgroup_threadgroup_rwsem (cgroup_procs_write_start), whose
+ * write side waits for an RCU grace period: milliseconds per cell when the parent moved
+ * pid 1 by pid. Must run while the child still has the caller's credentials. */
+int cgroup_enter(struct cell_child *ctx);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
+/* Removes the cgroups (and the shared parent once empty), then stops the janitor. */
 void cgroup_destroy(struct cell_cgroup *cg);
+/* Starts a process that removes the cgroups should agentbox die without cell_reap. */
+int cgroup_janitor_start(struct cell_cgroup *cg, int slot_lock_fd);
 
 #endif
