@@ -87,8 +87,8 @@ static void test_default_chains(void **state)
     /* 429: retry after Retry-After, then the next model */
     enum recovery_action rl[] = {ACT_RETRY, ACT_FALLBACK};
     walk(&p, err_of(RATE_LIMIT_ERROR, true), true, false, rl, 2);
-    enum recovery_action rl_last[] = {ACT_RETRY, ACT_TRIP, ACT_FAIL};
-    walk(&p, err_of(RATE_LIMIT_ERROR, true), false, false, rl_last, 3);
+    enum recovery_action rl_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_FAIL};
+    walk(&p, err_of(RATE_LIMIT_ERROR, true), false, false, rl_last, 5);
     /* timeouts and SDK errors: retried */
     enum recovery_action to[] = {ACT_RETRY, ACT_RETRY, ACT_FALLBACK};
     walk(&p, err_of(TIMEOUT_ERROR, true), true, false, to, 3);
