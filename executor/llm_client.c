@@ -382,6 +382,7 @@ static CURL *get_easy(struct llm_client *c)
 
 static void try_attempt(struct call *k);
 
+/* an admitted half-open probe is given back by release_attempt (via finish) */
 static void attempt_failed_setup(struct call *k, const char *why)
 {
     set_error(k, SDK_ERROR, 0, why);
@@ -469,13 +470,11 @@ static void try_attempt(struct call *k)
     char err[ERR_MSG_MAX];
     k->req = llm_request_body(k->body, model, k->stream, c->cfg.max_tokens, err, sizeof(err));
     if (!k->req) {
-        k->admitted = false;
         attempt_failed_setup(k, err);
         return;
     }
     CURL *h = get_easy(c);
     if (!h) {
-        k->admitted = false;
         attempt_failed_setup(k, "cannot create a libcurl handle");
         return;
     }
@@ -509,14 +508,12 @@ static void try_attempt(struct call *k)
     bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     if (bad) {
         cu->easy_cleanup(h);
-        k->admitted = false;
         attempt_failed_setup(k, "libcurl refused an option");
         return;
     }
     CURLMcode mc = cu->multi_add_handle(c->multi, h);
     if (mc != CURLM_OK) {
         cu->easy_cleanup(h);
-        k->admitted = false;
         attempt_failed_setup(k, cu->multi_strerror(mc));
         return;
     }
