@@ -226,7 +226,7 @@ int cmd_llm(int argc, char **argv)
     double timeout_s = -1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+m:f:sM:e:b:n:p:t:Ch", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:f:sM:e:b:n:p:t:Ch", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
             model = optarg;
