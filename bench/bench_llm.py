@@ -96,12 +96,12 @@ def per_task(evs):
     return tasks
 
 
-# The default chains end RATE_LIMIT_ERROR and CONNECTION_ERROR with CIRCUIT_BREAK, which opens
-# the breaker as soon as one call exhausts its retries. The second variant takes CIRCUIT_BREAK
-# out of the chains so that the breaker opens only on its own count (5 consecutive failures).
+# Recovery settings to compare (--variants). "no_cb_step" takes CIRCUIT_BREAK out of the chains,
+# so that only the breaker's own count (5 consecutive failures) can open it; it exposed a build in
+# which CIRCUIT_BREAK force-opened the shared breaker after one call's retries.
 VARIANTS = {
     "default": {},
-    "no_forced_trip": {
+    "no_cb_step": {
         "OPENHANDS_RECOVERY_CONNECTION_ERROR": "RETRY_WITH_BACKOFF*3,FALLBACK_MODEL",
         "OPENHANDS_RECOVERY_RATE_LIMIT_ERROR": "RETRY_WITH_BACKOFF*3,FALLBACK_MODEL",
     },
@@ -230,16 +230,17 @@ def fmt_doc(r, cmd):
         return "n/a" if x is None else f"{100 * x:.1f}%"
     lines = [SECTION, "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this host "
-             f"({os.cpu_count()} CPUs), against tests/fake_openrouter.py on 127.0.0.1. Command:", "",
+             f"({os.cpu_count()} CPUs), build of commit {git_head()}, against tests/fake_openrouter.py "
+             "on 127.0.0.1. Command:", "",
              "```", cmd, "```", "",
              "### 1. Recovery under 20% injected transient faults (502/503/429/reset, seed 42)", "",
              "`agentbox llm --count N --parallel 20` with the fake failing a seeded 20% of requests. "
              "Retry success is computed per call from the event stream (`--events`: a call met a fault "
              "if it has an `llm_error` event, succeeded if it has an `llm_response`). Fallback success: "
              "a second run where the primary model answers 503 to everything and the fallback model "
-             "is healthy. Two settings: the default recovery chains, and chains without "
-             "CIRCUIT_BREAK (`" + " ".join(f"{k}={v}" for k, v in VARIANTS["no_forced_trip"].items()) + "`), "
-             "where the breaker opens only on its own count of 5 consecutive failures.", "",
+             "is healthy. Settings: " + "; ".join(
+                 f"{k}: " + (" ".join(f"`{a}={b}`" for a, b in VARIANTS[k].items()) or "the defaults")
+                 for k in r["recovery"]) + ".", "",
              "| metric | target | " + " | ".join(r["recovery"]) + " |",
              "|---|---|" + "---|" * len(r["recovery"])]
     rows = [("retry success (calls that met a fault and still succeeded)", ">= 80%",
@@ -292,6 +293,14 @@ def fmt_doc(r, cmd):
     return "\n".join(lines)
 
 
+def git_head():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def write_doc(path, text):
     old = ""
     if os.path.exists(path):
@@ -319,6 +328,7 @@ def main():
     ap.add_argument("--inflight", type=int, default=500)
     ap.add_argument("--delay", type=float, default=1.0)
     ap.add_argument("--only", choices=["recovery", "overhead", "inflight"])
+    ap.add_argument("--variants", default="default", help="comma list of " + ",".join(VARIANTS))
     ap.add_argument("--write-doc")
     a = ap.parse_args()
     if shutil.which("curl") is None:
@@ -328,7 +338,7 @@ def main():
     try:
         if a.only in (None, "recovery"):
             r["recovery"] = {name: bench_recovery(a.agentbox, tmp, a.calls, a.parallel, env)
-                             for name, env in VARIANTS.items()}
+                             for name, env in VARIANTS.items() if name in a.variants.split(",")}
             print(json.dumps({"recovery": r["recovery"]}, indent=1), flush=True)
         if a.only in (None, "overhead"):
             r["overhead"] = bench_overhead(a.agentbox, tmp, a.overhead_calls, a.rounds)
