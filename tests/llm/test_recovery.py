@@ -85,6 +85,26 @@ class Breaker(LLMTestCase):
         self.assertEqual(j["ok"], 0, j)
 
 
+    def test_half_open_probes_close_it(self):
+        # primary fails 5 times then heals; while its breaker is open (0.3 s) calls go to the
+        # fallback (each 50 ms); then half-open probes reach the primary, succeed, and close it
+        self.serve({"models": {"test/primary": [DEAD] * 5 + [{"content": "primary"}],
+                               "test/fallback": {"content": "fb", "delay": 0.05}}})
+        run = self.llm("hi", "--fallback", "test/fallback", "--count", "20", "--parallel", "1",
+                       env={"OPENHANDS_CB_OPEN_SECONDS": "0.3"})
+        j = run.json
+        self.assertEqual(j["ok"], 20, j)
+        states = [e.get("state") for e in run.events_of("circuit_state")]
+        self.assertEqual(states[:3], ["open", "half_open", "closed"], run.events_of("circuit_state"))
+        models = [r["model"] for r in self.reqs()]
+        prim = [r["kind"] for r in self.reqs() if r["model"] == "test/primary"]
+        self.assertEqual(prim[:5], ["error"] * 5)
+        self.assertEqual(models[-1], "test/primary", "back on the primary once the breaker closed")
+        # after its 5 failures the primary saw only successful probes and calls
+        self.assertEqual(prim[5:], ["completion"] * (len(prim) - 5))
+        self.assertGreaterEqual(models.count("test/fallback"), 3, "calls went to the fallback while open")
+
+
 class LoadMode(LLMTestCase):
     def test_load_counts_and_parallelism(self):
         self.serve({"default": {"content": "x", "delay": 0.2}})

@@ -42,8 +42,36 @@ class Success(LLMTestCase):
         self.assertEqual(r["body"]["model"], "vendor/some-model")
         self.assertEqual(r["body"]["max_tokens"], 77)
         self.assertIn("[conv:shape] hi", json.dumps(r["body"]["messages"]))
+        self.assertTrue(r["body"].get("tools"), "tools go on every request (DESIGN.md section 5)")
         self.assertIn("x-title", r["headers"])
         self.assertIn("http-referer", r["headers"])
+
+    def test_body_file(self):
+        # --body: the caller's messages and tools go out as given, the prompt is appended,
+        # max_tokens is still set
+        tools = [{"type": "function", "function": {"name": "finish", "description": "end",
+                  "parameters": {"type": "object", "properties": {"message": {"type": "string"}}}}}]
+        body = {"messages": [{"role": "system", "content": "be brief"}], "tools": tools, "temperature": 0}
+        path = f"{self.tmp}/body.json"
+        with open(path, "w") as f:
+            json.dump(body, f)
+        self.serve({})
+        run = self.llm("and now this", "--body", path)
+        self.assertResult(run, "succeeded", 0)
+        got = self.reqs()[0]["body"]
+        self.assertEqual(got["tools"], tools)
+        self.assertEqual(got["temperature"], 0)
+        self.assertEqual([m["content"] for m in got["messages"]], ["be brief", "and now this"])
+        self.assertGreater(got["max_tokens"], 0)
+
+    def test_bad_body_file_is_usage_error(self):
+        self.serve({})
+        path = f"{self.tmp}/bad.json"
+        with open(path, "w") as f:
+            f.write("[1, 2")
+        run = self.llm("hi", "--body", path)
+        self.assertEqual(run.rc, 2, run)
+        self.assertEqual(self.reqs(), [])
 
     def test_max_tokens_always_set(self):
         # without max_tokens OpenRouter budgets the model's whole output and may answer 402
@@ -106,6 +134,23 @@ class Streaming(LLMTestCase):
             with self.subTest(split=split):
                 self.check_stream({"kind": "stream", "content": "ü✓ split", "tool_calls": TOOL_CALLS,
                                    "write_split": split}, "ü✓ split", TOOL_CALLS)
+
+
+    def test_stream_crlf_and_no_space(self):
+        # both are valid SSE (WHATWG): CRLF line ends, "data:" without the space
+        for opts in ({"crlf": True}, {"nospace": True}, {"crlf": True, "nospace": True, "write_split": 3}):
+            with self.subTest(**opts):
+                self.check_stream({"kind": "stream", "content": "line ends", "tool_calls": TOOL_CALLS[:1],
+                                   **opts}, "line ends", TOOL_CALLS[:1])
+
+    def test_stream_events_to_stdout_keep_result_parseable(self):
+        self.serve({"default": {"kind": "stream", "content": "x"}})
+        proc = subprocess.run([AGENTBOX, "llm", "--stream", "--events", "-", "hi"], env=self.env(),
+                              capture_output=True, text=True, timeout=30, cwd=self.tmp)
+        lines = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+        self.assertNotIn(self.key, proc.stdout + proc.stderr)
+        self.assertTrue(any(x.get("type") == "llm_request" for x in lines), proc.stdout)
+        self.assertEqual([x.get("status") for x in lines if "status" in x and "type" not in x], ["succeeded"])
 
 
 class ModelsRefresh(LLMTestCase):
