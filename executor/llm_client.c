@@ -80,7 +80,7 @@ struct llm_client {
     struct llm_client_stats st;
 };
 
-static const char *const status_names[] = {"succeeded", "failed", "escalated",
+static const char *const status_names[] = {"succeeded", "failed",  "escalated",
                                            "mock",      "timeout", "condense"};
 
 const char *llm_status_name(enum llm_status s)
@@ -272,7 +272,8 @@ static void finish_timeout(struct call *k, const char *when)
 {
     char msg[400];
     snprintf(msg, sizeof(msg), "the task's deadline passed %s%s%s", when,
-             k->has_last ? "; last error: " : "", k->has_last ? llm_error_type_name(k->last.type) : "");
+             k->has_last ? "; last error: " : "",
+             k->has_last ? llm_error_type_name(k->last.type) : "");
     set_error(k, TIMEOUT_ERROR, 0, msg);
     finish(k, LLM_TIMEOUT);
 }
@@ -381,6 +382,7 @@ static CURL *get_easy(struct llm_client *c)
 
 static void try_attempt(struct call *k);
 
+/* an admitted half-open probe is given back by release_attempt (via finish) */
 static void attempt_failed_setup(struct call *k, const char *why)
 {
     set_error(k, SDK_ERROR, 0, why);
@@ -407,8 +409,7 @@ static void try_attempt(struct call *k)
         return;
     }
     /* skip models this call gave up on, and models whose breaker is open */
-    while (k->cur < k->nmodels &&
-           (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now))) {
+    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now))) {
         int from = k->cur;
         bool open = !k->dead[k->cur];
         k->cur++;
@@ -469,13 +470,11 @@ static void try_attempt(struct call *k)
     char err[ERR_MSG_MAX];
     k->req = llm_request_body(k->body, model, k->stream, c->cfg.max_tokens, err, sizeof(err));
     if (!k->req) {
-        k->admitted = false;
         attempt_failed_setup(k, err);
         return;
     }
     CURL *h = get_easy(c);
     if (!h) {
-        k->admitted = false;
         attempt_failed_setup(k, "cannot create a libcurl handle");
         return;
     }
@@ -499,8 +498,8 @@ static void try_attempt(struct call *k)
     bad |= cu->easy_setopt(h, CURLOPT_HEADERDATA, k);
     bad |= cu->easy_setopt(h, CURLOPT_PRIVATE, k);
     bad |= cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms < timeout_ms ? connect_ms
-                                                                                  : timeout_ms);
+    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                           connect_ms < timeout_ms ? connect_ms : timeout_ms);
     bad |= cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     /* never follow a redirect: it would carry the Authorization header elsewhere */
     bad |= cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -509,14 +508,12 @@ static void try_attempt(struct call *k)
     bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     if (bad) {
         cu->easy_cleanup(h);
-        k->admitted = false;
         attempt_failed_setup(k, "libcurl refused an option");
         return;
     }
     CURLMcode mc = cu->multi_add_handle(c->multi, h);
     if (mc != CURLM_OK) {
         cu->easy_cleanup(h);
-        k->admitted = false;
         attempt_failed_setup(k, cu->multi_strerror(mc));
         return;
     }
@@ -562,8 +559,8 @@ static void redact_message(struct llm_client *c, cJSON **msg)
 
 static bool counts_against_breaker(const struct llm_error_info *e)
 {
-    return e->type == CONNECTION_ERROR || e->type == TIMEOUT_ERROR ||
-           e->type == RATE_LIMIT_ERROR || e->type == SDK_ERROR;
+    return e->type == CONNECTION_ERROR || e->type == TIMEOUT_ERROR || e->type == RATE_LIMIT_ERROR ||
+           e->type == SDK_ERROR;
 }
 
 static void on_success(struct call *k, struct llm_reply *r, long status)
@@ -619,9 +616,9 @@ static void decide(struct call *k, const struct llm_error_info *e)
         if (f) {
             cJSON_AddStringToObject(f, "model", k->models[k->cur]);
             cJSON_AddStringToObject(f, "error_type", llm_error_type_name(e->type));
-            cJSON_AddStringToObject(f, "strategy", d.action == ACT_CONDENSE
-                                                       ? "CONDENSE"
-                                                       : recovery_strategy_name(d.strategy));
+            cJSON_AddStringToObject(f, "strategy",
+                                    d.action == ACT_CONDENSE ? "CONDENSE"
+                                                             : recovery_strategy_name(d.strategy));
             cJSON_AddNumberToObject(f, "http_status", (double)e->http_status);
             cJSON_AddStringToObject(f, "message", e->message);
             cJSON_AddNumberToObject(f, "attempt", k->out->attempts);
@@ -693,8 +690,8 @@ static void on_done(struct call *k, CURLcode cc)
     struct llm_client *c = k->c;
     long status = 0;
     (void)c->curl->easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
-    struct llm_signal s = {.curl_code = (int)cc, .http_status = status,
-                           .retry_after_hdr_s = k->retry_after_hdr};
+    struct llm_signal s = {
+        .curl_code = (int)cc, .http_status = status, .retry_after_hdr_s = k->retry_after_hdr};
     struct llm_reply r = {0};
     cJSON *uperr = NULL;
     char perr[ERR_MSG_MAX] = "";

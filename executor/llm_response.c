@@ -13,7 +13,7 @@ static double num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     return (cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0) ? v->valuedouble
-                                                                                   : 0;
+                                                                                  : 0;
 }
 
 bool llm_usage_parse(const cJSON *usage, struct llm_usage *u)
@@ -121,7 +121,8 @@ int llm_response_parse(const char *body, size_t len, struct llm_reply *r, char *
         snprintf(r->finish_reason, sizeof(r->finish_reason), "%s", fr->valuestring);
     const cJSON *cerr = cJSON_GetObjectItemCaseSensitive(c0, "error");
     if ((cerr && !cJSON_IsNull(cerr)) || !strcmp(r->finish_reason, "error")) {
-        r->error = cerr && cJSON_IsObject(cerr) ? cJSON_Duplicate(cerr, true) : cJSON_CreateObject();
+        r->error =
+            cerr && cJSON_IsObject(cerr) ? cJSON_Duplicate(cerr, true) : cJSON_CreateObject();
         if (r->error && !cJSON_GetObjectItemCaseSensitive(r->error, "message"))
             cJSON_AddStringToObject(r->error, "message", "finish_reason error");
         return 0;

@@ -104,9 +104,8 @@ static void test_loopback_http_allowed(void **state)
                         "http://[::1]:9/v1", "https://example.com/v1"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         assert_int_equal(config_set(&c, "OPENHANDS_BASE_URL", ok[i], err, sizeof(err)), 0);
-    assert_int_equal(config_set(&c, "OPENHANDS_BASE_URL", "http://127.0.0.1:8080/api/v1/", err,
-                                sizeof(err)),
-                     0);
+    assert_int_equal(
+        config_set(&c, "OPENHANDS_BASE_URL", "http://127.0.0.1:8080/api/v1/", err, sizeof(err)), 0);
     assert_string_equal(c.base_url, "http://127.0.0.1:8080/api/v1"); /* trailing / dropped */
 }
 

@@ -43,9 +43,15 @@ static void test_parse_refuses(void **state)
     (void)state;
     struct recovery_chain c = {.n = 42};
     char err[256];
-    const char *bad[] = {"RETRY*0", "RETRY*99", "NAP", "ESCALATE*2", "RETRY,,ESCALATE",
-                         "RETRY;ESCALATE", "retry", "RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,"
-                                                    "RETRY,RETRY"};
+    const char *bad[] = {"RETRY*0",
+                         "RETRY*99",
+                         "NAP",
+                         "ESCALATE*2",
+                         "RETRY,,ESCALATE",
+                         "RETRY;ESCALATE",
+                         "retry",
+                         "RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,"
+                         "RETRY,RETRY"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(recovery_chain_parse(bad[i], &c, err, sizeof(err)), -1);
@@ -122,9 +128,8 @@ static void test_configured_chain_and_strategy_names(void **state)
     struct recovery_policy p;
     recovery_policy_default(&p);
     char err[256];
-    assert_int_equal(recovery_chain_parse("RETRY*1,ESCALATE", &p.chains[VALIDATION_ERROR], err,
-                                          sizeof(err)),
-                     0);
+    assert_int_equal(
+        recovery_chain_parse("RETRY*1,ESCALATE", &p.chains[VALIDATION_ERROR], err, sizeof(err)), 0);
     /* the chain's RETRY is skipped for a non-retryable error; ESCALATE is reached */
     enum recovery_action esc[] = {ACT_ESCALATE};
     walk(&p, err_of(VALIDATION_ERROR, false), true, false, esc, 1);
