@@ -98,6 +98,7 @@ FAULT_STEPS = {
             "error_type": "provider_overloaded"},
     "reset": {"kind": "reset"},
     "empty": {"kind": "empty"},
+    "hang": {"kind": "hang"},
 }
 
 
