@@ -295,6 +295,7 @@ int cmd_llm(int argc, char **argv)
         fprintf(stderr, "agentbox llm: %s\n", err);
         return EXIT_USAGE;
     }
+    config_scrub_env(); /* the key lives in cfg only from here on */
     if (no_catalog)
         cfg.catalog_fallback = false;
     if (timeout_s < 0)

@@ -232,6 +232,7 @@ int cmd_models(int argc, char **argv)
         fprintf(stderr, "agentbox models: %s\n", err);
         return EXIT_USAGE;
     }
+    config_scrub_env(); /* the key lives in cfg only from here on */
     struct catalog *cat = calloc(1, sizeof(*cat));
     int rc = EXIT_USAGE;
     if (!cat) {

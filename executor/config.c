@@ -405,6 +405,14 @@ fail:
     return -1;
 }
 
+void config_scrub_env(void)
+{
+    char *v = getenv("OPENROUTER_API_KEY");
+    if (v)
+        explicit_bzero(v, strlen(v));
+    (void)unsetenv("OPENROUTER_API_KEY");
+}
+
 void config_free(struct agentbox_config *cfg)
 {
     if (cfg->api_key) {

@@ -56,6 +56,10 @@ int config_load_file(struct agentbox_config *cfg, const char *path, char *err, s
  * exists), then every known variable set in the environment. Registers the key with
  * log_add_secret. */
 int config_load(struct agentbox_config *cfg, char *err, size_t errsz);
+/* Zeroes OPENROUTER_API_KEY's value in this process's environment and unsets it, so that no
+ * child forked or exec'd later inherits it. Call once, after config_load, in any process
+ * that will start children (the supervisor, `agentbox run`); config keeps its own copy. */
+void config_scrub_env(void);
 /* Wipes and frees the key; forgets it in the log redactor. */
 void config_free(struct agentbox_config *cfg);
 /* Names of every variable config_set accepts, NULL-terminated (docs and tests). */

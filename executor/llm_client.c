@@ -656,7 +656,7 @@ static void decide(struct call *k, const struct llm_error_info *e)
             make_waiting(k, now);
             return;
         }
-        case ACT_TRIP:
+        case ACT_STOP_MODEL:
             /* this call stops asking the model; whether the model is shut off for every call
              * is the shared breaker's decision (its threshold has counted each failure).
              * Forcing it open here would let two 429s of one call lock out the whole
@@ -1064,6 +1064,36 @@ int llm_client_step(struct llm_client *c, int timeout_ms)
 void llm_client_get_stats(const struct llm_client *c, struct llm_client_stats *st)
 {
     *st = c->st;
+}
+
+cJSON *llm_client_state_json(const struct llm_client *c)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return NULL;
+    cJSON_AddNumberToObject(j, "http_requests", (double)c->st.http_requests);
+    cJSON_AddNumberToObject(j, "calls_started", (double)c->st.calls_started);
+    cJSON_AddNumberToObject(j, "calls_done", (double)c->st.calls_done);
+    cJSON_AddNumberToObject(j, "pending", c->st.pending);
+    cJSON_AddNumberToObject(j, "in_flight", c->st.in_flight);
+    cJSON_AddNumberToObject(j, "max_in_flight", c->st.max_in_flight);
+    cJSON_AddNumberToObject(j, "breaker_trips", (double)c->st.breaker_trips);
+    cJSON_AddBoolToObject(j, "circuit_breaker", c->cfg.circuit_breaker);
+    cJSON *arr = cJSON_AddArrayToObject(j, "models");
+    for (int i = 0; arr && i < c->nmodels; i++) {
+        const struct model_state *m = &c->models[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddStringToObject(o, "model", m->id);
+        cJSON_AddStringToObject(o, "breaker", breaker_state_name(m->br.state));
+        cJSON_AddNumberToObject(o, "failures", m->br.failures);
+        cJSON_AddNumberToObject(o, "trips", m->br.trips);
+        cJSON_AddNumberToObject(o, "rate_limit_rpm", m->rpm);
+        cJSON_AddNumberToObject(o, "tokens", m->tokens);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return j;
 }
 
 struct sync_slot {

@@ -84,6 +84,10 @@ int llm_client_poll_fds(struct llm_client *c, struct pollfd *fds, int max); /* c
 long llm_client_timeout_ms(struct llm_client *c); /* -1: nothing pending */
 int llm_client_step(struct llm_client *c, int timeout_ms);
 void llm_client_get_stats(const struct llm_client *c, struct llm_client_stats *st);
+/* For health and metrics: {"http_requests","calls_started","calls_done","pending",
+ * "in_flight","max_in_flight","breaker_trips","models":[{"model","breaker","failures",
+ * "trips","rate_limit_rpm","tokens"}]} */
+cJSON *llm_client_state_json(const struct llm_client *c);
 
 /* Convenience: start one call and step until it is done. */
 int llm_call_sync(struct llm_client *c, const struct llm_call *call, struct llm_outcome **out,

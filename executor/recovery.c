@@ -182,7 +182,7 @@ void recovery_next(const struct recovery_policy *p, struct recovery_cursor *cur,
         case CIRCUIT_BREAK:
             cur->step[t]++;
             cur->used[t] = 0;
-            d->action = ACT_TRIP;
+            d->action = ACT_STOP_MODEL;
             d->strategy = CIRCUIT_BREAK;
             return;
         case FALLBACK_MOCK:

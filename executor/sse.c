@@ -129,6 +129,8 @@ static int dispatch(struct sse_parser *p)
         p->done = true;
         goto out;
     }
+    if (p->data.p)
+        p->data.len = llm_json_drop_nul_escapes(p->data.p, p->data.len);
     cJSON *chunk = cJSON_ParseWithLength(d, p->data.len);
     if (!cJSON_IsObject(chunk)) {
         cJSON_Delete(chunk);

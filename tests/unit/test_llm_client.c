@@ -191,6 +191,12 @@ static void test_own_poll_loop_and_retry(void **state)
     assert_int_equal(sl.o->n_strategies, 1);
     assert_int_equal(sl.o->strategies[0], RETRY_WITH_BACKOFF);
     assert_true(sl.o->usage.cost_usd == 0.25);
+    cJSON *st = llm_client_state_json(c);
+    char *st_text = cJSON_PrintUnformatted(st);
+    assert_non_null(strstr(st_text, "\"model\":\"test/m\",\"breaker\":\"closed\""));
+    assert_non_null(strstr(st_text, "\"http_requests\":2"));
+    free(st_text);
+    cJSON_Delete(st);
     cJSON *j = llm_outcome_to_json(sl.o);
     char *text = cJSON_PrintUnformatted(j);
     assert_null(strstr(text, KEY));

@@ -84,16 +84,16 @@ static void test_default_chains(void **state)
     enum recovery_action val[] = {ACT_FAIL};
     walk(&p, err_of(VALIDATION_ERROR, false), true, false, val, 1);
     /* 5xx: three backoff retries, trip, next model, then mock only if enabled */
-    enum recovery_action conn[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_FALLBACK};
+    enum recovery_action conn[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_FALLBACK};
     walk(&p, err_of(CONNECTION_ERROR, true), true, false, conn, 5);
-    enum recovery_action conn_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_FAIL};
+    enum recovery_action conn_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_FAIL};
     walk(&p, err_of(CONNECTION_ERROR, true), false, false, conn_last, 5);
-    enum recovery_action conn_mock[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_MOCK};
+    enum recovery_action conn_mock[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_MOCK};
     walk(&p, err_of(CONNECTION_ERROR, true), false, true, conn_mock, 5);
     /* 429: retry after Retry-After, then the next model */
     enum recovery_action rl[] = {ACT_RETRY, ACT_FALLBACK};
     walk(&p, err_of(RATE_LIMIT_ERROR, true), true, false, rl, 2);
-    enum recovery_action rl_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_FAIL};
+    enum recovery_action rl_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_FAIL};
     walk(&p, err_of(RATE_LIMIT_ERROR, true), false, false, rl_last, 5);
     /* timeouts and SDK errors: retried */
     enum recovery_action to[] = {ACT_RETRY, ACT_RETRY, ACT_FALLBACK};
@@ -118,7 +118,7 @@ static void test_fixed_rules(void **state)
     walk(&p, e, false, false, none_left, 1);
     /* a non-retryable 503 (availability.retryable=false) skips the retries */
     struct llm_error_info c = err_of(CONNECTION_ERROR, false);
-    enum recovery_action skip[] = {ACT_TRIP, ACT_FAIL};
+    enum recovery_action skip[] = {ACT_STOP_MODEL, ACT_FAIL};
     walk(&p, c, false, false, skip, 2);
 }
 
