@@ -60,7 +60,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 

@@ -2,7 +2,6 @@
 the client refuses to send it in clear text to anything but loopback. Every run in this suite
 also checks stdout/stderr/events for the key (llmtest_util.LLMTestCase.llm)."""
 import json
-import os
 import subprocess
 import time
 import unittest
