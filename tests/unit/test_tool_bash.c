@@ -379,6 +379,27 @@ static void test_cancel(void **state)
     signal(SIGALRM, SIG_DFL);
 }
 
+static void test_task_deadline_wins(void **state)
+{
+    (void)state;
+    struct tool_bash *b;
+    char err[ERR_MSG_MAX];
+    struct tool_bash_opts o = {.task_deadline_s = monotonic_s() + 0.5};
+    assert_int_equal(tool_bash_start(&b, &o, err, sizeof(err)), 0);
+    struct tool_bash_result r;
+    double t0 = monotonic_s();
+    assert_int_equal(tool_bash_run(b, "sleep 20", 60, &r, err, sizeof(err)), 0);
+    assert_true(monotonic_s() - t0 < 3);
+    assert_true(r.timed_out);
+    assert_true(r.task_deadline);
+    assert_true(r.timeout_s <= 0.5);
+    char *obs = tool_bash_observation(&r);
+    assert_non_null(strstr(obs, "(the task's time limit)"));
+    free(obs);
+    tool_bash_result_free(&r);
+    tool_bash_stop(b);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -419,6 +440,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clip_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_task_deadline_wins),
         cmocka_unit_test_setup_teardown(test_round_trip_cost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
