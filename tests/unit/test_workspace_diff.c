@@ -188,6 +188,7 @@ static void test_unified_diff(void **state)
     assert_null(strstr(d, f->root)); /* no absolute paths, */
     assert_null(strstr(d, "\t20"));  /* no timestamps */
     assert_null(strstr(d, "root:")); /* the symlink's target was not read */
+    assert_non_null(strstr(d, "[diff exited with status 2")); /* the new symlinks */
     free(d);
     /* Identical trees: empty. */
     assert_int_equal(wsdiff_unified(f->seed, f->seed, 0, 0, NULL, &d, &trunc, err, sizeof(err)), 0);
