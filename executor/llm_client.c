@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backoff.h"
 #include "breaker.h"
@@ -506,6 +507,10 @@ static void try_attempt(struct call *k)
     bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
+     * TLS connection per concurrent call */
+    if (!strncasecmp(c->url, "https://", 8))
+        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
     if (bad) {
         cu->easy_cleanup(h);
         attempt_failed_setup(k, "libcurl refused an option");
