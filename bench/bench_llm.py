@@ -251,14 +251,17 @@ def fmt_doc(r, cmd):
             ("breaker trips per request", "< 1%",
              lambda v: f"{pct(v['retry']['breaker_trip_rate'])} ({v['retry']['breaker_trips']} / "
                        f"{v['retry']['http_requests']})"),
-            ("requests that reached the server / injected faults", "",
-             lambda v: f"{v['retry']['server_requests']} / {v['retry']['injected_faults']}"),
+            ("requests the server saw / the client counted / injected faults", "",
+             lambda v: f"{v['retry']['server_requests']} / {v['retry']['http_requests']} / "
+                       f"{v['retry']['injected_faults']}"),
             ("dead-primary run: requests to dead model / to fallback / trips", "",
              lambda v: f"{v['fallback']['primary_requests']} / {v['fallback']['fallback_requests']} / "
                        f"{v['fallback']['breaker_trips']}")]
     for name, target, f in rows:
         lines.append(f"| {name} | {target} | " + " | ".join(f(v) for v in r["recovery"].values()) + " |")
-    lines.append("")
+    lines += ["", "The server sees more requests than the client counts: libcurl silently re-sends a request "
+              "whose reused keep-alive connection is reset before any response byte (it takes it for a "
+              "stale connection), so some injected resets never reach agentbox's retry logic.", ""]
     d = r["recovery"].get("default")
     if d and d["retry"]["breaker_trips"] > 0 and d["retry"]["failed"] > d["retry"]["calls"] // 10:
         lines += ["With the default chains a single call that meets two 429s in a row (or four 5xx) ends in "

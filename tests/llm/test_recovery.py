@@ -158,6 +158,10 @@ class Mock(LLMTestCase):
         self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
         self.assertEqual(run.strategies[:3], ["RETRY_WITH_BACKOFF"] * 3)
         self.assertNotEqual(run.json["status"], "succeeded")
+        self.assertIs(run.json["success"], False)
+        self.assertEqual(run.json.get("metadata", {}).get("mock"), True, run)
+        self.assertIn("mock", run.json["message"]["content"].lower(), "a mock answer says it is one")
+        self.assertEqual(len(self.reqs()), 4)
 
     def test_no_mock_by_default(self):
         self.serve({"default": DEAD})

@@ -19,6 +19,20 @@ class Secrets(LLMTestCase):
         # the message still says what happened, minus the key (checked by llm())
         self.assertIn("Invalid credentials", run.error.get("message", ""), run)
 
+    def test_partial_key_echo_redacted(self):
+        # STYLE.md: the logging layer redacts "anything that looks like" the key. An upstream that
+        # echoes most of it (a prefix, or the key minus its last character) must not leak 40+
+        # characters of it either.
+        secret = self.key[len("sk-or-v1-"):]
+        for echoed in (self.key[:48] + "...", self.key[:-1]):
+            with self.subTest(echoed=len(echoed)):
+                self.serve({"default": {"status": 401, "message": f"Invalid key {echoed}",
+                                        "raw": f"token={echoed}"}})
+                run = self.llm("hi", "--events", "-")
+                out = run.stdout + run.stderr
+                leaked = [i for i in range(len(secret) - 24) if secret[i:i + 24] in out]
+                self.assertEqual(leaked, [], f"24+ characters of the key appear in the output: {out[-600:]}")
+
     def test_echoed_key_in_5xx_and_stream(self):
         self.serve({"conversations": {"e": [
             {"status": 502, "message": "upstream said: key=${AUTH}"},
