@@ -17,6 +17,8 @@ int main(int argc, char **argv)
 {
     if (argc < 2)
         return 2;
+    printf("marker=%s\n", argv[1]);
+    fflush(stdout);
     if (fork() == 0) { /* double fork */
         if (fork() == 0)
             linger();
