@@ -283,6 +283,7 @@ class CellTest(unittest.TestCase):
         argv += ["--"] + list(cmd)
         e = dict(os.environ)
         e.setdefault("OPENHANDS_WORKSPACE_ROOT", self.state)
+        e.setdefault("AGENTBOX_DATA_DIR", os.path.dirname(os.path.abspath(AGENTBOX)))
         e.update(env or {})
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=e, cwd=cwd or self.tmp,
