@@ -11,6 +11,11 @@ from cellcheck import CellTest, marker
 DENIED = ("EPERM", "EACCES", "SIG31")
 
 
+def read_mountinfo():
+    with open("/proc/self/mountinfo") as f:
+        return f.read()
+
+
 class SyscallEscapes(CellTest):
     def try_ops(self, *ops, **kw):
         r = self.probe("try-syscall", *ops, **kw)
@@ -57,10 +62,10 @@ class SyscallEscapes(CellTest):
         self.assertAllDenied(self.try_ops(*ops), ops)
 
     def test_mount_family(self):
-        before = open("/proc/self/mountinfo").read()
+        before = read_mountinfo()
         ops = ["mount", "umount2", "pivot_root", "fsopen", "fspick", "open_tree", "move_mount", "mount_setattr"]
         self.assertAllDenied(self.try_ops(*ops), ops)
-        self.assertEqual(before, open("/proc/self/mountinfo").read())
+        self.assertEqual(before, read_mountinfo())
 
     def test_chroot_and_mknod(self):
         ops = ["chroot", "mknod"]
