@@ -1,0 +1,336 @@
+/* cmd_exec: `agentbox exec`: one command in a fresh cell, stdio passed through, the cell record
+ * written with --meta, and SPEC.md's exit codes. The only place exec's messages and exit
+ * codes are chosen. Never passes the caller's environment into the cell (it may hold the
+ * API key): the command gets cell_default_env(). */
+#include "cmd_exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cell.h"
+#include "commands.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+
+static const char usage_text[] =
+    "usage: agentbox exec [OPTIONS] -- CMD [ARG...]\n"
+    "\n"
+    "Runs one command in a fresh cell (no LLM). stdin/stdout/stderr pass through.\n"
+    "\n"
+    "  --policy NAME|PATH     policy (policies/NAME.json, or a file); default \"default\"\n"
+    "  --timeout SECONDS      wall-clock limit (e.g. 30, 1.5, 5m); exit 124 when hit\n"
+    "  --disk SIZE            /workspace size (K, M, G = powers of 1024)\n"
+    "  --inodes N             /workspace inode count\n"
+    "  --memory SIZE          memory limit (cgroup; RLIMIT_AS where no cgroup can be used)\n"
+    "  --pids N               process limit (cgroup; RLIMIT_NPROC otherwise)\n"
+    "  --cpu SECONDS          CPU time limit (RLIMIT_CPU)\n"
+    "  --workspace-from DIR   seed /workspace from DIR (DIR is never modified)\n"
+    "  --network none|host    default none (own network namespace, loopback only)\n"
+    "  --meta FILE            write the cell record (JSON) to FILE\n"
+    "  --help                 this text\n"
+    "\n"
+    "Exit status: the command's; 128+N if it died of signal N; 124 timeout; 125 the cell\n"
+    "could not be set up; 126 not executable; 127 not found; 2 usage error;\n"
+    "130/143 when agentbox itself got SIGINT/SIGTERM (the cell is killed).\n";
+
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **val, char *err,
+                     size_t errsz)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 0;
+    }
+    if (*i + 1 >= argc)
+        return errf(err, errsz, "%s needs a value", name);
+    *val = argv[++*i];
+    return 0;
+}
+
+int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err, size_t errsz)
+{
+    static const char *const with_value[] = {"--policy",  "--timeout", "--disk", "--inodes",
+                                             "--memory",  "--pids",    "--cpu",  "--workspace-from",
+                                             "--network", "--meta"};
+    memset(o, 0, sizeof(*o));
+    o->policy = "default";
+    o->network_host = -1;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            o->help = true;
+            return 0;
+        }
+        if (a[0] != '-')
+            break; /* the command starts here */
+        const char *name = NULL;
+        for (size_t k = 0; k < ARRAY_SIZE(with_value); k++) {
+            size_t n = strlen(with_value[k]);
+            if (strncmp(a, with_value[k], n) == 0 && (a[n] == '\0' || a[n] == '='))
+                name = with_value[k];
+        }
+        if (!name)
+            return errf(err, errsz, "unknown option '%s'", a);
+        const char *v = NULL;
+        if (opt_value(argc, argv, &i, name, &v, err, errsz) < 0)
+            return -1;
+        uint64_t u;
+        double d;
+        if (strcmp(name, "--policy") == 0) {
+            if (!*v)
+                return errf(err, errsz, "--policy: empty name");
+            o->policy = v;
+        } else if (strcmp(name, "--timeout") == 0) {
+            if (seconds_parse(v, &d) < 0 || d <= 0)
+                return errf(err, errsz, "--timeout: expected seconds like 30 or 1.5, got '%s'", v);
+            o->limits.timeout_s = d;
+            o->set |= EXEC_SET_TIMEOUT;
+        } else if (strcmp(name, "--cpu") == 0) {
+            if (seconds_parse(v, &d) < 0 || d <= 0)
+                return errf(err, errsz, "--cpu: expected seconds like 10, got '%s'", v);
+            o->limits.cpu_s = d;
+            o->set |= EXEC_SET_CPU;
+        } else if (strcmp(name, "--disk") == 0 || strcmp(name, "--memory") == 0) {
+            if (size_parse(v, &u) < 0 || u == 0)
+                return errf(err, errsz, "%s: expected a size like 512M, got '%s'", name, v);
+            if (name[2] == 'd') {
+                o->limits.disk_bytes = u;
+                o->set |= EXEC_SET_DISK;
+            } else {
+                o->limits.memory_bytes = u;
+                o->set |= EXEC_SET_MEMORY;
+            }
+        } else if (strcmp(name, "--inodes") == 0 || strcmp(name, "--pids") == 0) {
+            if (uint_parse(v, UINT32_MAX, &u) < 0 || u == 0)
+                return errf(err, errsz, "%s: expected a positive integer, got '%s'", name, v);
+            if (name[2] == 'i') {
+                o->limits.inodes = u;
+                o->set |= EXEC_SET_INODES;
+            } else {
+                o->limits.pids = u;
+                o->set |= EXEC_SET_PIDS;
+            }
+        } else if (strcmp(name, "--workspace-from") == 0) {
+            if (!*v)
+                return errf(err, errsz, "--workspace-from: empty path");
+            o->workspace_from = v;
+        } else if (strcmp(name, "--network") == 0) {
+            if (strcmp(v, "none") == 0)
+                o->network_host = 0;
+            else if (strcmp(v, "host") == 0)
+                o->network_host = 1;
+            else
+                return errf(err, errsz, "--network: expected none or host, got '%s'", v);
+        } else {
+            if (!*v)
+                return errf(err, errsz, "--meta: empty path");
+            o->meta = v;
+        }
+    }
+    if (i >= argc)
+        return errf(err, errsz, "missing command (agentbox exec [OPTIONS] -- CMD [ARG...])");
+    if (!argv[i][0])
+        return errf(err, errsz, "empty command name");
+    o->argv = argv + i;
+    return 0;
+}
+
+void exec_options_limits(const struct exec_options *o, const struct policy_limits *defaults,
+                         struct policy_limits *out)
+{
+    *out = *defaults;
+    if (o->set & EXEC_SET_TIMEOUT)
+        out->timeout_s = o->limits.timeout_s;
+    if (o->set & EXEC_SET_DISK)
+        out->disk_bytes = o->limits.disk_bytes;
+    if (o->set & EXEC_SET_INODES)
+        out->inodes = o->limits.inodes;
+    if (o->set & EXEC_SET_MEMORY)
+        out->memory_bytes = o->limits.memory_bytes;
+    if (o->set & EXEC_SET_PIDS)
+        out->pids = o->limits.pids;
+    if (o->set & EXEC_SET_CPU)
+        out->cpu_s = o->limits.cpu_s;
+}
+
+static int write_meta(int fd, const struct cell_record *rec)
+{
+    cleanup_json cJSON *j = cell_record_to_json(rec);
+    cleanup_free char *text = j ? json_print(j) : NULL;
+    if (!text)
+        return -1;
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+        write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
+        return -1;
+    return 0;
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "agentbox exec: %s\n", msg);
+    return EXIT_USAGE;
+}
+
+/* Waits for the cell, its deadline, or SIGINT/SIGTERM/SIGHUP to agentbox; returns the signal
+ * that made agentbox kill the cell, or 0. */
+static int wait_cell(struct cell *c, int sfd, double timeout_s)
+{
+    double deadline = timeout_s > 0 ? monotonic_s() + timeout_s : 0;
+    for (;;) {
+        int ms = -1;
+        if (deadline > 0) {
+            double left = deadline - monotonic_s();
+            ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
+        }
+        struct pollfd p[2] = {{.fd = cell_pidfd(c), .events = POLLIN},
+                              {.fd = sfd, .events = POLLIN}};
+        int r = poll(p, 2, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            (void)cell_kill(c);
+            return 0;
+        }
+        if (p[0].revents)
+            return 0;
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                (void)cell_kill(c);
+                return (int)si.ssi_signo;
+            }
+        }
+        if (deadline > 0 && monotonic_s() >= deadline) {
+            (void)cell_timeout(c);
+            return 0;
+        }
+    }
+}
+
+int cmd_exec(int argc, char **argv)
+{
+    char err[ERR_MSG_MAX];
+    struct exec_options o;
+    if (exec_options_parse(argc, argv, &o, err, sizeof(err)) < 0)
+        return usage_error(err);
+    if (o.help) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (o.workspace_from) {
+        struct stat st;
+        if (stat(o.workspace_from, &st) < 0) {
+            snprintf(err, sizeof(err), "--workspace-from %s: %s", o.workspace_from,
+                     strerror(errno));
+            return usage_error(err);
+        }
+        if (!S_ISDIR(st.st_mode) || access(o.workspace_from, R_OK | X_OK) < 0) {
+            snprintf(err, sizeof(err), "--workspace-from %s: %s", o.workspace_from,
+                     S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
+            return usage_error(err);
+        }
+    }
+    struct policy *pol = NULL;
+    if (policy_load(o.policy, &pol, err, sizeof(err)) < 0)
+        return usage_error(err);
+    bool host = o.network_host == 1;
+    if (host && !pol->allow_network_host) {
+        snprintf(err, sizeof(err), "--network host: policy '%s' does not allow it", pol->name);
+        policy_free(pol);
+        return usage_error(err);
+    }
+    cleanup_fd int meta_fd = -1;
+    if (o.meta) {
+        meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        if (meta_fd < 0) {
+            snprintf(err, sizeof(err), "--meta %s: %s", o.meta, strerror(errno));
+            policy_free(pol);
+            return usage_error(err);
+        }
+    }
+    struct sock_fprog prog = {0};
+    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
+    struct cell_config cfg = {.policy = pol,
+                              .seccomp = &prog,
+                              .network_host = host,
+                              .workspace_from = o.workspace_from,
+                              .pid1 = CELL_PID1_COMMAND,
+                              .argv = o.argv,
+                              .envp = NULL,
+                              .channel_fd = -1,
+                              .stdio_passthrough = true,
+                              .stdout_fd = -1,
+                              .stderr_fd = -1};
+    exec_options_limits(&o, &pol->limits, &cfg.limits);
+
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    cleanup_fd int sfd = -1;
+    if (sigprocmask(SIG_BLOCK, &sigs, &old) == 0)
+        sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    struct cell_record rec;
+    struct cell *c = NULL;
+    int code;
+    if (cell_spawn(&cfg, &c, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox: %s\n", err);
+        memset(&rec, 0, sizeof(rec));
+        rec.status = CELL_SETUP_ERROR;
+        rec.slot = -1;
+        code = EXIT_EXEC_SETUP;
+    } else {
+        /* Whatever the cell does from here, our memory is not for it to read. */
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        int sig = wait_cell(c, sfd, cfg.limits.timeout_s);
+        if (cell_reap(c, &rec) < 0) {
+            fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
+            rec.status = CELL_SETUP_ERROR;
+            code = EXIT_EXEC_SETUP;
+        } else if (sig) {
+            code = 128 + sig;
+        } else if (rec.status == CELL_TIMEOUT) {
+            fprintf(stderr, "agentbox: timed out after %gs\n", cfg.limits.timeout_s);
+            code = EXIT_EXEC_TIMEOUT;
+        } else if (rec.status == CELL_SIGNALED || (rec.status == CELL_MEMORY && rec.signal)) {
+            code = 128 + rec.signal;
+        } else {
+            code = rec.exit_code;
+        }
+        if (rec.exec_errno)
+            fprintf(stderr, "agentbox: %s: %s\n", o.argv[0], strerror(rec.exec_errno));
+        if (rec.status == CELL_MEMORY)
+            fprintf(stderr, "agentbox: the memory limit was hit\n");
+        cell_free(c);
+    }
+    if (meta_fd >= 0 && write_meta(meta_fd, &rec) < 0) {
+        fprintf(stderr, "agentbox: --meta %s: %s\n", o.meta, strerror(errno));
+        if (code == 0)
+            code = EXIT_EXEC_SETUP;
+    }
+    (void)sigprocmask(SIG_SETMASK, &old, NULL);
+    policy_bpf_free(&prog);
+    policy_free(pol);
+    return code;
+}

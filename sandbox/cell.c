@@ -1,0 +1,672 @@
+/* cell: one sandbox's whole life, in the order of DESIGN.md section 2: clone into new
+ * namespaces, maps and cgroup from the parent, then in the child the file system, hostname and
+ * loopback, session, fds, rlimits, user, capabilities, no_new_privs, Landlock and seccomp last;
+ * pid 1 then runs the command's init or execs the agent. The parent waits, kills, reaps and
+ * writes the record. A failed child step is reported over a close-on-exec socket as
+ * "STEP: errno" and the parent removes everything; no half-built cell survives. */
+#include "cell_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* ---- the set-up socket: a handful of fixed-size messages, child -> parent ---- */
+enum {
+    MSG_FAIL = 'F',      /* a set-up step failed: step, err */
+    MSG_WORKSPACE = 'W', /* carries an O_PATH fd of /workspace (SCM_RIGHTS) */
+    MSG_READY = 'R',     /* every restriction is in place: enforced, unavailable, ... */
+    MSG_EXEC = 'E',      /* the command could not be exec'd: err */
+    MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
+};
+
+struct setup_msg {
+    char kind;
+    int32_t err;
+    int32_t value;
+    uint32_t enforced, unavailable;
+    int32_t landlock_abi;
+    char seed_mode; /* 'o' overlay, 'c' copy, 0 */
+    char step[96];
+};
+
+struct cell {
+    pid_t pid;
+    int pidfd;
+    int setup_fd;
+    int ws_fd; /* keeps the workspace's superblock for the final statfs */
+    enum cell_pid1 mode;
+    struct cell_slot slot;
+    struct cell_cgroup cg;
+    double start;
+    bool timed_out, reaped;
+    uint32_t enforced, unavailable;
+    int landlock_abi;
+    const char *seed_mode;
+};
+
+static void child_send(int fd, const struct setup_msg *m)
+{
+    /* Best effort: if the parent is gone, PDEATHSIG ends us anyway. */
+    (void)send(fd, m, sizeof(*m), MSG_NOSIGNAL);
+}
+
+static __attribute__((noreturn)) void child_fail(struct cell_child *ctx)
+{
+    struct setup_msg m = {.kind = MSG_FAIL, .err = errno};
+    snprintf(m.step, sizeof(m.step), "%s", ctx->step ? ctx->step : "unknown step");
+    child_send(ctx->setup_fd, &m);
+    _exit(EXIT_FAILURE);
+}
+
+/* ---- the environment a cell gets by default: nothing of the caller's ---- */
+char *const *cell_default_env(void)
+{
+    static char term[64];
+    static char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+                          "HOME=" CELL_WORKSPACE,
+                          "LANG=C.UTF-8",
+                          "PAGER=cat",
+                          "GIT_PAGER=cat",
+                          "USER=agent",
+                          NULL,
+                          NULL};
+    if (!env[6]) {
+        const char *t = getenv("TERM");
+        if (t && *t && strlen(t) < 32 &&
+            strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789-_.+") == strlen(t)) {
+            snprintf(term, sizeof(term), "TERM=%s", t);
+            env[6] = term;
+        }
+    }
+    return env;
+}
+
+/* ---- child: fds ---- */
+static int dup_high(int fd)
+{
+    return fcntl(fd, F_DUPFD_CLOEXEC, 10);
+}
+
+/* 0-2: stdio (passed through, or /dev/null and the given fds); 3: the channel (agent);
+ * then the set-up socket, close-on-exec; everything else closed (CVE-2024-21626). */
+static int arrange_fds(struct cell_child *ctx)
+{
+    const struct cell_config *cfg = ctx->cfg;
+    int s = dup_high(ctx->setup_fd);
+    int ch = cfg->channel_fd >= 0 ? dup_high(cfg->channel_fd) : -1;
+    if (s < 0 || (cfg->channel_fd >= 0 && ch < 0))
+        return CHILD_FAIL(ctx, "dup fds");
+    if (!cfg->stdio_passthrough) {
+        int out = cfg->stdout_fd >= 0 ? dup_high(cfg->stdout_fd) : -1;
+        int errfd = cfg->stderr_fd >= 0 ? dup_high(cfg->stderr_fd) : -1;
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || (cfg->stdout_fd >= 0 && out < 0) || (cfg->stderr_fd >= 0 && errfd < 0))
+            return CHILD_FAIL(ctx, "open stdio");
+        if (dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
+            dup2(errfd >= 0 ? errfd : null, 2) < 0)
+            return CHILD_FAIL(ctx, "dup stdio");
+    }
+    int next = 3;
+    if (ch >= 0) {
+        if (dup2(ch, CELL_CHANNEL_FD) < 0) /* dup2 clears close-on-exec: pid 1 keeps it */
+            return CHILD_FAIL(ctx, "dup channel");
+        next = CELL_CHANNEL_FD + 1;
+    }
+    if (dup3(s, next, O_CLOEXEC) < 0)
+        return CHILD_FAIL(ctx, "dup set-up socket");
+    ctx->setup_fd = next;
+    if (syscall(SYS_close_range, next + 1, ~0u, 0) < 0) {
+        /* close_range is Linux 5.9; before it, close what could be open. */
+        struct rlimit r;
+        if (getrlimit(RLIMIT_NOFILE, &r) < 0)
+            return CHILD_FAIL(ctx, "close fds");
+        for (int fd = next + 1; fd < (int)r.rlim_cur && fd < 65536; fd++)
+            (void)close(fd);
+    }
+    return 0;
+}
+
+static int send_workspace_fd(struct cell_child *ctx)
+{
+    int fd = open(CELL_WORKSPACE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return CHILD_FAIL(ctx, "open /workspace");
+    struct setup_msg m = {.kind = MSG_WORKSPACE};
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n = sendmsg(ctx->setup_fd, &mh, MSG_NOSIGNAL);
+    int e = errno;
+    (void)close(fd);
+    errno = e;
+    return n == (ssize_t)sizeof(m) ? 0 : CHILD_FAIL(ctx, "send workspace fd");
+}
+
+/* ---- child: pid 1 of a command cell ---- */
+static volatile pid_t init_child = -1;
+
+static void forward_signal(int sig)
+{
+    if (init_child > 0)
+        (void)kill(init_child, sig);
+}
+
+/* A small init: forks and execs the command, forwards SIGTERM/SIGINT, reaps everything, and
+ * exits when the command does, which makes the kernel kill whatever else still runs in the
+ * pid namespace (daemons, double forks). It reports the command's wait status itself, because
+ * pid 1 of a namespace cannot die of a signal sent from inside it. */
+static __attribute__((noreturn)) void init_main(struct cell_child *ctx, char *const *envp)
+{
+    static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
+        sigaddset(&block, fwd[i]);
+    struct sigaction sa = {.sa_handler = forward_signal};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
+        (void)sigaction(fwd[i], &sa, NULL);
+    (void)sigprocmask(SIG_BLOCK, &block, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
+            (void)sigaction(fwd[i], &dfl, NULL);
+        (void)sigprocmask(SIG_SETMASK, &old, NULL);
+        extern char **environ;
+        environ = (char **)envp; /* execvp searches the cell's PATH, not ours */
+        execvp(ctx->cfg->argv[0], ctx->cfg->argv);
+        struct setup_msg m = {.kind = MSG_EXEC, .err = errno};
+        child_send(ctx->setup_fd, &m);
+        _exit(errno == ENOENT || errno == ENOTDIR ? 127 : 126);
+    }
+    if (pid < 0) {
+        ctx->step = "fork command";
+        child_fail(ctx);
+    }
+    init_child = pid;
+    (void)sigprocmask(SIG_SETMASK, &old, NULL);
+    int st = 0;
+    for (;;) {
+        pid_t w = waitpid(-1, &st, 0);
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR)
+            _exit(EXIT_FAILURE);
+    }
+    struct setup_msg m = {.kind = MSG_STATUS, .value = st};
+    child_send(ctx->setup_fd, &m);
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+static __attribute__((noreturn)) void exec_agent(struct cell_child *ctx, char *const *envp)
+{
+    char *argv[64];
+    size_t n = 0;
+    argv[n++] = "agentbox";
+    argv[n++] = "__agent";
+    for (char *const *a = ctx->cfg->argv; a && *a && n < ARRAY_SIZE(argv) - 1; a++)
+        argv[n++] = *a;
+    argv[n] = NULL;
+    execve(CELL_AGENT_BIN, argv, envp);
+    ctx->step = "exec agent";
+    child_fail(ctx);
+}
+
+/* ---- child: the set-up, in order ---- */
+static __attribute__((noreturn)) void child_main(struct cell_child *ctx, bool cg_memory,
+                                                 bool cg_pids)
+{
+    const struct cell_config *cfg = ctx->cfg;
+    char go;
+    /* Start from a clean signal state: the caller may block or ignore signals (a supervisor
+     * ignores SIGPIPE, exec blocks SIGINT/SIGTERM for its signalfd), and an ignored or
+     * blocked signal survives exec into the command. */
+    sigset_t none;
+    sigemptyset(&none);
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    /* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files
+     * are root's: an unprivileged parent could not write its uid_map. Dumpable only until
+     * the maps are written. */
+    if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        _exit(EXIT_FAILURE);
+    /* A supervisor that dies takes its cells along. Set before waiting for "go": if the
+     * parent died before this line, the read below sees EOF instead (the usual race). */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        _exit(EXIT_FAILURE);
+    if (read(ctx->setup_fd, &go, 1) != 1)
+        _exit(EXIT_FAILURE);
+    if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        _exit(EXIT_FAILURE);
+    /* Opened before the new root hides the host's paths and while still the caller's uid. */
+    if (cfg->workspace_from) {
+        ctx->seed_fd = open(cfg->workspace_from, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (ctx->seed_fd < 0)
+            ctx->step = "open seed directory", child_fail(ctx);
+    }
+    if (cfg->pid1 == CELL_PID1_AGENT) {
+        ctx->exe_fd = open(self_exe_path(), O_PATH | O_CLOEXEC);
+        if (ctx->exe_fd < 0)
+            ctx->step = "open agentbox binary", child_fail(ctx);
+    }
+    if (ns_become_user(ctx) < 0 || mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
+        child_fail(ctx);
+    /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
+    if (setsid() < 0)
+        ctx->step = "setsid", child_fail(ctx);
+    if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 || limits_apply(ctx, cg_memory, cg_pids))
+        child_fail(ctx);
+    if (caps_drop_all(ctx) < 0)
+        child_fail(ctx);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        ctx->step = "no_new_privs", child_fail(ctx);
+    if (landlock_apply(ctx) < 0)
+        child_fail(ctx);
+    /* The command's pid 1 must not be readable or writable through /proc by the command it
+     * runs (same uid); an exec'd agent sets this itself, as exec resets it. */
+    if (cfg->pid1 == CELL_PID1_COMMAND && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        ctx->step = "dumpable", child_fail(ctx);
+    if (cfg->seccomp && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, cfg->seccomp, 0, 0) < 0)
+        ctx->step = "seccomp", child_fail(ctx);
+    struct setup_msg m = {.kind = MSG_READY,
+                          .enforced = ctx->enforced,
+                          .unavailable = ctx->unavailable,
+                          .landlock_abi = ctx->landlock_abi,
+                          .seed_mode = ctx->seed_mode ? ctx->seed_mode[0] : 0};
+    child_send(ctx->setup_fd, &m);
+    char *const *envp = cfg->envp ? cfg->envp : cell_default_env();
+    if (cfg->pid1 == CELL_PID1_AGENT)
+        exec_agent(ctx, envp);
+    init_main(ctx, envp);
+}
+
+/* ---- parent ---- */
+static int recv_msg(int fd, struct setup_msg *m, int *passed_fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    ssize_t n;
+    do
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    int got = -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (got < 0 && m->kind == MSG_WORKSPACE && n == (ssize_t)sizeof(*m))
+                got = f;
+            else
+                (void)close(f);
+        }
+    }
+    if (n == 0)
+        return 0; /* EOF */
+    if (n != (ssize_t)sizeof(*m)) {
+        if (got >= 0)
+            (void)close(got);
+        errno = EPROTO;
+        return -1;
+    }
+    m->step[sizeof(m->step) - 1] = '\0';
+    if (passed_fd)
+        *passed_fd = got;
+    else if (got >= 0)
+        (void)close(got);
+    return 1;
+}
+
+static void cell_cleanup(struct cell *c)
+{
+    if (c->pidfd >= 0 && !c->reaped) {
+        (void)cell_kill(c);
+        siginfo_t si;
+        while (syscall(SYS_waitid, P_PIDFD, c->pidfd, &si, WEXITED, NULL) < 0 && errno == EINTR)
+            ;
+        c->reaped = true;
+    }
+    cgroup_destroy(&c->cg);
+    slot_release(&c->slot);
+    int *fds[] = {&c->pidfd, &c->setup_fd, &c->ws_fd};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
+        if (*fds[i] >= 0)
+            (void)close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+/* Waits for the child's "ready" (and, for an agent, the exec that closes the socket). */
+static int wait_ready(struct cell *c, char *err, size_t errsz)
+{
+    bool ready = false;
+    double deadline = monotonic_s() + CELL_SETUP_TIMEOUT_MS / 1000.0;
+    for (;;) {
+        int ms = (int)((deadline - monotonic_s()) * 1000);
+        if (ms <= 0)
+            return errf(err, errsz, "set-up failed: timed out after %d ms", CELL_SETUP_TIMEOUT_MS);
+        struct pollfd pfd = {.fd = c->setup_fd, .events = POLLIN};
+        int r = poll(&pfd, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errf(err, errsz, "set-up failed at poll: %s", strerror(errno));
+        if (r == 0)
+            continue;
+        struct setup_msg m;
+        int fd = -1;
+        r = recv_msg(c->setup_fd, &m, &fd);
+        if (r < 0 && errno == EAGAIN)
+            continue;
+        if (r < 0)
+            return errf(err, errsz, "set-up failed at set-up socket: %s", strerror(errno));
+        if (r == 0) {
+            if (ready)
+                return 0; /* the agent's exec closed the socket */
+            return errf(err, errsz, "set-up failed: the cell died during set-up");
+        }
+        switch (m.kind) {
+        case MSG_FAIL:
+            return errf(err, errsz, "set-up failed at %s: %s", m.step, strerror(m.err));
+        case MSG_WORKSPACE:
+            if (fd >= 0 && c->ws_fd < 0)
+                c->ws_fd = fd;
+            else if (fd >= 0)
+                (void)close(fd);
+            break;
+        case MSG_READY:
+            ready = true;
+            c->enforced |= m.enforced;
+            c->unavailable |= m.unavailable;
+            c->landlock_abi = m.landlock_abi;
+            c->seed_mode = m.seed_mode == 'o' ? "overlay" : m.seed_mode == 'c' ? "copy" : NULL;
+            if (c->mode == CELL_PID1_COMMAND)
+                return 0;
+            break;
+        default:
+            return errf(err, errsz, "set-up failed: unexpected message from the cell");
+        }
+    }
+}
+
+int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
+{
+    *out = NULL;
+    if (!cfg->policy || (cfg->pid1 == CELL_PID1_COMMAND && (!cfg->argv || !cfg->argv[0])))
+        return errf(err, errsz, "set-up failed: no policy or no command");
+    if (cfg->network_host && !cfg->policy->allow_network_host)
+        return errf(err, errsz, "set-up failed: policy '%s' does not allow network host",
+                    cfg->policy->name);
+    struct cell *c = calloc(1, sizeof(*c));
+    if (!c)
+        return errf(err, errsz, "set-up failed: out of memory");
+    c->pidfd = c->setup_fd = c->ws_fd = -1;
+    c->slot.index = -1;
+    c->slot.lock_fd = -1;
+    c->cg.dir_fd = -1;
+    c->mode = cfg->pid1;
+    c->start = monotonic_s();
+    bool root = geteuid() == 0;
+    bool undumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
+
+    char why[256];
+    if (slot_acquire(&c->slot, why, sizeof(why)) < 0) {
+        errf(err, errsz, "set-up failed at %s", why);
+        goto fail;
+    }
+    cgroup_create(&c->cg, &c->slot, &cfg->limits);
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
+        goto fail;
+    }
+    struct clone_args ca = {.flags = ns_clone_flags(cfg) | CLONE_PIDFD,
+                            .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
+                            .exit_signal = SIGCHLD};
+    if (c->cg.version == 2) {
+        ca.flags |= CLONE_INTO_CGROUP; /* Linux 5.7: no window outside the cgroup */
+        ca.cgroup = (uint64_t)c->cg.dir_fd;
+    }
+    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid == 0) {
+        (void)close(sp[0]);
+        struct cell_child ctx = {.cfg = cfg,
+                                 .setup_fd = sp[1],
+                                 .seed_fd = -1,
+                                 .exe_fd = -1,
+                                 .root_caller = root,
+                                 .undumpable_parent = !root && undumpable,
+                                 .enforced = 0};
+        child_main(&ctx, c->cg.memory, c->cg.pids);
+    }
+    int e = errno;
+    (void)close(sp[1]);
+    c->setup_fd = sp[0];
+    if (pid < 0) {
+        errf(err, errsz, "set-up failed at clone: %s", strerror(e));
+        goto fail;
+    }
+    c->pid = (pid_t)pid;
+    if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0 ||
+        cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
+        errf(err, errsz, "set-up failed at %s", why);
+        goto fail;
+    }
+    if (write(c->setup_fd, "G", 1) != 1) {
+        errf(err, errsz, "set-up failed at go: %s", strerror(errno));
+        goto fail;
+    }
+    if (wait_ready(c, err, errsz) < 0)
+        goto fail;
+    c->enforced |= FEAT(CELL_F_USERNS) | FEAT(CELL_F_PIDNS) | FEAT(CELL_F_MOUNTNS) |
+                   FEAT(CELL_F_IPCNS) | FEAT(CELL_F_UTSNS) | FEAT(CELL_F_CGROUPNS) |
+                   FEAT(CELL_F_UID) | FEAT(CELL_F_SETSID) | FEAT(CELL_F_NO_NEW_PRIVS);
+    if (!cfg->network_host)
+        c->enforced |= FEAT(CELL_F_NETNS);
+    if (cfg->seccomp)
+        c->enforced |= FEAT(CELL_F_SECCOMP);
+    if (cfg->limits.timeout_s > 0)
+        c->enforced |= FEAT(CELL_F_TIMEOUT);
+    if (c->cg.memory)
+        c->enforced |= FEAT(CELL_F_MEMORY);
+    if (c->cg.pids)
+        c->enforced |= FEAT(CELL_F_PIDS);
+    *out = c;
+    return 0;
+fail:
+    cell_cleanup(c);
+    free(c);
+    return -1;
+}
+
+int cell_pidfd(const struct cell *c)
+{
+    return c->pidfd;
+}
+
+pid_t cell_pid(const struct cell *c)
+{
+    return c->pid;
+}
+
+int cell_kill(struct cell *c)
+{
+    if (c->reaped || c->pidfd < 0)
+        return 0;
+    if (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+        return -1;
+    return 0;
+}
+
+int cell_timeout(struct cell *c)
+{
+    c->timed_out = true;
+    return cell_kill(c);
+}
+
+/* Messages pid 1 and the command's child sent after "ready"; untrusted, so checked. */
+static void drain(struct cell *c, int *exec_errno, int *status, bool *have_status)
+{
+    struct setup_msg m;
+    while (recv_msg(c->setup_fd, &m, NULL) == 1) {
+        if (m.kind == MSG_EXEC && m.err > 0 && m.err < 4096)
+            *exec_errno = m.err;
+        else if (m.kind == MSG_STATUS && c->mode == CELL_PID1_COMMAND &&
+                 ((WIFEXITED(m.value)) || (WIFSIGNALED(m.value) && WTERMSIG(m.value) < 65))) {
+            *status = m.value;
+            *have_status = true;
+        }
+    }
+}
+
+int cell_reap(struct cell *c, struct cell_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->slot = c->slot.index;
+    siginfo_t si;
+    struct rusage ru;
+    memset(&si, 0, sizeof(si));
+    memset(&ru, 0, sizeof(ru));
+    long r;
+    do
+        r = syscall(SYS_waitid, P_PIDFD, c->pidfd, &si, WEXITED, &ru);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -1;
+    c->reaped = true;
+    rec->wall_s = monotonic_s() - c->start;
+    rec->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    rec->max_rss_kb = ru.ru_maxrss > 0 ? (uint64_t)ru.ru_maxrss : 0;
+
+    int exec_errno = 0, st = 0;
+    bool have_status = false;
+    drain(c, &exec_errno, &st, &have_status);
+    rec->exec_errno = exec_errno;
+    if (have_status && WIFEXITED(st)) {
+        rec->status = CELL_EXITED;
+        rec->has_exit_code = true;
+        rec->exit_code = WEXITSTATUS(st);
+    } else if (have_status) {
+        rec->status = CELL_SIGNALED;
+        rec->signal = WTERMSIG(st);
+    } else if (si.si_code == CLD_EXITED) {
+        rec->status = CELL_EXITED;
+        rec->has_exit_code = true;
+        rec->exit_code = si.si_status;
+    } else {
+        rec->status = CELL_SIGNALED;
+        rec->signal = si.si_status;
+    }
+
+    struct statfs sf;
+    if (c->ws_fd >= 0 && fstatfs(c->ws_fd, &sf) == 0) {
+        rec->disk_bytes = (uint64_t)(sf.f_blocks - sf.f_bfree) * (uint64_t)sf.f_bsize;
+        rec->disk_inodes = (uint64_t)(sf.f_files - sf.f_ffree);
+    }
+    uint64_t peak_kb;
+    bool oom;
+    cgroup_stats(&c->cg, &peak_kb, &oom);
+    if (peak_kb > rec->max_rss_kb)
+        rec->max_rss_kb = peak_kb;
+    if (c->timed_out) {
+        rec->status = CELL_TIMEOUT;
+        rec->has_exit_code = false;
+        rec->signal = 0;
+    } else if (oom)
+        rec->status = CELL_MEMORY;
+    rec->enforced = c->enforced;
+    rec->unavailable = c->unavailable;
+    rec->workspace_seed = c->seed_mode;
+    rec->cgroup = c->cg.version == 2 ? "v2" : c->cg.version == 1 ? "v1" : NULL;
+    rec->landlock_abi = c->landlock_abi;
+    cell_cleanup(c);
+    return 0;
+}
+
+int cell_run(const struct cell_config *cfg, struct cell_record *rec, char *err, size_t errsz)
+{
+    struct cell *c;
+    if (cell_spawn(cfg, &c, err, errsz) < 0) {
+        memset(rec, 0, sizeof(*rec));
+        rec->status = CELL_SETUP_ERROR;
+        rec->slot = -1;
+        return -1;
+    }
+    double deadline = cfg->limits.timeout_s > 0 ? monotonic_s() + cfg->limits.timeout_s : 0;
+    for (;;) {
+        int ms = -1;
+        if (deadline > 0) {
+            double left = deadline - monotonic_s();
+            ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
+        }
+        struct pollfd pfd = {.fd = cell_pidfd(c), .events = POLLIN};
+        int r = poll(&pfd, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0)
+            break;
+        if (r < 0 || (deadline > 0 && monotonic_s() >= deadline)) {
+            (void)cell_timeout(c);
+            break;
+        }
+    }
+    int r = cell_reap(c, rec);
+    cell_free(c);
+    if (r < 0)
+        return errf(err, errsz, "reap: %s", strerror(errno));
+    return 0;
+}
+
+void cell_free(struct cell *c)
+{
+    if (!c)
+        return;
+    cell_cleanup(c);
+    free(c);
+}

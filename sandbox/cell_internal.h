@@ -1,0 +1,88 @@
+/* cell_internal: the interfaces between cell.c (the set-up story) and the one-file-per-
+ * mechanism modules. Child-side functions run between clone and exec: they return -1 with
+ * errno set and name the failed step in ctx->step; they never allocate with malloc
+ * (the parent's heap may be in any state) except where marked. */
+#ifndef AGENTBOX_CELL_INTERNAL_H
+#define AGENTBOX_CELL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cell.h"
+
+#define FEAT(f) (1u << (f))
+
+/* ---- child side ---- */
+struct cell_child {
+    const struct cell_config *cfg;
+    const char *step;       /* the step that failed */
+    int setup_fd;           /* SOCK_SEQPACKET end to the parent, close-on-exec */
+    int seed_fd;            /* O_PATH of the seed dir (opened before the new root hides it), -1 */
+    int exe_fd;             /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
+    bool root_caller;       /* the parent runs as host root (per-slot uid mapping) */
+    bool undumpable_parent; /* unprivileged parent with PR_SET_DUMPABLE 0 */
+    uint32_t enforced, unavailable;
+    int landlock_abi;
+    const char *seed_mode;
+};
+#define CHILD_FAIL(ctx, name) ((ctx)->step = (name), -1)
+
+/* namespaces.c */
+uint64_t ns_clone_flags(const struct cell_config *cfg);
+int ns_become_user(struct cell_child *ctx); /* setgroups/setresgid/setresuid, caps kept */
+int ns_set_hostname_and_lo(struct cell_child *ctx);
+/* mounts.c: everything up to and including pivot_root and chdir /workspace. */
+int mounts_build_root(struct cell_child *ctx);
+/* Adds mount attributes (MOUNT_ATTR_*), never clears any; remount fallback before 5.12. */
+int mounts_restrict(const char *path, unsigned attrs, bool recursive);
+/* workspace.c: mounts the /workspace tmpfs under newroot, seeds it (overlay or copy) and
+ * exposes the seed read-only at CELL_SEED_DIR. */
+int workspace_mount(struct cell_child *ctx, const char *newroot);
+/* limits.c */
+int limits_apply(struct cell_child *ctx, bool cgroup_memory, bool cgroup_pids);
+/* caps.c: securebits locked, bounding/inheritable/ambient/effective/permitted cleared. */
+int caps_drop_all(struct cell_child *ctx);
+/* landlock.c: writes only below /workspace /tmp /dev/shm (and to /dev's nodes). Records the
+ * ABI used in ctx->landlock_abi; skips (and records "landlock" unavailable) without it. */
+int landlock_apply(struct cell_child *ctx);
+
+/* ---- parent side ---- */
+/* namespaces.c: root: inside CELL_UID -> host_uid; otherwise "deny" setgroups and map the
+ * caller. */
+int ns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool root_caller, char *err,
+                  size_t errsz);
+
+/* slot.c: a per-cell slot, as isolate's box ids: a flock'ed lock file, so a dead holder
+ * releases it with no clean-up needed. As root the slot picks the cell's host uid. */
+struct cell_slot {
+    int index; /* -1 = none */
+    int lock_fd;
+    uid_t uid;
+    gid_t gid;
+};
+int slot_acquire(struct cell_slot *s, char *err, size_t errsz);
+/* Tries to lock slot index (non-blocking); 1 if it was free (now held in *s), 0 if busy. */
+int slot_try(int index, struct cell_slot *s);
+void slot_release(struct cell_slot *s);
+unsigned slot_count(void);
+
+/* cgroup.c: v2 (a child of a delegated parent, CLONE_INTO_CGROUP) or v1 (memory and pids
+ * hierarchies); neither -> none, and limits.c falls back to rlimits. */
+struct cell_cgroup {
+    int version;         /* 0 none, 1, 2 */
+    int dir_fd;          /* v2: the cell cgroup (for CLONE_INTO_CGROUP), else -1 */
+    char path[512];      /* v2: the cell cgroup; v1: the memory one */
+    char pids_path[512]; /* v1 */
+    bool memory, pids;
+};
+/* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
+ * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders. */
+void cgroup_create(struct cell_cgroup *cg, const struct cell_slot *slot,
+                   const struct policy_limits *lim);
+int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz); /* v1 */
+/* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
+void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
+void cgroup_destroy(struct cell_cgroup *cg);
+
+#endif

@@ -1,0 +1,321 @@
+/* cgroup: memory and pids limits for a cell. cgroup v2: a child of a delegated parent
+ * ($AGENTBOX_CGROUP, or our own cgroup) entered atomically with CLONE_INTO_CGROUP; v1: the
+ * memory and pids hierarchies. Cells' cgroups are named after their slot ("u<UID>-s<N>")
+ * below an "agentbox" cgroup, so one left by a SIGKILLed owner is found and removed by the
+ * next holder of that slot, or by anyone who finds the slot's lock free (sweep).
+ * Never fails a cell: what cannot be enforced is reported, and limits.c falls back. */
+#include "cell_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define V2_ROOT     "/sys/fs/cgroup"
+#define V2_ALT_ROOT "/sys/fs/cgroup/unified"
+#define V1_MEMORY   "/sys/fs/cgroup/memory"
+#define V1_PIDS     "/sys/fs/cgroup/pids"
+
+static int put(const char *dir, const char *file, const char *text)
+{
+    char path[640];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = write_all(fd, text, strlen(text));
+    if (close(fd) < 0)
+        r = -1;
+    return r;
+}
+
+static int get(const char *dir, const char *file, char *buf, size_t bufsz)
+{
+    char path[640];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, bufsz - 1);
+    (void)close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+static bool has_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = text; (p = strstr(p, word)); p += n)
+        if ((p == text || p[-1] == ' ' || p[-1] == '\n') &&
+            (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* "memory" in a v1 controller list like "cpu,cpuacct" or "memory". */
+static bool has_word_list(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* Our own cgroup path in hierarchy `key` ("" for v2, "memory", "pids") from /proc/self/cgroup. */
+static int own_path(const char *key, char *out, size_t outsz)
+{
+    char buf[4096];
+    if (get("/proc/self", "cgroup", buf, sizeof(buf)) < 0)
+        return -1;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        const char *ctrls = c1 + 1;
+        bool match = key[0] ? has_word_list(ctrls, key) : (strcmp(line, "0") == 0 && !*ctrls);
+        if (match) {
+            snprintf(out, outsz, "%s", strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void rm_cgroup(const char *path, int version)
+{
+    if (version == 2)
+        (void)put(path, "cgroup.kill", "1"); /* Linux 5.14 */
+    else {
+        char procs[4096];
+        if (get(path, "cgroup.procs", procs, sizeof(procs)) == 0)
+            for (char *sv = NULL, *l = strtok_r(procs, "\n", &sv); l; l = strtok_r(NULL, "\n", &sv))
+                if (atoi(l) > 1)
+                    (void)kill(atoi(l), SIGKILL);
+    }
+    /* Tasks leave the cgroup only once fully reaped; a short retry covers that. */
+    for (int i = 0; i < 200; i++) {
+        if (rmdir(path) == 0 || errno == ENOENT)
+            return;
+        if (errno != EBUSY)
+            return;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Removes cgroups of slots whose lock nobody holds: their owner died without cleaning. */
+static void sweep(const char *parent, int version, const struct cell_slot *mine)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "u%u-s", (unsigned)geteuid());
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        uint64_t idx;
+        if (uint_parse(e->d_name + strlen(prefix), 65535, &idx) < 0 || (int)idx == mine->index)
+            continue;
+        struct cell_slot other = {.index = -1, .lock_fd = -1};
+        if (slot_try((int)idx, &other) != 1)
+            continue;
+        char path[640];
+        snprintf(path, sizeof(path), "%s/%s", parent, e->d_name);
+        rm_cgroup(path, version);
+        slot_release(&other);
+    }
+    (void)closedir(d);
+}
+
+/* Creates parent/NAME afresh (a leftover of this slot belonged to a dead holder). */
+static int fresh(const char *parent, const struct cell_slot *slot, int version, char *out,
+                 size_t outsz)
+{
+    if (mkdir(parent, 0755) < 0 && errno != EEXIST)
+        return -1;
+    snprintf(out, outsz, "%s/u%u-s%d", parent, (unsigned)geteuid(), slot->index);
+    if (mkdir(out, 0755) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    rm_cgroup(out, version);
+    return mkdir(out, 0755);
+}
+
+static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
+                   const struct policy_limits *lim)
+{
+    char base[512], own[256], ctrls[512], parent[560];
+    const char *env = getenv("AGENTBOX_CGROUP");
+    if (env && env[0] == '/')
+        snprintf(base, sizeof(base), "%s", env);
+    else {
+        const char *root = access(V2_ROOT "/cgroup.controllers", F_OK) == 0 ? V2_ROOT : V2_ALT_ROOT;
+        if (own_path("", own, sizeof(own)) < 0)
+            return false;
+        snprintf(base, sizeof(base), "%s%s", root, own);
+    }
+    if (get(base, "cgroup.controllers", ctrls, sizeof(ctrls)) < 0)
+        return false;
+    bool want_mem = lim->memory_bytes && has_word(ctrls, "memory");
+    bool want_pids = lim->pids && has_word(ctrls, "pids");
+    if (!want_mem && !want_pids)
+        return false;
+    char enable[32];
+    snprintf(enable, sizeof(enable), "%s%s", want_mem ? "+memory " : "", want_pids ? "+pids" : "");
+    snprintf(parent, sizeof(parent), "%s/agentbox", base);
+    /* Fails with EBUSY when base holds processes (the no-internal-process rule); then the
+     * parent must be delegated with AGENTBOX_CGROUP. Already-enabled is fine. */
+    (void)put(base, "cgroup.subtree_control", enable);
+    if (mkdir(parent, 0755) < 0 && errno != EEXIST)
+        return false;
+    if (put(parent, "cgroup.subtree_control", enable) < 0)
+        return false;
+    sweep(parent, 2, slot);
+    if (fresh(parent, slot, 2, cg->path, sizeof(cg->path)) < 0)
+        return false;
+    char v[32];
+    if (want_mem) {
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
+        cg->memory = put(cg->path, "memory.max", v) == 0;
+        (void)put(cg->path, "memory.swap.max", "0");
+    }
+    if (want_pids) {
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
+        cg->pids = put(cg->path, "pids.max", v) == 0;
+    }
+    cg->dir_fd = open(cg->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cg->dir_fd < 0 || (!cg->memory && !cg->pids)) {
+        rm_cgroup(cg->path, 2);
+        if (cg->dir_fd >= 0)
+            (void)close(cg->dir_fd);
+        cg->dir_fd = -1;
+        cg->memory = cg->pids = false;
+        return false;
+    }
+    cg->version = 2;
+    return true;
+}
+
+static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
+                   const struct policy_limits *lim)
+{
+    char own[256], parent[560], v[32];
+    if (lim->memory_bytes && access(V1_MEMORY "/memory.limit_in_bytes", F_OK) == 0 &&
+        own_path("memory", own, sizeof(own)) == 0) {
+        snprintf(parent, sizeof(parent), V1_MEMORY "%s/agentbox", own);
+        if (access(V1_MEMORY, W_OK) == 0) {
+            sweep(parent, 1, slot);
+            if (fresh(parent, slot, 1, cg->path, sizeof(cg->path)) == 0) {
+                snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
+                cg->memory = put(cg->path, "memory.limit_in_bytes", v) == 0;
+                /* memory+swap too where swap accounting is on, or the limit leaks to swap */
+                (void)put(cg->path, "memory.memsw.limit_in_bytes", v);
+                if (!cg->memory)
+                    rm_cgroup(cg->path, 1);
+            }
+        }
+    }
+    if (!cg->memory)
+        cg->path[0] = '\0';
+    /* The root of a hierarchy has no pids.max: test for the controller's own file. */
+    if (lim->pids && access(V1_PIDS "/cgroup.procs", F_OK) == 0 && access(V1_PIDS, W_OK) == 0 &&
+        own_path("pids", own, sizeof(own)) == 0) {
+        snprintf(parent, sizeof(parent), V1_PIDS "%s/agentbox", own);
+        sweep(parent, 1, slot);
+        if (fresh(parent, slot, 1, cg->pids_path, sizeof(cg->pids_path)) == 0) {
+            snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
+            cg->pids = put(cg->pids_path, "pids.max", v) == 0;
+            if (!cg->pids)
+                rm_cgroup(cg->pids_path, 1);
+        }
+    }
+    if (!cg->pids)
+        cg->pids_path[0] = '\0';
+    if (cg->memory || cg->pids)
+        cg->version = 1;
+    return cg->version == 1;
+}
+
+void cgroup_create(struct cell_cgroup *cg, const struct cell_slot *slot,
+                   const struct policy_limits *lim)
+{
+    memset(cg, 0, sizeof(*cg));
+    cg->dir_fd = -1;
+    if ((!lim->memory_bytes && !lim->pids) || slot->index < 0)
+        return;
+    if (try_v2(cg, slot, lim))
+        return;
+    (void)try_v1(cg, slot, lim);
+}
+
+int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz)
+{
+    if (cg->version != 1)
+        return 0;
+    char v[32];
+    snprintf(v, sizeof(v), "%d", (int)pid);
+    if (cg->memory && put(cg->path, "cgroup.procs", v) < 0)
+        return errf(err, errsz, "memory cgroup: %s", strerror(errno));
+    if (cg->pids && put(cg->pids_path, "cgroup.procs", v) < 0)
+        return errf(err, errsz, "pids cgroup: %s", strerror(errno));
+    return 0;
+}
+
+static uint64_t field(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; (p = strstr(p, key)); p += n)
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtoull(p + n + 1, NULL, 10);
+    return 0;
+}
+
+void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed)
+{
+    char buf[1024];
+    *peak_kb = 0;
+    *oom_killed = false;
+    if (!cg->memory)
+        return;
+    if (cg->version == 2) {
+        if (get(cg->path, "memory.peak", buf, sizeof(buf)) == 0) /* Linux 5.19 */
+            *peak_kb = strtoull(buf, NULL, 10) / 1024;
+        if (get(cg->path, "memory.events", buf, sizeof(buf)) == 0)
+            *oom_killed = field(buf, "oom_kill") > 0;
+    } else {
+        if (get(cg->path, "memory.max_usage_in_bytes", buf, sizeof(buf)) == 0)
+            *peak_kb = strtoull(buf, NULL, 10) / 1024;
+        if (get(cg->path, "memory.oom_control", buf, sizeof(buf)) == 0) /* oom_kill: 4.13 */
+            *oom_killed = field(buf, "oom_kill") > 0;
+    }
+}
+
+void cgroup_destroy(struct cell_cgroup *cg)
+{
+    if (cg->dir_fd >= 0)
+        (void)close(cg->dir_fd);
+    cg->dir_fd = -1;
+    if (cg->version && cg->path[0])
+        rm_cgroup(cg->path, cg->version);
+    if (cg->version == 1 && cg->pids_path[0])
+        rm_cgroup(cg->pids_path, 1);
+    cg->version = 0;
+    cg->memory = cg->pids = false;
+}

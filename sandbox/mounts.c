@@ -1,0 +1,274 @@
+/* mounts: the cell's file system view, built in its own mount namespace: a tmpfs root with
+ * read-only binds of the policy's host paths, a minimal /dev, a fresh /proc with its
+ * sensitive parts masked, sized /tmp and /dev/shm, then pivot_root. Never mounts anything
+ * writable from the host, and never makes a mount less restricted than it was. */
+#include "cell_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Where the new root is built, in the cell's private mount namespace only. Host paths
+ * below it are shadowed, so binds there are refused; the seed and the binary are opened
+ * as fds before it is mounted. */
+#define NEWROOT "/tmp"
+
+static char step_buf[PATH_MAX + 32]; /* the child's own copy: names a failed path */
+
+static int fail_path(struct cell_child *ctx, const char *what, const char *path)
+{
+    int e = errno;
+    snprintf(step_buf, sizeof(step_buf), "%s %s", what, path);
+    errno = e;
+    return CHILD_FAIL(ctx, step_buf);
+}
+
+static int in_root(char *out, size_t outsz, const char *path)
+{
+    int n = snprintf(out, outsz, NEWROOT "%s", path);
+    if (n < 0 || (size_t)n >= outsz) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p below the new root (which only we can write to at this point). */
+static int mkdirs(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int parent_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf)
+        return 0;
+    *slash = '\0';
+    return mkdirs(buf, 0755);
+}
+
+static int touch(const char *path)
+{
+    if (parent_dirs(path) < 0)
+        return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0)
+        return errno == EEXIST ? 0 : -1;
+    return close(fd);
+}
+
+/* Adds flags to a mount (and, when recursive, to every mount below it). mount_setattr
+ * (Linux 5.12) only sets bits, so flags the kernel locked (a mount inherited from a more
+ * privileged namespace) stay as they were; the older remount needs them restated, read
+ * back with statvfs, or it fails with EPERM. */
+int mounts_restrict(const char *path, unsigned attrs, bool recursive)
+{
+    struct mount_attr ma = {.attr_set = attrs};
+    if (mount_setattr(AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &ma, sizeof(ma)) == 0)
+        return 0;
+    if (errno != ENOSYS)
+        return -1;
+    struct statvfs sv;
+    if (statvfs(path, &sv) < 0)
+        return -1;
+    unsigned long fl = MS_BIND | MS_REMOUNT;
+    fl |= (sv.f_flag & ST_RDONLY) || (attrs & MOUNT_ATTR_RDONLY) ? MS_RDONLY : 0;
+    fl |= (sv.f_flag & ST_NOSUID) || (attrs & MOUNT_ATTR_NOSUID) ? MS_NOSUID : 0;
+    fl |= (sv.f_flag & ST_NODEV) || (attrs & MOUNT_ATTR_NODEV) ? MS_NODEV : 0;
+    fl |= (sv.f_flag & ST_NOEXEC) || (attrs & MOUNT_ATTR_NOEXEC) ? MS_NOEXEC : 0;
+    fl |= sv.f_flag & ST_NOATIME ? MS_NOATIME : 0;
+    fl |= sv.f_flag & ST_NODIRATIME ? MS_NODIRATIME : 0;
+    fl |= sv.f_flag & ST_RELATIME ? MS_RELATIME : 0;
+    return mount(NULL, path, NULL, fl, NULL);
+}
+
+/* A read-only, nosuid, nodev bind of a host path at the same place in the new root; host
+ * symlinks (/bin -> usr/bin on merged-/usr systems) are recreated as symlinks. */
+static int bind_host(struct cell_child *ctx, const struct policy_bind *b)
+{
+    char target[PATH_MAX];
+    if (b->path[0] != '/' || strcmp(b->path, "/") == 0 ||
+        strncmp(b->path, NEWROOT "/", strlen(NEWROOT) + 1) == 0 || strcmp(b->path, NEWROOT) == 0) {
+        errno = EINVAL;
+        return fail_path(ctx, "bind", b->path);
+    }
+    if (in_root(target, sizeof(target), b->path) < 0)
+        return fail_path(ctx, "bind", b->path);
+    struct stat st;
+    if (lstat(b->path, &st) < 0) {
+        if (errno == ENOENT && b->optional)
+            return 0;
+        return fail_path(ctx, "bind", b->path);
+    }
+    if (S_ISLNK(st.st_mode)) {
+        char link[PATH_MAX];
+        ssize_t n = readlink(b->path, link, sizeof(link) - 1);
+        if (n < 0)
+            return fail_path(ctx, "bind readlink", b->path);
+        link[n] = '\0';
+        if (parent_dirs(target) < 0 || (symlink(link, target) < 0 && errno != EEXIST))
+            return fail_path(ctx, "bind symlink", b->path);
+        return 0;
+    }
+    if (S_ISDIR(st.st_mode) ? mkdirs(target, 0755) : touch(target))
+        return fail_path(ctx, "bind mountpoint", b->path);
+    if (mount(b->path, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return fail_path(ctx, "bind", b->path);
+    if (mounts_restrict(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true))
+        return fail_path(ctx, "bind read-only", b->path);
+    return 0;
+}
+
+static int mount_tmpfs(struct cell_child *ctx, const char *path, unsigned long flags,
+                       const char *mode, uint64_t size, const char *step)
+{
+    char opts[128];
+    if (size)
+        snprintf(opts, sizeof(opts), "mode=%s,size=%llu", mode, (unsigned long long)size);
+    else
+        snprintf(opts, sizeof(opts), "mode=%s", mode);
+    if (mkdirs(path, 0755) < 0 || mount("tmpfs", path, "tmpfs", flags, opts) < 0)
+        return CHILD_FAIL(ctx, step);
+    return 0;
+}
+
+static int make_dev(struct cell_child *ctx)
+{
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom"};
+    static const char *const links[][2] = {{"fd", "/proc/self/fd"},
+                                           {"stdin", "/proc/self/fd/0"},
+                                           {"stdout", "/proc/self/fd/1"},
+                                           {"stderr", "/proc/self/fd/2"}};
+    char host[64], target[PATH_MAX];
+    /* No tty, no pts: a cell has no terminal to inject into (CVE-2017-5226). */
+    if (mount_tmpfs(ctx, NEWROOT "/dev", MS_NOSUID | MS_NOEXEC, "0755", 64 << 10, "/dev tmpfs"))
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
+        snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
+        snprintf(target, sizeof(target), NEWROOT "/dev/%s", nodes[i]);
+        if (touch(target) < 0 || mount(host, target, NULL, MS_BIND, NULL) < 0 ||
+            mounts_restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false) < 0)
+            return fail_path(ctx, "/dev node", host);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+        snprintf(target, sizeof(target), NEWROOT "/dev/%s", links[i][0]);
+        if (symlink(links[i][1], target) < 0)
+            return fail_path(ctx, "/dev symlink", links[i][0]);
+    }
+    /* Private and sized: a shared /dev/shm would be a channel between cells. */
+    uint64_t shm = ctx->cfg->policy->shm_bytes;
+    if (mount_tmpfs(ctx, NEWROOT "/dev/shm", MS_NOSUID | MS_NODEV, "1777", shm, "/dev/shm tmpfs"))
+        return -1;
+    return 0;
+}
+
+/* As runc and bubblewrap do: files that expose the host kernel are covered with /dev/null,
+ * directories that configure it are read-only. The cell's root has no capability over the
+ * host anyway; this is defence in depth and hides information. */
+static int make_proc(struct cell_child *ctx)
+{
+    static const char *const masked[] = {"kcore",       "sysrq-trigger", "timer_list",
+                                         "sched_debug", "keys",          "latency_stats",
+                                         "kallsyms",    "kmsg",          "config.gz"};
+    static const char *const readonly[] = {"sys",  "bus",  "fs",     "irq",   "sysvipc",
+                                           "acpi", "scsi", "asound", "driver"};
+    char target[PATH_MAX];
+    if (mkdirs(NEWROOT "/proc", 0755) < 0 ||
+        mount("proc", NEWROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return CHILD_FAIL(ctx, "mount /proc");
+    for (size_t i = 0; i < ARRAY_SIZE(masked); i++) {
+        snprintf(target, sizeof(target), NEWROOT "/proc/%s", masked[i]);
+        if (access(target, F_OK) < 0)
+            continue;
+        if (mount(NEWROOT "/dev/null", target, NULL, MS_BIND, NULL) < 0)
+            return fail_path(ctx, "mask", target + strlen(NEWROOT));
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(readonly); i++) {
+        snprintf(target, sizeof(target), NEWROOT "/proc/%s", readonly[i]);
+        if (access(target, F_OK) < 0)
+            continue;
+        if (mount(target, target, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            mounts_restrict(target,
+                            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                MOUNT_ATTR_NOEXEC,
+                            true) < 0)
+            return fail_path(ctx, "read-only", target + strlen(NEWROOT));
+    }
+    return 0;
+}
+
+static int bind_agent_binary(struct cell_child *ctx)
+{
+    char src[64];
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", ctx->exe_fd);
+    if (touch(NEWROOT CELL_AGENT_BIN) < 0 ||
+        mount(src, NEWROOT CELL_AGENT_BIN, NULL, MS_BIND, NULL) < 0 ||
+        mounts_restrict(NEWROOT CELL_AGENT_BIN,
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false) < 0)
+        return CHILD_FAIL(ctx, "bind agent binary");
+    return 0;
+}
+
+int mounts_build_root(struct cell_child *ctx)
+{
+    const struct policy *p = ctx->cfg->policy;
+    /* Nothing we mount may propagate back to the host's mount namespace. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return CHILD_FAIL(ctx, "make / private");
+    if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1M") < 0)
+        return CHILD_FAIL(ctx, "new root tmpfs");
+    for (size_t i = 0; i < p->nbinds; i++)
+        if (bind_host(ctx, &p->binds[i]) < 0)
+            return -1;
+    if (make_dev(ctx) < 0 || make_proc(ctx) < 0)
+        return -1;
+    if (mount_tmpfs(ctx, NEWROOT "/tmp", MS_NOSUID | MS_NODEV, "1777", p->tmp_bytes, "/tmp tmpfs"))
+        return -1;
+    if (mkdirs(NEWROOT "/run/agentbox", 0755) < 0)
+        return CHILD_FAIL(ctx, "mkdir /run/agentbox");
+    if (workspace_mount(ctx, NEWROOT) < 0)
+        return -1;
+    if (ctx->cfg->pid1 == CELL_PID1_AGENT && bind_agent_binary(ctx) < 0)
+        return -1;
+    /* pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no
+     * path back to the host's tree (as runc does). */
+    if (chdir(NEWROOT) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+        return CHILD_FAIL(ctx, "pivot_root");
+    if (umount2(".", MNT_DETACH) < 0)
+        return CHILD_FAIL(ctx, "detach old root");
+    if (chdir("/") < 0)
+        return CHILD_FAIL(ctx, "chdir /");
+    if (mounts_restrict("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false))
+        return CHILD_FAIL(ctx, "remount / read-only");
+    /* cwd inside the cell, never a host directory (CVE-2024-21626). */
+    if (chdir(CELL_WORKSPACE) < 0)
+        return CHILD_FAIL(ctx, "chdir /workspace");
+    return 0;
+}

@@ -1,0 +1,113 @@
+/* slot: per-cell slots, as isolate's box ids. A slot is a lock file held with flock, so a
+ * holder that dies (even SIGKILLed) releases it with nothing to clean. As root the slot picks
+ * the cell's host uid/gid (AGENTBOX_FIRST_UID + index) so that cells cannot signal or ptrace
+ * each other. Never creates anything outside its lock directory. */
+#include "cell_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define DEFAULT_FIRST_UID 60000u
+#define DEFAULT_SLOTS     1000u
+#define MAX_SLOTS         65536u
+
+static unsigned env_uint(const char *name, unsigned def, unsigned max)
+{
+    const char *v = getenv(name);
+    uint64_t n;
+    if (!v || uint_parse(v, max, &n) < 0)
+        return def;
+    return (unsigned)n;
+}
+
+unsigned slot_count(void)
+{
+    unsigned n = env_uint("AGENTBOX_SLOTS", DEFAULT_SLOTS, MAX_SLOTS);
+    return n ? n : 1;
+}
+
+static unsigned first_uid(void)
+{
+    return env_uint("AGENTBOX_FIRST_UID", DEFAULT_FIRST_UID, 0x7fffffffu - MAX_SLOTS);
+}
+
+/* /run/agentbox (root), $XDG_RUNTIME_DIR/agentbox, or /tmp/agentbox-UID; made 0700 and
+ * checked to be ours, so another user cannot pre-create it and hold our locks. */
+static int lock_dir(char *out, size_t outsz)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int n;
+    if (geteuid() == 0)
+        n = snprintf(out, outsz, "/run/agentbox");
+    else if (xdg && xdg[0] == '/')
+        n = snprintf(out, outsz, "%s/agentbox", xdg);
+    else
+        n = snprintf(out, outsz, "/tmp/agentbox-%u", (unsigned)geteuid());
+    if (n < 0 || (size_t)n >= outsz)
+        return -1;
+    if (mkdir(out, 0700) < 0 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (lstat(out, &st) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077)) {
+        errno = EPERM;
+        return -1;
+    }
+    return 0;
+}
+
+int slot_try(int index, struct cell_slot *s)
+{
+    char dir[4096], path[4200];
+    if (lock_dir(dir, sizeof(dir)) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/slot-%d.lock", dir, index);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        (void)close(fd);
+        if (e == EWOULDBLOCK)
+            return 0;
+        errno = e;
+        return -1;
+    }
+    s->index = index;
+    s->lock_fd = fd;
+    s->uid = geteuid() == 0 ? (uid_t)(first_uid() + (unsigned)index) : geteuid();
+    s->gid = geteuid() == 0 ? (gid_t)(first_uid() + (unsigned)index) : getegid();
+    return 1;
+}
+
+int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
+{
+    unsigned n = slot_count();
+    /* Start at a pid-derived slot so concurrent callers rarely contend for the same lock. */
+    unsigned start = (unsigned)getpid() % n;
+    for (unsigned i = 0; i < n; i++) {
+        int r = slot_try((int)((start + i) % n), s);
+        if (r < 0)
+            return errf(err, errsz, "slot lock: %s", strerror(errno));
+        if (r == 1)
+            return 0;
+    }
+    return errf(err, errsz, "slot: all %u slots are in use (AGENTBOX_SLOTS)", n);
+}
+
+void slot_release(struct cell_slot *s)
+{
+    if (s->lock_fd >= 0)
+        (void)close(s->lock_fd);
+    s->lock_fd = -1;
+    s->index = -1;
+}

@@ -1,0 +1,208 @@
+/* workspace: the cell's /workspace, a tmpfs whose size= and nr_inodes= are the disk quota
+ * (the kernel fails a write past it with ENOSPC; nothing is polled), optionally seeded from a
+ * host directory: overlayfs with a read-only bind of the source as lowerdir and the upper
+ * layer on the quota'd tmpfs, or a copy. Never writes to the host directory and never follows
+ * a symlink of it: the source is only ever reached through a read-only bind, and the copy
+ * walks it with openat(O_NOFOLLOW) one name at a time. */
+#include "cell_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define SEED_MAX_DEPTH 128
+
+static void tmpfs_opts(char *out, size_t outsz, const struct policy_limits *lim)
+{
+    int n = snprintf(out, outsz, "mode=0755,uid=%u,gid=%u", CELL_UID, CELL_GID);
+    if (lim->disk_bytes)
+        n +=
+            snprintf(out + n, outsz - (size_t)n, ",size=%llu", (unsigned long long)lim->disk_bytes);
+    if (lim->inodes)
+        snprintf(out + n, outsz - (size_t)n, ",nr_inodes=%llu", (unsigned long long)lim->inodes);
+}
+
+static int copy_file(int sfd, int dfd)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(sfd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        if (write_all(dfd, buf, (size_t)n) < 0)
+            return -1;
+    }
+}
+
+/* Copies the directory sdir into ddir: regular files, directories and symlinks (as
+ * symlinks); devices, fifos and sockets are skipped. fdopendir mallocs: fine in this
+ * single-threaded child. */
+static int copy_tree(int sdir, int ddir, int depth)
+{
+    if (depth > SEED_MAX_DEPTH) {
+        errno = ELOOP;
+        return -1;
+    }
+    int dup_fd = fcntl(sdir, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+        return -1;
+    DIR *d = fdopendir(dup_fd);
+    if (!d) {
+        (void)close(dup_fd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (errno = 0, e = readdir(d))) {
+        const char *name = e->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            rc = -1;
+            break;
+        }
+        mode_t mode = st.st_mode & 0777;
+        if (S_ISDIR(st.st_mode)) {
+            int s = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (s < 0 || mkdirat(ddir, name, 0700) < 0) {
+                if (s >= 0)
+                    (void)close(s);
+                rc = -1;
+                break;
+            }
+            int t = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            rc = t < 0 ? -1 : copy_tree(s, t, depth + 1);
+            if (rc == 0 && fchmod(t, mode | 0700) < 0)
+                rc = -1;
+            (void)close(s);
+            if (t >= 0)
+                (void)close(t);
+        } else if (S_ISREG(st.st_mode)) {
+            int s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+            int t = s < 0 ? -1
+                          : openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                   mode | 0600);
+            if (t < 0 || copy_file(s, t) < 0)
+                rc = -1;
+            if (s >= 0)
+                (void)close(s);
+            if (t >= 0 && close(t) < 0)
+                rc = -1;
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t n = readlinkat(sdir, name, target, sizeof(target) - 1);
+            if (n < 0)
+                rc = -1;
+            else {
+                target[n] = '\0';
+                rc = symlinkat(target, ddir, name);
+            }
+        }
+    }
+    int e2 = errno;
+    (void)closedir(d);
+    errno = e2;
+    return rc;
+}
+
+static int copy_seed(struct cell_child *ctx, const char *seed, const char *ws)
+{
+    int s = open(seed, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s < 0)
+        return CHILD_FAIL(ctx, "open seed");
+    int t = open(ws, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (t < 0) {
+        (void)close(s);
+        return CHILD_FAIL(ctx, "open /workspace");
+    }
+    int rc = copy_tree(s, t, 0);
+    int e = errno;
+    (void)close(s);
+    (void)close(t);
+    errno = e;
+    if (rc < 0)
+        return CHILD_FAIL(ctx, "copy seed into /workspace");
+    ctx->seed_mode = "copy";
+    return 0;
+}
+
+/* Overlay only where it behaves like the copy: upper-layer copy-ups keep the lower file's
+ * owner, which must be mapped in the cell, i.e. an unprivileged caller seeding from its own
+ * files. As root the cell's uid is a slot uid that owns nothing on the host, so copy. */
+static bool overlay_fits(struct cell_child *ctx)
+{
+    struct stat st;
+    if (ctx->root_caller || fstat(ctx->seed_fd, &st) < 0)
+        return false;
+    return st.st_uid == geteuid();
+}
+
+static int try_overlay(struct cell_child *ctx, const char *newroot, const char *ws,
+                       const char *seed, const char *opts)
+{
+    char stage[PATH_MAX], upper[PATH_MAX + 8], work[PATH_MAX + 8], ov[3 * PATH_MAX + 64];
+    snprintf(stage, sizeof(stage), "%s/run/agentbox/.ws", newroot);
+    snprintf(upper, sizeof(upper), "%s/upper", stage);
+    snprintf(work, sizeof(work), "%s/work", stage);
+    if (mkdir(stage, 0700) < 0 ||
+        mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return -1;
+    snprintf(ov, sizeof(ov), "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", seed, upper, work);
+    int ok = mkdir(upper, 0755) == 0 && mkdir(work, 0700) == 0 &&
+             mount("overlay", ws, "overlay", MS_NOSUID | MS_NODEV, ov) == 0;
+    /* The overlay holds its own private clone of the upper mount: the staging mount point
+     * can go, so the cell never sees the upper and work directories. */
+    if (umount2(stage, MNT_DETACH) < 0 || rmdir(stage) < 0)
+        return CHILD_FAIL(ctx, "overlay staging");
+    if (!ok)
+        return -1;
+    ctx->seed_mode = "overlay";
+    return 0;
+}
+
+int workspace_mount(struct cell_child *ctx, const char *newroot)
+{
+    const struct policy_limits *lim = &ctx->cfg->limits;
+    char ws[PATH_MAX], seed[PATH_MAX], opts[160];
+    snprintf(ws, sizeof(ws), "%s" CELL_WORKSPACE, newroot);
+    tmpfs_opts(opts, sizeof(opts), lim);
+    if (mkdir(ws, 0755) < 0)
+        return CHILD_FAIL(ctx, "mkdir /workspace");
+    if (lim->disk_bytes)
+        ctx->enforced |= FEAT(CELL_F_DISK_QUOTA);
+    if (lim->inodes)
+        ctx->enforced |= FEAT(CELL_F_INODE_QUOTA);
+    if (ctx->seed_fd < 0) {
+        if (mount("tmpfs", ws, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+            return CHILD_FAIL(ctx, "/workspace tmpfs");
+        return 0;
+    }
+    /* The pristine seed, read-only, where the agent loop can diff against it. */
+    char src[64];
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", ctx->seed_fd);
+    snprintf(seed, sizeof(seed), "%s" CELL_SEED_DIR, newroot);
+    if (mkdir(seed, 0755) < 0 || mount(src, seed, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return CHILD_FAIL(ctx, "bind seed");
+    if (mounts_restrict(seed, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true) < 0)
+        return CHILD_FAIL(ctx, "seed read-only");
+    if (overlay_fits(ctx) && try_overlay(ctx, newroot, ws, seed, opts) == 0)
+        return 0;
+    if (ctx->step)
+        return -1;
+    if (mount("tmpfs", ws, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        return CHILD_FAIL(ctx, "/workspace tmpfs");
+    return copy_seed(ctx, seed, ws);
+}
