@@ -29,27 +29,94 @@ struct policy_bind {
     bool optional; /* skip silently if missing on this host */
 };
 
-struct policy_rule; /* one seccomp rule; private to policy.c/seccomp.c */
+/* Seccomp actions, weakest first (the order the kernel ranks them in, reversed). */
+enum policy_action {
+    POLICY_ACT_ALLOW,
+    POLICY_ACT_LOG, /* allow, and log to the audit log */
+    POLICY_ACT_ERRNO,
+    POLICY_ACT_KILL_PROCESS,
+};
+
+enum policy_op {
+    POLICY_OP_EQ,
+    POLICY_OP_NE,
+    POLICY_OP_LT,
+    POLICY_OP_LE,
+    POLICY_OP_GT,
+    POLICY_OP_GE,
+    POLICY_OP_MASKED_EQ
+};
+
+struct policy_arg {
+    unsigned index; /* 0-5 */
+    enum policy_op op;
+    uint64_t value;
+    uint64_t mask; /* POLICY_OP_MASKED_EQ only */
+};
+
+#define POLICY_SYSCALL_NAME_MAX 40
+#define POLICY_WHERE_MAX        160
+
+/* One seccomp rule for one syscall: a file rule naming N syscalls becomes N of these. All
+ * args must hold for the rule to match. Read by seccomp.c; built only by policy.c. */
+struct policy_rule {
+    int nr; /* libseccomp's number (negative: a syscall of another architecture only) */
+    char syscall[POLICY_SYSCALL_NAME_MAX];
+    enum policy_action action;
+    int errno_value; /* POLICY_ACT_ERRNO */
+    unsigned nargs;
+    struct policy_arg args[6];
+    char where[POLICY_WHERE_MAX]; /* "policies/x.json: seccomp.rules[2]", for messages */
+};
 
 struct policy {
     char *name;   /* "default", or the file's basename */
     char *source; /* the path it was loaded from */
     struct policy_bind *binds;
     size_t nbinds;
-    uint64_t tmp_bytes; /* size of the cell's /tmp tmpfs */
-    uint64_t shm_bytes; /* size of the cell's /dev/shm tmpfs */
+    uint64_t tmp_bytes;      /* size of the cell's /tmp tmpfs */
+    uint64_t shm_bytes;      /* size of the cell's /dev/shm tmpfs */
     bool allow_network_host; /* may a task ask for --network host under this policy */
     bool landlock;           /* restrict writes to /workspace, /tmp, /dev/shm with Landlock */
     struct policy_limits limits;
     struct policy_rule *rules;
     size_t nrules;
     int default_errno; /* errno returned by "errno" actions that name none */
+    /* Added with the parser; not in the first version of this header. */
+    enum policy_action default_action; /* for syscalls no rule names */
+    bool loopback; /* with --network none, may the cell still make IPv4/IPv6 sockets (they
+                      reach only the cell's own loopback)? false: socket() says EAFNOSUPPORT */
+    char *description;
 };
+
+/* Built-in values of fields a policy file leaves out (docs/policy.md; default.json states
+ * the same values explicitly). */
+#define POLICY_DEFAULT_DISK_BYTES   (1ull << 30)
+#define POLICY_DEFAULT_INODES       65536ull
+#define POLICY_DEFAULT_MEMORY_BYTES (2ull << 30)
+#define POLICY_DEFAULT_PIDS         512ull
+#define POLICY_DEFAULT_NOFILE       1024ull
+#define POLICY_DEFAULT_FSIZE_BYTES  (1ull << 30)
+#define POLICY_DEFAULT_CPU_S        0.0
+#define POLICY_DEFAULT_TIMEOUT_S    300.0
+#define POLICY_DEFAULT_TMP_BYTES    (256ull << 20)
+#define POLICY_DEFAULT_SHM_BYTES    (64ull << 20)
+#define POLICY_FILE_MAX_BYTES       (1u << 20)
+#define POLICY_EXTENDS_DEPTH_MAX    4
 
 /* Loads NAME (a file policies/NAME.json found with data_path) or a PATH (contains '/' or
  * ends in .json). On error returns -1 and err says which file, line or field is wrong. */
 int policy_load(const char *name_or_path, struct policy **out, char *err, size_t errsz);
+/* Parses policy text already in memory; source names it in messages. "extends" still loads
+ * the base policy by name. */
+int policy_parse(const char *text, size_t len, const char *source, struct policy **out, char *err,
+                 size_t errsz);
 void policy_free(struct policy *p);
+/* The effective policy ("extends" resolved) as a policy file that loads back to the same
+ * policy; NULL when out of memory. */
+struct cJSON *policy_to_json(const struct policy *p);
+/* "allow", "log", "errno", "kill_process". */
+const char *policy_action_name(enum policy_action a);
 
 /* Compiles the policy's seccomp filter (plus socket-family denies when network_none, plus
  * the fixed baseline every policy gets) into a BPF program, in the parent, before clone.
@@ -57,5 +124,8 @@ void policy_free(struct policy *p);
 int policy_seccomp_build(const struct policy *p, bool network_none, struct sock_fprog *prog,
                          char *err, size_t errsz);
 void policy_bpf_free(struct sock_fprog *prog);
+/* The policy's own filter in libseccomp's readable pseudo-code, for `agentbox policy show`
+ * (the baseline is C code, documented in docs/policy.md). */
+int policy_seccomp_export_pfc(const struct policy *p, int fd, char *err, size_t errsz);
 
 #endif
