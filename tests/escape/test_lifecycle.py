@@ -48,7 +48,7 @@ class Lifecycle(CellTest):
         before_ipc = sysv_msg_count()
         a = subprocess.Popen([AGENTBOX, "exec", "--timeout", "20", "--", "/bin/sh", "-c",
                               "echo s > /dev/shm/%s && echo s > /tmp/%s && ipcmk -Q >/dev/null && echo written"
-                              " && sleep 4" % (mark, mark)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              " && sleep 2" % (mark, mark)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             line = a.stdout.readline()
             self.assertIn(b"written", line, a.stderr.read(2000) if not line else line)
@@ -58,8 +58,11 @@ class Lifecycle(CellTest):
             self.assertFalse(os.path.exists("/tmp/" + mark), "the cell's /tmp is the host's")
             self.assertEqual(sysv_msg_count(), before_ipc, "the cell's message queue is on the host")
         finally:
-            a.kill()  # agentbox exec, our own child; its cell must go with it
-            a.communicate()
+            try:
+                a.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                a.kill()
+                a.communicate()
 
 
 class Record(CellTest):

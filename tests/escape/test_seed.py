@@ -70,7 +70,7 @@ class SeedTricks(CellTest):
     def test_seed_left_byte_identical(self):
         seed = self.seed("ids", files={"src/main.c": "int main(void){return 0;}\n", "data.bin": os.urandom(4096),
                                        "dir/sub/f": "x\n"})
-        os.chmod(os.path.join(seed, "dir", "sub", "f"), 0o600)
+        os.chmod(os.path.join(seed, "dir", "sub", "f"), 0o604)
         digest, st = tree_digest(seed), os.stat(seed)
         self.cell(["/bin/sh", "-c", "rm -rf /workspace/src /workspace/dir; echo x >> /workspace/data.bin;"
                    " touch /workspace/new; chmod 000 /workspace/ids; mkdir /workspace/d2; true"], seed=seed)

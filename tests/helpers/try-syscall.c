@@ -230,12 +230,17 @@ static long do_open(const char *spec)
         return -1;
     if (mode == 'r') {
         char c;
-        if (read(fd, &c, 1) < 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
+        ssize_t n = read(fd, &c, 1);
+        int e = errno;
+        close(fd);
+        errno = e;
+        if (n < 0)
             return -1;
+        if (n == 0) {
+            errno = 0; /* opened but empty: a masked file (bound /dev/null) */
+            return -2;
         }
+        return 0;
     }
     close(fd);
     if (mode == 'c')
@@ -342,7 +347,9 @@ int main(int argc, char **argv)
         if (pid == 0) {
             errno = 0;
             long r = attempt(argv[i]);
-            if (r < 0)
+            if (r == -2)
+                printf("%s=EMPTY\n", label);
+            else if (r < 0)
                 printf("%s=%s\n", label, strerrorname_np(errno) ? strerrorname_np(errno) : "E?");
             else
                 printf("%s=0\n", label);
