@@ -199,7 +199,8 @@ static __attribute__((noreturn)) void init_main(struct cell_child *ctx, char *co
     for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
         (void)sigaction(fwd[i], &sa, NULL);
     (void)sigprocmask(SIG_BLOCK, &block, &old);
-    pid_t pid = fork();
+    /* vfork: no copy of our page tables; the child only resets signals and execs. */
+    pid_t pid = vfork();
     if (pid == 0) {
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
@@ -246,8 +247,7 @@ static __attribute__((noreturn)) void exec_agent(struct cell_child *ctx, char *c
 }
 
 /* ---- child: the set-up, in order ---- */
-static __attribute__((noreturn)) void child_main(struct cell_child *ctx, bool cg_memory,
-                                                 bool cg_pids)
+static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
 {
     const struct cell_config *cfg = ctx->cfg;
     char go;
@@ -266,11 +266,11 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx, bool cg
      * the maps are written. */
     if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
         _exit(EXIT_FAILURE);
-    /* A supervisor that dies takes its cells along. Set before waiting for "go": if the
+    /* A supervisor that dies takes its cells along. Set before waiting for the maps: if the
      * parent died before this line, the read below sees EOF instead (the usual race). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         _exit(EXIT_FAILURE);
-    if (read(ctx->setup_fd, &go, 1) != 1)
+    if (read(ctx->setup_fd, &go, 1) != 1 || go != 'M')
         _exit(EXIT_FAILURE);
     if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         _exit(EXIT_FAILURE);
@@ -290,7 +290,13 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx, bool cg
     /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
     if (setsid() < 0)
         ctx->step = "setsid", child_fail(ctx);
-    if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 || limits_apply(ctx, cg_memory, cg_pids))
+    /* The parent made the cgroup meanwhile; nothing runs before we are in it. It says which
+     * limits the cgroup holds, so the rest falls back to rlimits. */
+    char cg[2];
+    if (read(ctx->setup_fd, cg, 2) != 2 || cg[0] != 'G')
+        _exit(EXIT_FAILURE);
+    if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 ||
+        limits_apply(ctx, cg[1] & 1, cg[1] & 2))
         child_fail(ctx);
     if (caps_drop_all(ctx) < 0)
         child_fail(ctx);
@@ -459,7 +465,6 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    cgroup_create(&c->cg, &c->slot, &cfg->limits);
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
@@ -468,10 +473,6 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     struct clone_args ca = {.flags = ns_clone_flags(cfg) | CLONE_PIDFD,
                             .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
                             .exit_signal = SIGCHLD};
-    if (c->cg.version == 2) {
-        ca.flags |= CLONE_INTO_CGROUP; /* Linux 5.7: no window outside the cgroup */
-        ca.cgroup = (uint64_t)c->cg.dir_fd;
-    }
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid == 0) {
         (void)close(sp[0]);
@@ -482,7 +483,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
                                  .root_caller = root,
                                  .undumpable_parent = !root && undumpable,
                                  .enforced = 0};
-        child_main(&ctx, c->cg.memory, c->cg.pids);
+        child_main(&ctx);
     }
     int e = errno;
     (void)close(sp[1]);
@@ -492,12 +493,23 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     c->pid = (pid_t)pid;
-    if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0 ||
-        cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
+    if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    if (write(c->setup_fd, "G", 1) != 1) {
+    if (write(c->setup_fd, "M", 1) != 1) {
+        errf(err, errsz, "set-up failed at go: %s", strerror(errno));
+        goto fail;
+    }
+    /* The cgroup is made while the child builds its file system (a memory cgroup's mkdir
+     * is slow on v1); the child waits for it before anything of the cell's own runs. */
+    cgroup_create(&c->cg, &c->slot, &cfg->limits);
+    if (cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
+        errf(err, errsz, "set-up failed at %s", why);
+        goto fail;
+    }
+    char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
+    if (write(c->setup_fd, go, 2) != 2) {
         errf(err, errsz, "set-up failed at go: %s", strerror(errno));
         goto fail;
     }

@@ -67,11 +67,11 @@ int slot_try(int index, struct cell_slot *s);
 void slot_release(struct cell_slot *s);
 unsigned slot_count(void);
 
-/* cgroup.c: v2 (a child of a delegated parent, CLONE_INTO_CGROUP) or v1 (memory and pids
+/* cgroup.c: v2 (a child of a delegated parent) or v1 (memory and pids
  * hierarchies); neither -> none, and limits.c falls back to rlimits. */
 struct cell_cgroup {
     int version;         /* 0 none, 1, 2 */
-    int dir_fd;          /* v2: the cell cgroup (for CLONE_INTO_CGROUP), else -1 */
+    int dir_fd;          /* v2: the cell cgroup, else -1 */
     char path[512];      /* v2: the cell cgroup; v1: the memory one */
     char pids_path[512]; /* v1 */
     bool memory, pids;
@@ -80,7 +80,7 @@ struct cell_cgroup {
  * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders. */
 void cgroup_create(struct cell_cgroup *cg, const struct cell_slot *slot,
                    const struct policy_limits *lim);
-int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz); /* v1 */
+int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
 void cgroup_destroy(struct cell_cgroup *cg);

@@ -1,5 +1,5 @@
 /* cgroup: memory and pids limits for a cell. cgroup v2: a child of a delegated parent
- * ($AGENTBOX_CGROUP, or our own cgroup) entered atomically with CLONE_INTO_CGROUP; v1: the
+ * ($AGENTBOX_CGROUP, or our own cgroup), or v1: the
  * memory and pids hierarchies. Cells' cgroups are named after their slot ("u<UID>-s<N>")
  * below an "agentbox" cgroup, so one left by a SIGKILLed owner is found and removed by the
  * next holder of that slot, or by anyone who finds the slot's lock free (sweep).
@@ -267,13 +267,13 @@ void cgroup_create(struct cell_cgroup *cg, const struct cell_slot *slot,
 
 int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz)
 {
-    if (cg->version != 1)
-        return 0;
     char v[32];
     snprintf(v, sizeof(v), "%d", (int)pid);
-    if (cg->memory && put(cg->path, "cgroup.procs", v) < 0)
+    if (cg->version == 2 && put(cg->path, "cgroup.procs", v) < 0)
+        return errf(err, errsz, "cgroup: %s", strerror(errno));
+    if (cg->version == 1 && cg->memory && put(cg->path, "cgroup.procs", v) < 0)
         return errf(err, errsz, "memory cgroup: %s", strerror(errno));
-    if (cg->pids && put(cg->pids_path, "cgroup.procs", v) < 0)
+    if (cg->version == 1 && cg->pids && put(cg->pids_path, "cgroup.procs", v) < 0)
         return errf(err, errsz, "pids cgroup: %s", strerror(errno));
     return 0;
 }

@@ -775,9 +775,13 @@ static int parse_depth(const char *text, size_t len, const char *source, int dep
     cleanup_json cJSON *root = cJSON_ParseWithOpts(text, &end, true);
     if (!root) {
         int line, col;
-        line_col(text, end ? end : text + len, &line, &col);
-        return errf(err, errsz, "%s:%d:%d: JSON syntax error near \"%.20s\"", source, line, col,
-                    end && *end ? end : "(end of file)");
+        const char *at = end ? end : text + len;
+        line_col(text, at, &line, &col);
+        if (!*at)
+            return errf(err, errsz, "%s:%d:%d: JSON syntax error at the end of the file", source,
+                        line, col);
+        return errf(err, errsz, "%s:%d:%d: JSON syntax error near \"%.*s\"", source, line, col,
+                    (int)(strcspn(at, "\r\n") < 24 ? strcspn(at, "\r\n") : 24), at);
     }
     if (parse_root(root, source, depth, out, err, errsz) < 0)
         return with_source(source, err, errsz);

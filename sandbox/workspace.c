@@ -139,15 +139,57 @@ static int copy_seed(struct cell_child *ctx, const char *seed, const char *ws)
     return 0;
 }
 
-/* Overlay only where it behaves like the copy: upper-layer copy-ups keep the lower file's
- * owner, which must be mapped in the cell, i.e. an unprivileged caller seeding from its own
- * files. As root the cell's uid is a slot uid that owns nothing on the host, so copy. */
-static bool overlay_fits(struct cell_child *ctx)
+/* True when every entry below dir is owned by the caller's uid and gid. fdopendir mallocs:
+ * fine in this single-threaded child. */
+static bool all_ours(int dir, int depth)
 {
-    struct stat st;
-    if (ctx->root_caller || fstat(ctx->seed_fd, &st) < 0)
+    if (depth > SEED_MAX_DEPTH)
         return false;
-    return st.st_uid == geteuid();
+    int fd = fcntl(dir, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        if (fd >= 0)
+            (void)close(fd);
+        return false;
+    }
+    bool ok = true;
+    struct dirent *e;
+    while (ok && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid != geteuid() ||
+            st.st_gid != getegid()) {
+            ok = false;
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dir, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            ok = sub >= 0 && all_ours(sub, depth + 1);
+            if (sub >= 0)
+                (void)close(sub);
+        }
+    }
+    (void)closedir(d);
+    return ok;
+}
+
+/* Overlay only where it behaves like the copy: a copy-up keeps the lower file's owner, which
+ * must be mapped in the cell (else writing it fails with EOVERFLOW). Only the caller's own
+ * ids are mapped, and only for an unprivileged caller (as root the cell's uid is a slot uid
+ * that owns nothing on the host), so: an unprivileged caller seeding from its own files. */
+static bool overlay_fits(struct cell_child *ctx, const char *seed)
+{
+    if (ctx->root_caller)
+        return false;
+    int fd = open(seed, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool ok =
+        fstat(fd, &st) == 0 && st.st_uid == geteuid() && st.st_gid == getegid() && all_ours(fd, 0);
+    (void)close(fd);
+    return ok;
 }
 
 static int try_overlay(struct cell_child *ctx, const char *newroot, const char *ws,
@@ -198,7 +240,7 @@ int workspace_mount(struct cell_child *ctx, const char *newroot)
         return CHILD_FAIL(ctx, "bind seed");
     if (mounts_restrict(seed, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true) < 0)
         return CHILD_FAIL(ctx, "seed read-only");
-    if (overlay_fits(ctx) && try_overlay(ctx, newroot, ws, seed, opts) == 0)
+    if (overlay_fits(ctx, seed) && try_overlay(ctx, newroot, ws, seed, opts) == 0)
         return 0;
     if (ctx->step)
         return -1;
