@@ -285,7 +285,15 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
         if (ctx->exe_fd < 0)
             ctx->step = "open agentbox binary", child_fail(ctx);
     }
-    if (ns_become_user(ctx) < 0 || mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
+    if (ns_become_user(ctx) < 0)
+        child_fail(ctx);
+    /* Changing uid cleared the parent-death signal (commit_creds): arm it again, then make
+     * sure the parent did not die in between (its end of the socket would be closed). */
+    struct pollfd alive = {.fd = ctx->setup_fd, .events = POLLIN};
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || poll(&alive, 1, 0) < 0 ||
+        (alive.revents & (POLLHUP | POLLERR)))
+        _exit(EXIT_FAILURE);
+    if (mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
         child_fail(ctx);
     /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
     if (setsid() < 0)
