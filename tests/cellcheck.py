@@ -180,8 +180,10 @@ def cgroup_dirs():
 
 
 def tmp_entries():
+    """Entries of /tmp that agentbox itself would make (its own prefix). Test suites name
+    their temp dirs differently (ours: abx-test-*), so concurrent suites do not show here."""
     try:
-        return {n for n in os.listdir("/tmp") if "agentbox" in n or n.startswith("abx-cell")}
+        return {n for n in os.listdir("/tmp") if n.startswith(("agentbox.", "agentbox-cell", "abx-cell"))}
     except OSError:
         return set()
 
@@ -241,11 +243,14 @@ class CellTest(unittest.TestCase):
         self.metadir = os.path.join(self.tmp, "meta")
         os.mkdir(self.metadir)
         self.state = os.path.join(self.tmp, "state")
+        self.tmpdir = os.path.join(self.tmp, "tmpdir")  # TMPDIR of agentbox: must stay empty
+        os.mkdir(self.tmpdir, 0o755)
         self._n = 0
         self.snapshot = HostSnapshot()
 
     def tearDown(self):
         problems = self.snapshot.leftovers()
+        problems += ["file left in agentbox's TMPDIR: %s" % n for n in os.listdir(self.tmpdir)]
         if os.path.isdir(self.state):
             for dirpath, _, files in os.walk(self.state):
                 problems += ["file left in the state dir: %s" % os.path.join(dirpath, f) for f in files]
@@ -283,6 +288,7 @@ class CellTest(unittest.TestCase):
         argv += ["--"] + list(cmd)
         e = dict(os.environ)
         e.setdefault("OPENHANDS_WORKSPACE_ROOT", self.state)
+        e.setdefault("TMPDIR", self.tmpdir)
         e.setdefault("AGENTBOX_DATA_DIR", os.path.dirname(os.path.abspath(AGENTBOX)))
         e.update(env or {})
         t0 = time.perf_counter()
