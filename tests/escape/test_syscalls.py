@@ -6,7 +6,7 @@ import os
 import socket
 import unittest
 
-from cellcheck import CellTest, marker
+from cellcheck import AGENTBOX, CellTest, kv, marker
 
 DENIED = ("EPERM", "EACCES", "SIG31")
 
@@ -115,6 +115,35 @@ class SyscallEscapes(CellTest):
         # traced while the probe runs.
         r = self.try_ops("ptrace:1", "process_vm_readv:1", "pidfd_getfd:1", "ptrace:%d" % os.getpid())
         self.assertAllDenied(r, ["ptrace", "process_vm_readv", "pidfd_getfd"], DENIED + ("ESRCH",))
+
+    def test_ptrace_supervisor_host_pid(self):
+        # The supervisor's host pid is handed to the cell on stdin once agentbox runs; the
+        # probe attaches for 0.3 s if it can, and the host watches agentbox's TracerPid.
+        import subprocess
+        import time
+        seed = self.seed("try-syscall")
+        p = subprocess.Popen([AGENTBOX, "exec", "--workspace-from", seed, "--", "/bin/sh", "-c",
+                              "read pid; exec /workspace/try-syscall ptrace:$pid process_vm_readv:$pid"
+                              " pidfd_getfd:$pid kill0:$pid"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdin.write(b"%d\n" % p.pid)
+        p.stdin.close()
+        traced = False
+        while p.poll() is None:
+            try:
+                with open("/proc/%d/status" % p.pid) as f:
+                    traced |= any(ln.startswith("TracerPid:") and ln.split()[1] != "0" for ln in f)
+            except OSError:
+                pass
+            time.sleep(0.02)
+        out, err = p.stdout.read(), p.stderr.read()
+        p.stdout.close()
+        p.stderr.close()
+        self.assertFalse(traced, "the cell attached to agentbox")
+        r = kv(out.decode())
+        self.assertEqual(len(r), 4, (out, err))
+        bad = {k: v for k, v in r.items() if v not in DENIED + ("ESRCH",)}
+        self.assertEqual(bad, {}, (out, err))
 
     def test_sethostname_stays_in_cell(self):
         host = socket.gethostname()
