@@ -313,6 +313,12 @@ class CellTest(unittest.TestCase):
             self.fail("the cell could not be set up: %r" % r)
         return r
 
+    def ran(self, result):
+        """The cell's command ran to its end (a script ending in "; true"): an attack test must
+        not pass merely because nothing ran."""
+        self.assertEqual(result.rc, 0, "the cell's command did not run to its end: %r" % result)
+        return result
+
     def probe(self, name, *args, **kw):
         """Runs one probe program from /workspace inside a cell."""
         return self.cell(["/workspace/" + name] + list(args), helpers=kw.pop("helpers", (name,)), **kw)

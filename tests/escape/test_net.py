@@ -40,6 +40,7 @@ class Network(CellTest):
         finally:
             listener.close()
         self.assertFalse(reached, "a host listener was reached from the cell: %r" % r)
+        self.assertRegex(r.out, r"(connect|socket)=", "the probe did not run: %r" % r)
         self.assertNotIn("connect=0", r.out, r)
         return r
 
@@ -62,6 +63,7 @@ class Network(CellTest):
         finally:
             lst.close()
         self.assertFalse(reached, "a UDP datagram from the cell reached the host: %r" % r)
+        self.assertRegex(r.out, r"(connect|socket)=", "the probe did not run: %r" % r)
 
     def test_abstract_unix_socket(self):
         name = marker("sock")
@@ -75,8 +77,9 @@ class Network(CellTest):
 
     def test_dns_and_outside_unreachable(self):
         # Nothing outside either: a public address fails at once (no route or denied socket).
-        r = self.cell(["/bin/sh", "-c", "exec 3<>/dev/tcp/1.1.1.1/53 && echo CONNECTED; true"], timeout=30)
+        r = self.cell(["/bin/bash", "-c", "(exec 3<>/dev/tcp/1.1.1.1/53) 2>/dev/null && echo CONNECTED; true"], timeout=30)
         self.assertNotIn("CONNECTED", r.out)
+        self.assertEqual(r.rc, 0, r)
 
 
 if __name__ == "__main__":

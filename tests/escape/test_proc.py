@@ -37,15 +37,19 @@ class ProcEscapes(CellTest):
     def test_cgroup_release_agent(self):
         # CVE-2022-0492: write release_agent of a cgroup v1 hierarchy, or mount one to get one.
         r = self.cell(["/bin/sh", "-c", "for f in /sys/fs/cgroup/*/release_agent /sys/fs/cgroup/release_agent; do"
-                       " [ -e $f ] && (echo /bin/true > $f) 2>/dev/null && echo WROTE $f; done;"
+                       " [ -e $f ] && (v=$(cat $f); echo \"$v\" > $f) 2>/dev/null && echo WROTE $f; done;"
                        " mkdir -p /tmp/cg; mount -t cgroup -o memory cgroup /tmp/cg 2>/dev/null && echo MOUNTED; true"])
+        self.ran(r)
         self.assertNotIn("WROTE", r.out, r)
         self.assertNotIn("MOUNTED", r.out, r)
 
     def test_proc_sys_and_sys_read_only(self):
-        r = self.cell(["/bin/sh", "-c", "echo 1 > /proc/sys/kernel/sysrq && echo W1; echo x > /proc/sys/kernel/domainname"
-                       " && echo W2; touch /sys/abx 2>/dev/null && echo W3; echo > /sys/kernel/profiling 2>/dev/null"
-                       " && echo W4; true"])
+        # Each write puts back the value just read, so it changes nothing even where it works.
+        r = self.cell(["/bin/sh", "-c", "v=$(cat /proc/sys/kernel/sysrq); echo $v > /proc/sys/kernel/sysrq && echo W1;"
+                       " v=$(cat /proc/sys/kernel/domainname); echo $v > /proc/sys/kernel/domainname && echo W2;"
+                       " touch /sys/abx 2>/dev/null && echo W3; v=$(cat /sys/kernel/profiling 2>/dev/null) &&"
+                       " echo $v > /sys/kernel/profiling 2>/dev/null && echo W4; true"])
+        self.ran(r)
         for w in ("W1", "W2", "W3", "W4"):
             self.assertNotIn(w, r.out.split(), r)
 

@@ -29,8 +29,8 @@ class SeedTricks(CellTest):
         os.symlink(self.canary, os.path.join(seed, "link"))
         os.symlink(self.hostdir, os.path.join(seed, "dirlink"))
         digest, cdigest = tree_digest(seed), file_digest(self.canary)
-        self.cell(["/bin/sh", "-c", "echo PWNED > /workspace/link; echo PWNED > /workspace/dirlink/new;"
-                   " echo PWNED >> /workspace/dirlink/canary.txt; true"], seed=seed)
+        self.ran(self.cell(["/bin/sh", "-c", "echo PWNED > /workspace/link; echo PWNED > /workspace/dirlink/new;"
+                   " echo PWNED >> /workspace/dirlink/canary.txt; true"], seed=seed))
         self.assertEqual(file_digest(self.canary), cdigest, "the host canary changed")
         self.assertFalse(os.path.exists(os.path.join(self.hostdir, "new")))
         self.assertEqual(tree_digest(seed), digest, "the seed tree changed")
@@ -41,7 +41,7 @@ class SeedTricks(CellTest):
         os.symlink(rel, os.path.join(seed, "rel"))
         os.symlink("../../../../../../../../.." + self.canary, os.path.join(seed, "deep"))
         digest, cdigest = tree_digest(seed), file_digest(self.canary)
-        self.cell(["/bin/sh", "-c", "echo PWNED > /workspace/rel; echo PWNED > /workspace/deep; true"], seed=seed)
+        self.ran(self.cell(["/bin/sh", "-c", "echo PWNED > /workspace/rel; echo PWNED > /workspace/deep; true"], seed=seed))
         self.assertEqual(file_digest(self.canary), cdigest)
         self.assertEqual(tree_digest(seed), digest)
 
@@ -72,8 +72,8 @@ class SeedTricks(CellTest):
                                        "dir/sub/f": "x\n"})
         os.chmod(os.path.join(seed, "dir", "sub", "f"), 0o604)
         digest, st = tree_digest(seed), os.stat(seed)
-        self.cell(["/bin/sh", "-c", "rm -rf /workspace/src /workspace/dir; echo x >> /workspace/data.bin;"
-                   " touch /workspace/new; chmod 000 /workspace/ids; mkdir /workspace/d2; true"], seed=seed)
+        self.ran(self.cell(["/bin/sh", "-c", "rm -rf /workspace/src /workspace/dir; echo x >> /workspace/data.bin;"
+                   " touch /workspace/new; chmod 000 /workspace/ids; mkdir /workspace/d2; true"], seed=seed))
         self.assertEqual(tree_digest(seed), digest, "the seed tree changed")
         self.assertEqual(os.stat(seed).st_mtime_ns, st.st_mtime_ns)
 
@@ -121,8 +121,8 @@ class SeedTricks(CellTest):
             with open(os.path.join(victim, "f%d" % i), "w") as f:
                 f.write("keep\n")
         digest = tree_digest(self.hostdir)
-        self.cell(["/bin/sh", "-c", "ln -s %s /workspace/v; ln -s %s /workspace/c; mkdir -p /workspace/d;"
-                   " ln -s / /workspace/d/root; true" % (victim, self.canary)], seed=self.seed())
+        self.ran(self.cell(["/bin/sh", "-c", "ln -s %s /workspace/v; ln -s %s /workspace/c; mkdir -p /workspace/d;"
+                   " ln -s / /workspace/d/root; true" % (victim, self.canary)], seed=self.seed()))
         self.assertEqual(tree_digest(self.hostdir), digest)
 
     def test_host_filesystem_invisible(self):
