@@ -106,6 +106,12 @@ class Limits(CellTest):
         core = [ln for ln in r.out.splitlines() if ln.startswith("Max core file size")]
         self.assertTrue(core, r)
         self.assertEqual(core[0].split()[4], "0", "core dumps allowed: %r" % r)
+        # hard limits cannot be raised again from inside
+        r = self.cell(["/bin/sh", "-c", "h=$(ulimit -Hn); ulimit -Hn $((h + 1)) 2>/dev/null && echo RAISED;"
+                       " ulimit -Hc unlimited 2>/dev/null && echo CORE; true"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("RAISED", r.out, r)
+        self.assertNotIn("CORE", r.out, r)
 
     def test_huge_output_read(self):
         # 1 GiB to stdout; agentbox passes stdio through, so its own RSS stays small.

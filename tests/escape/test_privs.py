@@ -98,6 +98,16 @@ class Privileges(CellTest):
         self.assertIn("NULLOK", r.out, r)
         self.assertNotIn("MKNOD", r.out, r)
 
+    def test_scheduling_and_oom_privileges(self):
+        # A cell must not make itself unkillable by the OOM killer, raise its priority or take a
+        # real-time class (each would hurt the host's other work). chrt and renice are util-linux.
+        r = self.cell(["/bin/sh", "-c", "echo -1000 > /proc/self/oom_score_adj 2>/dev/null && echo OOM;"
+                       " renice -n -10 -p $$ >/dev/null 2>&1 && echo NICE; chrt -f 50 /bin/true 2>/dev/null && echo RT;"
+                       " chrt -r 1 /bin/true 2>/dev/null && echo RR; true"])
+        self.ran(r)
+        for word in ("OOM", "NICE", "RT", "RR"):
+            self.assertNotIn(word, r.out.split(), r)
+
     def test_host_shadow_unreadable(self):
         r = self.cell(["/bin/sh", "-c", "cat /etc/shadow 2>/dev/null | head -1; echo rc=$?"])
         with open("/etc/shadow") if not UNPRIVILEGED else open("/dev/null") as f:

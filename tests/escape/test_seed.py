@@ -3,10 +3,11 @@ that point at host files; writing through them inside the cell must never reach 
 seeding must not follow them on the host side (CVE-2021-30465 style races included), and the
 seed tree must be byte-identical afterwards."""
 import os
+import stat
 import threading
 import unittest
 
-from cellcheck import CellTest, file_digest, tree_digest
+from cellcheck import UNPRIVILEGED, CellTest, file_digest, tree_digest
 
 
 class SeedTricks(CellTest):
@@ -124,6 +125,36 @@ class SeedTricks(CellTest):
         self.ran(self.cell(["/bin/sh", "-c", "ln -s %s /workspace/v; ln -s %s /workspace/c; mkdir -p /workspace/d;"
                    " ln -s / /workspace/d/root; true" % (victim, self.canary)], seed=self.seed()))
         self.assertEqual(tree_digest(self.hostdir), digest)
+
+    def test_seed_device_node_is_inert(self):
+        # A seed holding a device node (here the numbers of /dev/null, harmless; a real attack
+        # would use the host disk's) must not give the cell a working device: either the node
+        # is not copied, or /workspace is nodev.
+        if UNPRIVILEGED:
+            self.skipTest("only root can create a device node in a seed")
+        seed = self.seed()
+        os.mknod(os.path.join(seed, "dev"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        r = self.cell(["/bin/sh", "-c", "ls -l /workspace/dev; [ -c /workspace/dev ] && echo x > /workspace/dev && echo DEVICE_WORKS; true"],
+                      seed=seed, check_setup=False)
+        self.assertNotIn("DEVICE_WORKS", r.out, r)
+
+    def test_seed_fifo_does_not_hang(self):
+        seed = self.seed(files={"a": "a\n"})
+        os.mkfifo(os.path.join(seed, "fifo"))
+        r = self.cell(["/bin/true"], seed=seed, check_setup=False, timeout=30)
+        self.assertIn(r.rc, (0, 125), r)
+
+    def test_seed_larger_than_quota(self):
+        # The quota covers the seed too: a seed above --disk fails cleanly (125) or is cut
+        # at the quota, never overflows it, and leaves nothing behind (tearDown).
+        seed = self.seed(files={"big.bin": b"\0" * (12 << 20)})
+        r = self.cell(["/bin/sh", "-c", "du -sk /workspace | cut -f1"], seed=seed, opts=["--disk", "8M"],
+                      check_setup=False)
+        if r.rc == 0:
+            self.assertLessEqual(int(r.out.split()[0]), 8 * 1024, r)
+        else:
+            self.assertEqual(r.rc, 125, r)
+            self.assertIn("agentbox", r.err)
 
     def test_host_filesystem_invisible(self):
         r = self.cell(["/bin/sh", "-c", "ls %s; cat %s; ls /; true" % (self.hostdir, self.secret)])
