@@ -145,16 +145,20 @@ class SeedTricks(CellTest):
         self.assertIn(r.rc, (0, 125), r)
 
     def test_seed_larger_than_quota(self):
-        # The quota covers the seed too: a seed above --disk fails cleanly (125) or is cut
-        # at the quota, never overflows it, and leaves nothing behind (tearDown).
+        # The quota bounds what the cell stores: a seed above --disk either fails cleanly (125,
+        # copy seeding) or stays on the read-only lower layer (overlay seeding), where changing
+        # it needs a copy-up that the quota refuses. Never does the cell hold more than --disk.
         seed = self.seed(files={"big.bin": b"\0" * (12 << 20)})
-        r = self.cell(["/bin/sh", "-c", "du -sk /workspace | cut -f1"], seed=seed, opts=["--disk", "8M"],
-                      check_setup=False)
-        if r.rc == 0:
-            self.assertLessEqual(int(r.out.split()[0]), 8 * 1024, r)
-        else:
-            self.assertEqual(r.rc, 125, r)
+        digest = tree_digest(seed)
+        r = self.cell(["/bin/sh", "-c", "echo x >> /workspace/big.bin && echo APPENDED; true"], seed=seed,
+                      opts=["--disk", "8M"], check_setup=False)
+        self.assertEqual(tree_digest(seed), digest)
+        if r.rc == 125:
             self.assertIn("agentbox", r.err)
+            return
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("APPENDED", r.out, "a 12 MiB file was copied up into an 8 MiB workspace: %r" % r)
+        self.assertLessEqual((r.meta or {}).get("disk_bytes", 0), 8 << 20, r)
 
     def test_host_filesystem_invisible(self):
         r = self.cell(["/bin/sh", "-c", "ls %s; cat %s; ls /; true" % (self.hostdir, self.secret)])
