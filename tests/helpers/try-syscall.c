@@ -253,72 +253,137 @@ static long attempt(const char *name)
     const char *arg = strchr(name, ':');
     arg = arg ? arg + 1 : "";
 #define IS(s) (strncmp(name, s, strlen(s)) == 0 && (name[strlen(s)] == 0 || name[strlen(s)] == ':'))
-    if (IS("io_uring_setup")) return do_uring();
-    if (IS("io_uring_enter")) return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0);
-    if (IS("io_uring_register")) return syscall(SYS_io_uring_register, -1, 0, NULL, 0);
-    if (IS("unshare_user")) return unshare(CLONE_NEWUSER);
-    if (IS("unshare_ns")) return unshare(CLONE_NEWNS);
-    if (IS("unshare_net")) return unshare(CLONE_NEWNET);
-    if (IS("unshare_pid")) return unshare(CLONE_NEWPID);
-    if (IS("unshare_ipc")) return unshare(CLONE_NEWIPC);
-    if (IS("unshare_uts")) return unshare(CLONE_NEWUTS);
-    if (IS("unshare_cgroup")) return unshare(CLONE_NEWCGROUP);
-    if (IS("unshare_time")) return unshare(CLONE_NEWTIME);
-    if (IS("clone_newuser")) return do_clone_newuser();
-    if (IS("clone3_newuser")) return do_clone3(CLONE_NEWUSER);
-    if (IS("clone3")) return do_clone3(0);
-    if (IS("setns_mnt")) return do_setns("mnt");
-    if (IS("setns_net")) return do_setns("net");
-    if (IS("keyctl")) return syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1) < 0 ? -1 : 0;
-    if (IS("add_key")) return syscall(SYS_add_key, "user", *arg ? arg : "abx-probe-key", "x", 1, KEY_SPEC_PROCESS_KEYRING) < 0 ? -1 : 0;
-    if (IS("request_key")) return syscall(SYS_request_key, "user", "abx-nonexistent-key", NULL, 0) < 0 ? -1 : 0;
-    if (IS("bpf")) return do_bpf();
-    if (IS("perf_event_open")) return do_perf();
-    if (IS("userfaultfd")) return ret_fd(syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));
-    if (IS("mount")) return do_mount_tmp();
-    if (IS("umount2")) return do_umount_tmp();
-    if (IS("pivot_root")) return syscall(SYS_pivot_root, "/nonexistent-abx", "/nonexistent-abx");
-    if (IS("fsopen")) return ret_fd(syscall(SYS_fsopen, "tmpfs", 0));
-    if (IS("fspick")) return ret_fd(syscall(SYS_fspick, AT_FDCWD, "/nonexistent-abx", 0));
-    if (IS("open_tree")) return ret_fd(syscall(SYS_open_tree, AT_FDCWD, "/", 1 /* OPEN_TREE_CLONE */));
-    if (IS("move_mount")) return syscall(SYS_move_mount, -1, "", -1, "", 0);
+    if (IS("io_uring_setup"))
+        return do_uring();
+    if (IS("io_uring_enter"))
+        return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0);
+    if (IS("io_uring_register"))
+        return syscall(SYS_io_uring_register, -1, 0, NULL, 0);
+    if (IS("unshare_user"))
+        return unshare(CLONE_NEWUSER);
+    if (IS("unshare_ns"))
+        return unshare(CLONE_NEWNS);
+    if (IS("unshare_net"))
+        return unshare(CLONE_NEWNET);
+    if (IS("unshare_pid"))
+        return unshare(CLONE_NEWPID);
+    if (IS("unshare_ipc"))
+        return unshare(CLONE_NEWIPC);
+    if (IS("unshare_uts"))
+        return unshare(CLONE_NEWUTS);
+    if (IS("unshare_cgroup"))
+        return unshare(CLONE_NEWCGROUP);
+    if (IS("unshare_time"))
+        return unshare(CLONE_NEWTIME);
+    if (IS("clone_newuser"))
+        return do_clone_newuser();
+    if (IS("clone3_newuser"))
+        return do_clone3(CLONE_NEWUSER);
+    if (IS("clone3"))
+        return do_clone3(0);
+    if (IS("setns_mnt"))
+        return do_setns("mnt");
+    if (IS("setns_net"))
+        return do_setns("net");
+    if (IS("keyctl"))
+        return syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1) < 0 ? -1 : 0;
+    if (IS("add_key"))
+        return syscall(SYS_add_key, "user", *arg ? arg : "abx-probe-key", "x", 1,
+                       KEY_SPEC_PROCESS_KEYRING) < 0
+                   ? -1
+                   : 0;
+    if (IS("request_key"))
+        return syscall(SYS_request_key, "user", "abx-nonexistent-key", NULL, 0) < 0 ? -1 : 0;
+    if (IS("bpf"))
+        return do_bpf();
+    if (IS("perf_event_open"))
+        return do_perf();
+    if (IS("userfaultfd"))
+        return ret_fd(syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));
+    if (IS("mount"))
+        return do_mount_tmp();
+    if (IS("umount2"))
+        return do_umount_tmp();
+    if (IS("pivot_root"))
+        return syscall(SYS_pivot_root, "/nonexistent-abx", "/nonexistent-abx");
+    if (IS("fsopen"))
+        return ret_fd(syscall(SYS_fsopen, "tmpfs", 0));
+    if (IS("fspick"))
+        return ret_fd(syscall(SYS_fspick, AT_FDCWD, "/nonexistent-abx", 0));
+    if (IS("open_tree"))
+        return ret_fd(syscall(SYS_open_tree, AT_FDCWD, "/", 1 /* OPEN_TREE_CLONE */));
+    if (IS("move_mount"))
+        return syscall(SYS_move_mount, -1, "", -1, "", 0);
     if (IS("mount_setattr")) {
         uint64_t attr[4] = {0, 0, 0, 0};
         return syscall(SYS_mount_setattr, -1, "", 0, attr, sizeof attr);
     }
-    if (IS("chroot")) return chroot("/tmp");
-    if (IS("mknod")) return do_mknod();
-    if (IS("kexec_load")) return syscall(SYS_kexec_load, 0, 0, NULL, 0x100UL /* unknown flag */);
-    if (IS("kexec_file_load")) return syscall(SYS_kexec_file_load, -1, -1, 0, "", 0x80000000UL);
-    if (IS("init_module")) return syscall(SYS_init_module, NULL, 0, "");
-    if (IS("finit_module")) return syscall(SYS_finit_module, -1, "", 0);
-    if (IS("delete_module")) return syscall(SYS_delete_module, "abx_nonexistent_module", O_NONBLOCK);
-    if (IS("reboot")) return syscall(SYS_reboot, 0xdead, 0xbeef, 0x1234, NULL); /* invalid magic */
-    if (IS("acct")) return acct("/nonexistent-abx/acct");
-    if (IS("swapon")) return syscall(SYS_swapon, "/nonexistent-abx", 0);
-    if (IS("swapoff")) return syscall(SYS_swapoff, "/nonexistent-abx");
-    if (IS("syslog")) return syscall(SYS_syslog, 10 /* SIZE_BUFFER */, NULL, 0) < 0 ? -1 : 0;
-    if (IS("iopl")) return syscall(SYS_iopl, 3);
-    if (IS("ioperm")) return syscall(SYS_ioperm, 0x80, 1, 1);
-    if (IS("settimeofday")) return syscall(SYS_settimeofday, NULL, NULL);
-    if (IS("quotactl")) return quotactl(QCMD(Q_GETINFO, USRQUOTA), "/dev/nonexistent-abx", 0, NULL);
-    if (IS("personality")) return personality(READ_IMPLIES_EXEC) < 0 ? -1 : 0;
-    if (IS("personality_query")) return personality(0xffffffff) < 0 ? -1 : 0;
-    if (IS("open_by_handle_at")) return do_open_by_handle();
-    if (IS("socket_inet")) return do_socket(AF_INET, SOCK_STREAM, 0);
-    if (IS("socket_inet6")) return do_socket(AF_INET6, SOCK_STREAM, 0);
-    if (IS("socket_packet")) return do_socket(AF_PACKET, SOCK_RAW, 0);
-    if (IS("socket_netlink")) return do_socket(AF_NETLINK, SOCK_RAW, 0);
-    if (IS("socket_vsock")) return do_socket(AF_VSOCK, SOCK_STREAM, 0);
-    if (IS("socket_alg")) return do_socket(AF_ALG, SOCK_SEQPACKET, 0);
-    if (IS("socket_unix")) return do_socket(AF_UNIX, SOCK_STREAM, 0);
-    if (IS("sethostname")) return sethostname(arg, strlen(arg));
-    if (IS("ptrace")) return do_ptrace((pid_t)atoi(arg));
-    if (IS("process_vm_readv")) return do_proc_vm((pid_t)atoi(arg));
-    if (IS("pidfd_getfd")) return do_pidfd_getfd((pid_t)atoi(arg));
-    if (IS("kill0")) return kill((pid_t)atoi(arg), 0);
-    if (IS("killcont")) return kill((pid_t)atoi(arg), SIGCONT);
-    if (IS("open")) return do_open(arg);
+    if (IS("chroot"))
+        return chroot("/tmp");
+    if (IS("mknod"))
+        return do_mknod();
+    if (IS("kexec_load"))
+        return syscall(SYS_kexec_load, 0, 0, NULL, 0x100UL /* unknown flag */);
+    if (IS("kexec_file_load"))
+        return syscall(SYS_kexec_file_load, -1, -1, 0, "", 0x80000000UL);
+    if (IS("init_module"))
+        return syscall(SYS_init_module, NULL, 0, "");
+    if (IS("finit_module"))
+        return syscall(SYS_finit_module, -1, "", 0);
+    if (IS("delete_module"))
+        return syscall(SYS_delete_module, "abx_nonexistent_module", O_NONBLOCK);
+    if (IS("reboot"))
+        return syscall(SYS_reboot, 0xdead, 0xbeef, 0x1234, NULL); /* invalid magic */
+    if (IS("acct"))
+        return acct("/nonexistent-abx/acct");
+    if (IS("swapon"))
+        return syscall(SYS_swapon, "/nonexistent-abx", 0);
+    if (IS("swapoff"))
+        return syscall(SYS_swapoff, "/nonexistent-abx");
+    if (IS("syslog"))
+        return syscall(SYS_syslog, 10 /* SIZE_BUFFER */, NULL, 0) < 0 ? -1 : 0;
+    if (IS("iopl"))
+        return syscall(SYS_iopl, 3);
+    if (IS("ioperm"))
+        return syscall(SYS_ioperm, 0x80, 1, 1);
+    if (IS("settimeofday"))
+        return syscall(SYS_settimeofday, NULL, NULL);
+    if (IS("quotactl"))
+        return quotactl(QCMD(Q_GETINFO, USRQUOTA), "/dev/nonexistent-abx", 0, NULL);
+    if (IS("personality"))
+        return personality(READ_IMPLIES_EXEC) < 0 ? -1 : 0;
+    if (IS("personality_query"))
+        return personality(0xffffffff) < 0 ? -1 : 0;
+    if (IS("open_by_handle_at"))
+        return do_open_by_handle();
+    if (IS("socket_inet"))
+        return do_socket(AF_INET, SOCK_STREAM, 0);
+    if (IS("socket_inet6"))
+        return do_socket(AF_INET6, SOCK_STREAM, 0);
+    if (IS("socket_packet"))
+        return do_socket(AF_PACKET, SOCK_RAW, 0);
+    if (IS("socket_netlink"))
+        return do_socket(AF_NETLINK, SOCK_RAW, 0);
+    if (IS("socket_vsock"))
+        return do_socket(AF_VSOCK, SOCK_STREAM, 0);
+    if (IS("socket_alg"))
+        return do_socket(AF_ALG, SOCK_SEQPACKET, 0);
+    if (IS("socket_unix"))
+        return do_socket(AF_UNIX, SOCK_STREAM, 0);
+    if (IS("sethostname"))
+        return sethostname(arg, strlen(arg));
+    if (IS("ptrace"))
+        return do_ptrace((pid_t)atoi(arg));
+    if (IS("process_vm_readv"))
+        return do_proc_vm((pid_t)atoi(arg));
+    if (IS("pidfd_getfd"))
+        return do_pidfd_getfd((pid_t)atoi(arg));
+    if (IS("kill0"))
+        return kill((pid_t)atoi(arg), 0);
+    if (IS("killcont"))
+        return kill((pid_t)atoi(arg), SIGCONT);
+    if (IS("open"))
+        return do_open(arg);
 #undef IS
     fprintf(stderr, "try-syscall: unknown operation %s\n", name);
     exit(2);
