@@ -293,8 +293,11 @@ class ExecTest(unittest.TestCase):
         self.assertEqual(mountinfo(), before)
 
     def test_sigterm_kills_cell_and_writes_record(self):
+        # the shell builds the marker, so only the cell's process carries it (not agentbox's
+        # own command line): seeing it means the cell is running
         marker = "4444.%d" % os.getpid()
-        p = subprocess.Popen([AGENTBOX, "exec", "--meta", self.meta, "--", "sleep", marker],
+        p = subprocess.Popen([AGENTBOX, "exec", "--meta", self.meta, "--", "sh", "-c",
+                              "m=44; sleep ${m}44.%d" % os.getpid()],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertTrue(self._wait_for(marker), "the command never started")
         p.send_signal(signal.SIGTERM)
@@ -315,7 +318,8 @@ class ExecTest(unittest.TestCase):
     def test_sigkilled_parent_takes_the_cell_along(self):
         marker = "4545.%d" % os.getpid()
         p = subprocess.Popen([AGENTBOX, "exec", "--", "sh", "-c",
-                              "sleep %s & sleep %s" % (marker, marker)],
+                              "m=45; sleep ${m}45.%d & sleep ${m}45.%d" % (os.getpid(),
+                                                                          os.getpid())],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.assertTrue(self._wait_for(marker), "the command never started")
         p.kill()
