@@ -157,26 +157,61 @@ def mounts():
     return out
 
 
-def cgroup_dirs():
-    """Directories with "agentbox" in their path below the cgroup roots (v1 and v2), 4 deep."""
-    found = set()
-    if not os.path.isdir(CGROUP_ROOT):
-        return found
+def _own_cgroup_parents():
+    """Where our cells' cgroups go, <our cgroup in each hierarchy>/agentbox (v1 and v2), each
+    with a flag: True when our cgroup there is not the root one (private to our container)."""
+    parents = {}
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return parents
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        for c in [c for c in ctrls.split(",") if c] or [""]:
+            base = os.path.join(CGROUP_ROOT, c.replace("name=", "")) if c else os.path.join(CGROUP_ROOT, "unified")
+            if not c and not os.path.exists(os.path.join(base, "cgroup.procs")):
+                base = CGROUP_ROOT
+            parents[os.path.normpath(base + path + "/agentbox")] = path != "/"
+    return parents
 
-    def walk(path, depth):
+
+_PARENTS = _own_cgroup_parents()
+
+
+def cgroup_dirs():
+    """Cell cgroup directories this test's agentbox would make: <our cgroup>/agentbox/u<euid>-s<slot>
+    in every hierarchy. Other users' cells and the shared "agentbox" parent directories are left
+    out, so concurrent suites do not show here."""
+    found = set()
+    prefix = "u%d-s" % os.geteuid()
+    for parent in _PARENTS:
         try:
-            entries = os.scandir(path)
+            names = os.listdir(parent)
         except OSError:
-            return
-        with entries:
-            for e in entries:
-                if e.is_dir(follow_symlinks=False):
-                    if "agentbox" in e.path:
-                        found.add(e.path)
-                    if depth < 4:
-                        walk(e.path, depth + 1)
-    walk(CGROUP_ROOT, 0)
+            continue
+        found |= {os.path.join(parent, n) for n in names if n.startswith(prefix)}
     return found
+
+
+def attribute(dirs):
+    """On a host shared with other containers, hierarchies such as pids sit at "/" for all of
+    them while our memory cgroup is our own: where such a private hierarchy exists, a directory
+    in a shared one counts as ours only if the same cell name also appears in the private one."""
+    private_parents = {p for p, private in _PARENTS.items() if private}
+    if not private_parents:
+        return dirs
+    private = {d for d in dirs if os.path.dirname(d) in private_parents}
+    names = {os.path.basename(d) for d in private}
+    return {d for d in dirs if d in private or os.path.basename(d) in names}
+
+
+def cgroup_empty(path):
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return f.read().strip() == ""
+    except OSError:
+        return True
 
 
 def tmp_entries():
@@ -202,7 +237,9 @@ class HostSnapshot:
             reap()
             procs = descendants()
             new_mounts = mounts() - self.mounts
-            new_cg = cgroup_dirs() - self.cgroups
+            # a cell with processes is someone else's live cell (ours are all gone by now, or
+            # show as processes); an empty directory that stays is a leak
+            new_cg = attribute({d for d in cgroup_dirs() - self.cgroups if cgroup_empty(d)})
             new_tmp = tmp_entries() - self.tmp
             if not (procs or new_mounts or new_cg or new_tmp) or time.monotonic() > deadline:
                 break
