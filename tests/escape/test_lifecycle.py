@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from cellcheck import AGENTBOX, CellTest, marker, processes_with
+from cellcheck import AGENTBOX, UNPRIVILEGED, CellTest, enforced, marker, processes_with, unavailable
 
 
 def sysv_msg_count():
@@ -66,6 +66,20 @@ class Lifecycle(CellTest):
 
 
 class Record(CellTest):
+    def test_record_says_what_was_enforced(self):
+        # Root gets memory and pids cgroups; an unprivileged caller cannot, and the record must
+        # then list them as unavailable (the rlimit fallbacks stand in) instead of pretending.
+        r = self.cell(["/bin/true"])
+        enf, unav = enforced(r.meta), unavailable(r.meta)
+        for ns in ("userns", "pidns", "netns", "seccomp", "caps", "disk_quota"):
+            self.assertIn(ns, enf, r)
+        for limit in ("memory", "pids"):
+            self.assertNotEqual(limit in enf, limit in unav, "%s must be either enforced or unavailable: %r" % (limit, r))
+        if UNPRIVILEGED:
+            self.assertIn("memory", unav, r)
+            self.assertIn("pids", unav, r)
+
+
     def test_exit_status_is_reported_honestly(self):
         r = self.cell(["/bin/sh", "-c", "exit 7"])
         self.assertEqual(r.rc, 7)
