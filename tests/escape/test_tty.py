@@ -43,14 +43,16 @@ class TtyInjection(CellTest):
 
     def test_tiocsti(self):
         out = self.inject("plain")
-        self.assertRegex(out, r"tiocsti=(EPERM|EACCES|EIO|ENOTTY)|\A\Z", out)
+        self.assertRegex(out, r"tiocsti=(EPERM|EACCES|EIO|ENOTTY)", out)
 
     def test_tiocsti_high_bits(self):
         out = self.inject("high")
+        self.assertIn("tiocsti=", out, "the probe did not run")
         self.assertNotRegex(out, r"injected=[1-9]", out)
 
     def test_tioclinux(self):
         out = self.inject("linux")
+        self.assertIn("tioclinux=", out, "the probe did not run")
         # on a pty the kernel itself says EINVAL; the filter must answer first
         self.assertNotRegex(out, r"tioclinux=(0|EINVAL)", out)
 
