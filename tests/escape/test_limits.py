@@ -88,6 +88,19 @@ class Limits(CellTest):
                             "%s took 2 GiB without a limit: %r" % (d, r))
             self.assertLess(written, 2048 << 20, r)
 
+    def test_tmp_and_shm_inodes_are_bounded(self):
+        # Empty files cost no bytes but each pins kernel memory (inode + dentry, ~1 KiB). With no
+        # nr_inodes= a tmpfs allows half the RAM pages worth of inodes (3 million here): without
+        # a memory cgroup to charge them to (unprivileged), a cell could pin gigabytes of host
+        # kernel memory. With one (root), --memory 64M stops it.
+        cap = 150000
+        for d in ("/tmp", "/dev/shm"):
+            r = self.probe("fill", "inodes", d, str(cap), opts=["--timeout", "60", "--memory", "64M"])
+            created = int(r.kv.get("created", -1))
+            killed = r.rc == 137 and (r.meta or {}).get("status") == "memory"
+            self.assertTrue(killed or (0 < created < cap and r.kv.get("errno") in ("ENOSPC", "EDQUOT")),
+                            "%s took %d inodes unhindered: %r" % (d, created, r))
+
     def test_cpu_limit(self):
         r = self.cell(["/bin/sh", "-c", "while :; do :; done"], opts=["--cpu", "1", "--timeout", "30"])
         self.assertLess(r.wall_s, 15, r)
