@@ -62,6 +62,7 @@ struct tool_bash {
     char bash_path[PATH_MAX];
     size_t clip;
     const volatile sig_atomic_t *cancel;
+    double task_deadline_s;
     pid_t old_sessions[OLD_SESSIONS]; /* sessions of restarted shells: killed at stop */
     size_t n_old;
 };
@@ -218,7 +219,8 @@ static int proc_stat(pid_t pid, pid_t *sid, unsigned long long *start)
 }
 
 /* SIGKILLs every process (except the shell) of the sessions given that started at or after
- * min_start; twice, to catch children forked while the first pass ran. Returns how many. */
+ * min_start; twice, to catch children forked while the first pass ran. Returns how many,
+ * or -1 when /proc cannot be read (a cell without its own /proc mounted). */
 static int kill_in_sessions(const pid_t *sids, size_t nsids, pid_t spare,
                             unsigned long long min_start)
 {
@@ -226,7 +228,7 @@ static int kill_in_sessions(const pid_t *sids, size_t nsids, pid_t spare,
     for (int pass = 0; pass < 2; pass++) {
         DIR *d = opendir("/proc");
         if (!d)
-            return killed;
+            return pass == 0 ? -1 : killed;
         struct dirent *e;
         while ((e = readdir(d))) {
             char *end;
@@ -366,8 +368,8 @@ static int spawn(struct tool_bash *b, const char *start_cwd, bool restore, char 
         init, sizeof(init),
         "PS1=; PS2=; unset PROMPT_COMMAND HISTFILE BASH_ENV ENV\n"
         "%s%s%s"
-        "__ab_done() { __ab_rc=$?; export -p >| %s 2>/dev/null; "
-        "printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
+        "__ab_done() { __ab_rc=$?; builtin export -p >| %s 2>/dev/null; "
+        "builtin printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
         "readonly -f __ab_done\n",
         restore ? ". " : "", restore ? qstate : "", restore ? " >/dev/null 2>&1\n" : "", qstate);
     if (n < 0 || (size_t)n >= sizeof(init))
@@ -425,6 +427,7 @@ int tool_bash_start(struct tool_bash **out, const struct tool_bash_opts *opts, c
     b->in_fd = b->out_rd = b->out_wr = -1;
     b->clip = opts->clip_chars ? opts->clip_chars : TOOL_BASH_CLIP_CHARS;
     b->cancel = opts->cancel;
+    b->task_deadline_s = opts->task_deadline_s;
     const char *tmp = opts->tmp_dir ? opts->tmp_dir : getenv("TMPDIR");
     if (!tmp || !*tmp)
         tmp = "/tmp";
@@ -437,8 +440,7 @@ int tool_bash_start(struct tool_bash **out, const struct tool_bash_opts *opts, c
         return errf(err, errsz, "bash session: cannot create a scratch dir in %s: %s", tmp,
                     strerror(e));
     }
-    if (snprintf(b->cmd_path, sizeof(b->cmd_path), "%s/cmd", b->dir) >=
-            (int)sizeof(b->cmd_path) ||
+    if (snprintf(b->cmd_path, sizeof(b->cmd_path), "%s/cmd", b->dir) >= (int)sizeof(b->cmd_path) ||
         snprintf(b->state_path, sizeof(b->state_path), "%s/state", b->dir) >=
             (int)sizeof(b->state_path)) {
         tool_bash_stop(b);
@@ -479,12 +481,18 @@ void tool_bash_stop(struct tool_bash *b)
         return;
     pid_t sids[OLD_SESSIONS + 1];
     size_t n = 0;
+    /* An old shell was reaped, so a live process with its pid is a newcomer that reused the
+     * number and may lead a new session or group of that id: leave those alone. While old
+     * background jobs still use the id as their session and group, the kernel cannot reuse it. */
     for (size_t i = 0; i < b->n_old; i++)
-        sids[n++] = b->old_sessions[i];
-    if (b->pid > 0) {
+        if (kill(b->old_sessions[i], 0) != 0 && errno == ESRCH)
+            sids[n++] = b->old_sessions[i];
+    if (b->pid > 0)
         sids[n++] = b->pid;
-        kill(b->pid, SIGKILL);
-    }
+    /* Without job control every process the shells started is in their process groups; the
+     * /proc scan also finds those that moved to a group of their own. */
+    for (size_t i = 0; i < n; i++)
+        kill(-sids[i], SIGKILL);
     kill_in_sessions(sids, n, -1, 0);
     if (b->pid > 0)
         while (waitpid(b->pid, NULL, 0) < 0 && errno == EINTR)
@@ -606,6 +614,13 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         timeout_s = TOOL_BASH_DEFAULT_TIMEOUT_S;
     if (timeout_s > TOOL_BASH_MAX_TIMEOUT_S)
         timeout_s = TOOL_BASH_MAX_TIMEOUT_S;
+    if (b->task_deadline_s > 0) {
+        double left = b->task_deadline_s - monotonic_s();
+        if (left < timeout_s) {
+            timeout_s = left > 0.01 ? left : 0.01;
+            res->task_deadline = true;
+        }
+    }
     res->timeout_s = timeout_s;
     if (b->pid <= 0 && restart(b, 0, err, errsz) != 0)
         return -1;
@@ -652,7 +667,8 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         now = monotonic_s();
         bool cancel = b->cancel && *b->cancel;
         if (!killed && (now >= deadline || cancel)) {
-            kill_in_sessions(&b->pid, 1, b->pid, start_ticks);
+            if (kill_in_sessions(&b->pid, 1, b->pid, start_ticks) < 0)
+                kill(-b->pid, SIGKILL); /* no /proc: the whole group, shell included */
             killed = true;
             res->timed_out = !cancel;
             res->cancelled = cancel;
@@ -676,7 +692,9 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         }
         if (!m.found) {
             pid_t w = waitpid(b->pid, &status, WNOHANG);
-            if (w == b->pid) {
+            if (w < 0 && errno == ECHILD)
+                status = -1; /* someone else reaped it (a careless pid-1 reaper): gone */
+            if (w == b->pid || (w < 0 && errno == ECHILD)) {
                 /* `exit`, `exec`, or a fatal signal: keep what it printed, then restart. */
                 if (read_some(b, &m, &c, buf) != 0) {
                     rc = -1;
@@ -701,7 +719,8 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         close(b->in_fd);
         b->in_fd = -1;
         b->pid = -1;
-        res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (!killed && status != -1)
+            res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         res->restarted = true;
         if (restart(b, start_ticks, err, errsz) != 0) {
             clip_free(&c);
@@ -741,9 +760,10 @@ char *tool_bash_observation(const struct tool_bash_result *res)
     char status[512];
     if (res->timed_out || res->cancelled)
         snprintf(status, sizeof(status),
-                 "[Command %s after %g seconds; its processes were killed%s. The shell is still "
-                 "usable.]",
+                 "[Command %s after %g seconds%s; its processes were killed%s. The shell is "
+                 "still usable.]",
                  res->cancelled ? "was cancelled" : "timed out", res->timeout_s,
+                 res->task_deadline && !res->cancelled ? " (the task's time limit)" : "",
                  res->restarted ? " and the shell was restarted (working directory and exported "
                                   "variables restored)"
                                 : "");

@@ -125,6 +125,10 @@ static void test_echo_exit_code_and_observation(void **state)
     r = run(f, "if then fi", 0);
     assert_int_equal(r.exit_code, 2);
     tool_bash_result_free(&r);
+    /* Shadowing the builtins the end marker uses does not break the session. */
+    r = run(f, "printf() { echo fake; }; export() { echo fake; }; echo defined", 0);
+    assert_string_equal(r.output, "defined\n");
+    tool_bash_result_free(&r);
     r = run(f, "echo still here", 0);
     assert_string_equal(r.output, "still here\n");
     tool_bash_result_free(&r);
@@ -245,21 +249,43 @@ static void test_exit_restarts_session(void **state)
     tool_bash_result_free(&r);
 }
 
+static void test_shell_killed_from_inside(void **state)
+{
+    struct fixture *f = *state;
+    struct tool_bash_result r = run(f, "export K=v; cd /", 5);
+    tool_bash_result_free(&r);
+    r = run(f, "echo dying; kill -9 $$", 5);
+    assert_int_equal(r.exit_code, 128 + 9);
+    assert_true(r.restarted);
+    assert_false(r.timed_out);
+    assert_string_equal(r.output, "dying\n");
+    tool_bash_result_free(&r);
+    r = run(f, "echo \"$K\"; pwd", 5);
+    assert_string_equal(r.output, "v\n/\n");
+    tool_bash_result_free(&r);
+}
+
 static void test_background_jobs_do_not_block(void **state)
 {
     struct fixture *f = *state;
     double t0 = monotonic_s();
+    /* The server's stdout and stderr are the session's pipe: the call must still return. */
     struct tool_bash_result r =
-        run(f, "sleep 100 & echo $! > bg.pid; (sleep 0.2; echo late) &", 10);
+        run(f,
+            "sleep 100 & echo $! > bg.pid; (sleep 0.2; echo late) & /usr/bin/python3 -m "
+            "http.server 0 --bind 127.0.0.1 & echo $! > py.pid",
+            10);
     assert_true(monotonic_s() - t0 < 2);
     assert_int_equal(r.exit_code, 0);
     tool_bash_result_free(&r);
-    pid_t bg = read_pid(f->dir, "bg.pid");
+    pid_t bg = read_pid(f->dir, "bg.pid"), py = read_pid(f->dir, "py.pid");
     assert_true(bg > 0);
+    assert_true(py > 0);
     assert_int_equal(kill(bg, 0), 0);
     usleep(400000);
     r = run(f, "echo now", 5); /* what the background job printed since comes along */
-    assert_string_equal(r.output, "late\nnow\n");
+    assert_non_null(strstr(r.output, "late\n"));
+    assert_non_null(strstr(r.output, "now\n"));
     tool_bash_result_free(&r);
     /* A later command's timeout must not take the earlier background job with it. */
     r = run(f, "sleep 10", 0.3);
@@ -269,6 +295,7 @@ static void test_background_jobs_do_not_block(void **state)
     tool_bash_stop(f->b);
     f->b = NULL;
     assert_true(pid_gone(bg));
+    assert_true(pid_gone(py));
     char err[ERR_MSG_MAX];
     assert_int_equal(tool_bash_start(&f->b, NULL, err, sizeof(err)), 0);
 }
@@ -352,27 +379,74 @@ static void test_cancel(void **state)
     signal(SIGALRM, SIG_DFL);
 }
 
+static void test_task_deadline_wins(void **state)
+{
+    (void)state;
+    struct tool_bash *b;
+    char err[ERR_MSG_MAX];
+    struct tool_bash_opts o = {.task_deadline_s = monotonic_s() + 0.5};
+    assert_int_equal(tool_bash_start(&b, &o, err, sizeof(err)), 0);
+    struct tool_bash_result r;
+    double t0 = monotonic_s();
+    assert_int_equal(tool_bash_run(b, "sleep 20", 60, &r, err, sizeof(err)), 0);
+    assert_true(monotonic_s() - t0 < 3);
+    assert_true(r.timed_out);
+    assert_true(r.task_deadline);
+    assert_true(r.timeout_s <= 0.5);
+    char *obs = tool_bash_observation(&r);
+    assert_non_null(strstr(obs, "(the task's time limit)"));
+    free(obs);
+    tool_bash_result_free(&r);
+    tool_bash_stop(b);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static void test_round_trip_cost(void **state)
+static double median_round_trip_ms(struct tool_bash *b, double *p90)
 {
-    struct fixture *f = *state;
     double t[200];
+    char err[ERR_MSG_MAX];
     for (int i = 0; i < 200; i++) {
+        struct tool_bash_result r;
         double t0 = monotonic_s();
-        struct tool_bash_result r = run(f, "true", 5);
+        assert_int_equal(tool_bash_run(b, "true", 5, &r, err, sizeof(err)), 0);
         t[i] = monotonic_s() - t0;
         assert_int_equal(r.exit_code, 0);
         tool_bash_result_free(&r);
     }
     qsort(t, 200, sizeof(double), cmp_double);
-    fprintf(stderr, "execute_bash `true` round trip: median %.3f ms, p90 %.3f ms\n", t[100] * 1000,
-            t[180] * 1000);
-    assert_true(t[100] < 0.050); /* loose: sanitizer builds run it too */
+    *p90 = t[180] * 1000;
+    return t[100] * 1000;
+}
+
+/* The scratch dir's filesystem matters: the state file is rewritten after every command,
+ * cheap on a tmpfs (the cell's /tmp), dearer on a disk-backed /tmp. */
+static void test_round_trip_cost(void **state)
+{
+    struct fixture *f = *state;
+    double p90, med = median_round_trip_ms(f->b, &p90);
+    fprintf(stderr,
+            "execute_bash `true` round trip, scratch in $TMPDIR or /tmp: median %.3f ms, "
+            "p90 %.3f ms\n",
+            med, p90);
+    assert_true(med < 50); /* loose: sanitizer builds and loaded machines run it too */
+    if (access("/dev/shm", W_OK) == 0) {
+        struct tool_bash *b;
+        char err[ERR_MSG_MAX];
+        struct tool_bash_opts o = {.tmp_dir = "/dev/shm"};
+        assert_int_equal(tool_bash_start(&b, &o, err, sizeof(err)), 0);
+        med = median_round_trip_ms(b, &p90);
+        fprintf(stderr,
+                "execute_bash `true` round trip, scratch on tmpfs: median %.3f ms, p90 "
+                "%.3f ms\n",
+                med, p90);
+        assert_true(med < 50);
+        tool_bash_stop(b);
+    }
 }
 
 int main(void)
@@ -386,11 +460,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_in_builtin_loop_restarts_with_state, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exit_restarts_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shell_killed_from_inside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_background_jobs_do_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_50mb_output_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clip_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_task_deadline_wins),
         cmocka_unit_test_setup_teardown(test_round_trip_cost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
