@@ -49,8 +49,7 @@ const char *broker_replay_path(const struct broker *b)
     return b->replay_path;
 }
 
-int broker_new_live(const struct agentbox_config *cfg, struct broker **out, char *err,
-                    size_t errsz)
+int broker_new_live(const struct agentbox_config *cfg, struct broker **out, char *err, size_t errsz)
 {
     struct broker *b = calloc(1, sizeof(*b));
     if (!b)
@@ -214,8 +213,8 @@ static cJSON *live_body(const struct broker_call *call, const struct broker *b)
     return body;
 }
 
-int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn done,
-                void *opaque, char *err, size_t errsz)
+int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn done, void *opaque,
+                char *err, size_t errsz)
 {
     if (!b->replies) {
         struct live_ctx *ctx = calloc(1, sizeof(*ctx));

@@ -38,8 +38,8 @@ struct llm_call {
 
 struct llm_outcome {
     enum llm_status status;
-    cJSON *message;        /* the assistant message when OK or MOCK (owned) */
-    char *finish_reason;   /* owned; NULL when none */
+    cJSON *message;                 /* the assistant message when OK or MOCK (owned) */
+    char *finish_reason;            /* owned; NULL when none */
     char model[LLM_MODEL_NAME_MAX]; /* model that answered (or was asked) last */
     char models_tried[LLM_MODELS_TRIED_MAX][LLM_MODEL_NAME_MAX];
     int n_models_tried;
