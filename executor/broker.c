@@ -299,6 +299,8 @@ int broker_step(struct broker *b)
         return llm_client_step(b->llm, 0);
     /* fire what was queued before this step; callbacks may queue more for the next one */
     size_t n = b->npending;
+    if (n == 0)
+        return 0;
     struct pending *batch = malloc((n ? n : 1) * sizeof(*batch));
     if (!batch)
         return -1;
