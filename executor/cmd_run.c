@@ -1,0 +1,587 @@
+/* cmd_run: `agentbox run`: one agent task in the foreground. This process is the task's
+ * supervisor: it holds the key (inside the LLM client only), runs the broker and the
+ * runner in one poll loop, prints progress on a terminal and the result JSON on stdout.
+ * SIGINT/SIGTERM cancel the task cleanly (status "cancelled", cell gone). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "catalog.h"
+#include "commands.h"
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "policy.h"
+#include "runner.h"
+#include "task.h"
+#include "util.h"
+
+#define RUN_TASK_FILE_MAX_BYTES (80u << 20)
+#define RUN_DEFAULT_MAX_ITER    100
+#define RUN_POLL_FDS_MAX        512
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: agentbox run [OPTIONS] (PROMPT | --task-file FILE)\n\n"
+            "Runs one agent task in a fresh cell and prints its result (JSON) on stdout.\n\n"
+            "  --task-file FILE      the task as JSON (SPEC.md); options below override it\n"
+            "  --id ID               the task's id (default: generated)\n"
+            "  --model M             a catalog preset or a model ID (default OPENHANDS_MODEL)\n"
+            "  --fallback-model M    a fallback model (repeatable)\n"
+            "  --max-iterations N    LLM replies acted on (default %d)\n"
+            "  --timeout SECONDS     wall clock (default OPENHANDS_TIMEOUT, 300)\n"
+            "  --policy NAME|PATH    cell policy (default: default)\n"
+            "  --disk SIZE --inodes N --memory SIZE --pids N --cpu SECONDS   cell limits\n"
+            "  --workspace-from DIR  seed /workspace from DIR (never modified)\n"
+            "  --network none|host   (default none)\n"
+            "  --output GLOB         copy matching workspace files out (repeatable)\n"
+            "  --events FILE|-       also write the event stream (JSON lines) there\n"
+            "  --meta FILE           write the cell record there\n"
+            "  --replay FILE         offline: take the LLM's replies from FILE, no network\n"
+            "  --quiet               no progress lines on stderr\n\n"
+            "Results go below OPENHANDS_WORKSPACE_ROOT/ID (result.json, events.jsonl,\n"
+            "outputs/). Exit: 0 succeeded, 1 failed/timeout/cancelled, 2 usage or\n"
+            "configuration error, 3 escalated, 4 mock result.\n",
+            RUN_DEFAULT_MAX_ITER);
+}
+
+struct run_args {
+    const char *task_file, *prompt, *id, *model, *policy, *workspace_from, *network;
+    const char *events, *meta, *replay;
+    const char *fallbacks[TASK_MODELS_MAX];
+    int nfallbacks;
+    const char *outputs[TASK_OUTPUTS_MAX];
+    int noutputs;
+    const char *timeout, *disk, *inodes, *memory, *pids, *cpu, *max_iter;
+    bool quiet;
+};
+
+static int parse_args(int argc, char **argv, struct run_args *a)
+{
+    enum {
+        O_TASK = 256,
+        O_ID,
+        O_MODEL,
+        O_FALLBACK,
+        O_MAXIT,
+        O_TIMEOUT,
+        O_POLICY,
+        O_DISK,
+        O_INODES,
+        O_MEMORY,
+        O_PIDS,
+        O_CPU,
+        O_WSFROM,
+        O_NETWORK,
+        O_OUTPUT,
+        O_EVENTS,
+        O_META,
+        O_REPLAY,
+        O_QUIET,
+        O_HELP
+    };
+    static const struct option opts[] = {
+        {"task-file", required_argument, 0, O_TASK},
+        {"id", required_argument, 0, O_ID},
+        {"model", required_argument, 0, O_MODEL},
+        {"fallback-model", required_argument, 0, O_FALLBACK},
+        {"max-iterations", required_argument, 0, O_MAXIT},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"policy", required_argument, 0, O_POLICY},
+        {"disk", required_argument, 0, O_DISK},
+        {"inodes", required_argument, 0, O_INODES},
+        {"memory", required_argument, 0, O_MEMORY},
+        {"pids", required_argument, 0, O_PIDS},
+        {"cpu", required_argument, 0, O_CPU},
+        {"workspace-from", required_argument, 0, O_WSFROM},
+        {"network", required_argument, 0, O_NETWORK},
+        {"output", required_argument, 0, O_OUTPUT},
+        {"events", required_argument, 0, O_EVENTS},
+        {"meta", required_argument, 0, O_META},
+        {"replay", required_argument, 0, O_REPLAY},
+        {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_TASK:
+            a->task_file = optarg;
+            break;
+        case O_ID:
+            a->id = optarg;
+            break;
+        case O_MODEL:
+            a->model = optarg;
+            break;
+        case O_FALLBACK:
+            if (a->nfallbacks >= TASK_MODELS_MAX) {
+                fprintf(stderr, "agentbox run: at most %d --fallback-model\n", TASK_MODELS_MAX);
+                return -1;
+            }
+            a->fallbacks[a->nfallbacks++] = optarg;
+            break;
+        case O_MAXIT:
+            a->max_iter = optarg;
+            break;
+        case O_TIMEOUT:
+            a->timeout = optarg;
+            break;
+        case O_POLICY:
+            a->policy = optarg;
+            break;
+        case O_DISK:
+            a->disk = optarg;
+            break;
+        case O_INODES:
+            a->inodes = optarg;
+            break;
+        case O_MEMORY:
+            a->memory = optarg;
+            break;
+        case O_PIDS:
+            a->pids = optarg;
+            break;
+        case O_CPU:
+            a->cpu = optarg;
+            break;
+        case O_WSFROM:
+            a->workspace_from = optarg;
+            break;
+        case O_NETWORK:
+            a->network = optarg;
+            break;
+        case O_OUTPUT:
+            if (a->noutputs >= TASK_OUTPUTS_MAX) {
+                fprintf(stderr, "agentbox run: at most %d --output\n", TASK_OUTPUTS_MAX);
+                return -1;
+            }
+            a->outputs[a->noutputs++] = optarg;
+            break;
+        case O_EVENTS:
+            a->events = optarg;
+            break;
+        case O_META:
+            a->meta = optarg;
+            break;
+        case O_REPLAY:
+            a->replay = optarg;
+            break;
+        case O_QUIET:
+            a->quiet = true;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 1;
+        default:
+            fprintf(stderr, "agentbox run: unknown or incomplete option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc)
+        a->prompt = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "agentbox run: one PROMPT only (quote it); unexpected '%s'\n",
+                argv[optind]);
+        return -1;
+    }
+    if (!a->prompt && !a->task_file) {
+        fprintf(stderr, "agentbox run: give a PROMPT or --task-file FILE (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Options override the task file: set them as JSON fields, so task_parse checks them all. */
+static int override(cJSON *task, const struct run_args *a, char *err, size_t errsz)
+{
+#define SET(name, item)                                                                            \
+    do {                                                                                           \
+        cJSON_DeleteItemFromObjectCaseSensitive(task, name);                                       \
+        cJSON_AddItemToObject(task, name, item);                                                   \
+    } while (0)
+    if (a->prompt)
+        SET("prompt", cJSON_CreateString(a->prompt));
+    if (a->id)
+        SET("id", cJSON_CreateString(a->id));
+    if (a->model)
+        SET("model", cJSON_CreateString(a->model));
+    if (a->nfallbacks)
+        SET("fallback_models", cJSON_CreateStringArray(a->fallbacks, a->nfallbacks));
+    if (a->noutputs)
+        SET("outputs", cJSON_CreateStringArray(a->outputs, a->noutputs));
+    if (a->policy)
+        SET("policy", cJSON_CreateString(a->policy));
+    if (a->network)
+        SET("network", cJSON_CreateString(a->network));
+    uint64_t u;
+    double d;
+    if (a->max_iter) {
+        if (uint_parse(a->max_iter, 100000, &u) < 0 || u == 0)
+            return errf(err, errsz, "--max-iterations: expected a whole number from 1 to 100000");
+        SET("max_iterations", cJSON_CreateNumber((double)u));
+    }
+    if (a->timeout) {
+        if (seconds_parse(a->timeout, &d) < 0 || d <= 0)
+            return errf(err, errsz, "--timeout: expected seconds, like 300 or 5m");
+        SET("timeout_s", cJSON_CreateNumber(d));
+    }
+    if (a->workspace_from) {
+        cJSON *ws = cJSON_GetObjectItemCaseSensitive(task, "workspace");
+        if (!cJSON_IsObject(ws)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(task, "workspace");
+            ws = cJSON_AddObjectToObject(task, "workspace");
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(ws, "from_dir");
+        cJSON_AddStringToObject(ws, "from_dir", a->workspace_from);
+    }
+    cJSON *lim = cJSON_GetObjectItemCaseSensitive(task, "limits");
+    if ((a->disk || a->inodes || a->memory || a->pids || a->cpu) && !cJSON_IsObject(lim)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(task, "limits");
+        lim = cJSON_AddObjectToObject(task, "limits");
+    }
+    struct {
+        const char *val, *name, *opt;
+        bool size;
+    } lims[] = {
+        {a->disk, "disk", "--disk", true},
+        {a->memory, "memory", "--memory", true},
+        {a->inodes, "inodes", "--inodes", false},
+        {a->pids, "pids", "--pids", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(lims); i++) {
+        if (!lims[i].val)
+            continue;
+        if (lims[i].size ? size_parse(lims[i].val, &u) < 0
+                         : uint_parse(lims[i].val, UINT32_MAX, &u) < 0)
+            return errf(err, errsz, "%s: expected %s", lims[i].opt,
+                        lims[i].size ? "a size like 512M" : "a whole number");
+        cJSON_DeleteItemFromObjectCaseSensitive(lim, lims[i].name);
+        cJSON_AddNumberToObject(lim, lims[i].name, (double)u);
+    }
+    if (a->cpu) {
+        if (seconds_parse(a->cpu, &d) < 0)
+            return errf(err, errsz, "--cpu: expected seconds");
+        cJSON_DeleteItemFromObjectCaseSensitive(lim, "cpu_s");
+        cJSON_AddNumberToObject(lim, "cpu_s", d);
+    }
+#undef SET
+    return 0;
+}
+
+static int load_task(const struct run_args *a, struct task *t, char *err, size_t errsz)
+{
+    cleanup_json cJSON *json = NULL;
+    if (a->task_file) {
+        cleanup_free char *text = NULL;
+        if (read_file(a->task_file, RUN_TASK_FILE_MAX_BYTES, &text, NULL) < 0)
+            return errf(err, errsz, "--task-file %s: %s", a->task_file, strerror(errno));
+        json = cJSON_Parse(text);
+        if (!json)
+            return errf(err, errsz, "--task-file %s: not valid JSON", a->task_file);
+    } else {
+        json = cJSON_CreateObject();
+    }
+    if (!cJSON_IsObject(json))
+        return errf(err, errsz, "task: expected a JSON object");
+    if (override(json, a, err, errsz) < 0)
+        return -1;
+    return task_parse(json, t, err, errsz);
+}
+
+/* The environment's copy of the key is wiped in place, so that /proc/PID/environ of this
+ * process and anything it starts never show it; config keeps the only copy. */
+static void scrub_key_from_environment(void)
+{
+    extern char **environ;
+    static const char prefix[] = "OPENROUTER_API_KEY=";
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
+            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
+    (void)unsetenv("OPENROUTER_API_KEY");
+}
+
+static void limits_from_task(struct policy_limits *l, const struct task *t)
+{
+    if (t->limits_set & TASK_LIMIT_DISK)
+        l->disk_bytes = t->disk_bytes;
+    if (t->limits_set & TASK_LIMIT_INODES)
+        l->inodes = t->inodes;
+    if (t->limits_set & TASK_LIMIT_MEMORY)
+        l->memory_bytes = t->memory_bytes;
+    if (t->limits_set & TASK_LIMIT_PIDS)
+        l->pids = t->pids;
+    if (t->limits_set & TASK_LIMIT_CPU)
+        l->cpu_s = t->cpu_s;
+    if ((t->limits_set & TASK_LIMIT_DISK) && (!l->fsize_bytes || l->fsize_bytes > l->disk_bytes))
+        l->fsize_bytes = l->disk_bytes;
+}
+
+/* One progress line per step on a terminal: iteration, tool, duration, tokens. */
+struct progress {
+    unsigned step;
+    double last_ts;
+    double tokens;
+};
+
+static void progress_sink(void *opaque, const char *line, size_t len)
+{
+    struct progress *p = opaque;
+    (void)len;
+    cleanup_json cJSON *ev = cJSON_Parse(line);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(ev, "ts");
+    if (!cJSON_IsString(type) || !cJSON_IsNumber(ts))
+        return;
+    const char *t = type->valuestring;
+    if (strcmp(t, "llm_response") == 0) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(ev, "usage");
+        const cJSON *tt = cJSON_GetObjectItemCaseSensitive(u, "total_tokens");
+        if (cJSON_IsNumber(tt))
+            p->tokens += tt->valuedouble;
+    } else if (strcmp(t, "tool_result") == 0) {
+        const cJSON *tool = cJSON_GetObjectItemCaseSensitive(ev, "tool");
+        const cJSON *dur = cJSON_GetObjectItemCaseSensitive(ev, "duration_s");
+        const cJSON *iter = cJSON_GetObjectItemCaseSensitive(ev, "iteration");
+        fprintf(stderr, "agentbox: step %d  %-18s %6.2fs  %8.0f tokens\n",
+                cJSON_IsNumber(iter) ? iter->valueint : (int)++p->step,
+                cJSON_IsString(tool) ? tool->valuestring : "?",
+                cJSON_IsNumber(dur) ? dur->valuedouble : 0.0, p->tokens);
+    } else if (strcmp(t, "llm_error") == 0) {
+        const cJSON *et = cJSON_GetObjectItemCaseSensitive(ev, "error_type");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(ev, "strategy");
+        fprintf(stderr, "agentbox: LLM error %s, next: %s\n",
+                cJSON_IsString(et) ? et->valuestring : "?",
+                cJSON_IsString(st) ? st->valuestring : "?");
+    } else if (strncmp(t, "task_", 5) == 0 && strcmp(t, "task_queued") &&
+               strcmp(t, "task_started")) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(ev, "status");
+        fprintf(stderr, "agentbox: %s (%s)\n", t, cJSON_IsString(st) ? st->valuestring : "");
+    }
+}
+
+static int open_events_sink(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return dup(STDOUT_FILENO);
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+static int ensure_dir(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0;
+        errno = ENOTDIR;
+    }
+    return -1;
+}
+
+/* The loop: poll the runner's fds and the broker's sockets; signals come in by signalfd. */
+static void run_loop(struct runner *r, struct broker *b, int sigfd)
+{
+    static struct pollfd fds[RUN_POLL_FDS_MAX];
+    while (!runner_done(r)) {
+        int n = 0;
+        fds[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+        int rn = runner_poll_fds(r, fds + n, RUN_POLL_FDS_MAX - n);
+        int first_runner = n;
+        n += rn;
+        n += broker_poll_fds(b, fds + n, RUN_POLL_FDS_MAX - n);
+        double wake = runner_next_wakeup(r);
+        long timeout = wake > 0 ? (long)ceil((wake - monotonic_s()) * 1000) : -1;
+        long bt = broker_timeout_ms(b);
+        if (bt >= 0 && (timeout < 0 || bt < timeout))
+            timeout = bt;
+        if (timeout < 0 || timeout > 1000)
+            timeout = 1000;
+        int pr = poll(fds, (nfds_t)n, (int)timeout);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                runner_cancel(r);
+        }
+        (void)broker_step(b);
+        runner_handle(r, fds + first_runner, rn);
+    }
+}
+
+static int write_meta(const char *path, const cJSON *sandbox)
+{
+    cleanup_free char *text = cJSON_Print(sandbox);
+    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (!text || fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
+        return -1;
+    return close(steal_fd(&fd));
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct run_args a = {0};
+    int prc = parse_args(argc, argv, &a);
+    if (prc != 0)
+        return prc > 0 ? 0 : EXIT_USAGE;
+    char err[ERR_MSG_MAX];
+    struct agentbox_config cfg;
+    if (config_load(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox run: %s\n", err);
+        return EXIT_USAGE;
+    }
+    scrub_key_from_environment();
+    int rc = EXIT_USAGE;
+    struct task t = {0};
+    struct catalog cat;
+    struct policy *pol = NULL;
+    struct sock_fprog prog = {0};
+    struct broker *b = NULL;
+    struct runner *r = NULL;
+    struct event_log events;
+    struct progress prog_state = {0};
+    int events_fd = -1, sigfd = -1;
+    char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
+    sigset_t mask, oldmask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, &oldmask);
+
+    if (load_task(&a, &t, err, sizeof(err)) < 0)
+        goto usage_error;
+    if (catalog_load(&cat, NULL, err, sizeof(err)) < 0)
+        goto usage_error;
+    if (policy_load(t.policy ? t.policy : "default", &pol, err, sizeof(err)) < 0)
+        goto usage_error;
+    if (t.network_host && !pol->allow_network_host) {
+        snprintf(err, sizeof(err), "task.network: policy '%s' does not allow network host",
+                 pol->name);
+        goto usage_error;
+    }
+    if (policy_seccomp_build(pol, !t.network_host, &prog, err, sizeof(err)) < 0)
+        goto usage_error;
+    if (a.replay) {
+        if (broker_new_replay(a.replay, &b, err, sizeof(err)) < 0)
+            goto usage_error;
+        if (!a.quiet)
+            fprintf(stderr,
+                    "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
+                    "from a model; the tools, the cell and the results are real.\n",
+                    a.replay);
+    } else {
+        if (!cfg.api_key) {
+            snprintf(err, sizeof(err),
+                     "OPENROUTER_API_KEY is not set: set it for a real run, "
+                     "or pass --replay FILE for an offline one");
+            goto usage_error;
+        }
+        if (broker_new_live(&cfg, &b, err, sizeof(err)) < 0)
+            goto usage_error;
+    }
+
+    const char *primary = t.model ? t.model : cfg.model;
+    const char *extra[TASK_MODELS_MAX + 1] = {0};
+    for (size_t i = 0; i < t.nfallback; i++)
+        extra[i] = t.fallback_models[i];
+    int nmodels = catalog_model_chain(&cat, &cfg, primary, extra, models, RUNNER_MODELS_MAX);
+    const struct catalog_model *cm = catalog_find(&cat, primary);
+
+    struct runner_opts o = {
+        .task = &t,
+        .policy = pol,
+        .seccomp = &prog,
+        .limits = pol->limits,
+        .network_host = t.network_host,
+        .timeout_s = t.timeout_s > 0 ? t.timeout_s : cfg.timeout_s,
+        .max_iterations = t.max_iterations ? (unsigned)t.max_iterations : RUN_DEFAULT_MAX_ITER,
+        .max_tokens_per_call = cfg.max_tokens,
+        .context_tokens = cm && cm->context_length ? cm->context_length : 32768,
+        .native_tools = cm ? cm->tool_calls : true,
+        .events = &events,
+        .broker = b,
+    };
+    for (int i = 0; i < nmodels; i++)
+        o.models[i] = models[i];
+    limits_from_task(&o.limits, &t);
+
+    char state_dir[4096];
+    if (ensure_dir(cfg.workspace_root) < 0) {
+        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %.400s: %s", cfg.workspace_root,
+                 strerror(errno));
+        goto usage_error;
+    }
+    snprintf(state_dir, sizeof(state_dir), "%s/%s", cfg.workspace_root, t.id);
+    o.state_dir = state_dir;
+
+    events_init(&events, t.id);
+    if (a.events) {
+        events_fd = open_events_sink(a.events);
+        if (events_fd < 0) {
+            snprintf(err, sizeof(err), "--events %s: %s", a.events, strerror(errno));
+            goto usage_error;
+        }
+        (void)events_add_fd(&events, events_fd);
+    }
+    if (!a.quiet && isatty(STDERR_FILENO))
+        (void)events_add_callback(&events, progress_sink, &prog_state);
+    sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0) {
+        snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
+        goto usage_error;
+    }
+    if (runner_start(&o, &r, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox run: %s\n", err);
+        rc = EXIT_TASK_FAILED;
+        goto out;
+    }
+    run_loop(r, b, sigfd);
+    const cJSON *res = runner_result(r);
+    if (!res) {
+        fprintf(stderr, "agentbox run: the task ended without a result\n");
+        rc = EXIT_TASK_FAILED;
+        goto out;
+    }
+    char *text = cJSON_Print(res);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    fflush(stdout);
+    if (a.meta && write_meta(a.meta, cJSON_GetObjectItemCaseSensitive(res, "sandbox")) < 0)
+        fprintf(stderr, "agentbox run: --meta %s: %s\n", a.meta, strerror(errno));
+    rc = runner_exit_code(r);
+    goto out;
+
+usage_error:
+    fprintf(stderr, "agentbox run: %s\n", err);
+    rc = EXIT_USAGE;
+out:
+    runner_free(r);
+    broker_free(b);
+    if (events_fd >= 0)
+        (void)close(events_fd);
+    if (sigfd >= 0)
+        (void)close(sigfd);
+    if (prog.filter)
+        policy_bpf_free(&prog);
+    policy_free(pol);
+    task_free(&t);
+    config_free(&cfg);
+    sigprocmask(SIG_SETMASK, &oldmask, NULL);
+    return rc;
+}

@@ -1,0 +1,756 @@
+/* runner: see runner.h. Status, usage and models_tried come from what the supervisor saw
+ * itself (its own LLM outcomes, its own clock, the kernel's record of the cell); from the
+ * cell it takes only the agent's report (final message, end reason, iterations, files,
+ * diff, outputs), each field checked and bounded. */
+#include "runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+
+#define CELL_TEXT_MAX_BYTES (1u << 20) /* the agent's final message */
+#define CELL_DIFF_MAX_BYTES (8u << 20)
+#define CELL_FILES_MAX      10000
+#define LLM_MESSAGES_MAX    5000
+
+struct runner {
+    struct runner_opts o;
+    struct cell *cell;
+    int chan;
+    int events_fd;
+    int outputs_dirfd;
+    struct channel_reader rd;
+    double start_mono, start_wall, deadline, kill_at;
+    bool cancel_sent, cancelled, timed_out, chan_closed, reaped;
+    /* LLM accounting, all from the supervisor's own view */
+    bool llm_inflight;
+    unsigned llm_calls, llm_call_cap;
+    double prompt_tokens, completion_tokens, total_tokens, cost_usd;
+    bool mock_used;
+    char last_model[256];
+    cJSON *models_tried;
+    cJSON *last_outcome;
+    /* the agent's report */
+    cJSON *report;
+    size_t output_bytes, output_files;
+    struct cell_record rec;
+    cJSON *result;
+    int exit_code;
+    char outputs_path[4096];
+    char events_path[4096];
+};
+
+static void send_to_cell(struct runner *r, const char *type, cJSON *fields)
+{
+    if (r->chan < 0 || r->chan_closed) {
+        cJSON_Delete(fields);
+        return;
+    }
+    if (channel_send_type(r->chan, type, fields, NULL, 0) < 0 && errno != EPIPE)
+        log_debug("task %s: channel send failed: %s", r->o.task->id, strerror(errno));
+}
+
+static int make_state_dir(struct runner *r, char *err, size_t errsz)
+{
+    const char *dir = r->o.state_dir;
+    if (mkdir(dir, 0700) < 0) {
+        if (errno == EEXIST)
+            return errf(err, errsz,
+                        "%s already exists: task id '%s' has results there already (remove it "
+                        "or choose another id)",
+                        dir, r->o.task->id);
+        return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
+    }
+    snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
+    r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (r->events_fd < 0)
+        return errf(err, errsz, "cannot create %s: %s", r->events_path, strerror(errno));
+    if (events_add_fd(r->o.events, r->events_fd) < 0)
+        return errf(err, errsz, "too many event sinks");
+    snprintf(r->outputs_path, sizeof(r->outputs_path), "%s/outputs", dir);
+    if (mkdir(r->outputs_path, 0700) < 0)
+        return errf(err, errsz, "cannot create %s: %s", r->outputs_path, strerror(errno));
+    r->outputs_dirfd = open(r->outputs_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (r->outputs_dirfd < 0)
+        return errf(err, errsz, "cannot open %s: %s", r->outputs_path, strerror(errno));
+    return 0;
+}
+
+/* What the cell needs to know of its task; host-only fields (from_dir, metadata, models,
+ * budgets) stay outside. */
+static cJSON *task_for_cell(const struct runner *r)
+{
+    const struct task *t = r->o.task;
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return NULL;
+    cJSON_AddStringToObject(j, "id", t->id);
+    cJSON_AddStringToObject(j, "prompt", t->prompt);
+    cJSON_AddNumberToObject(j, "max_iterations", r->o.max_iterations);
+    cJSON_AddNumberToObject(j, "timeout_s", r->o.timeout_s);
+    cJSON_AddBoolToObject(j, "native_tools", r->o.native_tools);
+    cJSON_AddNumberToObject(j, "context_tokens", (double)r->o.context_tokens);
+    cJSON_AddBoolToObject(j, "seeded", t->workspace_from != NULL);
+    if (t->files)
+        cJSON_AddItemToObject(j, "files", cJSON_Duplicate(t->files, 1));
+    cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
+    for (size_t i = 0; i < t->noutputs; i++)
+        cJSON_AddItemToArray(outs, cJSON_CreateString(t->outputs[i]));
+    return j;
+}
+
+int runner_start(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz)
+{
+    struct runner *r = calloc(1, sizeof(*r));
+    if (!r)
+        return errf(err, errsz, "out of memory");
+    r->o = *opts;
+    r->chan = r->events_fd = r->outputs_dirfd = -1;
+    channel_reader_init(&r->rd);
+    r->models_tried = cJSON_CreateArray();
+    r->start_mono = monotonic_s();
+    r->start_wall = wallclock_s();
+    r->deadline = r->start_mono + opts->timeout_s;
+    /* a compromised agent must not be able to make unbounded paid calls */
+    r->llm_call_cap = opts->max_iterations * 2 + 10;
+    r->exit_code = EXIT_FAILURE;
+    if (!r->models_tried || make_state_dir(r, err, errsz) < 0) {
+        runner_free(r);
+        return -1;
+    }
+    cJSON *f = cJSON_CreateObject();
+    events_emit(r->o.events, "task_queued", NULL);
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        cJSON_Delete(f);
+        runner_free(r);
+        return errf(err, errsz, "socketpair: %s", strerror(errno));
+    }
+    struct cell_config cc = {
+        .policy = opts->policy,
+        .seccomp = opts->seccomp,
+        .limits = opts->limits,
+        .network_host = opts->network_host,
+        .workspace_from = opts->task->workspace_from,
+        .pid1 = CELL_PID1_AGENT,
+        .argv = NULL,
+        .envp = NULL,
+        .channel_fd = sv[1],
+        .stdio_passthrough = false,
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+    };
+    /* the supervisor enforces the wall clock itself (with a grace period for the agent to
+     * hand over its results), so the cell gets none of its own */
+    cc.limits.timeout_s = 0;
+    char cerr[ERR_MSG_MAX];
+    int rc = cell_spawn(&cc, &r->cell, cerr, sizeof(cerr));
+    (void)close(sv[1]);
+    r->chan = sv[0];
+    if (rc < 0) {
+        cJSON_Delete(f);
+        errf(err, errsz, "%s", cerr);
+        runner_free(r);
+        return -1;
+    }
+    if (fcntl(r->chan, F_SETFL, O_NONBLOCK) < 0) {
+        cJSON_Delete(f);
+        runner_free(r);
+        return errf(err, errsz, "fcntl: %s", strerror(errno));
+    }
+    cJSON_AddNumberToObject(f, "cell_pid", cell_pid(r->cell));
+    cJSON_AddStringToObject(f, "model", opts->models[0] ? opts->models[0] : "");
+    cJSON_AddNumberToObject(f, "timeout_s", opts->timeout_s);
+    events_emit(r->o.events, "task_started", f);
+    cJSON *tf = cJSON_CreateObject();
+    cJSON_AddItemToObject(tf, "task", task_for_cell(r));
+    /* the first frame is small and the socket buffer empty: this does not block */
+    send_to_cell(r, "task", tf);
+    *out = r;
+    return 0;
+}
+
+int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
+{
+    int n = 0;
+    if (r->reaped)
+        return 0;
+    if (!r->chan_closed && n < max)
+        fds[n++] = (struct pollfd){.fd = r->chan, .events = POLLIN};
+    if (n < max)
+        fds[n++] = (struct pollfd){.fd = cell_pidfd(r->cell), .events = POLLIN};
+    return n;
+}
+
+double runner_next_wakeup(const struct runner *r)
+{
+    if (r->reaped)
+        return 0;
+    return r->cancel_sent ? r->kill_at : r->deadline;
+}
+
+static void wrap_up(struct runner *r, const char *reason)
+{
+    if (r->cancel_sent)
+        return;
+    r->cancel_sent = true;
+    r->kill_at = monotonic_s() + RUNNER_GRACE_S;
+    broker_cancel_task(r->o.broker, r->o.task->id);
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "reason", reason);
+    send_to_cell(r, "cancel", f);
+}
+
+void runner_cancel(struct runner *r)
+{
+    if (r->reaped || r->timed_out)
+        return;
+    r->cancelled = true;
+    wrap_up(r, "cancelled");
+}
+
+/* ---- LLM calls ---- */
+
+struct llm_ctx {
+    struct runner *r;
+    double id;
+};
+
+static cJSON *refusal(const char *status, const char *type, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", status);
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddArrayToObject(e, "strategies");
+    return o;
+}
+
+static void reply_llm(struct runner *r, double id, cJSON *outcome)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "id", id);
+    cJSON *budget = cJSON_CreateObject();
+    cJSON_AddNumberToObject(budget, "total_tokens", r->total_tokens);
+    cJSON_AddNumberToObject(budget, "cost_usd", r->cost_usd);
+    cJSON_AddItemToObject(outcome, "spent", budget);
+    cJSON_AddItemToObject(f, "outcome", outcome);
+    send_to_cell(r, "llm_reply", f);
+}
+
+static double num_or_zero(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble > 0 ? v->valuedouble : 0;
+}
+
+static void llm_done(void *opaque, cJSON *outcome)
+{
+    struct llm_ctx *ctx = opaque;
+    struct runner *r = ctx->r;
+    double id = ctx->id;
+    free(ctx);
+    r->llm_inflight = false;
+    if (!outcome)
+        outcome = refusal("failed", "UNKNOWN_ERROR", "out of memory");
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(outcome, "usage");
+    r->prompt_tokens += num_or_zero(usage, "prompt_tokens");
+    r->completion_tokens += num_or_zero(usage, "completion_tokens");
+    r->total_tokens += num_or_zero(usage, "total_tokens");
+    r->cost_usd += num_or_zero(usage, "cost_usd") + num_or_zero(usage, "cost");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(outcome, "model");
+    if (cJSON_IsString(model) && model->valuestring[0])
+        snprintf(r->last_model, sizeof(r->last_model), "%s", model->valuestring);
+    const cJSON *tried = cJSON_GetObjectItemCaseSensitive(outcome, "models_tried");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, tried)
+    {
+        if (!cJSON_IsString(m))
+            continue;
+        /* every model asked, in order; consecutive asks of the same model count once */
+        const cJSON *last =
+            cJSON_GetArrayItem(r->models_tried, cJSON_GetArraySize(r->models_tried) - 1);
+        if (!last || strcmp(last->valuestring, m->valuestring) != 0)
+            cJSON_AddItemToArray(r->models_tried, cJSON_CreateString(m->valuestring));
+    }
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(outcome, "status");
+    if (cJSON_IsString(st) && strcmp(st->valuestring, "mock") == 0)
+        r->mock_used = true;
+    cJSON_Delete(r->last_outcome);
+    r->last_outcome = cJSON_Duplicate(outcome, 1);
+    reply_llm(r, id, outcome);
+}
+
+static bool messages_are_valid(const cJSON *msgs)
+{
+    if (!cJSON_IsArray(msgs))
+        return false;
+    int n = cJSON_GetArraySize(msgs);
+    if (n < 1 || n > LLM_MESSAGES_MAX)
+        return false;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role))
+            return false;
+        const char *rs = role->valuestring;
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
+            strcmp(rs, "tool"))
+            return false;
+    }
+    return true;
+}
+
+/* The messages travel as the frame's payload ({"messages": [...]}, serialized once by the
+ * agent's history) so that a 2 MB history is not re-encoded inside a JSON header. */
+static void handle_llm(struct runner *r, const struct channel_msg *m)
+{
+    const cJSON *h = m->header;
+    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(h, "id");
+    double id = cJSON_IsNumber(idj) ? idj->valuedouble : -1;
+    cleanup_json cJSON *body =
+        m->payload ? cJSON_ParseWithLength(m->payload, m->payload_len) : NULL;
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+    if (r->cancel_sent) {
+        reply_llm(r, id, refusal("failed", "UNKNOWN_ERROR", "the task is ending"));
+        return;
+    }
+    if (r->llm_inflight || !messages_are_valid(msgs)) {
+        reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", "malformed llm request"));
+        return;
+    }
+    const struct task *t = r->o.task;
+    if (r->llm_calls >= r->llm_call_cap) {
+        reply_llm(r, id, refusal("budget", "VALIDATION_ERROR", "LLM call limit reached"));
+        return;
+    }
+    if ((t->max_tokens && r->total_tokens >= (double)t->max_tokens) ||
+        (t->max_cost_usd > 0 && r->cost_usd >= t->max_cost_usd)) {
+        reply_llm(r, id, refusal("budget", "VALIDATION_ERROR", "the task's budget is spent"));
+        return;
+    }
+    const cJSON *nt = cJSON_GetObjectItemCaseSensitive(h, "native_tools");
+    struct broker_call call = {
+        .task_id = t->id,
+        .events = r->o.events,
+        .messages = msgs,
+        .native_tools = cJSON_IsBool(nt) ? cJSON_IsTrue(nt) : r->o.native_tools,
+        .models = r->o.models,
+        .max_tokens = r->o.max_tokens_per_call,
+        .deadline_mono = r->deadline,
+    };
+    struct llm_ctx *ctx = calloc(1, sizeof(*ctx));
+    char err[ERR_MSG_MAX];
+    if (!ctx) {
+        reply_llm(r, id, refusal("failed", "UNKNOWN_ERROR", "out of memory"));
+        return;
+    }
+    ctx->r = r;
+    ctx->id = id;
+    r->llm_calls++;
+    r->llm_inflight = true;
+    if (broker_call(r->o.broker, &call, llm_done, ctx, err, sizeof(err)) < 0) {
+        free(ctx);
+        r->llm_inflight = false;
+        reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", err));
+    }
+}
+
+/* ---- events, outputs, report ---- */
+
+static const char *const cell_event_types[] = {"tool_call",     "tool_result", "condensed", "stuck",
+                                               "agent_message", "nudge",       "step",      NULL};
+
+static void handle_event(struct runner *r, cJSON *h)
+{
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(h, "type");
+    if (!cJSON_IsString(type))
+        return;
+    const char *const *ok = cell_event_types;
+    while (*ok && strcmp(*ok, type->valuestring) != 0)
+        ok++;
+    if (!*ok) {
+        log_debug("task %s: dropped an event of unknown type from the cell", r->o.task->id);
+        return;
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "%s", type->valuestring);
+    cJSON *fields = cJSON_Duplicate(h, 1);
+    if (!fields)
+        return;
+    cJSON_DeleteItemFromObjectCaseSensitive(fields, "t");
+    cJSON_DeleteItemFromObjectCaseSensitive(fields, "type");
+    events_emit(r->o.events, name, fields);
+}
+
+static int open_parent_dirs(int dirfd, char *rel, const char **leaf)
+{
+    int fd = dup(dirfd);
+    if (fd < 0)
+        return -1;
+    char *p = rel;
+    for (char *slash; (slash = strchr(p, '/')) != NULL; p = slash + 1) {
+        *slash = '\0';
+        if (mkdirat(fd, p, 0700) < 0 && errno != EEXIST) {
+            (void)close(fd);
+            return -1;
+        }
+        /* O_NOFOLLOW: whatever is there must be the directory we (or an earlier file of
+         * this task) made, never a link elsewhere */
+        int next = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        (void)close(fd);
+        if (next < 0)
+            return -1;
+        fd = next;
+    }
+    *leaf = p;
+    return fd;
+}
+
+static void handle_output(struct runner *r, const struct channel_msg *m)
+{
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(m->header, "path");
+    if (!cJSON_IsString(path) || !task_path_is_safe(path->valuestring)) {
+        log_warn("task %s: refused an output file with an unsafe path", r->o.task->id);
+        return;
+    }
+    if (r->output_files >= RUNNER_OUTPUT_MAX_FILES ||
+        r->output_bytes + m->payload_len > RUNNER_OUTPUT_MAX_BYTES) {
+        log_warn("task %s: output limit reached; %s not saved", r->o.task->id, path->valuestring);
+        return;
+    }
+    cleanup_free char *rel = strdup(path->valuestring);
+    const char *leaf = NULL;
+    cleanup_fd int dfd = rel ? open_parent_dirs(r->outputs_dirfd, rel, &leaf) : -1;
+    if (dfd < 0) {
+        log_warn("task %s: cannot save output %s: %s", r->o.task->id, path->valuestring,
+                 strerror(errno));
+        return;
+    }
+    cleanup_fd int fd =
+        openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all(fd, m->payload ? m->payload : "", m->payload_len) < 0) {
+        log_warn("task %s: cannot save output %s: %s", r->o.task->id, path->valuestring,
+                 strerror(errno));
+        return;
+    }
+    r->output_files++;
+    r->output_bytes += m->payload_len;
+}
+
+static void handle_report(struct runner *r, cJSON *h)
+{
+    if (r->report)
+        return; /* one report per task; a second is ignored */
+    r->report = cJSON_Duplicate(h, 1);
+}
+
+static void handle_channel(struct runner *r)
+{
+    for (int budget = 64; budget > 0; budget--) {
+        struct channel_msg m;
+        int rc = channel_read(&r->rd, r->chan, &m);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            if (errno)
+                log_debug("task %s: channel closed: %s", r->o.task->id, strerror(errno));
+            r->chan_closed = true;
+            return;
+        }
+        if (strcmp(m.type, "llm") == 0)
+            handle_llm(r, &m);
+        else if (strcmp(m.type, "event") == 0)
+            handle_event(r, m.header);
+        else if (strcmp(m.type, "output") == 0)
+            handle_output(r, &m);
+        else if (strcmp(m.type, "result") == 0)
+            handle_report(r, m.header);
+        else
+            log_debug("task %s: unknown message from the cell", r->o.task->id);
+        channel_msg_clear(&m);
+    }
+}
+
+/* ---- the result record ---- */
+
+static const char *report_string(const cJSON *rep, const char *name, size_t max)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rep, name);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) > max)
+        return NULL;
+    return v->valuestring;
+}
+
+static bool is_hex64(const char *s)
+{
+    if (strlen(s) != 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+static cJSON *checked_files(const cJSON *rep)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(rep, "files");
+    const cJSON *f;
+    int n = 0;
+    cJSON_ArrayForEach(f, files)
+    {
+        if (++n > CELL_FILES_MAX)
+            break;
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(f, "path");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(f, "size");
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "sha256");
+        if (!cJSON_IsString(path) || !task_path_is_safe(path->valuestring) || !cJSON_IsString(st) ||
+            (strcmp(st->valuestring, "added") && strcmp(st->valuestring, "modified") &&
+             strcmp(st->valuestring, "deleted")))
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "path", path->valuestring);
+        cJSON_AddStringToObject(e, "status", st->valuestring);
+        if (cJSON_IsNumber(size) && size->valuedouble >= 0)
+            cJSON_AddNumberToObject(e, "size", floor(size->valuedouble));
+        else
+            cJSON_AddNullToObject(e, "size");
+        if (cJSON_IsString(sha) && is_hex64(sha->valuestring))
+            cJSON_AddStringToObject(e, "sha256", sha->valuestring);
+        else
+            cJSON_AddNullToObject(e, "sha256");
+        cJSON_AddItemToArray(out, e);
+    }
+    return out;
+}
+
+static cJSON *error_object(const char *type, const char *message, const cJSON *strategies)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddItemToObject(e, "strategies",
+                          strategies ? cJSON_Duplicate(strategies, 1) : cJSON_CreateArray());
+    return e;
+}
+
+/* Decides status and error from what the supervisor knows; returns the terminal event. */
+static const char *decide_status(struct runner *r, const char **status, cJSON **error)
+{
+    const cJSON *rep = r->report;
+    const char *end = rep ? report_string(rep, "end", 64) : NULL;
+    char msg[600];
+    *error = NULL;
+    if (r->timed_out) {
+        snprintf(msg, sizeof(msg), "the task's wall clock (%g s) ran out", r->o.timeout_s);
+        *status = "timeout";
+        *error = error_object("TIMEOUT_ERROR", msg, NULL);
+        return "task_timeout";
+    }
+    if (r->cancelled) {
+        *status = "cancelled";
+        return "task_cancelled";
+    }
+    if (!rep || !end) {
+        const char *how = r->rec.status == CELL_MEMORY ? "hit its memory limit" : "ended";
+        snprintf(msg, sizeof(msg),
+                 "the cell %s without a result (status %s, exit code %d, "
+                 "signal %d)",
+                 how, cell_status_name(r->rec.status), r->rec.exit_code, r->rec.signal);
+        *status = "failed";
+        *error = error_object("SDK_ERROR", msg, NULL);
+        return "task_failed";
+    }
+    if (strcmp(end, "finished") == 0) {
+        if (r->mock_used) {
+            *status = "mock";
+            return "task_failed";
+        }
+        *status = "succeeded";
+        return "task_completed";
+    }
+    if (strcmp(end, "llm_error") == 0 && r->last_outcome) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(r->last_outcome, "status");
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->last_outcome, "error");
+        const char *s = cJSON_IsString(st) ? st->valuestring : "failed";
+        if (cJSON_IsObject(e))
+            *error = cJSON_Duplicate(e, 1);
+        if (strcmp(s, "escalated") == 0) {
+            *status = "escalated";
+            return "task_escalated";
+        }
+        if (strcmp(s, "mock") == 0) {
+            *status = "mock";
+            return "task_failed";
+        }
+        if (strcmp(s, "timeout") == 0) {
+            *status = "timeout";
+            return "task_timeout";
+        }
+        *status = "failed";
+        return "task_failed";
+    }
+    const char *why = report_string(rep, "error", 1000);
+    snprintf(msg, sizeof(msg), "%s", why ? why : end);
+    *status = "failed";
+    *error = error_object("SDK_ERROR", msg, NULL);
+    cJSON_AddStringToObject(*error, "reason", end);
+    return "task_failed";
+}
+
+static void build_result(struct runner *r)
+{
+    const struct task *t = r->o.task;
+    const char *status = "failed";
+    cJSON *error = NULL;
+    const char *terminal = decide_status(r, &status, &error);
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "id", t->id);
+    cJSON_AddStringToObject(res, "status", status);
+    cJSON_AddBoolToObject(res, "success", strcmp(status, "succeeded") == 0);
+    const char *output = r->report ? report_string(r->report, "output", CELL_TEXT_MAX_BYTES) : NULL;
+    cJSON_AddStringToObject(res, "output", output ? output : "");
+    cJSON_AddNumberToObject(res, "execution_time", monotonic_s() - r->start_mono);
+    cJSON_AddItemToObject(res, "error", error ? error : cJSON_CreateNull());
+    const cJSON *it = r->report ? cJSON_GetObjectItemCaseSensitive(r->report, "iterations") : NULL;
+    double iters = cJSON_IsNumber(it) && it->valuedouble >= 0 ? floor(it->valuedouble) : 0;
+    cJSON_AddNumberToObject(res, "iterations", fmin(iters, r->llm_calls));
+    cJSON_AddStringToObject(res, "model", r->last_model);
+    cJSON_AddItemToObject(res, "models_tried", cJSON_Duplicate(r->models_tried, 1));
+    cJSON *usage = cJSON_AddObjectToObject(res, "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddNumberToObject(usage, "completion_tokens", r->completion_tokens);
+    cJSON_AddNumberToObject(usage, "total_tokens", r->total_tokens);
+    cJSON_AddNumberToObject(usage, "cost_usd", r->cost_usd);
+    cJSON_AddItemToObject(res, "files", checked_files(r->report));
+    const char *diff = r->report ? report_string(r->report, "diff", CELL_DIFF_MAX_BYTES) : NULL;
+    cJSON_AddStringToObject(res, "diff", diff ? diff : "");
+    if (r->output_files)
+        cJSON_AddStringToObject(res, "outputs_dir", r->outputs_path);
+    else
+        cJSON_AddNullToObject(res, "outputs_dir");
+    cJSON_AddStringToObject(res, "events_file", r->events_path);
+    cJSON_AddItemToObject(res, "sandbox", cell_record_to_json(&r->rec));
+    cJSON *md = t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject();
+    if (strcmp(status, "mock") == 0)
+        cJSON_AddBoolToObject(md, "mock", true);
+    if (broker_is_replay(r->o.broker)) {
+        cJSON_AddBoolToObject(md, "offline_replay", true);
+        cJSON_AddStringToObject(md, "replay_file", broker_replay_path(r->o.broker));
+    }
+    cJSON_AddItemToObject(res, "metadata", md);
+    r->result = res;
+    r->exit_code = strcmp(status, "succeeded") == 0   ? 0
+                   : strcmp(status, "escalated") == 0 ? 3
+                   : strcmp(status, "mock") == 0      ? 4
+                                                      : 1;
+
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "status", status);
+    cJSON_AddNumberToObject(f, "iterations", fmin(iters, r->llm_calls));
+    cJSON_AddNumberToObject(f, "execution_time", monotonic_s() - r->start_mono);
+    if (strcmp(status, "mock") == 0)
+        cJSON_AddBoolToObject(f, "mock", true);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(res, "error");
+    if (cJSON_IsObject(e))
+        cJSON_AddItemToObject(f, "error", cJSON_Duplicate(e, 1));
+    events_emit(r->o.events, terminal, f);
+
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
+    cleanup_free char *text = cJSON_Print(res);
+    cleanup_fd int fd =
+        text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+    if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
+        log_warn("cannot write %s: %s", path, strerror(errno));
+}
+
+void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
+{
+    if (r->reaped)
+        return;
+    bool pid_ready = false;
+    for (int i = 0; i < nfds; i++) {
+        if (fds[i].fd == r->chan && fds[i].revents)
+            handle_channel(r);
+        else if (fds[i].fd == cell_pidfd(r->cell) && fds[i].revents)
+            pid_ready = true;
+    }
+    double now = monotonic_s();
+    if (!r->cancel_sent && now >= r->deadline) {
+        r->timed_out = true;
+        wrap_up(r, "timeout");
+    } else if (r->cancel_sent && now >= r->kill_at) {
+        if (r->timed_out)
+            (void)cell_timeout(r->cell);
+        else
+            (void)cell_kill(r->cell);
+    }
+    if (!pid_ready)
+        return;
+    /* drain what the agent sent before it exited */
+    if (!r->chan_closed)
+        handle_channel(r);
+    if (cell_reap(r->cell, &r->rec) < 0)
+        log_warn("task %s: reaping the cell failed: %s", r->o.task->id, strerror(errno));
+    r->reaped = true;
+    build_result(r);
+}
+
+bool runner_done(const struct runner *r)
+{
+    return r->reaped;
+}
+
+const cJSON *runner_result(const struct runner *r)
+{
+    return r->result;
+}
+
+int runner_exit_code(const struct runner *r)
+{
+    return r->exit_code;
+}
+
+void runner_free(struct runner *r)
+{
+    if (!r)
+        return;
+    if (r->cell) {
+        if (!r->reaped) {
+            (void)cell_kill(r->cell);
+            struct cell_record rec;
+            (void)cell_reap(r->cell, &rec);
+        }
+        cell_free(r->cell);
+    }
+    if (r->chan >= 0)
+        (void)close(r->chan);
+    if (r->events_fd >= 0)
+        (void)close(r->events_fd);
+    if (r->outputs_dirfd >= 0)
+        (void)close(r->outputs_dirfd);
+    channel_reader_free(&r->rd);
+    cJSON_Delete(r->models_tried);
+    cJSON_Delete(r->last_outcome);
+    cJSON_Delete(r->report);
+    cJSON_Delete(r->result);
+    free(r);
+}

@@ -1,0 +1,60 @@
+/* runner: one task's whole life on the supervisor side (isolate's box lifecycle in one
+ * place): make its state dir, spawn its cell with the agent as pid 1, serve the cell's
+ * channel (LLM calls through the broker, events, output files), enforce the wall clock and
+ * the budgets that only the trusted side can enforce, reap the cell and write the one
+ * result record. Driven by an outside event loop (run: a poll loop; serve: epoll), never
+ * blocks. Everything read from the channel is hostile and checked here. */
+#ifndef AGENTBOX_RUNNER_H
+#define AGENTBOX_RUNNER_H
+
+#include <cjson/cJSON.h>
+#include <poll.h>
+#include <stdbool.h>
+
+#include "broker.h"
+#include "cell.h"
+#include "events.h"
+#include "task.h"
+
+#define RUNNER_MODELS_MAX       (TASK_MODELS_MAX + 10)
+#define RUNNER_OUTPUT_MAX_BYTES (256u << 20) /* all output files of one task */
+#define RUNNER_OUTPUT_MAX_FILES 1000
+#define RUNNER_GRACE_S          5.0 /* between "wrap up" and SIGKILL */
+#define RUNNER_CELL_EVENT_MAX   (1u << 20)
+
+struct runner_opts {
+    const struct task *task;          /* borrowed for the runner's life */
+    const struct policy *policy;      /* borrowed */
+    const struct sock_fprog *seccomp; /* borrowed */
+    struct policy_limits limits;      /* effective */
+    bool network_host;
+    const char *models[RUNNER_MODELS_MAX + 1]; /* chain, NULL-terminated; borrowed strings */
+    double timeout_s;
+    unsigned max_iterations;
+    unsigned max_tokens_per_call;
+    unsigned long context_tokens; /* of the primary model (condensation budget) */
+    bool native_tools;
+    const char *state_dir;    /* created by runner_start (must not exist) */
+    struct event_log *events; /* sinks set by the caller; the runner adds the file */
+    struct broker *broker;    /* shared */
+};
+
+struct runner;
+
+int runner_start(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz);
+/* fds to poll (channel, cell pidfd); returns the count */
+int runner_poll_fds(struct runner *r, struct pollfd *fds, int max);
+/* the next time (monotonic_s) the runner wants runner_handle called, 0 = none */
+double runner_next_wakeup(const struct runner *r);
+/* Handles whatever is ready (pass the polled fds back; NULL/0 for a timer wake-up). */
+void runner_handle(struct runner *r, const struct pollfd *fds, int nfds);
+/* Asks the agent to wrap up and, after a grace period, kills the cell. */
+void runner_cancel(struct runner *r);
+bool runner_done(const struct runner *r);
+/* The result (SPEC.md) once done; owned by the runner. */
+const cJSON *runner_result(const struct runner *r);
+/* SPEC's exit code for the result: 0, 1, 3 or 4. */
+int runner_exit_code(const struct runner *r);
+void runner_free(struct runner *r);
+
+#endif
