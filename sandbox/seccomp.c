@@ -23,9 +23,18 @@
 
 #include "util.h"
 
-#if !defined(__x86_64__)
-#error "the allow-list filter below is written for x86_64 (AUDIT_ARCH_X86_64, little-endian)"
+/* The hand-written allow-list filter compares the native architecture and reads an
+ * argument's low 32 bits at its first four bytes (little-endian). */
+#if !defined(__x86_64__) && !defined(__aarch64__)
+// cppcheck-suppress preprocessorErrorDirective
+#error "agentbox's seccomp filter supports x86_64 and aarch64"
 #endif
+#if defined(__aarch64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_X86_64
+#endif
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "ARG_LO32 assumes little-endian");
 
 /* ---- the baseline: every cell gets it, whatever its policy says ---- */
 
@@ -155,7 +164,7 @@ static const struct allow_set allow_socketpair = {
 
 static int allow_sets_program(const struct allow_set *const *sets, size_t n, struct sock_fprog *out)
 {
-    size_t len = 4;
+    size_t len = 5; /* arch check (3), load nr, final ret */
     for (size_t i = 0; i < n; i++)
         len += sets[i]->nvalues + 4;
     struct sock_filter *f = calloc(len, sizeof(*f));
@@ -164,7 +173,7 @@ static int allow_sets_program(const struct allow_set *const *sets, size_t n, str
     size_t pc = 0;
     f[pc++] =
         (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
-    f[pc++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    f[pc++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 1, 0);
     /* other architectures: the libseccomp filters kill them */
     f[pc++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     f[pc++] =

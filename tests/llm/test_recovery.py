@@ -1,0 +1,119 @@
+"""Recovery beyond one retry: the circuit breaker (opens after 5 failures and then keeps load off
+a dead upstream; off when disabled), mock fallback only when enabled and never reported as
+success, and load mode's counters."""
+import unittest
+
+from llmtest_util import LLMTestCase
+
+DEAD = {"status": 503, "message": "Service Unavailable", "error_type": "provider_overloaded"}
+LOAD_KEYS = {"calls", "ok", "failed", "escalated", "mock", "retries", "fallbacks", "breaker_trips",
+             "http_requests", "median_ms", "p99_ms", "elapsed_s", "max_in_flight"}
+
+
+class Breaker(LLMTestCase):
+    N = 40
+
+    def test_breaker_keeps_load_off_dead_upstream(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--count", str(self.N), "--parallel", "4")
+        self.assertIsNotNone(run.json, run)
+        self.assertTrue(LOAD_KEYS <= set(run.json), f"missing {LOAD_KEYS - set(run.json)}")
+        j = run.json
+        self.assertEqual(j["calls"], self.N)
+        self.assertEqual(j["ok"], 0)
+        self.assertEqual(j["mock"], 0)
+        self.assertEqual(j["http_requests"], len(self.reqs()))
+        # without a breaker each call would reach the upstream 1 + 3 times
+        self.assertLess(len(self.reqs()), self.N, f"breaker did not keep load off: {j}")
+        self.assertGreaterEqual(len(self.reqs()), 5, "the breaker opens only after 5 failures")
+        self.assertGreaterEqual(j["breaker_trips"], 1)
+        self.assertNotEqual(run.rc, 0)
+        opened = [e for e in run.events_of("circuit_state") if "open" == str(e.get("state", e.get("to")))]
+        self.assertTrue(opened, run.events_of("circuit_state"))
+
+    def test_breaker_disabled(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--count", "6", "--parallel", "2",
+                       env={"OPENHANDS_ENABLE_CIRCUIT_BREAKER": "false"})
+        j = run.json
+        self.assertIsNotNone(j, run)
+        self.assertEqual(j["breaker_trips"], 0)
+        self.assertEqual(run.events_of("circuit_state"), [])
+        self.assertEqual(len(self.reqs()), 6 * 4, "each call retries 3 times when nothing stops it")
+        self.assertEqual(j["http_requests"], 24)
+
+    def test_single_call_opens_after_five_failures(self):
+        # one call retrying a dead model: failures 1..4 stay closed; the chain's CIRCUIT_BREAK
+        # opens it; a second model is then asked
+        self.serve({"models": {"test/primary": DEAD, "test/fallback": {"content": "fb"}}})
+        run = self.llm("hi", "--fallback", "test/fallback")
+        self.assertResult(run, "succeeded", 0)
+        models = [r["model"] for r in self.reqs()]
+        self.assertEqual(models, ["test/primary"] * 4 + ["test/fallback"], run.events)
+        self.assertEqual([s for _, s in run.chosen()],
+                         ["RETRY_WITH_BACKOFF"] * 3 + ["CIRCUIT_BREAK"], run.events)
+        self.assertEqual(run.json["models_tried"], ["test/primary", "test/fallback"])
+
+
+class LoadMode(LLMTestCase):
+    def test_load_counts_and_parallelism(self):
+        self.serve({"default": {"content": "x", "delay": 0.2}})
+        run = self.llm("hi", "--count", "20", "--parallel", "10")
+        j = run.json
+        self.assertIsNotNone(j, run)
+        self.assertEqual(run.rc, 0, run)
+        self.assertEqual((j["calls"], j["ok"], j["failed"], j["http_requests"]), (20, 20, 0, 20))
+        self.assertEqual(len(self.reqs()), 20)
+        self.assertEqual(j["max_in_flight"], 10)
+        self.assertEqual(self.fake.stats()["max_in_flight"], 10)
+        self.assertLess(j["elapsed_s"], 1.5, "20 calls of 0.2 s, 10 at a time, take about 0.4 s")
+        self.assertGreaterEqual(j["median_ms"], 190)
+        # connections are reused: far fewer TCP connections than requests
+        self.assertLessEqual(self.fake.stats()["connections"], 12)
+
+    def test_load_with_faults_counts_retries(self):
+        self.serve({"default": {"content": "x"}, "faults": {"rate": 0.3, "seed": 7, "kinds": ["502", "reset"]}})
+        run = self.llm("hi", "--count", "30", "--parallel", "5",
+                       env={"OPENHANDS_ENABLE_CIRCUIT_BREAKER": "false"})
+        j = run.json
+        faults = sum(1 for r in self.reqs() if (r["how"] or "").startswith("fault:"))
+        self.assertGreater(faults, 0)
+        self.assertEqual(j["http_requests"], len(self.reqs()))
+        # no breaker, no fallback model: every request after a call's first is a retry
+        self.assertEqual(j["retries"], j["http_requests"] - j["calls"], j)
+        self.assertEqual(j["ok"] + j["failed"], 30, j)
+        self.assertGreaterEqual(j["ok"], 28, j)  # 4 faults in a row: p = 0.3^4 per call
+
+
+class Mock(LLMTestCase):
+    def test_mock_only_when_enabled(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", env={"OPENHANDS_FALLBACK_TO_MOCK": "true"})
+        self.assertResult(run, "mock", 4)
+        self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
+        self.assertEqual(run.strategies[:3], ["RETRY_WITH_BACKOFF"] * 3)
+        self.assertNotEqual(run.json["status"], "succeeded")
+
+    def test_no_mock_by_default(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi")
+        self.assertResult(run, "failed", 1)
+        self.assertNotIn("FALLBACK_MOCK", run.strategies)
+
+    def test_auth_never_mocked(self):
+        self.serve({"default": {"status": 401, "message": "User not found."}})
+        run = self.llm("hi", env={"OPENHANDS_FALLBACK_TO_MOCK": "true"})
+        self.assertResult(run, "escalated", 3)
+        self.assertEqual(len(self.reqs()), 1)
+
+    def test_mock_in_load_mode_counted_as_mock(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--count", "5", "--parallel", "5",
+                       env={"OPENHANDS_FALLBACK_TO_MOCK": "true"})
+        j = run.json
+        self.assertEqual(j["ok"], 0, j)
+        self.assertEqual(j["mock"], 5, j)
+
+
+if __name__ == "__main__":
+    unittest.main()
