@@ -34,7 +34,7 @@ SAN_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/san/tests/%)
 HELPERS   := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(wildcard tests/helpers/*.c))
 
 .PHONY: all san units helpers check check-units check-san check-integration format format-check \
-        lint deps install uninstall bench clean
+        lint deps install uninstall bench demo clean
 
 all: agentbox
 
@@ -109,6 +109,16 @@ install: agentbox
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/agentbox $(DESTDIR)$(PREFIX)/share/man/man1/agentbox.1
 	rm -rf $(DESTDIR)$(PREFIX)/share/agentbox
+
+# The README's main job: a real agent task in a cell. With OPENROUTER_API_KEY it asks a real
+# model; without one it replays recorded replies (labelled OFFLINE REPLAY by agentbox itself).
+demo: agentbox
+	@if [ -n "$$OPENROUTER_API_KEY" ]; then \
+	  ./agentbox run --task-file examples/demo/task.json; \
+	else \
+	  echo "make demo: OPENROUTER_API_KEY is not set: running the offline replay of examples/demo" >&2; \
+	  ./agentbox run --task-file examples/demo/task.json --replay examples/demo/replay.json; \
+	fi
 
 bench: agentbox $(HELPERS)
 	AGENTBOX=$(CURDIR)/agentbox PYTHON=$(PYTHON) bash bench/run-all.sh

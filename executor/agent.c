@@ -214,7 +214,7 @@ static const char *prepare_seed(struct agent *a, char *err, size_t errsz)
 static cJSON *ask_llm(struct agent *a)
 {
     size_t len = 0;
-    cleanup_free char *payload = history_build_request(a->hist, NULL, &len);
+    const char *payload = history_request(a->hist, NULL, &len);
     if (!payload)
         return NULL;
     cJSON *h = cJSON_CreateObject();
@@ -341,13 +341,19 @@ static bool condense_harder(struct agent *a)
     return rc == 0 && st.tokens_after < st.tokens_before;
 }
 
-/* Turns a text reply into a tool call for models without native tool calling. */
+/* Turns a text reply into a tool call for models without native tool calling
+ * (<function=NAME><parameter=P>V</parameter></function>, DESIGN.md section 6). */
 static cJSON *text_tool_calls(struct agent *a, const char *content)
 {
-    char name[128];
-    cleanup_free char *args = NULL;
-    if (!content || fncall_text_parse(content, name, sizeof(name), &args) != 0)
+    if (!content)
         return NULL;
+    cleanup_json cJSON *schema = tools_schema();
+    struct fncall_text_call fc = {0};
+    char err[256];
+    if (!schema || fncall_text_parse(content, schema, &fc, err, sizeof(err)) != 1 || !fc.name) {
+        fncall_text_call_free(&fc);
+        return NULL;
+    }
     cJSON *calls = cJSON_CreateArray();
     cJSON *c = cJSON_CreateObject();
     char idbuf[32];
@@ -355,9 +361,10 @@ static cJSON *text_tool_calls(struct agent *a, const char *content)
     cJSON_AddStringToObject(c, "id", idbuf);
     cJSON_AddStringToObject(c, "type", "function");
     cJSON *fn = cJSON_AddObjectToObject(c, "function");
-    cJSON_AddStringToObject(fn, "name", name);
-    cJSON_AddStringToObject(fn, "arguments", args ? args : "{}");
+    cJSON_AddStringToObject(fn, "name", fc.name);
+    cJSON_AddStringToObject(fn, "arguments", fc.arguments ? fc.arguments : "{}");
     cJSON_AddItemToArray(calls, c);
+    fncall_text_call_free(&fc);
     return calls;
 }
 
@@ -582,11 +589,15 @@ int cmd_internal_agent(int argc, char **argv)
         end_with(&a, "error", "");
     } else {
         cleanup_free char *sys = NULL;
-        if (!a.native_tools)
-            sys = fncall_text_system_prompt(system_prompt);
+        if (!a.native_tools) {
+            cleanup_json cJSON *schema = tools_schema();
+            cleanup_free char *suffix = schema ? fncall_text_system_suffix(schema) : NULL;
+            if (suffix && asprintf(&sys, "%s\n\n%s", system_prompt, suffix) < 0)
+                sys = NULL;
+        }
         (void)history_add_system(a.hist, sys ? sys : system_prompt);
         if (!a.native_tools)
-            (void)history_set_transform(a.hist, fncall_text_transform, NULL);
+            (void)history_set_transform(a.hist, fncall_text_convert_message, NULL);
         (void)history_add_user(a.hist, prompt->valuestring);
     }
     if (!a.end)

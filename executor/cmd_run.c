@@ -460,7 +460,7 @@ int cmd_run(int argc, char **argv)
 
     char state_dir[4096];
     if (ensure_dir(cfg.workspace_root) < 0) {
-        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %s: %s", cfg.workspace_root,
+        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %.400s: %s", cfg.workspace_root,
                  strerror(errno));
         goto usage_error;
     }
@@ -495,9 +495,10 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_TASK_FAILED;
         goto out;
     }
-    cleanup_free char *text = cJSON_Print(res);
+    char *text = cJSON_Print(res);
     if (text)
         printf("%s\n", text);
+    free(text);
     fflush(stdout);
     if (a.meta &&
         write_meta(a.meta, cJSON_GetObjectItemCaseSensitive(res, "sandbox")) < 0)

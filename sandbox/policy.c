@@ -474,7 +474,7 @@ static int parse_syscall_name(const cJSON *v, const char *ctx, int *nr, char *er
 
 struct entries {
     struct policy_rule *v;
-    size_t n;
+    size_t n, cap;
 };
 
 static int parse_rule(const cJSON *o, size_t ri, const char *source, int default_errno,
@@ -531,7 +531,7 @@ static int parse_rule(const cJSON *o, size_t ri, const char *source, int default
     if (ns < 1 || ns > SYSCALLS_PER_RULE)
         return errf(err, errsz, "%s.syscalls: expected an array of 1 to %d syscall names", ctx,
                     SYSCALLS_PER_RULE);
-    if (out->n + (size_t)ns > ENTRIES_MAX)
+    if (out->n + (size_t)ns > out->cap)
         return errf(err, errsz, "%s.syscalls: more than %d syscall rules in all", ctx, ENTRIES_MAX);
     size_t si = 0;
     const cJSON *s;
@@ -616,12 +616,20 @@ static int parse_seccomp(const cJSON *o, struct policy *p, const char *source, c
     int n = cJSON_IsArray(rules) ? cJSON_GetArraySize(rules) : -1;
     if (n < 0 || n > RULES_MAX)
         return errf(err, errsz, "seccomp.rules: expected an array of at most %d rules", RULES_MAX);
-    cleanup_free struct policy_rule *v = calloc(ENTRIES_MAX, sizeof(*v));
+    size_t cap = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rules)
+    {
+        const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r, "syscalls");
+        if (cJSON_IsArray(sys))
+            cap += (size_t)cJSON_GetArraySize(sys);
+    }
+    cap = cap < ENTRIES_MAX ? cap : ENTRIES_MAX;
+    cleanup_free struct policy_rule *v = calloc(cap + 1, sizeof(*v));
     if (!v)
         return errf(err, errsz, "out of memory");
-    struct entries mine = {v, 0};
+    struct entries mine = {v, 0, cap};
     size_t ri = 0;
-    const cJSON *r;
     cJSON_ArrayForEach(r, rules)
     {
         if (parse_rule(r, ri++, source, p->default_errno, &mine, err, errsz) < 0)
@@ -767,7 +775,7 @@ static int parse_depth(const char *text, size_t len, const char *source, int dep
         errf(err, errsz, "larger than %u bytes", POLICY_FILE_MAX_BYTES);
         return with_source(source, err, errsz);
     }
-    if (strlen(text) != len) {
+    if (memchr(text, '\0', len)) {
         errf(err, errsz, "contains a NUL byte");
         return with_source(source, err, errsz);
     }
@@ -801,6 +809,7 @@ static int parse_depth(const char *text, size_t len, const char *source, int dep
 int policy_parse(const char *text, size_t len, const char *source, struct policy **out, char *err,
                  size_t errsz)
 {
+    *out = NULL;
     return parse_depth(text, len, source, 0, out, err, errsz);
 }
 

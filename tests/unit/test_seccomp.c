@@ -394,6 +394,8 @@ static void arg_rules(void)
     EXPECT_ERRNO(syscall(SYS_dup3, 0, 100, 0x80000 /* O_CLOEXEC */), EROFS);
     EXPECT_OK(syscall(SYS_dup3, 0, 100, 0));
     EXPECT_OK(syscall(SYS_dup3, 0, 99, 0x80000));
+    char cwd[64];
+    EXPECT_OK(syscall(SYS_getcwd, cwd, sizeof(cwd))); /* "log": allowed, audited */
 }
 
 static void test_argument_rules(void **state)
@@ -401,6 +403,7 @@ static void test_argument_rules(void **state)
     (void)state;
     struct policy *p =
         load("{\"seccomp\": {\"rules\": [\n"
+             " {\"syscalls\": [\"getcwd\"], \"action\": \"log\"},\n"
              " {\"syscalls\": [\"getpriority\"], \"action\": \"errno\", \"errno\": \"EACCES\",\n"
              "  \"args\": [{\"index\": 0, \"op\": \"eq\", \"value\": 0}]},\n"
              " {\"syscalls\": [\"lseek\"], \"action\": \"errno\", \"errno\": 29,\n"

@@ -29,8 +29,9 @@ static void test_size_parse_refuses_junk(void **state)
 {
     (void)state;
     uint64_t v = 7;
-    const char *bad[] = {"", "M", "-1", "1.5G", "12Q", "1 G", " 1", "99999999999999999999",
-                         "17179869184G", "0x10", "1GG"};
+    const char *bad[] = {
+        "",     "M",  "-1", "1.5G", "12Q", "1 G", " 1", "99999999999999999999", "17179869184G",
+        "0x10", "1GG"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         assert_int_equal(size_parse(bad[i], &v), -1);
     assert_int_equal(v, 7);
