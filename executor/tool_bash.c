@@ -218,7 +218,8 @@ static int proc_stat(pid_t pid, pid_t *sid, unsigned long long *start)
 }
 
 /* SIGKILLs every process (except the shell) of the sessions given that started at or after
- * min_start; twice, to catch children forked while the first pass ran. Returns how many. */
+ * min_start; twice, to catch children forked while the first pass ran. Returns how many,
+ * or -1 when /proc cannot be read (a cell without its own /proc mounted). */
 static int kill_in_sessions(const pid_t *sids, size_t nsids, pid_t spare,
                             unsigned long long min_start)
 {
@@ -226,7 +227,7 @@ static int kill_in_sessions(const pid_t *sids, size_t nsids, pid_t spare,
     for (int pass = 0; pass < 2; pass++) {
         DIR *d = opendir("/proc");
         if (!d)
-            return killed;
+            return pass == 0 ? -1 : killed;
         struct dirent *e;
         while ((e = readdir(d))) {
             char *end;
@@ -366,8 +367,8 @@ static int spawn(struct tool_bash *b, const char *start_cwd, bool restore, char 
         init, sizeof(init),
         "PS1=; PS2=; unset PROMPT_COMMAND HISTFILE BASH_ENV ENV\n"
         "%s%s%s"
-        "__ab_done() { __ab_rc=$?; export -p >| %s 2>/dev/null; "
-        "printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
+        "__ab_done() { __ab_rc=$?; builtin export -p >| %s 2>/dev/null; "
+        "builtin printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
         "readonly -f __ab_done\n",
         restore ? ". " : "", restore ? qstate : "", restore ? " >/dev/null 2>&1\n" : "", qstate);
     if (n < 0 || (size_t)n >= sizeof(init))
@@ -437,8 +438,7 @@ int tool_bash_start(struct tool_bash **out, const struct tool_bash_opts *opts, c
         return errf(err, errsz, "bash session: cannot create a scratch dir in %s: %s", tmp,
                     strerror(e));
     }
-    if (snprintf(b->cmd_path, sizeof(b->cmd_path), "%s/cmd", b->dir) >=
-            (int)sizeof(b->cmd_path) ||
+    if (snprintf(b->cmd_path, sizeof(b->cmd_path), "%s/cmd", b->dir) >= (int)sizeof(b->cmd_path) ||
         snprintf(b->state_path, sizeof(b->state_path), "%s/state", b->dir) >=
             (int)sizeof(b->state_path)) {
         tool_bash_stop(b);
@@ -479,12 +479,18 @@ void tool_bash_stop(struct tool_bash *b)
         return;
     pid_t sids[OLD_SESSIONS + 1];
     size_t n = 0;
+    /* An old shell was reaped, so a live process with its pid is a newcomer that reused the
+     * number and may lead a new session or group of that id: leave those alone. While old
+     * background jobs still use the id as their session and group, the kernel cannot reuse it. */
     for (size_t i = 0; i < b->n_old; i++)
-        sids[n++] = b->old_sessions[i];
-    if (b->pid > 0) {
+        if (kill(b->old_sessions[i], 0) != 0 && errno == ESRCH)
+            sids[n++] = b->old_sessions[i];
+    if (b->pid > 0)
         sids[n++] = b->pid;
-        kill(b->pid, SIGKILL);
-    }
+    /* Without job control every process the shells started is in their process groups; the
+     * /proc scan also finds those that moved to a group of their own. */
+    for (size_t i = 0; i < n; i++)
+        kill(-sids[i], SIGKILL);
     kill_in_sessions(sids, n, -1, 0);
     if (b->pid > 0)
         while (waitpid(b->pid, NULL, 0) < 0 && errno == EINTR)
@@ -652,7 +658,8 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         now = monotonic_s();
         bool cancel = b->cancel && *b->cancel;
         if (!killed && (now >= deadline || cancel)) {
-            kill_in_sessions(&b->pid, 1, b->pid, start_ticks);
+            if (kill_in_sessions(&b->pid, 1, b->pid, start_ticks) < 0)
+                kill(-b->pid, SIGKILL); /* no /proc: the whole group, shell included */
             killed = true;
             res->timed_out = !cancel;
             res->cancelled = cancel;
@@ -676,7 +683,9 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         }
         if (!m.found) {
             pid_t w = waitpid(b->pid, &status, WNOHANG);
-            if (w == b->pid) {
+            if (w < 0 && errno == ECHILD)
+                status = -1; /* someone else reaped it (a careless pid-1 reaper): gone */
+            if (w == b->pid || (w < 0 && errno == ECHILD)) {
                 /* `exit`, `exec`, or a fatal signal: keep what it printed, then restart. */
                 if (read_some(b, &m, &c, buf) != 0) {
                     rc = -1;
@@ -701,7 +710,8 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         close(b->in_fd);
         b->in_fd = -1;
         b->pid = -1;
-        res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (!killed && status != -1)
+            res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         res->restarted = true;
         if (restart(b, start_ticks, err, errsz) != 0) {
             clip_free(&c);

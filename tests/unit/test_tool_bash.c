@@ -125,6 +125,10 @@ static void test_echo_exit_code_and_observation(void **state)
     r = run(f, "if then fi", 0);
     assert_int_equal(r.exit_code, 2);
     tool_bash_result_free(&r);
+    /* Shadowing the builtins the end marker uses does not break the session. */
+    r = run(f, "printf() { echo fake; }; export() { echo fake; }; echo defined", 0);
+    assert_string_equal(r.output, "defined\n");
+    tool_bash_result_free(&r);
     r = run(f, "echo still here", 0);
     assert_string_equal(r.output, "still here\n");
     tool_bash_result_free(&r);
@@ -245,21 +249,43 @@ static void test_exit_restarts_session(void **state)
     tool_bash_result_free(&r);
 }
 
+static void test_shell_killed_from_inside(void **state)
+{
+    struct fixture *f = *state;
+    struct tool_bash_result r = run(f, "export K=v; cd /", 5);
+    tool_bash_result_free(&r);
+    r = run(f, "echo dying; kill -9 $$", 5);
+    assert_int_equal(r.exit_code, 128 + 9);
+    assert_true(r.restarted);
+    assert_false(r.timed_out);
+    assert_string_equal(r.output, "dying\n");
+    tool_bash_result_free(&r);
+    r = run(f, "echo \"$K\"; pwd", 5);
+    assert_string_equal(r.output, "v\n/\n");
+    tool_bash_result_free(&r);
+}
+
 static void test_background_jobs_do_not_block(void **state)
 {
     struct fixture *f = *state;
     double t0 = monotonic_s();
+    /* The server's stdout and stderr are the session's pipe: the call must still return. */
     struct tool_bash_result r =
-        run(f, "sleep 100 & echo $! > bg.pid; (sleep 0.2; echo late) &", 10);
+        run(f,
+            "sleep 100 & echo $! > bg.pid; (sleep 0.2; echo late) & /usr/bin/python3 -m "
+            "http.server 0 --bind 127.0.0.1 & echo $! > py.pid",
+            10);
     assert_true(monotonic_s() - t0 < 2);
     assert_int_equal(r.exit_code, 0);
     tool_bash_result_free(&r);
-    pid_t bg = read_pid(f->dir, "bg.pid");
+    pid_t bg = read_pid(f->dir, "bg.pid"), py = read_pid(f->dir, "py.pid");
     assert_true(bg > 0);
+    assert_true(py > 0);
     assert_int_equal(kill(bg, 0), 0);
     usleep(400000);
     r = run(f, "echo now", 5); /* what the background job printed since comes along */
-    assert_string_equal(r.output, "late\nnow\n");
+    assert_non_null(strstr(r.output, "late\n"));
+    assert_non_null(strstr(r.output, "now\n"));
     tool_bash_result_free(&r);
     /* A later command's timeout must not take the earlier background job with it. */
     r = run(f, "sleep 10", 0.3);
@@ -269,6 +295,7 @@ static void test_background_jobs_do_not_block(void **state)
     tool_bash_stop(f->b);
     f->b = NULL;
     assert_true(pid_gone(bg));
+    assert_true(pid_gone(py));
     char err[ERR_MSG_MAX];
     assert_int_equal(tool_bash_start(&f->b, NULL, err, sizeof(err)), 0);
 }
@@ -386,6 +413,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_in_builtin_loop_restarts_with_state, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exit_restarts_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shell_killed_from_inside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_background_jobs_do_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_50mb_output_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clip_boundary, setup, teardown),
