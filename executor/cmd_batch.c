@@ -39,6 +39,7 @@
 #define BATCH_ERRORS_SHOWN     50
 #define BATCH_REDRAW_S         0.25
 #define BATCH_POLICY_CACHE     32
+#define BATCH_ROOT_MAX         3072 /* leaves room below PATH_MAX for /.superseded/ID.TIME.N */
 
 static void usage(FILE *out)
 {
@@ -95,6 +96,7 @@ struct slot {
     struct broker *own_broker; /* --replay: each task replays from the first reply */
     int events_fd;
     double tokens, cost_usd; /* live, from llm_response events */
+    double started;          /* monotonic_s */
     char state_dir[PATH_MAX];
 };
 
@@ -111,7 +113,7 @@ struct batch {
     int out_fd;
     bool out_broken, interrupted, killed, tty;
     double t0, last_draw, tokens_done, cost_done;
-    char state_root[PATH_MAX];
+    char state_root[BATCH_ROOT_MAX];
 };
 
 /* ---- arguments ---- */
@@ -369,7 +371,7 @@ static cJSON *read_state_result(const char *dir)
  * is moved, not deleted, below STATE/.superseded/ (ids cannot start with '.'). */
 static int move_aside(const struct batch *b, const char *id, char *err, size_t errsz)
 {
-    char from[PATH_MAX], dir[PATH_MAX], to[PATH_MAX + 64];
+    char from[PATH_MAX], dir[BATCH_ROOT_MAX + 16], to[PATH_MAX];
     snprintf(from, sizeof(from), "%s/%s", b->state_root, id);
     snprintf(dir, sizeof(dir), "%s/.superseded", b->state_root);
     if (ensure_dir(dir) < 0)
@@ -681,6 +683,7 @@ static int slot_start(struct batch *b, struct slot *s, struct job *j, char *err,
     s->job = j;
     s->events_fd = -1;
     s->tokens = s->cost_usd = 0;
+    s->started = monotonic_s();
     if (taskprep_build(&s->tp, t, &b->cfg, b->have_cat ? &b->cat : NULL, err, errsz) < 0)
         return -1;
     events_init(&s->events, t->id);
@@ -750,10 +753,10 @@ static void kill_all(struct batch *b)
         if (!s->job)
             continue;
         struct job *j = s->job;
+        double elapsed = monotonic_s() - s->started;
         slot_release(s); /* runner_free kills and reaps the cell */
         b->running--;
-        finish_job(b, j,
-                   synthetic_result(&j->item->task, "cancelled", NULL, NULL, 0));
+        finish_job(b, j, synthetic_result(&j->item->task, "cancelled", NULL, NULL, elapsed));
     }
 }
 
@@ -958,8 +961,12 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     if (ensure_dir(root) < 0)
         return errf(err, errsz, "%s %s: %s", b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT",
                     root, strerror(errno));
-    if (!realpath(root, b->state_root))
+    char real[PATH_MAX];
+    if (!realpath(root, real))
         return errf(err, errsz, "%s: %s", root, strerror(errno));
+    if (strlen(real) >= sizeof(b->state_root))
+        return errf(err, errsz, "%s: path longer than %d bytes", real, BATCH_ROOT_MAX - 1);
+    memcpy(b->state_root, real, strlen(real) + 1);
     if (b->a.events_dir && ensure_dir(b->a.events_dir) < 0)
         return errf(err, errsz, "--events-dir %s: %s", b->a.events_dir, strerror(errno));
     if (b->a.replay) {
