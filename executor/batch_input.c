@@ -64,8 +64,7 @@ bool batch_in_shard(const char *id, unsigned index, unsigned count)
     return count <= 1 || batch_shard_hash(id) % count == index;
 }
 
-int batch_shard_parse(const char *text, unsigned *index, unsigned *count, char *err,
-                      size_t errsz)
+int batch_shard_parse(const char *text, unsigned *index, unsigned *count, char *err, size_t errsz)
 {
     const char *slash = text ? strchr(text, '/') : NULL;
     char ibuf[32];
@@ -81,8 +80,7 @@ int batch_shard_parse(const char *text, unsigned *index, unsigned *count, char *
     if (i >= n)
         return errf(err, errsz,
                     "--shard %s: I counts from 0 and must be below N (shards 0/%llu to %llu/%llu)",
-                    text, (unsigned long long)n, (unsigned long long)n - 1,
-                    (unsigned long long)n);
+                    text, (unsigned long long)n, (unsigned long long)n - 1, (unsigned long long)n);
     *index = (unsigned)i;
     *count = (unsigned)n;
     return 0;

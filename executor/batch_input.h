@@ -19,7 +19,7 @@
 #define BATCH_ERRORS_MAX     1000u /* kept; the rest are only counted */
 
 struct batch_item {
-    unsigned line; /* 1-based line number in the file */
+    unsigned line;   /* 1-based line number in the file */
     bool derived_id; /* the line named no id; task.id was derived from its content */
     struct task task;
 };
@@ -33,8 +33,8 @@ struct batch_input {
     struct batch_item *items;
     size_t n, cap;
     struct batch_error *errors;
-    size_t nerrors;      /* kept */
-    size_t nerrors_all;  /* including those past BATCH_ERRORS_MAX */
+    size_t nerrors;     /* kept */
+    size_t nerrors_all; /* including those past BATCH_ERRORS_MAX */
 };
 
 /* Reads every line of f (name is for messages). Returns -1 only when the file itself cannot
@@ -42,9 +42,8 @@ struct batch_input {
 int batch_input_read(FILE *f, const char *name, struct batch_input *in, char *err, size_t errsz);
 void batch_input_free(struct batch_input *in);
 /* Adds a refusal found by a later check (e.g. the policy), keeping the list sorted. */
-__attribute__((format(printf, 3, 4))) void batch_input_add_error(struct batch_input *in,
-                                                                 unsigned line, const char *fmt,
-                                                                 ...);
+__attribute__((format(printf, 3, 4))) void
+batch_input_add_error(struct batch_input *in, unsigned line, const char *fmt, ...);
 
 /* "task-" + the first 16 hex digits of SHA-256 of the line (leading and trailing white space
  * removed); the n-th identical anonymous line (n >= 2) gets "-n" appended. The same file
@@ -55,7 +54,6 @@ void batch_derive_id(const char *line, size_t len, unsigned occurrence, char *ou
 uint64_t batch_shard_hash(const char *id);
 bool batch_in_shard(const char *id, unsigned index, unsigned count);
 /* "I/N" with 0 <= I < N <= BATCH_SHARDS_MAX. */
-int batch_shard_parse(const char *text, unsigned *index, unsigned *count, char *err,
-                      size_t errsz);
+int batch_shard_parse(const char *text, unsigned *index, unsigned *count, char *err, size_t errsz);
 
 #endif

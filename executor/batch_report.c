@@ -16,9 +16,8 @@
 #define JUNIT_TEXT_MAX_BYTES (64u << 10) /* of one task's output in the report */
 
 static const char *const outcome_names[BATCH_OUTCOMES] = {
-    [BATCH_SUCCEEDED] = "succeeded", [BATCH_FAILED] = "failed",
-    [BATCH_TIMEOUT] = "timeout",     [BATCH_CANCELLED] = "cancelled",
-    [BATCH_ESCALATED] = "escalated", [BATCH_MOCK] = "mock",
+    [BATCH_SUCCEEDED] = "succeeded", [BATCH_FAILED] = "failed",       [BATCH_TIMEOUT] = "timeout",
+    [BATCH_CANCELLED] = "cancelled", [BATCH_ESCALATED] = "escalated", [BATCH_MOCK] = "mock",
     [BATCH_NOT_RUN] = "not_run",
 };
 
@@ -44,8 +43,7 @@ static double usage_num(const cJSON *result, const char *name)
 {
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(result, "usage");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(u, name);
-    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble > 0 ? v->valuedouble
-                                                                               : 0;
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble > 0 ? v->valuedouble : 0;
 }
 
 void batch_tally_add(struct batch_tally *t, const cJSON *result, bool resumed)
@@ -100,21 +98,21 @@ void batch_summary_format(const struct batch_tally *t, double wall_s, char *buf,
     snprintf(buf, bufsz,
              "%u tasks: %u succeeded, %u failed, %u timeout, %u cancelled, %u escalated, "
              "%u mock, %u not run (%u resumed); %s, %.0f tokens, $%.4f; exit %d",
-             t->total, t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED],
-             t->count[BATCH_TIMEOUT], t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED],
-             t->count[BATCH_MOCK], t->count[BATCH_NOT_RUN], t->resumed,
-             fmt_duration(wall_s, dur, sizeof(dur)), t->tokens, t->cost_usd,
-             batch_exit_code(t));
+             t->total, t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED], t->count[BATCH_TIMEOUT],
+             t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED], t->count[BATCH_MOCK],
+             t->count[BATCH_NOT_RUN], t->resumed, fmt_duration(wall_s, dur, sizeof(dur)), t->tokens,
+             t->cost_usd, batch_exit_code(t));
 }
 
-void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done,
-                           unsigned total, unsigned failed, unsigned running, double eta_s,
-                           double tokens, double cost_usd)
+void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
+                           unsigned failed, unsigned running, double eta_s, double tokens,
+                           double cost_usd)
 {
     char eta[32], tok[32], tail[200];
-    int tl = snprintf(tail, sizeof(tail), " %u/%u done, %u failed, %u running, ETA %s, %s tok, $%.4f",
-                      done, total, failed, running, fmt_duration(eta_s, eta, sizeof(eta)),
-                      fmt_tokens(tokens, tok, sizeof(tok)), cost_usd);
+    int tl =
+        snprintf(tail, sizeof(tail), " %u/%u done, %u failed, %u running, ETA %s, %s tok, $%.4f",
+                 done, total, failed, running, fmt_duration(eta_s, eta, sizeof(eta)),
+                 fmt_tokens(tokens, tok, sizeof(tok)), cost_usd);
     if (tl < 0)
         tl = 0;
     int barw = (int)width - tl - 3;
@@ -181,14 +179,30 @@ static void xml_text(FILE *f, const char *s, size_t max)
         }
         if (l == 1) {
             switch (c) {
-            case '&': fputs("&amp;", f); break;
-            case '<': fputs("&lt;", f); break;
-            case '>': fputs("&gt;", f); break;
-            case '"': fputs("&quot;", f); break;
-            case '\'': fputs("&apos;", f); break;
-            case '\n': fputs("&#10;", f); break;
-            case '\r': fputs("&#13;", f); break;
-            case '\t': fputs("&#9;", f); break;
+            case '&':
+                fputs("&amp;", f);
+                break;
+            case '<':
+                fputs("&lt;", f);
+                break;
+            case '>':
+                fputs("&gt;", f);
+                break;
+            case '"':
+                fputs("&quot;", f);
+                break;
+            case '\'':
+                fputs("&apos;", f);
+                break;
+            case '\n':
+                fputs("&#10;", f);
+                break;
+            case '\r':
+                fputs("&#13;", f);
+                break;
+            case '\t':
+                fputs("&#9;", f);
+                break;
             default:
                 fputc(c < 0x20 || c == 0x7f ? '?' : c, f);
             }
@@ -237,7 +251,8 @@ static void write_case(FILE *f, const struct batch_case *c, const char *suite)
     const char *etype = json_str(err, "type");
     const char *emsg = json_str(err, "message");
     if (c->resumed) {
-        fprintf(f, "      <skipped message=\"resumed: finished in an earlier run with status %s\"/>\n",
+        fprintf(f,
+                "      <skipped message=\"resumed: finished in an earlier run with status %s\"/>\n",
                 batch_outcome_name(o));
     } else if (o == BATCH_NOT_RUN) {
         fputs("      <skipped message=\"not run: the batch was interrupted first\"/>\n", f);
@@ -272,8 +287,8 @@ static void write_case(FILE *f, const struct batch_case *c, const char *suite)
     fputs("    </testcase>\n", f);
 }
 
-int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases,
-                      size_t n, double wall_s, char *err, size_t errsz)
+int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases, size_t n,
+                      double wall_s, char *err, size_t errsz)
 {
     unsigned failures = 0, skipped = 0;
     for (size_t i = 0; i < n; i++) {
@@ -300,13 +315,15 @@ int batch_junit_write(const char *path, const char *suite, const struct batch_ca
     if (gmtime_r(&now, &tm))
         strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
-    fprintf(f, "<testsuites name=\"agentbox batch\" tests=\"%zu\" failures=\"%u\" errors=\"0\" "
-               "skipped=\"%u\" time=\"%.3f\">\n",
+    fprintf(f,
+            "<testsuites name=\"agentbox batch\" tests=\"%zu\" failures=\"%u\" errors=\"0\" "
+            "skipped=\"%u\" time=\"%.3f\">\n",
             n, failures, skipped, wall_s);
     fputs("  <testsuite name=\"", f);
     xml_text(f, suite, 1024);
-    fprintf(f, "\" tests=\"%zu\" failures=\"%u\" errors=\"0\" skipped=\"%u\" time=\"%.3f\" "
-               "timestamp=\"%s\">\n",
+    fprintf(f,
+            "\" tests=\"%zu\" failures=\"%u\" errors=\"0\" skipped=\"%u\" time=\"%.3f\" "
+            "timestamp=\"%s\">\n",
             n, failures, skipped, wall_s, stamp);
     for (size_t i = 0; i < n; i++)
         write_case(f, &cases[i], suite);

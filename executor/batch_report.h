@@ -39,9 +39,9 @@ int batch_exit_code(const struct batch_tally *t);
 void batch_summary_format(const struct batch_tally *t, double wall_s, char *buf, size_t bufsz);
 /* One line, at most width columns: bar, done/total, failed, running, ETA, tokens, cost.
  * eta_s < 0: unknown yet. */
-void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done,
-                           unsigned total, unsigned failed, unsigned running, double eta_s,
-                           double tokens, double cost_usd);
+void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
+                           unsigned failed, unsigned running, double eta_s, double tokens,
+                           double cost_usd);
 
 struct batch_case {
     const char *id;
@@ -51,7 +51,7 @@ struct batch_case {
 /* JUnit XML (the dialect Jenkins, GitLab and GitHub reporters read): one testcase per task;
  * <failure> for every outcome but succeeded, <skipped> for resumed and never-run tasks.
  * Written to path.tmp and renamed, so a reader never sees half a report. */
-int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases,
-                      size_t n, double wall_s, char *err, size_t errsz);
+int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases, size_t n,
+                      double wall_s, char *err, size_t errsz);
 
 #endif

@@ -78,9 +78,9 @@ struct batch_args {
 /* One task of this shard, for the whole run. */
 struct job {
     const struct batch_item *item;
-    cJSON *result; /* owned; NULL until it ends (stays NULL if it never ran) */
-    bool resumed;  /* result from an earlier run */
-    bool to_write; /* resumed from a state dir: the result is not in --out yet */
+    cJSON *result;   /* owned; NULL until it ends (stays NULL if it never ran) */
+    bool resumed;    /* result from an earlier run */
+    bool to_write;   /* resumed from a state dir: the result is not in --out yet */
     bool needs_move; /* an earlier run left its state dir without a finished result */
 };
 
@@ -120,8 +120,18 @@ struct batch {
 
 static int parse_args(int argc, char **argv, struct batch_args *a)
 {
-    enum { O_JOBS = 256, O_OUT, O_SHARD, O_RESUME, O_JUNIT, O_REPLAY, O_EVDIR, O_STATE,
-           O_QUIET, O_HELP };
+    enum {
+        O_JOBS = 256,
+        O_OUT,
+        O_SHARD,
+        O_RESUME,
+        O_JUNIT,
+        O_REPLAY,
+        O_EVDIR,
+        O_STATE,
+        O_QUIET,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"jobs", required_argument, 0, O_JOBS},
         {"out", required_argument, 0, O_OUT},
@@ -152,22 +162,37 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
             }
             a->jobs = (unsigned)u;
             break;
-        case O_OUT: a->out = optarg; break;
+        case O_OUT:
+            a->out = optarg;
+            break;
         case O_SHARD:
-            if (batch_shard_parse(optarg, &a->shard_index, &a->shard_count, err, sizeof(err)) <
-                0) {
+            if (batch_shard_parse(optarg, &a->shard_index, &a->shard_count, err, sizeof(err)) < 0) {
                 fprintf(stderr, "agentbox batch: %s\n", err);
                 return -1;
             }
             a->shard = optarg;
             break;
-        case O_RESUME: a->resume = true; break;
-        case O_JUNIT: a->junit = optarg; break;
-        case O_REPLAY: a->replay = optarg; break;
-        case O_EVDIR: a->events_dir = optarg; break;
-        case O_STATE: a->state_dir = optarg; break;
-        case O_QUIET: a->quiet = true; break;
-        case O_HELP: usage(stdout); return 1;
+        case O_RESUME:
+            a->resume = true;
+            break;
+        case O_JUNIT:
+            a->junit = optarg;
+            break;
+        case O_REPLAY:
+            a->replay = optarg;
+            break;
+        case O_EVDIR:
+            a->events_dir = optarg;
+            break;
+        case O_STATE:
+            a->state_dir = optarg;
+            break;
+        case O_QUIET:
+            a->quiet = true;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 1;
         default:
             fprintf(stderr, "agentbox batch: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
@@ -200,7 +225,8 @@ struct policy_memo {
  * policies, so each distinct pair is checked once. */
 static void check_policies(struct batch_input *in)
 {
-    struct policy_memo memo[BATCH_POLICY_CACHE];
+    static struct policy_memo memo[BATCH_POLICY_CACHE];
+    memset(memo, 0, sizeof(memo));
     size_t nmemo = 0;
     for (size_t i = 0; i < in->n; i++) {
         const struct task *t = &in->items[i].task;
@@ -209,7 +235,7 @@ static void check_policies(struct batch_input *in)
         for (size_t k = 0; k < nmemo && !m; k++)
             if (memo[k].network_host == t->network_host && strcmp(memo[k].name, name) == 0)
                 m = &memo[k];
-        struct policy_memo fresh;
+        struct policy_memo fresh = {0};
         if (!m) {
             m = nmemo < BATCH_POLICY_CACHE ? &memo[nmemo++] : &fresh;
             snprintf(m->name, sizeof(m->name), "%s", name);
@@ -223,8 +249,8 @@ static void check_policies(struct batch_input *in)
 
 static void print_refusal(const struct batch_input *in, const char *file)
 {
-    fprintf(stderr, "agentbox batch: %s: %zu bad line%s; nothing was run:\n", file,
-            in->nerrors_all, in->nerrors_all == 1 ? "" : "s");
+    fprintf(stderr, "agentbox batch: %s: %zu bad line%s; nothing was run:\n", file, in->nerrors_all,
+            in->nerrors_all == 1 ? "" : "s");
     for (size_t i = 0; i < in->nerrors && i < BATCH_ERRORS_SHOWN; i++)
         fprintf(stderr, "  line %u: %s\n", in->errors[i].line, in->errors[i].message);
     if (in->nerrors_all > BATCH_ERRORS_SHOWN)
@@ -253,7 +279,7 @@ static bool path_exists(const char *path)
 struct known {
     const char *id; /* points into result */
     cJSON *result;
-    size_t order;   /* line order in the file */
+    size_t order; /* line order in the file */
 };
 
 static int cmp_known(const void *a, const void *b)
@@ -332,8 +358,8 @@ static int read_previous_out(const char *path, struct known **out, size_t *nout,
         return errf(err, errsz, "--out %s: %s", path, oom ? "out of memory" : "read error");
     }
     if (dropped)
-        fprintf(stderr, "agentbox batch: --out %s: dropped %u line%s that %s not results\n",
-                path, dropped, dropped == 1 ? "" : "s", dropped == 1 ? "is" : "are");
+        fprintf(stderr, "agentbox batch: --out %s: dropped %u line%s that %s not results\n", path,
+                dropped, dropped == 1 ? "" : "s", dropped == 1 ? "is" : "are");
     if (n)
         qsort(v, n, sizeof(*v), cmp_known);
     *out = v;
@@ -585,8 +611,8 @@ static void draw_bar(struct batch *b, bool force)
         }
     char line[512];
     unsigned w = term_width();
-    batch_progress_format(line, sizeof(line), w - 1, done, (unsigned)b->njobs, failed,
-                          b->running, eta, tokens, cost);
+    batch_progress_format(line, sizeof(line), w - 1, done, (unsigned)b->njobs, failed, b->running,
+                          eta, tokens, cost);
     fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
 }
@@ -923,8 +949,8 @@ static int finish(struct batch *b)
     if (b->a.junit) {
         char err[ERR_MSG_MAX], suite[300];
         suite_name(b, suite, sizeof(suite));
-        if (!cases || batch_junit_write(b->a.junit, suite, cases, b->njobs,
-                                        monotonic_s() - b->t0, err, sizeof(err)) < 0) {
+        if (!cases || batch_junit_write(b->a.junit, suite, cases, b->njobs, monotonic_s() - b->t0,
+                                        err, sizeof(err)) < 0) {
             fprintf(stderr, "agentbox batch: %s\n", cases ? err : "out of memory");
             if (rc == 0)
                 rc = EXIT_TASK_FAILED;
@@ -959,8 +985,9 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     b->have_cat = true;
     const char *root = b->a.state_dir ? b->a.state_dir : b->cfg.workspace_root;
     if (ensure_dir(root) < 0)
-        return errf(err, errsz, "%s %s: %s", b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT",
-                    root, strerror(errno));
+        return errf(err, errsz, "%s %s: %s",
+                    b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", root,
+                    strerror(errno));
     char real[PATH_MAX];
     if (!realpath(root, real))
         return errf(err, errsz, "%s: %s", root, strerror(errno));
@@ -976,8 +1003,9 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
         broker_free(probe);
     } else {
         if (!b->cfg.api_key)
-            return errf(err, errsz, "OPENROUTER_API_KEY is not set: set it for a real run, or "
-                                    "pass --replay FILE for an offline one");
+            return errf(err, errsz,
+                        "OPENROUTER_API_KEY is not set: set it for a real run, or "
+                        "pass --replay FILE for an offline one");
         if (broker_new_live(&b->cfg, &b->shared, err, errsz) < 0)
             return -1;
     }
@@ -1042,8 +1070,7 @@ int cmd_batch(int argc, char **argv)
         if (resumed)
             fprintf(stderr, ", %u finished earlier", resumed);
         fprintf(stderr, "; %u at once%s\n", b.a.jobs,
-                b.a.replay ? "; OFFLINE REPLAY: the LLM's replies come from the replay file"
-                           : "");
+                b.a.replay ? "; OFFLINE REPLAY: the LLM's replies come from the replay file" : "");
     }
     b.t0 = monotonic_s();
     run_loop(&b, sigfd);

@@ -72,8 +72,7 @@ int taskprep_build(struct taskprep *tp, const struct task *t, const struct agent
     o->limits = tp->policy->limits;
     o->network_host = t->network_host;
     o->timeout_s = t->timeout_s > 0 ? t->timeout_s : cfg->timeout_s;
-    o->max_iterations =
-        t->max_iterations ? (unsigned)t->max_iterations : TASKPREP_DEFAULT_MAX_ITER;
+    o->max_iterations = t->max_iterations ? (unsigned)t->max_iterations : TASKPREP_DEFAULT_MAX_ITER;
     o->max_tokens_per_call = cfg->max_tokens;
     o->context_tokens = cm && cm->context_length ? cm->context_length : 32768;
     o->native_tools = cm ? cm->tool_calls : true;
