@@ -74,6 +74,7 @@ helpers: $(HELPERS)
 # The whole test suite: unit tests (plain and ASan+UBSan), then the suites that drive the
 # real binary. Prints one closing tally line.
 check: agentbox agentbox-san $(UNITS) $(SAN_UNITS) $(HELPERS)
+	$(MAKE) --no-print-directory fuzz
 	AGENTBOX=$(CURDIR)/agentbox AGENTBOX_SAN=$(CURDIR)/agentbox-san BUILD=$(BUILD) \
 	  PYTHON=$(PYTHON) bash tests/run-all.sh
 
@@ -119,6 +120,24 @@ demo: agentbox
 	  echo "make demo: OPENROUTER_API_KEY is not set: running the offline replay of examples/demo" >&2; \
 	  ./agentbox run --task-file examples/demo/task.json --replay examples/demo/replay.json; \
 	fi
+
+# libFuzzer targets (tests/fuzz/fuzz_NAME.c), each run for FUZZ_TIME seconds on a scratch copy
+# of its seed corpus; skipped with a note when clang is not installed.
+FUZZ_TIME ?= 60
+FUZZ_CC   ?= clang
+fuzz:
+	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then echo "fuzz: skipped ($(FUZZ_CC) not installed)"; exit 0; fi; \
+	set -e; mkdir -p $(BUILD)/fuzz; \
+	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	  -Icommon -Isandbox -Iexecutor $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_protocol \
+	  tests/fuzz/fuzz_protocol.c executor/protocol.c executor/task.c $(wildcard common/*.c) \
+	  $(PKG_LIBS) -lm; \
+	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/protocol/* $(BUILD)/fuzz/corpus/; \
+	if ! $(BUILD)/fuzz/fuzz_protocol -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus >$(BUILD)/fuzz/log 2>&1; then \
+	  tail -30 $(BUILD)/fuzz/log; echo "fuzz: FAILED (artifacts in $(BUILD)/fuzz/)"; exit 1; fi; \
+	tail -1 $(BUILD)/fuzz/log; \
+	echo "fuzz: fuzz_protocol ran $(FUZZ_TIME) s without a finding"
 
 bench: agentbox $(HELPERS)
 	AGENTBOX=$(CURDIR)/agentbox PYTHON=$(PYTHON) bash bench/run-all.sh

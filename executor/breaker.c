@@ -95,6 +95,12 @@ bool breaker_failure(struct breaker *b, double now)
     return false;
 }
 
+void breaker_release(struct breaker *b)
+{
+    if (b->state == BREAKER_HALF_OPEN && b->probes > 0)
+        b->probes--;
+}
+
 bool breaker_trip(struct breaker *b, double now)
 {
     if (b->state == BREAKER_OPEN)

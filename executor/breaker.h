@@ -35,6 +35,9 @@ bool breaker_peek(const struct breaker *b, double now);
 /* Outcome of a call that breaker_allow admitted. Return true when the state changed. */
 bool breaker_success(struct breaker *b, double now);
 bool breaker_failure(struct breaker *b, double now);
+/* An admitted call ended saying nothing about the model (cancelled, cut by the task's
+ * deadline): gives its half-open probe back. */
+void breaker_release(struct breaker *b);
 /* Opens it now, whatever its state (the CIRCUIT_BREAK strategy). True if it was not open. */
 bool breaker_trip(struct breaker *b, double now);
 const char *breaker_state_name(enum breaker_state s);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -144,10 +145,20 @@ static int copy_str(const char *name, const char *v, char *dst, size_t dstsz, bo
     return 0;
 }
 
+/* an address literal in 127.0.0.0/8, [::1] or "localhost"; "127.0.0.1.evil.com" is not */
 static bool is_loopback_host(const char *host, size_t len)
 {
-    return (len == 9 && !strncasecmp(host, "localhost", 9)) ||
-           (len >= 4 && !strncmp(host, "127.", 4)) || (len == 5 && !strncmp(host, "[::1]", 5));
+    char buf[64];
+    struct in_addr a4;
+    if (len == 9 && !strncasecmp(host, "localhost", 9))
+        return true;
+    if (len == 5 && !strncmp(host, "[::1]", 5))
+        return true;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 /* https anywhere; http only to loopback, where the key cannot be read on the wire */
@@ -377,6 +388,17 @@ int config_load(struct agentbox_config *cfg, char *err, size_t errsz)
             continue;
         if (config_set(cfg, config_variables[i], v, err, errsz) < 0)
             goto fail;
+    }
+    /* other modules may own OPENHANDS_* names, so an unknown one is a warning, not an error */
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "OPENHANDS_", 10) != 0)
+            continue;
+        size_t nl = strcspn(*e, "=");
+        bool known = false;
+        for (int i = 0; config_variables[i] && !known; i++)
+            known = strlen(config_variables[i]) == nl && !strncmp(config_variables[i], *e, nl);
+        if (!known && !strncmp(*e, RECOVERY_PREFIX, strlen(RECOVERY_PREFIX)))
+            log_warn("%.*s: not an ERROR_TYPE; ignored (docs/errors.md)", (int)nl, *e);
     }
     return 0;
 fail:

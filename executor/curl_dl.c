@@ -34,6 +34,7 @@ static int load(void)
     RESOLVE(easy_init, "curl_easy_init");
     RESOLVE(easy_cleanup, "curl_easy_cleanup");
     RESOLVE(easy_reset, "curl_easy_reset");
+    RESOLVE(easy_perform, "curl_easy_perform");
     RESOLVE(easy_setopt, "curl_easy_setopt");
     RESOLVE(easy_getinfo, "curl_easy_getinfo");
     RESOLVE(easy_strerror, "curl_easy_strerror");

@@ -17,6 +17,7 @@ struct curl_api {
     CURL *(*easy_init)(void);
     void (*easy_cleanup)(CURL *h);
     void (*easy_reset)(CURL *h);
+    CURLcode (*easy_perform)(CURL *h);
     CURLcode (*easy_setopt)(CURL *h, CURLoption opt, ...);
     CURLcode (*easy_getinfo)(CURL *h, CURLINFO info, ...);
     const char *(*easy_strerror)(CURLcode code);

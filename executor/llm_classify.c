@@ -233,6 +233,7 @@ void llm_classify(const struct llm_signal *s, struct llm_error_info *o)
         from_curl(s->curl_code, o);
         what = s->curl_code == CURLE_OPERATION_TIMEDOUT ? "request timed out"
                : o->type == SDK_ERROR                   ? "response body cut short"
+               : o->type == UNKNOWN_ERROR               ? "transfer failed"
                                                         : "connection failed";
     } else if (s->in_200 || s->midstream) {
         /* SPEC: an error inside a 200 or a stream is an SDK_ERROR and is retried; the

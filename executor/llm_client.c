@@ -208,11 +208,8 @@ static void release_attempt(struct call *k)
         c->st.in_flight--;
     }
     /* an admitted half-open probe that never reported would wedge the breaker half-open */
-    if (k->admitted && k->ms) {
-        enum breaker_state before = k->ms->br.state;
-        (void)breaker_failure(&k->ms->br, monotonic_s());
-        breaker_event(k, k->ms, before);
-    }
+    if (k->admitted && k->ms)
+        breaker_release(&k->ms->br);
     k->admitted = false;
     k->in_flight = false;
     free(k->req);
@@ -271,12 +268,11 @@ static void finish(struct call *k, enum llm_status status)
     done(opaque, o);
 }
 
-static void finish_timeout(struct call *k)
+static void finish_timeout(struct call *k, const char *when)
 {
-    char msg[160];
-    snprintf(msg, sizeof(msg), "the task's deadline passed%s%s",
-             k->has_last ? " while recovering from: " : "",
-             k->has_last ? llm_error_type_name(k->last.type) : "");
+    char msg[400];
+    snprintf(msg, sizeof(msg), "the task's deadline passed %s%s%s", when,
+             k->has_last ? "; last error: " : "", k->has_last ? llm_error_type_name(k->last.type) : "");
     set_error(k, TIMEOUT_ERROR, 0, msg);
     finish(k, LLM_TIMEOUT);
 }
@@ -398,7 +394,7 @@ static void try_attempt(struct call *k)
     double now = monotonic_s();
     k->waiting = false;
     if (k->deadline > 0 && now >= k->deadline) {
-        finish_timeout(k);
+        finish_timeout(k, "before the next attempt");
         return;
     }
     if (k->out->attempts >= c->cfg.max_attempts) {
@@ -453,7 +449,7 @@ static void try_attempt(struct call *k)
     double wait = rate_wait(c, m, now);
     if (wait > 0) {
         if (k->deadline > 0 && now + wait >= k->deadline) {
-            finish_timeout(k);
+            finish_timeout(k, "while waiting for the model's rate limit");
             return;
         }
         make_waiting(k, now + wait);
@@ -638,7 +634,7 @@ static void decide(struct call *k, const struct llm_error_info *e)
         case ACT_RETRY:
             k->out->retries++;
             if (k->deadline > 0 && now + delay >= k->deadline) {
-                finish_timeout(k);
+                finish_timeout(k, "before the retry was due");
                 return;
             }
             make_waiting(k, now + delay);
@@ -663,16 +659,13 @@ static void decide(struct call *k, const struct llm_error_info *e)
             make_waiting(k, now);
             return;
         }
-        case ACT_TRIP: {
-            struct model_state *m = model_state(c, k->models[k->cur]);
-            if (c->cfg.circuit_breaker) {
-                enum breaker_state before = m->br.state;
-                (void)breaker_trip(&m->br, now);
-                breaker_event(k, m, before);
-            }
+        case ACT_TRIP:
+            /* this call stops asking the model; whether the model is shut off for every call
+             * is the shared breaker's decision (its threshold has counted each failure).
+             * Forcing it open here would let two 429s of one call lock out the whole
+             * process for OPENHANDS_CB_OPEN_SECONDS. */
             k->dead[k->cur] = true;
-            continue; /* the chain says what comes after the trip */
-        }
+            continue; /* the chain says what comes after */
         case ACT_MOCK:
             finish_mock(k);
             return;
@@ -747,6 +740,11 @@ static void on_done(struct call *k, CURLcode cc)
     llm_reply_free(&r);
     cJSON_Delete(uperr);
     double now = monotonic_s();
+    bool cut = k->deadline > 0 && now >= k->deadline;
+    if (k->admitted && cut) {
+        breaker_release(&k->ms->br); /* our deadline, not the model's failure */
+        k->admitted = false;
+    }
     if (k->admitted) {
         enum breaker_state before = k->ms->br.state;
         if (counts_against_breaker(&e))
@@ -759,8 +757,10 @@ static void on_done(struct call *k, CURLcode cc)
     k->last = e;
     k->has_last = true;
     release_attempt(k);
-    if (k->deadline > 0 && now >= k->deadline) {
-        finish_timeout(k);
+    if (cut) {
+        char when[LLM_MODEL_NAME_MAX + 32];
+        snprintf(when, sizeof(when), "during the call to %s", k->models[k->cur]);
+        finish_timeout(k, when);
         return;
     }
     decide(k, &e);
@@ -971,7 +971,6 @@ void llm_client_cancel(struct llm_client *c, const char *task_id)
             k = k->next;
         if (!k)
             return;
-        k->admitted = false; /* a cancelled probe says nothing about the model */
         set_error(k, UNKNOWN_ERROR, 0, "cancelled");
         finish(k, LLM_FAILED);
     }

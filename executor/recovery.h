@@ -46,7 +46,8 @@ struct recovery_cursor {
 enum recovery_action {
     ACT_RETRY,        /* same model again (strategy RETRY: no delay; RETRY_WITH_BACKOFF: backoff) */
     ACT_FALLBACK,     /* next model */
-    ACT_TRIP,         /* open this model's breaker, stop using it, then ask again */
+    ACT_TRIP,         /* CIRCUIT_BREAK: this call stops using the model (the shared breaker
+                         counts the failures and opens at its threshold), then ask again */
     ACT_MOCK,         /* canned answer, status mock */
     ACT_ESCALATE,     /* stop; a human must act */
     ACT_CONDENSE,     /* stop; the caller must shorten the conversation and ask again */

@@ -11,6 +11,7 @@
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,7 +286,15 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
         if (ctx->exe_fd < 0)
             ctx->step = "open agentbox binary", child_fail(ctx);
     }
-    if (ns_become_user(ctx) < 0 || mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
+    if (ns_become_user(ctx) < 0)
+        child_fail(ctx);
+    /* Changing uid cleared the parent-death signal (commit_creds): arm it again, then make
+     * sure the parent did not die in between (its end of the socket would be closed). */
+    struct pollfd alive = {.fd = ctx->setup_fd, .events = POLLIN};
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || poll(&alive, 1, 0) < 0 ||
+        (alive.revents & (POLLHUP | POLLERR)))
+        _exit(EXIT_FAILURE);
+    if (mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
         child_fail(ctx);
     /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
     if (setsid() < 0)
@@ -295,6 +304,10 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     char cg[2];
     if (read(ctx->setup_fd, cg, 2) != 2 || cg[0] != 'G')
         _exit(EXIT_FAILURE);
+    /* v1: moved after clone, so the cgroup namespace made at clone is rooted above the cell's
+     * cgroups; a new one hides their host path. */
+    if (cg[1] && !ctx->cgroup_v2 && unshare(CLONE_NEWCGROUP) < 0)
+        ctx->step = "cgroup namespace", child_fail(ctx);
     if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 ||
         limits_apply(ctx, cg[1] & 1, cg[1] & 2))
         child_fail(ctx);
@@ -465,6 +478,8 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
+    /* v2: the cell is born in its cgroup (Linux 5.7), no migration and no window outside. */
+    cgroup_create(&c->cg, 2, &c->slot, &cfg->limits);
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
@@ -473,6 +488,10 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     struct clone_args ca = {.flags = ns_clone_flags(cfg) | CLONE_PIDFD,
                             .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
                             .exit_signal = SIGCHLD};
+    if (c->cg.version == 2) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)c->cg.dir_fd;
+    }
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid == 0) {
         (void)close(sp[0]);
@@ -481,6 +500,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
                                  .seed_fd = -1,
                                  .exe_fd = -1,
                                  .root_caller = root,
+                                 .cgroup_v2 = c->cg.version == 2,
                                  .undumpable_parent = !root && undumpable,
                                  .enforced = 0};
         child_main(&ctx);
@@ -501,9 +521,11 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at go: %s", strerror(errno));
         goto fail;
     }
-    /* The cgroup is made while the child builds its file system (a memory cgroup's mkdir
-     * is slow on v1); the child waits for it before anything of the cell's own runs. */
-    cgroup_create(&c->cg, &c->slot, &cfg->limits);
+    /* v1: the cgroups are made and pid 1 moved into them while it builds its file system
+     * (the move waits for an RCU grace period); it waits for "G" before anything of the
+     * cell's own runs. */
+    if (c->cg.version == 0)
+        cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
     if (cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;

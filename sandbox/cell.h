@@ -14,8 +14,8 @@
 #include "policy.h"
 
 /* Inside the cell: the unprivileged user every process runs as, and fixed paths. */
-#define CELL_UID              1000
-#define CELL_GID              1000
+#define CELL_UID              1000u
+#define CELL_GID              1000u
 #define CELL_WORKSPACE        "/workspace"
 #define CELL_SEED_DIR         "/run/agentbox/seed"
 #define CELL_AGENT_BIN        "/run/agentbox/agentbox"

@@ -22,6 +22,7 @@ struct cell_child {
     int exe_fd;             /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
     bool root_caller;       /* the parent runs as host root (per-slot uid mapping) */
     bool undumpable_parent; /* unprivileged parent with PR_SET_DUMPABLE 0 */
+    bool cgroup_v2;         /* cloned into its cgroup */
     uint32_t enforced, unavailable;
     int landlock_abi;
     const char *seed_mode;
@@ -71,15 +72,18 @@ unsigned slot_count(void);
  * hierarchies); neither -> none, and limits.c falls back to rlimits. */
 struct cell_cgroup {
     int version;         /* 0 none, 1, 2 */
-    int dir_fd;          /* v2: the cell cgroup, else -1 */
+    int dir_fd;          /* v2: the cell cgroup (for CLONE_INTO_CGROUP), else -1 */
     char path[512];      /* v2: the cell cgroup; v1: the memory one */
     char pids_path[512]; /* v1 */
     bool memory, pids;
 };
 /* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
- * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders. */
-void cgroup_create(struct cell_cgroup *cg, const struct cell_slot *slot,
+ * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders.
+ * version 2: before clone, for CLONE_INTO_CGROUP; version 1: after clone, then attach. */
+void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *slot,
                    const struct policy_limits *lim);
+/* v1: moves pid into the cgroups. Each move write-locks cgroup_threadgroup_rwsem, which
+ * costs an RCU grace period; v2 avoids it with CLONE_INTO_CGROUP. */
 int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);

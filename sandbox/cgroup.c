@@ -1,8 +1,8 @@
 /* cgroup: memory and pids limits for a cell. cgroup v2: a child of a delegated parent
- * ($AGENTBOX_CGROUP, or our own cgroup), or v1: the
- * memory and pids hierarchies. Cells' cgroups are named after their slot ("u<UID>-s<N>")
- * below an "agentbox" cgroup, so one left by a SIGKILLed owner is found and removed by the
- * next holder of that slot, or by anyone who finds the slot's lock free (sweep).
+ * ($AGENTBOX_CGROUP, or our own cgroup) that pid 1 is cloned into (CLONE_INTO_CGROUP), or v1:
+ * the memory and pids hierarchies, which pid 1 is moved into. Cells' cgroups are named after their
+ * slot ("u<UID>-s<N>") below an "agentbox" cgroup, so one left by a SIGKILLed owner is found and
+ * removed by the next holder of that slot, or by anyone who finds the slot's lock free (sweep).
  * Never fails a cell: what cannot be enforced is reported, and limits.c falls back. */
 #include "cell_internal.h"
 
@@ -253,24 +253,23 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
     return cg->version == 1;
 }
 
-void cgroup_create(struct cell_cgroup *cg, const struct cell_slot *slot,
+void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *slot,
                    const struct policy_limits *lim)
 {
     memset(cg, 0, sizeof(*cg));
     cg->dir_fd = -1;
     if ((!lim->memory_bytes && !lim->pids) || slot->index < 0)
         return;
-    if (try_v2(cg, slot, lim))
-        return;
-    (void)try_v1(cg, slot, lim);
+    if (version == 2)
+        (void)try_v2(cg, slot, lim);
+    else
+        (void)try_v1(cg, slot, lim);
 }
 
 int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz)
 {
     char v[32];
     snprintf(v, sizeof(v), "%d", (int)pid);
-    if (cg->version == 2 && put(cg->path, "cgroup.procs", v) < 0)
-        return errf(err, errsz, "cgroup: %s", strerror(errno));
     if (cg->version == 1 && cg->memory && put(cg->path, "cgroup.procs", v) < 0)
         return errf(err, errsz, "memory cgroup: %s", strerror(errno));
     if (cg->version == 1 && cg->pids && put(cg->pids_path, "cgroup.procs", v) < 0)

@@ -186,6 +186,10 @@ static int make_dev(struct cell_child *ctx)
     uint64_t shm = ctx->cfg->policy->shm_bytes;
     if (mount_tmpfs(ctx, NEWROOT "/dev/shm", MS_NOSUID | MS_NODEV, "1777", shm, "/dev/shm tmpfs"))
         return -1;
+    /* The /dev tmpfs belongs to the cell's uid (it mounted it): read-only, so nothing can be
+     * added to it. Writing to the device nodes is unaffected. */
+    if (mounts_restrict(NEWROOT "/dev", MOUNT_ATTR_RDONLY, false) < 0)
+        return CHILD_FAIL(ctx, "/dev read-only");
     return 0;
 }
 

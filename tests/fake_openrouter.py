@@ -29,7 +29,8 @@ STEP ("kind" defaults to "completion", or "error" when "status" >= 400):
               (tool-call fragments of different indexes interleaved), write_split (bytes per
               socket write), chunk_delay (s between events), error_after (n data events, then a
               mid-stream error chunk and the end; with error {code, message}), cut_after (n data
-              events, then a clean end without finish_reason or [DONE]).
+              events, then a clean end without finish_reason or [DONE]), crlf (CRLF line ends),
+              nospace ("data:{...}" without the space).
   error:      status, code (int or str; default = status), message, error_type, raw,
               provider_name, availability {retryable, retry_after}, retry_after_seconds,
               reasons, retry_after_header, body (a raw override string or object).
@@ -582,6 +583,10 @@ class FakeOpenRouter:
         head += [f"{k}: {v}" for k, v in hdrs.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         events, _ = self._sse_events(step, body)
+        if step.get("nospace"):  # "data:{...}" is valid SSE too
+            events = [e.replace(b"data: ", b"data:", 1) for e in events]
+        if step.get("crlf"):  # SSE allows CRLF line ends
+            events = [e.replace(b"\n", b"\r\n") for e in events]
         payload = b"".join(events)
         split = int(step.get("write_split", 0))
         delay = float(step.get("chunk_delay", 0))

@@ -66,13 +66,19 @@ class NotRetried(LLMTestCase):
         self.assertEqual(len(self.reqs()), 1, run)
 
     def test_context_length_condense(self):
+        # `agentbox llm` has no history to shorten: it reports the signal (status "condense",
+        # "condense": true) and stops; the agent loop condenses and asks again
         run = self.check_once({"status": 400, "code": 400, "error_type": "context_length_exceeded",
                                "message": "This endpoint's maximum context length is 8192 tokens. "
                                "However, you requested about 9100 tokens"},
-                              "VALIDATION_ERROR", ["failed"], fallback=False)
-        # reported as a signal to condense, not as a plain bad request
-        text = (run.stdout + str(run.events)).lower()
-        self.assertIn("condense", text, run)
+                              "VALIDATION_ERROR", ["condense"], rc=1, fallback=False)
+        self.assertIs(run.json.get("condense"), True, run)
+        self.assertEqual(run.strategies, [])
+
+    def test_413_is_context_length(self):
+        run = self.check_once({"status": 413, "message": "Request entity too large"},
+                              "VALIDATION_ERROR", ["condense"], rc=1, fallback=False)
+        self.assertIs(run.json.get("condense"), True, run)
 
 
 class NoEndpoints(LLMTestCase):

@@ -108,6 +108,23 @@ class Streaming(LLMTestCase):
                                    "write_split": split}, "ü✓ split", TOOL_CALLS)
 
 
+    def test_stream_crlf_and_no_space(self):
+        # both are valid SSE (WHATWG): CRLF line ends, "data:" without the space
+        for opts in ({"crlf": True}, {"nospace": True}, {"crlf": True, "nospace": True, "write_split": 3}):
+            with self.subTest(**opts):
+                self.check_stream({"kind": "stream", "content": "line ends", "tool_calls": TOOL_CALLS[:1],
+                                   **opts}, "line ends", TOOL_CALLS[:1])
+
+    def test_stream_events_to_stdout_keep_result_parseable(self):
+        self.serve({"default": {"kind": "stream", "content": "x"}})
+        proc = subprocess.run([AGENTBOX, "llm", "--stream", "--events", "-", "hi"], env=self.env(),
+                              capture_output=True, text=True, timeout=30, cwd=self.tmp)
+        lines = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+        self.assertNotIn(self.key, proc.stdout + proc.stderr)
+        self.assertTrue(any(x.get("type") == "llm_request" for x in lines), proc.stdout)
+        self.assertEqual([x.get("status") for x in lines if "status" in x and "type" not in x], ["succeeded"])
+
+
 class ModelsRefresh(LLMTestCase):
     def test_models_refresh_asks_for_tool_models(self):
         self.serve({"models_list": [

@@ -1,0 +1,373 @@
+/* cmd_client: `agentbox submit|wait|status|cancel|events|list|health|metrics`: one request
+ * to a running `agentbox serve` over its Unix socket, the reply printed (JSON, or the
+ * Prometheus text for metrics). wait (and submit --wait) exit with SPEC's run codes. Holds
+ * no state; everything the server sends is parsed as untrusted JSON. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "json.h"
+#include "protocol.h"
+#include "task.h"
+#include "util.h"
+
+#define CLIENT_TASK_FILE_MAX_BYTES PROTOCOL_REQUEST_MAX_BYTES
+#define CLIENT_REPLY_MAX_BYTES     (512u << 20)
+
+struct conn {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+static void usage(FILE *out, const char *op)
+{
+    fprintf(out,
+            "usage: agentbox %s --socket PATH ...\n\n"
+            "  agentbox submit  (PROMPT | --task-file FILE) [--id ID] [--model M]\n"
+            "                   [--timeout S] [--wait [--wait-timeout S]]   prints the id\n"
+            "  agentbox wait    ID [--timeout S]     the result JSON; exit 0/1/3/4 as `run`\n"
+            "  agentbox status  ID\n"
+            "  agentbox cancel  ID\n"
+            "  agentbox events  ID|all [--follow]   event lines (JSON) until the end\n"
+            "  agentbox list | health | metrics\n\n"
+            "--socket defaults to $AGENTBOX_SOCKET. Exit 2: usage, no server, or refused.\n",
+            op);
+}
+
+static int conn_open(struct conn *c, const char *path, const char *op)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "agentbox %s: --socket %s: path too long\n", op, path);
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        fprintf(stderr, "agentbox %s: cannot reach the server at %s: %s%s\n", op, path,
+                strerror(e),
+                e == ENOENT || e == ECONNREFUSED ? " (is `agentbox serve` running there?)" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        (void)close(c->fd);
+    free(c->buf);
+}
+
+/* The next line (without its newline), NUL-terminated inside the buffer; NULL at EOF. */
+static char *conn_line(struct conn *c, size_t *consumed)
+{
+    if (*consumed) {
+        memmove(c->buf, c->buf + *consumed, c->len - *consumed);
+        c->len -= *consumed;
+        *consumed = 0;
+    }
+    for (;;) {
+        char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
+        if (nl) {
+            *nl = '\0';
+            *consumed = (size_t)(nl - c->buf) + 1;
+            return c->buf;
+        }
+        if (c->len >= CLIENT_REPLY_MAX_BYTES)
+            return NULL;
+        if (c->cap - c->len < 65536) {
+            size_t ncap = c->cap ? c->cap * 2 : 131072;
+            char *nb = realloc(c->buf, ncap);
+            if (!nb)
+                return NULL;
+            c->buf = nb;
+            c->cap = ncap;
+        }
+        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return NULL;
+        c->len += (size_t)n;
+    }
+}
+
+static int send_request(struct conn *c, cJSON *req, const char *op)
+{
+    cleanup_free char *text = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (!text || write_all(c->fd, text, strlen(text)) < 0 || write_all(c->fd, "\n", 1) < 0) {
+        fprintf(stderr, "agentbox %s: cannot send the request: %s\n", op, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads one reply; prints the server's error and returns NULL when it is not ok. */
+static cJSON *read_reply(struct conn *c, size_t *consumed, const char *op, const char **code)
+{
+    char *line = conn_line(c, consumed);
+    if (!line) {
+        fprintf(stderr, "agentbox %s: the server closed the connection\n", op);
+        return NULL;
+    }
+    cJSON *r = cJSON_Parse(line);
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(r, "ok");
+    if (!cJSON_IsBool(ok)) {
+        fprintf(stderr, "agentbox %s: not a protocol reply from the server\n", op);
+        cJSON_Delete(r);
+        return NULL;
+    }
+    if (cJSON_IsFalse(ok)) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
+        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+        static char codebuf[64];
+        snprintf(codebuf, sizeof(codebuf), "%s", cJSON_IsString(cd) ? cd->valuestring : "?");
+        if (code)
+            *code = codebuf;
+        fprintf(stderr, "agentbox %s: %s: %s\n", op, codebuf,
+                cJSON_IsString(msg) ? msg->valuestring : "");
+        cJSON_Delete(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void print_json(const cJSON *j)
+{
+    cleanup_free char *text = cJSON_Print(j);
+    if (text)
+        printf("%s\n", text);
+}
+
+static int result_exit_code(const cJSON *result)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(result, "status");
+    const char *s = cJSON_IsString(st) ? st->valuestring : "";
+    return strcmp(s, "succeeded") == 0   ? EXIT_TASK_OK
+           : strcmp(s, "escalated") == 0 ? EXIT_TASK_ESCALATED
+           : strcmp(s, "mock") == 0      ? EXIT_TASK_MOCK
+                                         : EXIT_TASK_FAILED;
+}
+
+static int do_wait(struct conn *c, size_t *consumed, const char *id, double timeout,
+                   const char *op)
+{
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "wait");
+    cJSON_AddStringToObject(req, "id", id);
+    if (timeout >= 0)
+        cJSON_AddNumberToObject(req, "timeout_s", timeout);
+    if (send_request(c, req, op) < 0)
+        return EXIT_USAGE;
+    const char *code = NULL;
+    cleanup_json cJSON *r = read_reply(c, consumed, op, &code);
+    if (!r)
+        return code && strcmp(code, "timeout") == 0 ? EXIT_TASK_FAILED : EXIT_USAGE;
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(r, "result");
+    print_json(res);
+    return result_exit_code(res);
+}
+
+static cJSON *build_task(const char *prompt, const char *task_file, const char *id,
+                         const char *model, const char *timeout, const char *op)
+{
+    cJSON *task = NULL;
+    if (task_file) {
+        cleanup_free char *text = NULL;
+        if (read_file(task_file, CLIENT_TASK_FILE_MAX_BYTES, &text, NULL) < 0) {
+            fprintf(stderr, "agentbox %s: --task-file %s: %s\n", op, task_file, strerror(errno));
+            return NULL;
+        }
+        task = cJSON_Parse(text);
+        if (!cJSON_IsObject(task)) {
+            fprintf(stderr, "agentbox %s: --task-file %s: not a JSON object\n", op, task_file);
+            cJSON_Delete(task);
+            return NULL;
+        }
+    } else {
+        task = cJSON_CreateObject();
+    }
+    struct {
+        const char *name, *val;
+    } set[] = {{"prompt", prompt}, {"id", id}, {"model", model}};
+    for (size_t i = 0; i < ARRAY_SIZE(set); i++)
+        if (set[i].val) {
+            cJSON_DeleteItemFromObjectCaseSensitive(task, set[i].name);
+            cJSON_AddStringToObject(task, set[i].name, set[i].val);
+        }
+    if (timeout) {
+        double d;
+        if (seconds_parse(timeout, &d) < 0 || d <= 0) {
+            fprintf(stderr, "agentbox %s: --timeout: expected seconds\n", op);
+            cJSON_Delete(task);
+            return NULL;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(task, "timeout_s");
+        cJSON_AddNumberToObject(task, "timeout_s", d);
+    }
+    return task;
+}
+
+int cmd_client(int argc, char **argv)
+{
+    const char *op = argv[0];
+    enum { O_SOCKET = 256, O_TASK, O_ID, O_MODEL, O_TIMEOUT, O_WAIT, O_WAIT_TIMEOUT, O_FOLLOW,
+           O_HELP };
+    static const struct option opts[] = {
+        {"socket", required_argument, 0, O_SOCKET},
+        {"task-file", required_argument, 0, O_TASK},
+        {"id", required_argument, 0, O_ID},
+        {"model", required_argument, 0, O_MODEL},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"wait", no_argument, 0, O_WAIT},
+        {"wait-timeout", required_argument, 0, O_WAIT_TIMEOUT},
+        {"follow", no_argument, 0, O_FOLLOW},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    const char *sock = getenv("AGENTBOX_SOCKET"), *task_file = NULL, *id = NULL, *model = NULL;
+    const char *timeout = NULL, *wait_timeout = NULL;
+    bool wait = false, follow = false;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_SOCKET: sock = optarg; break;
+        case O_TASK: task_file = optarg; break;
+        case O_ID: id = optarg; break;
+        case O_MODEL: model = optarg; break;
+        case O_TIMEOUT: timeout = optarg; break;
+        case O_WAIT: wait = true; break;
+        case O_WAIT_TIMEOUT: wait_timeout = optarg; break;
+        case O_FOLLOW: follow = true; break;
+        case O_HELP: usage(stdout, op); return 0;
+        default:
+            fprintf(stderr, "agentbox %s: unknown or incomplete option '%s' (see --help)\n", op,
+                    argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    const char *arg = optind < argc ? argv[optind++] : NULL;
+    if (optind < argc) {
+        fprintf(stderr, "agentbox %s: unexpected argument '%s'\n", op, argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (!sock) {
+        fprintf(stderr, "agentbox %s: --socket PATH is required (or set AGENTBOX_SOCKET)\n", op);
+        return EXIT_USAGE;
+    }
+    bool is_submit = strcmp(op, "submit") == 0;
+    bool needs_id = !strcmp(op, "wait") || !strcmp(op, "status") || !strcmp(op, "cancel") ||
+                    !strcmp(op, "events");
+    bool no_arg = !strcmp(op, "list") || !strcmp(op, "health") || !strcmp(op, "metrics");
+    if (!is_submit && !needs_id && !no_arg) {
+        fprintf(stderr, "agentbox: unknown client command '%s'\n", op);
+        return EXIT_USAGE;
+    }
+    if ((needs_id && !arg) || (no_arg && arg) || (is_submit && !arg && !task_file)) {
+        fprintf(stderr, "agentbox %s: %s (see --help)\n", op,
+                needs_id ? "give a task ID" : is_submit ? "give a PROMPT or --task-file FILE"
+                                                        : "takes no argument");
+        return EXIT_USAGE;
+    }
+    double wt = -1;
+    /* submit's --timeout is the task's own; wait's is how long to wait */
+    const char *wt_text = is_submit ? wait_timeout : !strcmp(op, "wait") ? timeout : NULL;
+    if (wt_text) {
+        if (seconds_parse(wt_text, &wt) < 0) {
+            fprintf(stderr, "agentbox %s: expected seconds, got '%s'\n", op, wt_text);
+            return EXIT_USAGE;
+        }
+    }
+    cJSON *req = cJSON_CreateObject();
+    if (is_submit) {
+        cJSON *task = build_task(arg, task_file, id, model, timeout, op);
+        if (!task) {
+            cJSON_Delete(req);
+            return EXIT_USAGE;
+        }
+        cJSON_AddStringToObject(req, "op", "submit");
+        cJSON_AddItemToObject(req, "task", task);
+    } else if (!strcmp(op, "wait")) {
+        cJSON_Delete(req);
+        req = NULL;
+    } else {
+        cJSON_AddStringToObject(req, "op", op);
+        if (arg)
+            cJSON_AddStringToObject(req, "id", arg);
+        if (!strcmp(op, "events"))
+            cJSON_AddBoolToObject(req, "follow", follow);
+    }
+    struct conn cn = {.fd = -1};
+    if (conn_open(&cn, sock, op) < 0) {
+        cJSON_Delete(req);
+        conn_close(&cn);
+        return EXIT_USAGE;
+    }
+    size_t consumed = 0;
+    int rc = 0;
+    if (!req) {
+        rc = do_wait(&cn, &consumed, arg, wt, op);
+        conn_close(&cn);
+        return rc;
+    }
+    if (send_request(&cn, req, op) < 0) {
+        conn_close(&cn);
+        return EXIT_USAGE;
+    }
+    cJSON *r = read_reply(&cn, &consumed, op, NULL);
+    if (!r) {
+        conn_close(&cn);
+        return EXIT_USAGE;
+    }
+    if (is_submit) {
+        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "id");
+        char idbuf[TASK_ID_MAX + 1];
+        snprintf(idbuf, sizeof(idbuf), "%s", cJSON_IsString(rid) ? rid->valuestring : "");
+        cJSON_Delete(r);
+        if (!wait) {
+            printf("%s\n", idbuf);
+        } else {
+            fprintf(stderr, "agentbox submit: %s\n", idbuf);
+            rc = do_wait(&cn, &consumed, idbuf, wt, op);
+        }
+    } else if (!strcmp(op, "metrics")) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(r, "text");
+        fputs(cJSON_IsString(text) ? text->valuestring : "", stdout);
+        cJSON_Delete(r);
+    } else if (!strcmp(op, "events")) {
+        cJSON_Delete(r);
+        /* event lines pass through as the server sent them, until {"ok":true,"end":true} */
+        rc = EXIT_TASK_FAILED;
+        char *line;
+        while ((line = conn_line(&cn, &consumed)) != NULL) {
+            cleanup_json cJSON *ev = cJSON_Parse(line);
+            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "end"))) {
+                rc = 0;
+                break;
+            }
+            printf("%s\n", line);
+            fflush(stdout);
+        }
+        if (rc)
+            fprintf(stderr, "agentbox events: the server closed the stream before its end\n");
+    } else {
+        cJSON_DeleteItemFromObjectCaseSensitive(r, "ok");
+        print_json(r);
+        cJSON_Delete(r);
+    }
+    conn_close(&cn);
+    return rc;
+}

@@ -1,0 +1,265 @@
+/* journal: see journal.h. Each record is one JSON line written with one write(2) and then
+ * fdatasync'd: a crash can tear at most the last line, which the reader skips. The
+ * compacted copy is written beside the journal, fsync'd, then renamed over it. */
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <search.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "util.h"
+
+static int append(struct journal *j, cJSON *rec)
+{
+    cleanup_free char *text = cJSON_PrintUnformatted(rec);
+    cJSON_Delete(rec);
+    if (!text)
+        return -1;
+    size_t n = strlen(text);
+    text[n] = '\n'; /* replaces the NUL: written with its length, one write(2) */
+    if (write_all(j->fd, text, n + 1) < 0)
+        return -1;
+    return fdatasync(j->fd);
+}
+
+static cJSON *record(const char *op, const char *id, double ts)
+{
+    cJSON *rec = cJSON_CreateObject();
+    if (rec && (!cJSON_AddStringToObject(rec, "op", op) || !cJSON_AddStringToObject(rec, "id", id) ||
+                !cJSON_AddNumberToObject(rec, "ts", ts))) {
+        cJSON_Delete(rec);
+        return NULL;
+    }
+    return rec;
+}
+
+int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts)
+{
+    cJSON *rec = record("submitted", id, ts);
+    if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(task, 1))) {
+        cJSON_Delete(rec);
+        return -1;
+    }
+    return append(j, rec);
+}
+
+int journal_started(struct journal *j, const char *id, double ts)
+{
+    cJSON *rec = record("started", id, ts);
+    return rec ? append(j, rec) : -1;
+}
+
+int journal_finished(struct journal *j, const char *id, const char *status, double ts)
+{
+    cJSON *rec = record("finished", id, ts);
+    if (!rec || !cJSON_AddStringToObject(rec, "status", status)) {
+        cJSON_Delete(rec);
+        return -1;
+    }
+    return append(j, rec);
+}
+
+int journal_forget(struct journal *j, const char *id)
+{
+    cJSON *rec = record("forgotten", id, wallclock_s());
+    return rec ? append(j, rec) : -1;
+}
+
+void journal_entries_free(struct journal_entry *entries, size_t n)
+{
+    for (size_t i = 0; entries && i < n; i++)
+        cJSON_Delete(entries[i].task);
+    free(entries);
+}
+
+void journal_close(struct journal *j)
+{
+    if (j->fd >= 0)
+        (void)close(j->fd);
+    j->fd = -1;
+}
+
+struct reader {
+    struct journal_entry *e;
+    size_t n, cap;
+    char **keys; /* the index's keys (entries move on realloc; these do not) */
+    struct hsearch_data index;
+};
+
+static struct journal_entry *find(struct reader *r, const char *id)
+{
+    ENTRY key = {.key = (char *)id}, *found = NULL;
+    if (!hsearch_r(key, FIND, &found, &r->index) || !found)
+        return NULL;
+    size_t i = (size_t)(uintptr_t)found->data;
+    return i < r->n ? &r->e[i] : NULL;
+}
+
+/* One line; anything malformed is skipped (a torn write, or a hand edit). */
+static void apply(struct reader *r, const char *line)
+{
+    cleanup_json cJSON *rec = cJSON_Parse(line);
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(rec, "op");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(rec, "ts");
+    if (!cJSON_IsString(op) || !cJSON_IsString(id) || !task_id_is_valid(id->valuestring))
+        return;
+    double t = cJSON_IsNumber(ts) ? ts->valuedouble : 0;
+    struct journal_entry *e = find(r, id->valuestring);
+    if (strcmp(op->valuestring, "submitted") == 0) {
+        cJSON *task = cJSON_GetObjectItemCaseSensitive(rec, "task");
+        if (!cJSON_IsObject(task))
+            return;
+        if (e) { /* an id reused after it was forgotten */
+            cJSON_Delete(e->task);
+            memset(e, 0, sizeof(*e));
+        } else {
+            if (r->n == r->cap) {
+                size_t ncap = r->cap ? r->cap * 2 : 64;
+                struct journal_entry *ne = realloc(r->e, ncap * sizeof(*ne));
+                if (!ne)
+                    return;
+                r->e = ne;
+                char **nk = realloc(r->keys, ncap * sizeof(*nk));
+                if (!nk)
+                    return;
+                r->keys = nk;
+                r->cap = ncap;
+            }
+            ENTRY item = {.key = strdup(id->valuestring), .data = (void *)(uintptr_t)r->n};
+            ENTRY *res = NULL;
+            if (!item.key || !hsearch_r(item, ENTER, &res, &r->index)) {
+                free(item.key);
+                return;
+            }
+            r->keys[r->n] = item.key;
+            e = &r->e[r->n++];
+            memset(e, 0, sizeof(*e));
+        }
+        snprintf(e->id, sizeof(e->id), "%s", id->valuestring);
+        e->task = cJSON_DetachItemViaPointer(rec, task);
+        e->submitted = t;
+    } else if (!e) {
+        return;
+    } else if (strcmp(op->valuestring, "started") == 0) {
+        e->started = t;
+    } else if (strcmp(op->valuestring, "finished") == 0) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "status");
+        e->ended = t;
+        snprintf(e->status, sizeof(e->status), "%s",
+                 cJSON_IsString(st) ? st->valuestring : "failed");
+    } else if (strcmp(op->valuestring, "forgotten") == 0) {
+        cJSON_Delete(e->task);
+        memset(e, 0, sizeof(*e)); /* id "" = a hole, skipped below */
+    }
+}
+
+static int write_compacted(const char *path, const struct journal_entry *e, size_t n)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.compact", path);
+    struct journal out = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    if (out.fd < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        cJSON *rec = record("submitted", e[i].id, e[i].submitted);
+        if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(e[i].task, 1))) {
+            cJSON_Delete(rec);
+            rc = -1;
+            break;
+        }
+        cleanup_free char *text = cJSON_PrintUnformatted(rec);
+        cJSON_Delete(rec);
+        if (!text || write_all(out.fd, text, strlen(text)) < 0 || write_all(out.fd, "\n", 1) < 0)
+            rc = -1;
+        if (rc == 0 && e[i].started > 0) {
+            cleanup_free char *s = NULL;
+            cJSON *r2 = record("started", e[i].id, e[i].started);
+            s = r2 ? cJSON_PrintUnformatted(r2) : NULL;
+            cJSON_Delete(r2);
+            if (!s || write_all(out.fd, s, strlen(s)) < 0 || write_all(out.fd, "\n", 1) < 0)
+                rc = -1;
+        }
+        if (rc == 0 && e[i].status[0]) {
+            cleanup_free char *s = NULL;
+            cJSON *r3 = record("finished", e[i].id, e[i].ended);
+            if (r3)
+                cJSON_AddStringToObject(r3, "status", e[i].status);
+            s = r3 ? cJSON_PrintUnformatted(r3) : NULL;
+            cJSON_Delete(r3);
+            if (!s || write_all(out.fd, s, strlen(s)) < 0 || write_all(out.fd, "\n", 1) < 0)
+                rc = -1;
+        }
+    }
+    if (rc == 0 && fsync(out.fd) < 0)
+        rc = -1;
+    if (close(out.fd) < 0)
+        rc = -1;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -1;
+    if (rc < 0)
+        (void)unlink(tmp);
+    return rc;
+}
+
+int journal_open(struct journal *j, const char *state_dir, struct journal_entry **entries,
+                 size_t *nentries, char *err, size_t errsz)
+{
+    j->fd = -1;
+    snprintf(j->path, sizeof(j->path), "%s/journal.jsonl", state_dir);
+    *entries = NULL;
+    *nentries = 0;
+    cleanup_free char *text = NULL;
+    size_t len = 0;
+    if (read_file(j->path, JOURNAL_FILE_MAX_BYTES, &text, &len) < 0 && errno != ENOENT)
+        return errf(err, errsz, "%s: %s", j->path, strerror(errno));
+    struct reader r = {0};
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    if (!hcreate_r(lines * 2 + 64, &r.index))
+        return errf(err, errsz, "journal: out of memory");
+    for (char *p = text; p && p < text + len;) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl)
+            break; /* torn last line */
+        *nl = '\0';
+        if ((size_t)(nl - p) <= JOURNAL_LINE_MAX_BYTES)
+            apply(&r, p);
+        p = nl + 1;
+    }
+    /* drop the holes left by forgotten tasks */
+    size_t w = 0;
+    for (size_t i = 0; i < r.n; i++)
+        if (r.e[i].id[0] && r.e[i].task)
+            r.e[w++] = r.e[i];
+        else
+            cJSON_Delete(r.e[i].task);
+    hdestroy_r(&r.index);
+    for (size_t i = 0; i < r.n; i++)
+        free(r.keys[i]);
+    free(r.keys);
+    r.n = w;
+    if (write_compacted(j->path, r.e, r.n) < 0) {
+        int saved = errno;
+        journal_entries_free(r.e, r.n);
+        return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(saved));
+    }
+    j->fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (j->fd < 0) {
+        int saved = errno;
+        journal_entries_free(r.e, r.n);
+        return errf(err, errsz, "%s: %s", j->path, strerror(saved));
+    }
+    *entries = r.e;
+    *nentries = r.n;
+    return 0;
+}

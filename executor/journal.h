@@ -1,0 +1,43 @@
+/* journal: the supervisor's append-only record of task transitions (STATE/journal.jsonl),
+ * fsync'd at each one, so that after a crash (even SIGKILL) a restarted supervisor knows
+ * every task it had accepted. Compacted on open. Never holds results: those are the
+ * runners' result.json files; the journal only says which tasks exist and how far they got. */
+#ifndef AGENTBOX_JOURNAL_H
+#define AGENTBOX_JOURNAL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "task.h"
+
+#define JOURNAL_LINE_MAX_BYTES (8u << 20)
+#define JOURNAL_FILE_MAX_BYTES (4ull << 30)
+
+struct journal_entry {
+    char id[TASK_ID_MAX + 1];
+    cJSON *task; /* as accepted, id filled in */
+    double submitted, started, ended; /* wall clock; 0 = not reached */
+    char status[16];                  /* when finished */
+};
+
+struct journal {
+    int fd;
+    char path[4096];
+};
+
+/* Reads STATE/journal.jsonl (a torn last line from a crash is ignored), compacts it
+ * (forgotten tasks dropped, one line per transition kept) and opens it for appending.
+ * Fills a malloc'd array of entries in submission order. */
+int journal_open(struct journal *j, const char *state_dir, struct journal_entry **entries,
+                 size_t *nentries, char *err, size_t errsz);
+void journal_entries_free(struct journal_entry *entries, size_t n);
+void journal_close(struct journal *j);
+
+int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts);
+int journal_started(struct journal *j, const char *id, double ts);
+int journal_finished(struct journal *j, const char *id, const char *status, double ts);
+/* The task's records are dropped at the next compaction (retention). */
+int journal_forget(struct journal *j, const char *id);
+
+#endif

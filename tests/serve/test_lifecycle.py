@@ -1,0 +1,134 @@
+"""The supervisor's own life: SIGTERM drains (running tasks finish, the queue is cancelled,
+after --grace the rest is cancelled, exit 0); SIGKILL with tasks running leaves no cell and
+no mount behind, and the restarted supervisor knows every task (interrupted ones failed, or
+queued again with --requeue-interrupted)."""
+import json
+import os
+import signal
+import time
+
+from servetest_util import ServeTestCase, bash_reply, finish_reply, pid_alive
+
+
+def mount_lines():
+    with open("/proc/self/mountinfo") as f:
+        return f.read().splitlines()
+
+
+class LifecycleTest(ServeTestCase):
+    def wait_running(self, c, ids, n):
+        deadline = time.monotonic() + 30
+        while True:
+            st = [c.ask({"op": "status", "id": t})["task"]["status"] for t in ids]
+            if st.count("running") >= n:
+                return st
+            self.assertLess(time.monotonic(), deadline, st)
+            time.sleep(0.05)
+
+    def test_sigterm_drains(self):
+        replay = self.write_replay([bash_reply("sleep 1.5"), finish_reply("ok")])
+        self.start_server("--jobs", "2", replay=replay)
+        c = self.conn()
+        ids = [self.submit(c, {"prompt": "x", "id": f"d{i}"}) for i in range(4)]
+        self.wait_running(c, ids, 2)
+        waiter = self.conn()
+        waiter.send({"op": "wait", "id": "d0"})
+        self.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        self.assertEqual(c.ask({"op": "health"})["status"], "draining")
+        r = c.ask({"op": "submit", "task": {"prompt": "late"}})
+        self.assertEqual(r["error"]["code"], "shutting_down")
+        self.assertEqual(c.ask({"op": "status", "id": "d3"})["task"]["status"], "cancelled")
+        self.assertEqual(waiter.line()["result"]["status"], "succeeded")
+        self.assertEqual(self.proc.wait(30), 0)
+        self.assertFalse(os.path.exists(self.sock))
+        status = {}
+        for tid in ids:
+            with open(os.path.join(self.state, tid, "result.json")) as f:
+                status[tid] = json.load(f)["status"]
+        self.assertEqual(status, {"d0": "succeeded", "d1": "succeeded", "d2": "cancelled",
+                                  "d3": "cancelled"})
+
+    def test_sigterm_grace_cancels_the_rest(self):
+        replay = self.write_replay([bash_reply("sleep 120"), finish_reply()])
+        self.start_server("--grace", "1", replay=replay)
+        c = self.conn()
+        tid = self.submit(c, {"prompt": "x"})
+        self.wait_running(c, [tid], 1)
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(30), 0)
+        self.assertLess(time.monotonic() - t0, 20)
+        with open(os.path.join(self.state, tid, "result.json")) as f:
+            self.assertEqual(json.load(f)["status"], "cancelled")
+
+    def test_sigkill_leaves_no_cell_and_restart_knows_every_task(self):
+        mounts_before = mount_lines()
+        fast = self.write_replay([finish_reply("quick")], "fast.json")
+        slow = self.write_replay([bash_reply("sleep 120"), finish_reply()], "slow.json")
+        # two tasks finish under a first supervisor
+        self.start_server(replay=fast)
+        c = self.conn()
+        done = [self.submit(c, {"prompt": "x", "id": f"done{i}"}) for i in range(2)]
+        for tid in done:
+            self.wait_result(c, tid)
+        c.close()
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(30), 0)
+        # a second one is killed with 3 tasks running and 2 queued
+        self.start_server("--jobs", "3", replay=slow)
+        c = self.conn()
+        live = [self.submit(c, {"prompt": "x", "id": f"live{i}"}) for i in range(5)]
+        self.wait_running(c, live, 3)
+        time.sleep(0.5)
+        pids = []
+        for tid in live[:3]:
+            with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+                evs = [json.loads(x) for x in f]
+            pids += [e["cell_pid"] for e in evs if e["type"] == "task_started"]
+        self.assertEqual(len(pids), 3)
+        self.assertTrue(all(pid_alive(p) for p in pids))
+        c.close()
+        self.proc.kill()
+        self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual([p for p in pids if pid_alive(p)], [], "a cell outlived its supervisor")
+        after = mount_lines()
+        self.assertEqual([m for m in after if self.tmp in m], [])
+        self.assertLessEqual(len(after), len(mounts_before))
+        # the restarted supervisor knows all seven
+        self.start_server(replay=fast)
+        c = self.conn()
+        tasks = {t["id"]: t["status"] for t in c.ask({"op": "list"})["tasks"]}
+        self.assertEqual(tasks, {"done0": "succeeded", "done1": "succeeded",
+                                 **{t: "failed" for t in live}})
+        for tid in live:
+            r = self.wait_result(c, tid)
+            self.assertEqual(r["error"]["message"], "interrupted by a supervisor restart")
+        self.assertEqual(self.wait_result(c, "done0")["output"], "quick")
+        c.send({"op": "events", "id": "live0"})
+        ev = c.stream()
+        self.assertEqual(ev[-1]["type"], "task_failed")
+        # the journal was compacted: one line per transition, nothing else
+        with open(os.path.join(self.state, "journal.jsonl")) as f:
+            ops = [json.loads(x)["op"] for x in f]
+        self.assertEqual(ops.count("submitted"), 7)
+
+    def test_sigkill_then_requeue_interrupted(self):
+        slow = self.write_replay([bash_reply("sleep 120"), finish_reply()], "slow.json")
+        fast = self.write_replay([finish_reply("second life")], "fast.json")
+        self.start_server("--jobs", "1", replay=slow)
+        c = self.conn()
+        ids = [self.submit(c, {"prompt": "x", "id": f"q{i}"}) for i in range(2)]
+        self.wait_running(c, ids, 1)
+        c.close()
+        self.proc.kill()
+        self.proc.wait(10)
+        self.start_server("--requeue-interrupted", replay=fast)
+        c = self.conn()
+        for tid in ids:
+            r = self.wait_result(c, tid)
+            self.assertEqual(r["status"], "succeeded")
+            self.assertEqual(r["output"], "second life")

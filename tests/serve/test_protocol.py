@@ -1,0 +1,200 @@
+"""The socket protocol against the real `agentbox serve`: every op's shape, every error code a
+client can provoke, and hostile clients (malformed, oversized, stalled, never reading) that
+must not stop the server from serving everyone else."""
+import os
+import socket
+import subprocess
+import time
+
+from servetest_util import AGENTBOX, Conn, ServeTestCase, finish_reply
+
+
+class ProtocolTest(ServeTestCase):
+    def setUp(self):
+        super().setUp()
+        self.replay = self.write_replay([finish_reply("hi")])
+
+    def test_health_list_metrics_shapes(self):
+        self.start_server("--jobs", "2", replay=self.replay)
+        c = self.conn()
+        h = c.ask({"op": "health"})
+        self.assertEqual(h["ok"], True)
+        self.assertEqual(h["status"], "ok")
+        for k in ("version", "running", "queued", "uptime_s", "breaker"):
+            self.assertIn(k, h)
+        self.assertEqual(c.ask({"op": "list"}), {"ok": True, "tasks": []})
+        tid = self.submit(c, {"prompt": "p", "id": "t-1"})
+        self.assertEqual(tid, "t-1")
+        res = self.wait_result(c, tid)
+        self.assertEqual(res["status"], "succeeded")
+        self.assertEqual(res["output"], "hi")
+        st = c.ask({"op": "status", "id": tid})["task"]
+        self.assertEqual(st["status"], "succeeded")
+        self.assertLessEqual(st["submitted"], st["started"])
+        self.assertLessEqual(st["started"], st["ended"])
+        lst = c.ask({"op": "list"})["tasks"]
+        self.assertEqual([t["id"] for t in lst], ["t-1"])
+        text = c.ask({"op": "metrics"})["text"]
+        self.assertIn('agentbox_tasks{status="succeeded"} 1', text)
+        self.assertIn("agentbox_queue_depth 0", text)
+        self.assertIn("agentbox_running_cells 0", text)
+        self.assertIn("agentbox_task_duration_seconds_count 1", text)
+        self.assertIn("agentbox_llm_calls_total{model=", text)
+        self.assertIn("# TYPE agentbox_llm_latency_seconds histogram", text)
+
+    def test_errors_and_the_connection_goes_on(self):
+        self.start_server(replay=self.replay)
+        c = self.conn()
+        cases = [
+            (b"{not json\n", "bad_request"),
+            (b"[1,2]\n", "bad_request"),
+            (b'{"op": 5}\n', "bad_request"),
+            (b'{"op": "launch"}\n', "unknown_op"),
+            (b'{"op": "status"}\n', "bad_request"),
+            (b'{"op": "status", "id": "../x"}\n', "bad_request"),
+            (b'{"op": "status", "id": "nope"}\n', "not_found"),
+            (b'{"op": "wait", "id": "nope"}\n', "not_found"),
+            (b'{"op": "cancel", "id": "nope"}\n', "not_found"),
+            (b'{"op": "events", "id": "nope"}\n', "not_found"),
+            (b'{"op": "events", "id": "all", "folow": true}\n', "bad_request"),
+            (b'{"op": "submit", "task": {}}\n', "invalid_task"),
+            (b'{"op": "submit"}\n', "bad_request"),
+            (b'{"op": "list"} junk\n', "bad_request"),
+            (b'{"op": "health", "x\x00": 1}\n', "bad_request"),
+        ]
+        for raw, code in cases:
+            c.send_raw(raw)
+            r = c.line()
+            self.assertEqual(r["ok"], False, raw)
+            self.assertEqual(r["error"]["code"], code, (raw, r))
+            self.assertIsInstance(r["error"]["message"], str)
+        self.assertEqual(c.ask({"op": "health"})["status"], "ok")
+
+    def test_invalid_task_names_the_field(self):
+        self.start_server(replay=self.replay)
+        c = self.conn()
+        r = c.ask({"op": "submit", "task": {"prompt": "x", "limits": {"disk": "lots"}}})
+        self.assertEqual(r["error"]["code"], "invalid_task")
+        self.assertIn("limits.disk", r["error"]["message"])
+        r = c.ask({"op": "submit", "task": {"prompt": "x", "policy": "no-such-policy"}})
+        self.assertEqual(r["error"]["code"], "invalid_task")
+        self.assertEqual(c.ask({"op": "list"})["tasks"], [])
+
+    def test_duplicate_id(self):
+        self.start_server(replay=self.replay)
+        c = self.conn()
+        self.submit(c, {"prompt": "x", "id": "dup"})
+        r = c.ask({"op": "submit", "task": {"prompt": "y", "id": "dup"}})
+        self.assertEqual(r["error"]["code"], "duplicate_id")
+
+    def test_oversized_request(self):
+        self.start_server(replay=self.replay)
+        c = self.conn()
+        big = b'{"op": "submit", "task": {"prompt": "' + b"a" * (5 << 20) + b'"}}\n'
+        c.send_raw(big)
+        r = c.line()
+        self.assertEqual(r["error"]["code"], "too_large")
+        # the rest of that line is dropped; the next request is served
+        self.assertEqual(c.ask({"op": "health"})["status"], "ok")
+        self.assertEqual(self.conn().ask({"op": "list"})["tasks"], [])
+
+    def test_half_line_stall_blocks_nobody(self):
+        self.start_server(replay=self.replay)
+        staller = self.conn()
+        staller.send_raw(b'{"op": "hea')
+        other = self.conn(timeout=5)
+        t0 = time.monotonic()
+        tid = self.submit(other, {"prompt": "x"})
+        self.assertEqual(self.wait_result(other, tid)["status"], "succeeded")
+        self.assertLess(time.monotonic() - t0, 10)
+        staller.send_raw(b'lth"}\n')
+        self.assertEqual(staller.line()["status"], "ok")
+
+    def test_client_that_never_reads_is_disconnected(self):
+        self.start_server("--client-queue", "64K", replay=self.replay)
+        hog = Conn(self.sock)
+        hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # thousands of requests whose replies it never reads: its queue passes 64K
+        reqs = b'{"op": "health"}\n' * 20000
+        try:
+            hog.sock.settimeout(10)
+            hog.sock.sendall(reqs)
+        except OSError:
+            pass  # the server hung up while we were still writing: fine
+        other = self.conn(timeout=5)
+        self.assertEqual(other.ask({"op": "health"})["status"], "ok")
+        # the hog's connection is closed by the server: draining it ends in EOF
+        hog.sock.settimeout(10)
+        got = 0
+        try:
+            while True:
+                chunk = hog.sock.recv(1 << 16)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        self.assertLess(got, 20000 * 150, "every reply arrived: the hog was not cut off")
+        hog.close()
+
+    def test_many_clients_at_once(self):
+        self.start_server(replay=self.replay)
+        conns = [self.conn(timeout=10) for _ in range(200)]
+        for c in conns:
+            c.send({"op": "health"})
+        for c in conns:
+            self.assertEqual(c.line()["status"], "ok")
+
+    def test_socket_mode(self):
+        self.start_server(replay=self.replay)
+        self.assertEqual(os.stat(self.sock).st_mode & 0o777, 0o660)
+
+    @staticmethod
+    def _as_nobody():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    def _nobody_health(self):
+        code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])\n"
+                "try:\n s.sendall(b'{\"op\":\"health\"}\\n')\nexcept OSError:\n pass\n"
+                "print(s.recv(4096).decode())")
+        return subprocess.run(["/usr/bin/python3", "-c", code, self.sock], capture_output=True,
+                              text=True, timeout=20, preexec_fn=self._as_nobody)
+
+    def test_peer_credentials_refused_unless_allowed(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to connect as another uid")
+        self.start_server(replay=self.replay)
+        os.chmod(self.sock, 0o666)  # let the file mode pass so SO_PEERCRED decides
+        r = self._nobody_health()
+        self.assertIn('"forbidden"', r.stdout, r)
+        self.kill_server()
+        self.start_server("--allow-uid", "65534", replay=self.replay)
+        os.chmod(self.sock, 0o666)
+        r = self._nobody_health()
+        self.assertIn('"status":"ok"', r.stdout, r)
+
+    def test_client_commands(self):
+        self.start_server(replay=self.replay)
+        r = self.client("submit", "do it", "--id", "cli-1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "cli-1")
+        r = self.client("wait", "cli-1", "--timeout", "30")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"succeeded"', r.stdout)
+        r = self.client("events", "cli-1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("task_completed", r.stdout)
+        r = self.client("submit", "again", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.client("status", "nope")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not_found", r.stderr)
+        r = self.client("metrics")
+        self.assertIn("agentbox_tasks", r.stdout)
+        r = subprocess.run([AGENTBOX,
+                            "health", "--socket", os.path.join(self.tmp, "missing.sock")],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot reach the server", r.stderr)
