@@ -582,7 +582,7 @@ int cmd_internal_agent(int argc, char **argv)
     char err[ERR_MSG_MAX] = "";
     const char *seed = prepare_seed(&a, err, sizeof(err));
     if (err[0]) {
-        snprintf(a.error, sizeof(a.error), "seeding the workspace: %s", err);
+        snprintf(a.error, sizeof(a.error), "seeding the workspace: %.400s", err);
         end_with(&a, "error", "");
     }
     a.hist = history_new();
