@@ -303,18 +303,6 @@ static int load_task(const struct run_args *a, struct task *t, char *err, size_t
     return task_parse(json, t, err, errsz);
 }
 
-/* The environment's copy of the key is wiped in place, so that /proc/PID/environ of this
- * process and anything it starts never show it; config keeps the only copy. */
-static void scrub_key_from_environment(void)
-{
-    extern char **environ;
-    static const char prefix[] = "OPENROUTER_API_KEY=";
-    for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
-            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
-    (void)unsetenv("OPENROUTER_API_KEY");
-}
-
 static void limits_from_task(struct policy_limits *l, const struct task *t)
 {
     if (t->limits_set & TASK_LIMIT_DISK)
@@ -444,7 +432,7 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
-    scrub_key_from_environment();
+    config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
