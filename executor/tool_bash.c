@@ -367,6 +367,9 @@ static int spawn(struct tool_bash *b, const char *start_cwd, bool restore, char 
     int n = snprintf(
         init, sizeof(init),
         "PS1=; PS2=; unset PROMPT_COMMAND HISTFILE BASH_ENV ENV\n"
+        /* on a timeout the rest of the sourced command must not run: SIGUSR1 makes the
+         * shell return from the `.` as soon as the killed child lets it run again */
+        "trap 'return 124 2>/dev/null' USR1\n"
         "%s%s%s"
         "__ab_done() { __ab_rc=$?; builtin export -p >| %s 2>/dev/null; "
         "builtin printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
@@ -667,6 +670,7 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         now = monotonic_s();
         bool cancel = b->cancel && *b->cancel;
         if (!killed && (now >= deadline || cancel)) {
+            (void)kill(b->pid, SIGUSR1); /* abandon the rest of the command list */
             if (kill_in_sessions(&b->pid, 1, b->pid, start_ticks) < 0)
                 kill(-b->pid, SIGKILL); /* no /proc: the whole group, shell included */
             killed = true;

@@ -213,13 +213,47 @@ static void test_timeout_kills_command_keeps_shell(void **state)
     tool_bash_result_free(&r);
 }
 
-static void test_timeout_in_builtin_loop_restarts_with_state(void **state)
+static void test_timeout_in_builtin_loop_keeps_the_shell(void **state)
 {
     struct fixture *f = *state;
     struct tool_bash_result r = run(f, "export KEEP=yes; mkdir -p d; cd d", 5);
     tool_bash_result_free(&r);
     pid_t shell = tool_bash_pid(f->b);
-    r = run(f, "while :; do :; done", 0.5);
+    /* SIGUSR1's trap returns from the sourced command between two builtins */
+    r = run(f, "while :; do :; done; echo never", 0.5);
+    assert_true(r.timed_out);
+    assert_false(r.restarted);
+    assert_null(strstr(r.output, "never"));
+    tool_bash_result_free(&r);
+    assert_int_equal(tool_bash_pid(f->b), shell);
+    r = run(f, "echo \"$KEEP\"; pwd", 5);
+    char want[128];
+    snprintf(want, sizeof(want), "yes\n%s/d\n", f->dir);
+    assert_string_equal(r.output, want);
+    tool_bash_result_free(&r);
+}
+
+static void test_timeout_skips_the_rest_of_the_command(void **state)
+{
+    struct fixture *f = *state;
+    struct tool_bash_result r = run(f, "sleep 30; echo never; touch after-timeout", 0.5);
+    assert_true(r.timed_out);
+    assert_null(strstr(r.output, "never"));
+    tool_bash_result_free(&r);
+    r = run(f, "ls after-timeout 2>&1; echo ok", 5);
+    assert_non_null(strstr(r.output, "No such file"));
+    assert_non_null(strstr(r.output, "ok\n"));
+    tool_bash_result_free(&r);
+}
+
+static void test_timeout_with_trap_removed_restarts_with_state(void **state)
+{
+    struct fixture *f = *state;
+    struct tool_bash_result r = run(f, "export KEEP=yes; mkdir -p d; cd d", 5);
+    tool_bash_result_free(&r);
+    pid_t shell = tool_bash_pid(f->b);
+    /* a command that removes the trap: the shell is killed after the grace and restarted */
+    r = run(f, "trap - USR1; while :; do :; done", 0.5);
     assert_true(r.timed_out);
     assert_true(r.restarted);
     tool_bash_result_free(&r);
@@ -457,7 +491,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_stdin_no_pager_no_key, setup, teardown),
         cmocka_unit_test(test_key_and_fds_do_not_leak),
         cmocka_unit_test_setup_teardown(test_timeout_kills_command_keeps_shell, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeout_in_builtin_loop_restarts_with_state, setup,
+        cmocka_unit_test_setup_teardown(test_timeout_in_builtin_loop_keeps_the_shell, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_skips_the_rest_of_the_command, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_with_trap_removed_restarts_with_state, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exit_restarts_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shell_killed_from_inside, setup, teardown),

@@ -1,0 +1,102 @@
+/* taskprep: see taskprep.h. Mirrors what `agentbox run` decides for its one task, so that
+ * a batch line and a --task-file give the same cell, limits and models. */
+#include "taskprep.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void taskprep_apply_limits(struct policy_limits *l, const struct task *t)
+{
+    if (t->limits_set & TASK_LIMIT_DISK)
+        l->disk_bytes = t->disk_bytes;
+    if (t->limits_set & TASK_LIMIT_INODES)
+        l->inodes = t->inodes;
+    if (t->limits_set & TASK_LIMIT_MEMORY)
+        l->memory_bytes = t->memory_bytes;
+    if (t->limits_set & TASK_LIMIT_PIDS)
+        l->pids = t->pids;
+    if (t->limits_set & TASK_LIMIT_CPU)
+        l->cpu_s = t->cpu_s;
+    /* a single file may not be larger than the whole workspace the task asked for */
+    if ((t->limits_set & TASK_LIMIT_DISK) && (!l->fsize_bytes || l->fsize_bytes > l->disk_bytes))
+        l->fsize_bytes = l->disk_bytes;
+}
+
+static int load_policy(const struct task *t, struct policy **out, char *err, size_t errsz)
+{
+    const char *name = t->policy ? t->policy : "default";
+    char perr[ERR_MSG_MAX];
+    if (policy_load(name, out, perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "task.policy: %s", perr);
+    if (t->network_host && !(*out)->allow_network_host) {
+        errf(err, errsz, "task.network: policy '%s' does not allow network host", (*out)->name);
+        policy_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int taskprep_check(const struct task *t, char *err, size_t errsz)
+{
+    struct policy *p = NULL;
+    if (load_policy(t, &p, err, errsz) < 0)
+        return -1;
+    policy_free(p);
+    return 0;
+}
+
+int taskprep_build(struct taskprep *tp, const struct task *t, const struct agentbox_config *cfg,
+                   const struct catalog *cat, char *err, size_t errsz)
+{
+    if (load_policy(t, &tp->policy, err, errsz) < 0)
+        return -1;
+    if (policy_seccomp_build(tp->policy, !t->network_host, &tp->prog, err, errsz) < 0)
+        return -1;
+    const char *primary = t->model ? t->model : cfg->model;
+    const char *extra[TASK_MODELS_MAX + 1] = {0};
+    for (size_t i = 0; i < t->nfallback && i < TASK_MODELS_MAX; i++)
+        extra[i] = t->fallback_models[i];
+    int nmodels = catalog_model_chain(cat, cfg, primary, extra, tp->models, RUNNER_MODELS_MAX);
+    if (nmodels <= 0)
+        return errf(err, errsz, "task.model: no model to ask");
+    const struct catalog_model *cm = cat ? catalog_find(cat, primary) : NULL;
+    struct runner_opts *o = &tp->opts;
+    memset(o, 0, sizeof(*o));
+    o->task = t;
+    o->policy = tp->policy;
+    o->seccomp = &tp->prog;
+    o->limits = tp->policy->limits;
+    o->network_host = t->network_host;
+    o->timeout_s = t->timeout_s > 0 ? t->timeout_s : cfg->timeout_s;
+    o->max_iterations = t->max_iterations ? (unsigned)t->max_iterations : TASKPREP_DEFAULT_MAX_ITER;
+    o->max_tokens_per_call = cfg->max_tokens;
+    o->context_tokens = cm && cm->context_length ? cm->context_length : 32768;
+    o->native_tools = cm ? cm->tool_calls : true;
+    for (int i = 0; i < nmodels; i++)
+        o->models[i] = tp->models[i];
+    o->models[nmodels] = NULL;
+    taskprep_apply_limits(&o->limits, t);
+    return 0;
+}
+
+void taskprep_free(struct taskprep *tp)
+{
+    if (tp->prog.filter)
+        policy_bpf_free(&tp->prog);
+    policy_free(tp->policy);
+    tp->policy = NULL;
+}
+
+void taskprep_scrub_key_env(void)
+{
+    extern char **environ;
+    static const char prefix[] = "OPENROUTER_API_KEY=";
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
+            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
+    (void)unsetenv("OPENROUTER_API_KEY");
+}
