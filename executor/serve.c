@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -243,6 +245,21 @@ static int open_socket(struct server *s, char *err, size_t errsz)
     return 0;
 }
 
+/* Two servers on one state dir would interleave their journals and reuse each other's task
+ * directories. A dot name: no task id can collide with it. */
+static int lock_state_dir(struct server *s, char *err, size_t errsz)
+{
+    char path[sizeof(s->state_dir) + 16];
+    snprintf(path, sizeof(path), "%s/.serve.lock", s->state_dir);
+    s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lockfd < 0)
+        return errf(err, errsz, "%.300s: %s", path, strerror(errno));
+    if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
+        return errf(err, errsz, "state dir %.300s: %s", s->state_dir,
+                    errno == EWOULDBLOCK ? "another agentbox serve is using it" : strerror(errno));
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -436,7 +453,7 @@ static void teardown(struct server *s)
         (void)close(s->lfd);
         (void)unlink(s->socket_path);
     }
-    for (int *fd = (int[]){s->sigfd, s->bep, s->ep}, i = 0; i < 3; i++)
+    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd}, i = 0; i < 4; i++)
         if (fd[i] >= 0)
             (void)close(fd[i]);
     config_free(&s->cfg);
@@ -453,7 +470,7 @@ int cmd_serve(int argc, char **argv)
     s->grace_s = SERVE_DEFAULT_GRACE_S;
     s->client_queue = SERVE_DEFAULT_CLIENT_QUEUE;
     s->socket_mode = 0660;
-    s->ep = s->lfd = s->sigfd = s->bep = -1;
+    s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = -1;
     s->journal.fd = -1;
     int prc = parse_args(argc, argv, s);
     if (prc != 0)
@@ -485,6 +502,8 @@ int cmd_serve(int argc, char **argv)
         snprintf(err, sizeof(err), "state dir %.300s: %s", s->state_dir, strerror(errno));
         goto fail;
     }
+    if (lock_state_dir(s, err, sizeof(err)) < 0)
+        goto fail;
     if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0)
         goto fail;
     if (s->replay) {

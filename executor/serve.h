@@ -119,6 +119,7 @@ struct server {
     int npolicies;
 
     int ep, lfd, sigfd, bep;
+    int lockfd; /* STATE/.serve.lock, flock'ed: one server per state dir */
     struct tag listen_tag, signal_tag, broker_tag;
     int bfds[256];
     int nbfds;
