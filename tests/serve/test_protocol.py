@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from servetest_util import AGENTBOX, Conn, ServeTestCase, finish_reply
+from servetest_util import AGENTBOX, Conn, ServeTestCase, bash_reply, finish_reply
 
 
 class ProtocolTest(ServeTestCase):
@@ -136,6 +136,35 @@ class ProtocolTest(ServeTestCase):
             pass
         self.assertLess(got, 20000 * 150, "every reply arrived: the hog was not cut off")
         hog.close()
+
+    def test_events_subscriber_that_never_reads_is_disconnected(self):
+        # ~3.5 KB of events per task (observations are clipped in events): 120 tasks make
+        # ~400 KB, more than the socket buffer (~210 KB) plus the 64K queue bound
+        replay = self.write_replay([bash_reply("head -c 30000 /dev/zero | tr '\\0' a"),
+                                    finish_reply()], "big.json")
+        self.start_server("--client-queue", "64K", "--jobs", "8", replay=replay)
+        hog = self.conn()
+        hog.send({"op": "events", "id": "all", "follow": True})
+        c = self.conn()
+        ids = [self.submit(c, {"prompt": "x"}) for _ in range(120)]
+        for tid in ids:
+            self.assertEqual(self.wait_result(c, tid)["status"], "succeeded")
+        total = 0
+        for tid in ids:
+            total += os.path.getsize(os.path.join(self.state, tid, "events.jsonl"))
+        got = b""
+        hog.sock.settimeout(10)
+        try:
+            while True:
+                chunk = hog.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+        self.assertGreater(total, 350000)
+        self.assertLess(len(got), total, "the hog got every event: it was not cut off")
+        self.assertEqual(c.ask({"op": "health"})["status"], "ok")
 
     def test_many_clients_at_once(self):
         self.start_server(replay=self.replay)
