@@ -41,6 +41,7 @@ enum {
     MSG_READY = 'R',     /* every restriction is in place: enforced, unavailable, ... */
     MSG_EXEC = 'E',      /* the command could not be exec'd: err */
     MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
+    MSG_DUMPABLE = 'D',  /* the child made itself dumpable: its maps can be written */
 };
 
 struct setup_msg {
@@ -279,8 +280,12 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     /* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files
      * are root's: an unprivileged parent could not write its uid_map. Dumpable only until
      * the maps are written. */
-    if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
-        _exit(EXIT_FAILURE);
+    if (ctx->undumpable_parent) {
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+            _exit(EXIT_FAILURE);
+        struct setup_msg d = {.kind = MSG_DUMPABLE};
+        child_send(ctx->setup_fd, &d);
+    }
     /* A supervisor that dies takes its cells along. Set before waiting for the maps: if the
      * parent died before this line, the read below sees EOF instead (the usual race). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
@@ -463,6 +468,29 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
     }
 }
 
+/* Waits for MSG_DUMPABLE (see child_main), or the child's failure or death. */
+static int wait_dumpable(struct cell *c, char *err, size_t errsz)
+{
+    struct pollfd pfd = {.fd = c->setup_fd, .events = POLLIN};
+    for (;;) {
+        int r = poll(&pfd, 1, CELL_SETUP_TIMEOUT_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return errf(err, errsz, "set-up failed at dumpable: %s",
+                        r == 0 ? "timed out" : strerror(errno));
+        struct setup_msg m;
+        r = recv_msg(c->setup_fd, &m, NULL);
+        if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
+            continue;
+        if (r == 1 && m.kind == MSG_DUMPABLE)
+            return 0;
+        if (r == 1 && m.kind == MSG_FAIL)
+            return errf(err, errsz, "set-up failed at %s: %s", m.step, strerror(m.err));
+        return errf(err, errsz, "set-up failed: the cell died during set-up");
+    }
+}
+
 /* A child that failed has already said why: prefer its message to our EPIPE. */
 static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_t errsz)
 {
@@ -572,6 +600,8 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     c->pid = (pid_t)pid;
+    if (!root && undumpable && wait_dumpable(c, err, errsz) < 0)
+        goto fail;
     if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
