@@ -272,6 +272,11 @@ int mounts_build_root(struct cell_child *ctx)
         return -1;
     if (ctx->cfg->pid1 == CELL_PID1_AGENT && bind_agent_binary(ctx) < 0)
         return -1;
+    return 0;
+}
+
+int mounts_enter_root(struct cell_child *ctx)
+{
     /* pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no
      * path back to the host's tree (as runc does). */
     if (chdir(NEWROOT) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
