@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -40,6 +41,7 @@ enum {
     MSG_READY = 'R',     /* every restriction is in place: enforced, unavailable, ... */
     MSG_EXEC = 'E',      /* the command could not be exec'd: err */
     MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
+    MSG_DUMPABLE = 'D',  /* the child made itself dumpable: its maps can be written */
 };
 
 struct setup_msg {
@@ -50,6 +52,13 @@ struct setup_msg {
     int32_t landlock_abi;
     char seed_mode; /* 'o' overlay, 'c' copy, 0 */
     char step[96];
+};
+
+/* parent -> child, after the maps: which limits the cgroups hold and (v1) where they are */
+struct go_msg {
+    char kind; /* 'G' */
+    char memory, pids;
+    char memory_path[512], pids_path[512];
 };
 
 struct cell {
@@ -128,6 +137,19 @@ static int arrange_fds(struct cell_child *ctx)
         if (dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
             dup2(errfd >= 0 ? errfd : null, 2) < 0)
             return CHILD_FAIL(ctx, "dup stdio");
+    }
+    /* A directory passed as stdio (`agentbox exec ... < DIR`) would be a handle on the host's
+     * file system, outside every namespace: openat() and ".." from it reach anything (the
+     * CVE-2024-21626 shape). Such an fd, or a closed one, becomes /dev/null. */
+    for (int fd = 0; fd <= 2; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+            continue;
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, fd) < 0)
+            return CHILD_FAIL(ctx, "stdio /dev/null");
+        if (null != fd)
+            (void)close(null);
     }
     int next = 3;
     if (ch >= 0) {
@@ -265,8 +287,12 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     /* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files
      * are root's: an unprivileged parent could not write its uid_map. Dumpable only until
      * the maps are written. */
-    if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
-        _exit(EXIT_FAILURE);
+    if (ctx->undumpable_parent) {
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+            _exit(EXIT_FAILURE);
+        struct setup_msg d = {.kind = MSG_DUMPABLE};
+        child_send(ctx->setup_fd, &d);
+    }
     /* A supervisor that dies takes its cells along. Set before waiting for the maps: if the
      * parent died before this line, the read below sees EOF instead (the usual race). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
@@ -294,22 +320,27 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || poll(&alive, 1, 0) < 0 ||
         (alive.revents & (POLLHUP | POLLERR)))
         _exit(EXIT_FAILURE);
-    if (mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
+    if (mounts_build_root(ctx) < 0)
+        child_fail(ctx);
+    /* v1: the parent made the cgroups while we built the root; we move ourselves in while the
+     * host's /sys is still in view, then take a cgroup namespace rooted there. */
+    struct go_msg g;
+    if (read(ctx->setup_fd, &g, sizeof(g)) != (ssize_t)sizeof(g) || g.kind != 'G')
+        _exit(EXIT_FAILURE);
+    g.memory_path[sizeof(g.memory_path) - 1] = g.pids_path[sizeof(g.pids_path) - 1] = '\0';
+    ctx->cg_memory = g.memory;
+    ctx->cg_pids = g.pids;
+    if (!ctx->cgroup_v2 && cgroup_enter(ctx, g.memory_path, g.pids_path) < 0)
+        child_fail(ctx);
+    if (!ctx->cgroup_v2 && unshare(CLONE_NEWCGROUP) < 0)
+        ctx->step = "cgroup namespace", child_fail(ctx);
+    if (mounts_enter_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
         child_fail(ctx);
     /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
     if (setsid() < 0)
         ctx->step = "setsid", child_fail(ctx);
-    /* The parent made the cgroup meanwhile; nothing runs before we are in it. It says which
-     * limits the cgroup holds, so the rest falls back to rlimits. */
-    char cg[2];
-    if (read(ctx->setup_fd, cg, 2) != 2 || cg[0] != 'G')
-        _exit(EXIT_FAILURE);
-    /* v1: moved after clone, so the cgroup namespace made at clone is rooted above the cell's
-     * cgroups; a new one hides their host path. */
-    if (cg[1] && !ctx->cgroup_v2 && unshare(CLONE_NEWCGROUP) < 0)
-        ctx->step = "cgroup namespace", child_fail(ctx);
     if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 ||
-        limits_apply(ctx, cg[1] & 1, cg[1] & 2))
+        limits_apply(ctx, ctx->cg_memory, ctx->cg_pids))
         child_fail(ctx);
     if (caps_drop_all(ctx) < 0)
         child_fail(ctx);
@@ -455,6 +486,29 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
     }
 }
 
+/* Waits for MSG_DUMPABLE (see child_main), or the child's failure or death. */
+static int wait_dumpable(struct cell *c, char *err, size_t errsz)
+{
+    struct pollfd pfd = {.fd = c->setup_fd, .events = POLLIN};
+    for (;;) {
+        int r = poll(&pfd, 1, CELL_SETUP_TIMEOUT_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return errf(err, errsz, "set-up failed at dumpable: %s",
+                        r == 0 ? "timed out" : strerror(errno));
+        struct setup_msg m;
+        r = recv_msg(c->setup_fd, &m, NULL);
+        if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
+            continue;
+        if (r == 1 && m.kind == MSG_DUMPABLE)
+            return 0;
+        if (r == 1 && m.kind == MSG_FAIL)
+            return errf(err, errsz, "set-up failed at %s: %s", m.step, strerror(m.err));
+        return errf(err, errsz, "set-up failed: the cell died during set-up");
+    }
+}
+
 /* A child that failed has already said why: prefer its message to our EPIPE. */
 static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_t errsz)
 {
@@ -464,6 +518,21 @@ static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_
     if (wait_ready(c, err, errsz) < 0)
         return -1;
     return errf(err, errsz, "set-up failed at go: %s", strerror(e));
+}
+
+/* The cell's cgroups of this version (none is not an error), and the janitor that removes
+ * them should agentbox be SIGKILLed. -1 only if the janitor cannot be started. */
+static int make_cgroups(struct cell *c, const struct cell_config *cfg, int version)
+{
+    cgroup_destroy(&c->cg);
+    cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
+    if (c->cg.version && cgroup_janitor_start(&c->cg, c->slot.lock_fd) < 0) {
+        int e = errno;
+        cgroup_destroy(&c->cg);
+        errno = e;
+        return -1;
+    }
+    return 0;
 }
 
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
@@ -491,14 +560,22 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    /* v2: the cell is born in its cgroup (Linux 5.7), no migration and no window outside. */
-    cgroup_create(&c->cg, 2, &c->slot, &cfg->limits);
+    /* v2, before clone: the cell is born in its cgroup (CLONE_INTO_CGROUP, Linux 5.7). */
+    if (make_cgroups(c, cfg, 2) < 0) {
+        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
+        goto fail;
+    }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
         goto fail;
     }
-    struct clone_args ca = {.flags = ns_clone_flags(cfg) | CLONE_PIDFD,
+    /* Without v2, pid 1 makes its cgroup namespace itself once it is in its v1 cgroups (or
+     * knows there are none): one made at clone would be rooted at ours. */
+    uint64_t nsflags = ns_clone_flags(cfg);
+    if (c->cg.version != 2)
+        nsflags &= ~(uint64_t)CLONE_NEWCGROUP;
+    struct clone_args ca = {.flags = nsflags | CLONE_PIDFD,
                             .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
                             .exit_signal = SIGCHLD};
     if (c->cg.version == 2) {
@@ -506,6 +583,14 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         ca.cgroup = (uint64_t)c->cg.dir_fd;
     }
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0 && c->cg.version == 2 && errno != ENOMEM && errno != EAGAIN) {
+        /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
+         * without a cgroup, the limits fall back to rlimits. */
+        cgroup_destroy(&c->cg);
+        ca.flags &= ~((uint64_t)CLONE_INTO_CGROUP | (uint64_t)CLONE_NEWCGROUP);
+        ca.cgroup = 0;
+        pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    }
     if (pid == 0) {
         (void)close(sp[0]);
         struct cell_child ctx = {.cfg = cfg,
@@ -526,28 +611,30 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     c->pid = (pid_t)pid;
+    if (!root && undumpable && wait_dumpable(c, err, errsz) < 0)
+        goto fail;
     if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
     if (send_go(c, "M", 1, err, errsz) < 0)
         goto fail;
-    /* v1: the cgroups are made and pid 1 moved into them while it builds its file system
-     * (the move waits for an RCU grace period); it waits for "G" before anything of the
-     * cell's own runs. */
-    if (c->cg.version == 0)
-        cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
-    if (cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
-        errf(err, errsz, "set-up failed at %s", why);
-        goto fail;
-    }
-    /* From here on, a SIGKILLed agentbox does not leave its cgroups behind. */
-    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
+    /* v1, while pid 1 builds its root: the cgroups, whose "tasks" it may then write itself
+     * (see cgroup_enter), and their janitor. */
+    if (c->cg.version == 0 && make_cgroups(c, cfg, 1) < 0) {
         errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
         goto fail;
     }
-    char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
-    if (send_go(c, go, 2, err, errsz) < 0)
+    if (c->cg.version == 1 && root && cgroup_grant_tasks(&c->cg, c->slot.uid, c->slot.gid) < 0) {
+        errf(err, errsz, "set-up failed at cgroup tasks: %s", strerror(errno));
+        goto fail;
+    }
+    struct go_msg g = {.kind = 'G', .memory = c->cg.memory, .pids = c->cg.pids};
+    if (c->cg.version == 1) {
+        snprintf(g.memory_path, sizeof(g.memory_path), "%s", c->cg.memory ? c->cg.path : "");
+        snprintf(g.pids_path, sizeof(g.pids_path), "%s", c->cg.pids ? c->cg.pids_path : "");
+    }
+    if (send_go(c, (const char *)&g, sizeof(g), err, errsz) < 0)
         goto fail;
     if (wait_ready(c, err, errsz) < 0)
         goto fail;
