@@ -6,9 +6,11 @@
 #include "llm_client.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backoff.h"
 #include "breaker.h"
@@ -506,6 +508,10 @@ static void try_attempt(struct call *k)
     bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
+     * TLS connection per concurrent call */
+    if (!strncasecmp(c->url, "https://", 8))
+        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
     if (bad) {
         cu->easy_cleanup(h);
         attempt_failed_setup(k, "libcurl refused an option");
@@ -540,19 +546,50 @@ static void try_attempt(struct call *k)
     emit(k, "llm_request", f);
 }
 
-/* an upstream that echoes the key must not get it into a cell, a result or an event */
+bool llm_redact_key_fragments(char *text, const char *key)
+{
+    static const char mark[] = "[REDACTED]";
+    size_t kl = key ? strlen(key) : 0;
+    bool changed = false;
+    if (!text || kl < LLM_KEY_FRAGMENT_MIN)
+        return false;
+    for (size_t g = 0; g + LLM_KEY_FRAGMENT_MIN <= kl; g++) {
+        char *p = text;
+        while ((p = memmem(p, strlen(p), key + g, LLM_KEY_FRAGMENT_MIN))) {
+            size_t len = LLM_KEY_FRAGMENT_MIN, back = 0;
+            while (key[g + len] && p[len] == key[g + len])
+                len++;
+            while (p - back > text && back < g && p[-(ptrdiff_t)back - 1] == key[g - back - 1])
+                back++;
+            char *start = p - back;
+            len += back;
+            memcpy(start, mark, sizeof(mark) - 1);
+            memmove(start + sizeof(mark) - 1, start + len, strlen(start + len) + 1);
+            p = start + sizeof(mark) - 1;
+            changed = true;
+        }
+    }
+    return changed;
+}
+
+/* an upstream that echoes the key (or most of it) must not get it into a cell, a result or
+ * an event */
 static void redact_message(struct llm_client *c, cJSON **msg)
 {
     if (!c->key || !*msg)
         return;
     char *text = cJSON_PrintUnformatted(*msg);
-    if (!text || !strstr(text, c->key)) {
+    if (!text)
+        return;
+    log_redact(text);
+    if (!llm_redact_key_fragments(text, c->key) && !strstr(text, "[REDACTED]")) {
         free(text);
         return;
     }
-    log_redact(text);
     cJSON *clean = cJSON_Parse(text);
     free(text);
+    if (!clean)
+        return;
     cJSON_Delete(*msg);
     *msg = clean;
 }
@@ -582,6 +619,7 @@ static void on_success(struct call *k, struct llm_reply *r, long status)
     }
     o->message = steal_pointer(&r->message);
     redact_message(c, &o->message);
+    llm_redact_key_fragments(r->finish_reason, c->key);
     if (r->finish_reason[0])
         o->finish_reason = strdup(r->finish_reason);
     cJSON *f = cJSON_CreateObject();
@@ -734,6 +772,7 @@ static void on_done(struct call *k, CURLcode cc)
     struct llm_error_info e;
     llm_classify(&s, &e);
     log_redact(e.message);
+    llm_redact_key_fragments(e.message, c->key);
     llm_reply_free(&r);
     cJSON_Delete(uperr);
     double now = monotonic_s();

@@ -89,6 +89,13 @@ void llm_client_get_stats(const struct llm_client *c, struct llm_client_stats *s
  * "trips","rate_limit_rpm","tokens"}]} */
 cJSON *llm_client_state_json(const struct llm_client *c);
 
+/* Replaces every run of LLM_KEY_FRAGMENT_MIN or more consecutive characters of key found
+ * in text (a prefix, the key minus a character, ...) by "[REDACTED]", in place; exact-match
+ * redaction alone would let an upstream that echoes most of the key leak it. Returns true
+ * when something was replaced. */
+#define LLM_KEY_FRAGMENT_MIN 12
+bool llm_redact_key_fragments(char *text, const char *key);
+
 /* Convenience: start one call and step until it is done. */
 int llm_call_sync(struct llm_client *c, const struct llm_call *call, struct llm_outcome **out,
                   char *err, size_t errsz);

@@ -60,7 +60,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 
@@ -98,6 +97,7 @@ FAULT_STEPS = {
             "error_type": "provider_overloaded"},
     "reset": {"kind": "reset"},
     "empty": {"kind": "empty"},
+    "hang": {"kind": "hang"},
 }
 
 

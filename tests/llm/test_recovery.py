@@ -134,6 +134,19 @@ class LoadMode(LLMTestCase):
         self.assertEqual(j["ok"] + j["failed"], 30, j)
         self.assertGreaterEqual(j["ok"], 28, j)  # 4 faults in a row: p = 0.3^4 per call
 
+    def test_hung_requests_do_not_stall_the_others(self):
+        # a quarter of the requests hang: each is cut by the 1 s call timeout and retried,
+        # while the other calls on the same event loop go on
+        self.serve({"default": {"content": "x"}, "faults": {"rate": 0.25, "seed": 3, "kinds": ["hang"]}})
+        run = self.llm("hi", "--count", "40", "--parallel", "10", env={"OPENHANDS_LLM_TIMEOUT": "1"})
+        j = run.json
+        hung = sum(1 for r in self.reqs() if r["how"] == "fault:hang")
+        self.assertGreater(hung, 3)
+        self.assertGreaterEqual(j["ok"], 39, j)
+        self.assertLess(j["elapsed_s"], 6.0, j)
+        self.assertEqual(len([e for e in run.events_of("llm_error") if e.get("error_type") == "TIMEOUT_ERROR"]),
+                         hung, "every hung request is one TIMEOUT_ERROR")
+
     def test_load_with_resets(self):
         # libcurl silently re-sends a request whose *reused* connection is reset before any
         # response byte (it takes it for a stale keep-alive): the server then sees the request

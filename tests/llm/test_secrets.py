@@ -2,8 +2,8 @@
 the client refuses to send it in clear text to anything but loopback. Every run in this suite
 also checks stdout/stderr/events for the key (llmtest_util.LLMTestCase.llm)."""
 import json
-import os
 import subprocess
+import time
 import unittest
 
 from llmtest_util import AGENTBOX, LLMTestCase
@@ -51,6 +51,27 @@ class Secrets(LLMTestCase):
         self.assertTrue(r["auth_ok"])
         self.assertNotIn(self.key, r["path"] + r["query"] + str(r["body"]))
         self.assertNotIn(self.key, str({k: v for k, v in r["headers"].items()}))
+
+    def test_key_gone_from_process_environment(self):
+        # once read, the key leaves the environment block: /proc/PID/environ (readable by the
+        # same user, and inherited by anything the process might start) no longer holds it
+        self.serve({"default": {"kind": "hang"}})
+        p = subprocess.Popen([AGENTBOX, "llm", "hi"], env=self.env({"OPENHANDS_TIMEOUT": "3"}),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.tmp)
+        try:
+            deadline = time.monotonic() + 2.5
+            while not self.reqs() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertTrue(self.reqs(), "no request arrived")
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        finally:
+            out, err = p.communicate(timeout=30)
+        self.assertNotIn(self.key.encode(), environ)
+        self.assertNotIn(self.key.encode(), cmdline)
+        self.assertNotIn(self.key.encode(), out + err)
 
     def test_plain_http_to_non_loopback_refused(self):
         # TEST-NET-1 (RFC 5737): never routed, so even a broken client sends nothing anywhere

@@ -295,6 +295,27 @@ static void test_invalid_calls_refused(void **state)
     server_stop(&s);
 }
 
+static void test_key_fragments_redacted(void **state)
+{
+    (void)state;
+    const char *key = "sk-or-v1-0123456789abcdef0123456789abcdef";
+    char a[256];
+    snprintf(a, sizeof(a), "bad key sk-or-v1-0123456789abc... (prefix)");
+    assert_true(llm_redact_key_fragments(a, key));
+    assert_string_equal(a, "bad key [REDACTED]... (prefix)");
+    snprintf(a, sizeof(a), "x=%.*s!", 39, key + 1); /* the key minus its first character */
+    assert_true(llm_redact_key_fragments(a, key));
+    assert_string_equal(a, "x=[REDACTED]!");
+    snprintf(a, sizeof(a), "two: 456789abcdef0123 and %s", key);
+    assert_true(llm_redact_key_fragments(a, key));
+    assert_string_equal(a, "two: [REDACTED] and [REDACTED]");
+    snprintf(a, sizeof(a), "short 0123456789a is fine; sk-or-v1- too");
+    assert_false(llm_redact_key_fragments(a, key)); /* 11 characters: below the minimum */
+    assert_string_equal(a, "short 0123456789a is fine; sk-or-v1- too");
+    assert_false(llm_redact_key_fragments(a, NULL));
+    assert_false(llm_redact_key_fragments(a, "short"));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -303,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_failed_outcome_redacts_echoed_key),
         cmocka_unit_test(test_cancel_and_deadline),
         cmocka_unit_test(test_invalid_calls_refused),
+        cmocka_unit_test(test_key_fragments_redacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
