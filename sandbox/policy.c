@@ -775,7 +775,7 @@ static int parse_depth(const char *text, size_t len, const char *source, int dep
         errf(err, errsz, "larger than %u bytes", POLICY_FILE_MAX_BYTES);
         return with_source(source, err, errsz);
     }
-    if (strlen(text) != len) {
+    if (memchr(text, '\0', len)) {
         errf(err, errsz, "contains a NUL byte");
         return with_source(source, err, errsz);
     }
@@ -809,6 +809,7 @@ static int parse_depth(const char *text, size_t len, const char *source, int dep
 int policy_parse(const char *text, size_t len, const char *source, struct policy **out, char *err,
                  size_t errsz)
 {
+    *out = NULL;
     return parse_depth(text, len, source, 0, out, err, errsz);
 }
 

@@ -107,8 +107,8 @@ struct policy {
 /* Loads NAME (a file policies/NAME.json found with data_path) or a PATH (contains '/' or
  * ends in .json). On error returns -1 and err says which file, line or field is wrong. */
 int policy_load(const char *name_or_path, struct policy **out, char *err, size_t errsz);
-/* Parses policy text already in memory; source names it in messages. "extends" still loads
- * the base policy by name. */
+/* Parses policy text already in memory (text[len] must be '\0'); source names it in
+ * messages. "extends" still loads the base policy by name. */
 int policy_parse(const char *text, size_t len, const char *source, struct policy **out, char *err,
                  size_t errsz);
 void policy_free(struct policy *p);
@@ -120,7 +120,11 @@ const char *policy_action_name(enum policy_action a);
 
 /* Compiles the policy's seccomp filter (plus socket-family denies when network_none, plus
  * the fixed baseline every policy gets) into a BPF program, in the parent, before clone.
- * prog->filter is malloc'd; free it with policy_bpf_free. */
+ * prog->filter is malloc'd; free it with policy_bpf_free.
+ * It is ONE program (the baseline, argument allow-lists and the policy's rules linked so
+ * that the strictest verdict wins): install it once, with seccomp(SECCOMP_SET_MODE_FILTER,
+ * 0, prog) after PR_SET_NO_NEW_PRIVS. network_none && !p->loopback also refuses IPv4/IPv6
+ * sockets. Takes about 0.2 ms. */
 int policy_seccomp_build(const struct policy *p, bool network_none, struct sock_fprog *prog,
                          char *err, size_t errsz);
 void policy_bpf_free(struct sock_fprog *prog);

@@ -360,6 +360,12 @@ static bool scratch_used(const struct sock_fprog *p)
     return false;
 }
 
+/* "ret ALLOW" cannot make the verdict stricter: it jumps straight to the next filter. */
+static bool needs_stub(struct sock_filter ins)
+{
+    return ins.code == (BPF_RET | BPF_K) && ins.k != SECCOMP_RET_ALLOW;
+}
+
 static int link_filters(const struct sock_fprog *in, size_t n, struct sock_fprog *out, char *err,
                         size_t errsz)
 {
@@ -372,8 +378,7 @@ static int link_filters(const struct sock_fprog *in, size_t n, struct sock_fprog
             if (BPF_CLASS(in[i].filter[j].code) == BPF_RET &&
                 in[i].filter[j].code != (BPF_RET | BPF_K))
                 return errf(err, errsz, "seccomp: a filter returns a computed value");
-            if (in[i].filter[j].code == (BPF_RET | BPF_K))
-                total += STUB_INSNS;
+            total += needs_stub(in[i].filter[j]) ? STUB_INSNS : 0;
         }
     }
     if (total > BPF_MAXINSNS)
@@ -386,15 +391,18 @@ static int link_filters(const struct sock_fprog *in, size_t n, struct sock_fprog
     f[pc++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_IMM, SECCOMP_RET_ALLOW);
     f[pc++] = (struct sock_filter)BPF_STMT(BPF_ST, SCRATCH);
     for (size_t i = 0; i < n; i++) {
-        size_t start = pc, nstubs = 0;
+        size_t nstubs = 0;
         for (unsigned j = 0; j < in[i].len; j++)
-            nstubs += in[i].filter[j].code == (BPF_RET | BPF_K);
-        size_t stubs = start + in[i].len, next = stubs + nstubs * STUB_INSNS;
-        size_t s = stubs;
+            nstubs += needs_stub(in[i].filter[j]);
+        size_t s = pc + in[i].len, next = s + nstubs * STUB_INSNS;
         for (unsigned j = 0; j < in[i].len; j++, pc++) {
             struct sock_filter ins = in[i].filter[j];
             if (ins.code != (BPF_RET | BPF_K)) {
                 f[pc] = ins;
+                continue;
+            }
+            if (!needs_stub(ins)) {
+                f[pc] = (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, (uint32_t)(next - pc - 1));
                 continue;
             }
             uint32_t k = ins.k;
