@@ -131,6 +131,16 @@ class Limits(CellTest):
         self.assertEqual((r.meta or {}).get("status"), "timeout", r)
         self.assertEqual(processes_with(mark), [])
 
+    def test_stopped_cell_still_times_out(self):
+        # A command that stops itself (SIGSTOP) with a child behind it must still end at the
+        # timeout, and the stopped processes must go too.
+        mark = marker("stop")
+        r = self.cell(["/bin/sh", "-c", "sleep 300 & kill -STOP $$; echo resumed", mark], opts=["--timeout", "1"],
+                      timeout=20)
+        self.assertEqual(r.rc, 124, r)
+        self.assertLess(r.wall_s, 6, r)
+        self.assertNotIn("resumed", r.out)
+
     def test_rlimits(self):
         r = self.cell(["/bin/cat", "/proc/self/limits"])
         core = [ln for ln in r.out.splitlines() if ln.startswith("Max core file size")]
