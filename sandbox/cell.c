@@ -506,6 +506,14 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         ca.cgroup = (uint64_t)c->cg.dir_fd;
     }
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0 && c->cg.version == 2) {
+        /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
+         * without a cgroup, the limits fall back to rlimits. */
+        cgroup_destroy(&c->cg);
+        ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+        ca.cgroup = 0;
+        pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    }
     if (pid == 0) {
         (void)close(sp[0]);
         struct cell_child ctx = {.cfg = cfg,

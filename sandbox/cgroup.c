@@ -102,6 +102,10 @@ static int own_path(const char *key, char *out, size_t outsz)
     return -1;
 }
 
+/* How long removal waits for the last tasks to be reaped: short in line, long in the janitor
+ * (a pid 1 orphaned by a SIGKILLed agentbox is reaped by the host's init, in its own time). */
+static int rm_wait_ms = 200;
+
 static void rm_cgroup(const char *path, int version)
 {
     if (version == 2)
@@ -114,7 +118,7 @@ static void rm_cgroup(const char *path, int version)
                     (void)kill(atoi(l), SIGKILL);
     }
     /* Tasks leave the cgroup only once fully reaped; a short retry covers that. */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < rm_wait_ms; i++) {
         if (rmdir(path) == 0 || errno == ENOENT)
             break;
         if (errno != EBUSY)
@@ -210,6 +214,10 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     /* Fails with EBUSY when base holds processes (the no-internal-process rule); then the
      * parent must be delegated with AGENTBOX_CGROUP. Already-enabled is fine. */
     (void)put(base, "cgroup.subtree_control", enable);
+    char on[512];
+    if (get(base, "cgroup.subtree_control", on, sizeof(on)) < 0 ||
+        (want_mem && !has_word(on, "memory")) || (want_pids && !has_word(on, "pids")))
+        return false;
     sweep(parent, 2, slot);
     if (fresh(parent, enable, slot, 2, cg->path, sizeof(cg->path)) < 0)
         return false;
@@ -218,6 +226,7 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
         cg->memory = put(cg->path, "memory.max", v) == 0;
         (void)put(cg->path, "memory.swap.max", "0");
+        (void)put(cg->path, "memory.oom.group", "1"); /* an OOM kill takes the whole cell */
     }
     if (want_pids) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
@@ -355,6 +364,7 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
             ;
         struct cell_cgroup copy = *cg;
         copy.dir_fd = -1;
+        rm_wait_ms = 10000;
         cgroup_destroy(&copy);
         _exit(0);
     }
