@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <linux/sched.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <errno.h>
@@ -298,14 +299,34 @@ void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *
         (void)try_v1(cg, slot, lim);
 }
 
-int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz)
+static int enter(const char *dir)
 {
-    char v[32];
-    snprintf(v, sizeof(v), "%d", (int)pid);
-    if (cg->version == 1 && cg->memory && put(cg->path, "cgroup.procs", v) < 0)
-        return errf(err, errsz, "memory cgroup: %s", strerror(errno));
-    if (cg->version == 1 && cg->pids && put(cg->pids_path, "cgroup.procs", v) < 0)
-        return errf(err, errsz, "pids cgroup: %s", strerror(errno));
+    char path[640];
+    snprintf(path, sizeof(path), "%s/tasks", dir);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, "0", 1);
+    int e = errno;
+    if (close(fd) < 0 && n == 1)
+        return -1;
+    errno = e;
+    return n == 1 ? 0 : -1;
+}
+
+int cgroup_enter(struct cell_child *ctx)
+{
+    const struct cell_cgroup *cg = ctx->cg;
+    if (cg->version != 1)
+        return 0;
+    if (cg->memory && enter(cg->path) < 0)
+        return CHILD_FAIL(ctx, "enter memory cgroup");
+    if (cg->pids && enter(cg->pids_path) < 0)
+        return CHILD_FAIL(ctx, "enter pids cgroup");
+    /* The cgroup namespace made at clone is rooted at the parent's cgroups: a new one, rooted
+     * here, hides the host's cgroup paths from the cell. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        return CHILD_FAIL(ctx, "cgroup namespace");
     return 0;
 }
 
@@ -378,19 +399,44 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
     return 0;
 }
 
+/* Janitors told to stop are reaped later, without waiting: waking one and waiting for its
+ * exit would put a scheduling round trip on every cell's critical path. */
+#define JANITORS_PENDING_MAX 64
+static int pending[JANITORS_PENDING_MAX];
+static size_t npending;
+
+static void reap_pending(bool block_oldest)
+{
+    bool block = block_oldest;
+    for (size_t i = 0; i < npending;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        int flags = WEXITED | __WALL | (block ? 0 : WNOHANG);
+        block = false;
+        long r = syscall(SYS_waitid, P_PIDFD, pending[i], &si, flags, NULL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 && si.si_pid == 0) {
+            i++; /* still running */
+            continue;
+        }
+        (void)close(pending[i]);
+        pending[i] = pending[--npending];
+    }
+}
+
 static void janitor_stop(struct cell_cgroup *cg)
 {
     if (cg->janitor_fd >= 0)
-        (void)close(cg->janitor_fd);
+        (void)close(cg->janitor_fd); /* EOF: it finds nothing left and exits */
     cg->janitor_fd = -1;
     if (cg->janitor_pidfd >= 0) {
-        siginfo_t si;
-        while (syscall(SYS_waitid, P_PIDFD, cg->janitor_pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
-               errno == EINTR)
-            ;
-        (void)close(cg->janitor_pidfd);
+        if (npending == JANITORS_PENDING_MAX)
+            reap_pending(true);
+        pending[npending++] = cg->janitor_pidfd;
     }
     cg->janitor_pidfd = -1;
+    reap_pending(false);
 }
 
 void cgroup_destroy(struct cell_cgroup *cg)
