@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -128,6 +129,19 @@ static int arrange_fds(struct cell_child *ctx)
         if (dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
             dup2(errfd >= 0 ? errfd : null, 2) < 0)
             return CHILD_FAIL(ctx, "dup stdio");
+    }
+    /* A directory passed as stdio (`agentbox exec ... < DIR`) would be a handle on the host's
+     * file system, outside every namespace: openat() and ".." from it reach anything (the
+     * CVE-2024-21626 shape). Such an fd, or a closed one, becomes /dev/null. */
+    for (int fd = 0; fd <= 2; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+            continue;
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, fd) < 0)
+            return CHILD_FAIL(ctx, "stdio /dev/null");
+        if (null != fd)
+            (void)close(null);
     }
     int next = 3;
     if (ch >= 0) {
