@@ -8,7 +8,7 @@ import os
 
 from .errors import (AgentboxConnectionError, AgentboxProtocolError, server_error)
 
-DEFAULT_SOCKET = "/run/agentbox/agentbox.sock"
+DEFAULT_SOCKET = "/run/agentbox-api/agentbox.sock"
 # A reply line can carry a whole result (diff and all); the server bounds results at 256 MB.
 REPLY_MAX_BYTES = 300 * 1024 * 1024
 
