@@ -369,3 +369,42 @@ class Help(BatchTestCase):
         self.assertEqual(p.returncode, 0)
         for opt in ("--jobs", "--out", "--shard", "--resume", "--junit", "--replay", "--events-dir"):
             self.assertIn(opt, p.stdout)
+
+
+class Progress(BatchTestCase):
+    def test_progress_bar_on_a_terminal_counts_tokens(self):
+        import pty
+        import subprocess
+        def steps(seconds):
+            return [{"tool_calls": [call("execute_bash", command=f"sleep {seconds}")]},
+                    {"tool_calls": [call("finish", message="fine")]}]
+        # one conversation per task (the fake consumes a conversation globally); the tasks
+        # end one after the other, so the bar shows partial states
+        self.serve({f"ok{i}": steps(0.3 + 0.9 * i) for i in range(3)})
+        path = self.batch_file([task(f"p{i}", prompt=f"[conv:ok{i}] go") for i in range(3)])
+        master, slave = pty.openpty()
+        p = subprocess.Popen(self.argv(path, "--jobs", "3", replay=False), env=self.env(live=True),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+        self.procs.append(p)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        self.assertEqual(p.wait(60), 0)
+        text = b"".join(chunks).decode(errors="replace")
+        self.assertIn("\r\x1b[K[", text)            # redrawn in place
+        self.assertIn("running", text)
+        self.assertRegex(text, r"1/3 done, 0 failed, 2 running, ETA \d+s, [1-9]\d* tok")
+        self.assertRegex(text, r"2/3 done, 0 failed, 1 running, ETA \d+s, [1-9]\d* tok")
+        self.assertIn("3 tasks: 3 succeeded", text)
+        # the fake reports 19 tokens and $0.0000123 per reply: 2 replies x 3 tasks
+        self.assertIn("114 tokens", text)
+        self.assertIn("$0.0001", text)
+        self.assertNotIn("[1/3]", text)             # per-task lines are for logs, not terminals
