@@ -38,6 +38,8 @@
 #define AGENT_OUTPUT_FILE_BYTES  (32u << 20)
 #define AGENT_OUTPUT_TOTAL_BYTES (128u << 20)
 #define AGENT_MANIFEST_FILES     10000
+#define AGENT_OUTPUT_FILES       1000
+#define AGENT_DIFF_TIMEOUT_S     20.0
 #define AGENT_MANIFEST_BYTES     (1ull << 30)
 #define AGENT_SEED_SNAPSHOT      "/tmp/.agentbox-seed"
 
@@ -69,8 +71,9 @@ struct agent {
     struct stuck stuck;
     unsigned iterations;
     unsigned llm_id;
-    const char *end;   /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
-    char *output;      /* the final message */
+    const char
+        *end; /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
+    char *output; /* the final message */
     char error[512];
 };
 
@@ -92,14 +95,14 @@ static char *clip(const char *s, size_t max)
     size_t n = strlen(s);
     if (n <= max)
         return strdup(s);
-    char *out = malloc(max + 32);
+    char *out = malloc(max + 48);
     if (!out)
         return NULL;
     /* cut at a UTF-8 boundary so the event stays valid JSON text */
     while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
         max--;
     memcpy(out, s, max);
-    snprintf(out + max, 32, "... [%zu more bytes]", n - max);
+    snprintf(out + max, 48, "... [%zu more bytes]", n - max);
     return out;
 }
 
@@ -172,8 +175,7 @@ static int write_seed_files(const cJSON *files, const char *root, char *err, siz
                 return errf(err, errsz, "mkdir %s: %s", path, strerror(errno));
             *p = '/';
         }
-        cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                                 0644);
+        cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0 || write_all(fd, f->valuestring, strlen(f->valuestring)) < 0)
             return errf(err, errsz, "write %s: %s", path, strerror(errno));
     }
@@ -437,8 +439,7 @@ static void loop(struct agent *a)
                 cJSON_AddStringToObject(sev, "kind", "monologue");
                 send_event(a, "stuck", sev);
                 snprintf(a->error, sizeof(a->error),
-                         "stuck: %d replies in a row without a tool call",
-                         STUCK_MONOLOGUE_STEPS);
+                         "stuck: %d replies in a row without a tool call", STUCK_MONOLOGUE_STEPS);
                 end_with(a, "stuck", text);
             } else {
                 (void)history_add_user(a->hist, nudge_text);
@@ -476,8 +477,7 @@ static void loop(struct agent *a)
             return;
         }
         if (a->iterations >= a->max_iterations) {
-            snprintf(a->error, sizeof(a->error), "reached max_iterations (%u)",
-                     a->max_iterations);
+            snprintf(a->error, sizeof(a->error), "reached max_iterations (%u)", a->max_iterations);
             end_with(a, "max_iterations", "");
             return;
         }
@@ -492,18 +492,19 @@ static void send_outputs(struct agent *a)
     if (cJSON_GetArraySize(pats) == 0)
         return;
     const char *globs[TASK_OUTPUTS_MAX + 1] = {0};
-    int n = 0;
+    size_t n = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, pats)
     {
         if (cJSON_IsString(p) && n < TASK_OUTPUTS_MAX)
             globs[n++] = p->valuestring;
     }
-    struct wsd_outputs outs = {0};
-    if (wsd_collect_outputs(CELL_WORKSPACE, globs, n, AGENT_OUTPUT_FILE_BYTES,
-                            AGENT_OUTPUT_TOTAL_BYTES, &outs) < 0)
+    struct wsdiff_outputs outs = {0};
+    char err[ERR_MSG_MAX];
+    if (wsdiff_outputs(CELL_WORKSPACE, globs, n, AGENT_OUTPUT_FILES, AGENT_OUTPUT_TOTAL_BYTES,
+                       &outs, err, sizeof(err)) < 0)
         return;
-    for (size_t i = 0; i < outs.count; i++) {
+    for (size_t i = 0; i < outs.n; i++) {
         char path[4200];
         snprintf(path, sizeof(path), "%s/%s", CELL_WORKSPACE, outs.files[i].path);
         cleanup_free char *data = NULL;
@@ -514,7 +515,7 @@ static void send_outputs(struct agent *a)
         cJSON_AddStringToObject(h, "path", outs.files[i].path);
         (void)channel_send_type(a->chan, "output", h, data, len);
     }
-    wsd_outputs_free(&outs);
+    wsdiff_outputs_free(&outs);
 }
 
 static void send_result(struct agent *a, const char *seed)
@@ -525,15 +526,19 @@ static void send_result(struct agent *a, const char *seed)
     cJSON_AddNumberToObject(h, "iterations", a->iterations);
     if (a->error[0])
         cJSON_AddStringToObject(h, "error", a->error);
-    struct wsd_manifest man = {0};
-    struct wsd_limits lim = {.max_files = AGENT_MANIFEST_FILES,
-                             .max_hash_bytes = AGENT_MANIFEST_BYTES};
-    if (wsd_manifest(seed, CELL_WORKSPACE, &lim, &man) == 0) {
-        cJSON_AddItemToObject(h, "files", wsd_manifest_to_json(&man));
-        wsd_manifest_free(&man);
+    struct wsdiff_manifest man = {0};
+    struct wsdiff_limits lim = {.max_files = AGENT_MANIFEST_FILES,
+                                .max_hash_bytes = AGENT_MANIFEST_BYTES};
+    char err[ERR_MSG_MAX];
+    if (wsdiff_manifest(seed, CELL_WORKSPACE, &lim, &man, err, sizeof(err)) == 0) {
+        cJSON_AddItemToObject(h, "files", wsdiff_manifest_json(&man));
+        wsdiff_manifest_free(&man);
     }
     cleanup_free char *diff = NULL;
-    if (wsd_diff(seed, CELL_WORKSPACE, AGENT_RESULT_DIFF_BYTES, &diff) == 0 && diff)
+    bool truncated = false;
+    if (wsdiff_unified(seed, CELL_WORKSPACE, AGENT_RESULT_DIFF_BYTES, AGENT_DIFF_TIMEOUT_S, NULL,
+                       &diff, &truncated, err, sizeof(err)) == 0 &&
+        diff)
         cJSON_AddStringToObject(h, "diff", diff);
     send_outputs(a);
     (void)channel_send_type(a->chan, "result", h, NULL, 0);
@@ -570,18 +575,21 @@ int cmd_internal_agent(int argc, char **argv)
     a.deadline = monotonic_s() + (cJSON_IsNumber(v) ? v->valuedouble : 300.0);
     a.native_tools = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "native_tools"));
     v = cJSON_GetObjectItemCaseSensitive(t, "context_tokens");
-    a.context_tokens = cJSON_IsNumber(v) && v->valuedouble >= 1024 ? (unsigned long)v->valuedouble
-                                                                   : 32768;
+    a.context_tokens =
+        cJSON_IsNumber(v) && v->valuedouble >= 1024 ? (unsigned long)v->valuedouble : 32768;
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(t, "prompt");
 
     char err[ERR_MSG_MAX] = "";
     const char *seed = prepare_seed(&a, err, sizeof(err));
     if (err[0]) {
-        snprintf(a.error, sizeof(a.error), "seeding the workspace: %s", err);
+        snprintf(a.error, sizeof(a.error), "seeding the workspace: %.400s", err);
         end_with(&a, "error", "");
     }
     a.hist = history_new();
-    struct tool_bash_opts bo = {.cwd = CELL_WORKSPACE, .tmp_dir = "/tmp", .cancel = &cancel_flag};
+    struct tool_bash_opts bo = {.cwd = CELL_WORKSPACE,
+                                .tmp_dir = "/tmp",
+                                .cancel = &cancel_flag,
+                                .task_deadline_s = a.deadline};
     a.tools = tools_new(&bo);
     stuck_reset(&a.stuck);
     if (!a.hist || !a.tools || !cJSON_IsString(prompt)) {

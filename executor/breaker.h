@@ -9,20 +9,20 @@
 enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 
 struct breaker_params {
-    unsigned failure_threshold;  /* consecutive failures that open it (seed: 5) */
-    double open_s;               /* how long it stays open (seed: 60) */
-    unsigned half_open_calls;    /* probes allowed while half-open (seed: 3) */
-    unsigned success_threshold;  /* probe successes that close it (seed: 2) */
+    unsigned failure_threshold; /* consecutive failures that open it (seed: 5) */
+    double open_s;              /* how long it stays open (seed: 60) */
+    unsigned half_open_calls;   /* probes allowed while half-open (seed: 3) */
+    unsigned success_threshold; /* probe successes that close it (seed: 2) */
 };
 
 struct breaker {
     struct breaker_params p;
     enum breaker_state state;
-    unsigned failures;   /* consecutive, while closed */
-    unsigned probes;     /* admitted while half-open */
-    unsigned successes;  /* while half-open */
+    unsigned failures;  /* consecutive, while closed */
+    unsigned probes;    /* admitted while half-open */
+    unsigned successes; /* while half-open */
     double opened_at;
-    unsigned trips;      /* times it opened */
+    unsigned trips; /* times it opened */
 };
 
 void breaker_init(struct breaker *b, const struct breaker_params *p);

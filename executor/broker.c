@@ -49,8 +49,7 @@ const char *broker_replay_path(const struct broker *b)
     return b->replay_path;
 }
 
-int broker_new_live(const struct agentbox_config *cfg, struct broker **out, char *err,
-                    size_t errsz)
+int broker_new_live(const struct agentbox_config *cfg, struct broker **out, char *err, size_t errsz)
 {
     struct broker *b = calloc(1, sizeof(*b));
     if (!b)
@@ -214,8 +213,8 @@ static cJSON *live_body(const struct broker_call *call, const struct broker *b)
     return body;
 }
 
-int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn done,
-                void *opaque, char *err, size_t errsz)
+int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn done, void *opaque,
+                char *err, size_t errsz)
 {
     if (!b->replies) {
         struct live_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -300,6 +299,8 @@ int broker_step(struct broker *b)
         return llm_client_step(b->llm, 0);
     /* fire what was queued before this step; callbacks may queue more for the next one */
     size_t n = b->npending;
+    if (n == 0)
+        return 0;
     struct pending *batch = malloc((n ? n : 1) * sizeof(*batch));
     if (!batch)
         return -1;

@@ -19,11 +19,11 @@ struct broker;
 struct broker_call {
     const char *task_id;
     struct event_log *events;
-    const cJSON *messages;       /* borrowed; validated by the caller */
-    bool native_tools;           /* send the tool schemas (else they are in the prompt) */
-    const char *const *models;   /* primary then fallbacks, NULL-terminated */
-    unsigned max_tokens;         /* per reply */
-    double deadline_mono;        /* the task's deadline */
+    const cJSON *messages;     /* borrowed; validated by the caller */
+    bool native_tools;         /* send the tool schemas (else they are in the prompt) */
+    const char *const *models; /* primary then fallbacks, NULL-terminated */
+    unsigned max_tokens;       /* per reply */
+    double deadline_mono;      /* the task's deadline */
 };
 
 /* The outcome handed to the done callback (owned by the callee) is a JSON object:
@@ -43,8 +43,8 @@ bool broker_is_replay(const struct broker *b);
 const char *broker_replay_path(const struct broker *b);
 
 /* done fires exactly once, always from broker_step, never from inside broker_call. */
-int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn done,
-                void *opaque, char *err, size_t errsz);
+int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn done, void *opaque,
+                char *err, size_t errsz);
 void broker_cancel_task(struct broker *b, const char *task_id);
 int broker_poll_fds(struct broker *b, struct pollfd *fds, int max);
 long broker_timeout_ms(struct broker *b); /* -1: nothing pending */

@@ -46,8 +46,8 @@ int catalog_load(struct catalog *cat, const char *path, char *err, size_t errsz)
     if (!cJSON_IsObject(root))
         return errf(err, errsz, "%s: not a JSON object", path);
     char e2[ERR_MSG_MAX];
-    if (copy_field(root, "catalog", "default", false, cat->default_name,
-                   sizeof(cat->default_name), e2, sizeof(e2)) < 0)
+    if (copy_field(root, "catalog", "default", false, cat->default_name, sizeof(cat->default_name),
+                   e2, sizeof(e2)) < 0)
         return errf(err, errsz, "%s: %s", path, e2);
     const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
     if (!cJSON_IsArray(models))
@@ -61,8 +61,8 @@ int catalog_load(struct catalog *cat, const char *path, char *err, size_t errsz)
             return errf(err, errsz, "%s: more than %d models", path, CATALOG_MODELS_MAX);
         if (!cJSON_IsObject(m))
             return errf(err, errsz, "%s: %s: expected an object", path, ctx);
-        static const char *const keys[] = {"name",  "id",    "context_length", "tool_calls",
-                                           "free",  "notes", NULL};
+        static const char *const keys[] = {"name",  "id", "context_length", "tool_calls", "free",
+                                           "notes", NULL};
         struct catalog_model *cm = &cat->models[cat->n];
         uint64_t ctxlen = 0;
         bool tools = false, free_ = false;
@@ -116,8 +116,8 @@ static int add(char out[][CONFIG_MODEL_MAX], int n, int max, const char *id)
 }
 
 int catalog_model_chain(const struct catalog *cat, const struct agentbox_config *cfg,
-                        const char *primary, const char *const *extra,
-                        char out[][CONFIG_MODEL_MAX], int max)
+                        const char *primary, const char *const *extra, char out[][CONFIG_MODEL_MAX],
+                        int max)
 {
     int n = add(out, 0, max, catalog_resolve(cat, primary ? primary : cfg->model));
     for (int i = 0; extra && extra[i]; i++)

@@ -9,9 +9,9 @@
 
 #include "config.h"
 
-#define CATALOG_MODELS_MAX   32
-#define CATALOG_FILE_MAX     (256 * 1024)
-#define CATALOG_CHAIN_MAX    16
+#define CATALOG_MODELS_MAX 32
+#define CATALOG_FILE_MAX   (256 * 1024)
+#define CATALOG_CHAIN_MAX  16
 
 struct catalog_model {
     char name[64];
@@ -41,7 +41,7 @@ const char *catalog_resolve(const struct catalog *cat, const char *name_or_id);
  * OPENHANDS_FALLBACK_MODELS, then (if cfg->catalog_fallback) the catalog's tool-calling
  * presets. Returns the count (at most max). cat may be NULL. */
 int catalog_model_chain(const struct catalog *cat, const struct agentbox_config *cfg,
-                        const char *primary, const char *const *extra,
-                        char out[][CONFIG_MODEL_MAX], int max);
+                        const char *primary, const char *const *extra, char out[][CONFIG_MODEL_MAX],
+                        int max);
 
 #endif

@@ -121,16 +121,15 @@ static int finish_frame(struct channel_reader *r, struct channel_msg *msg)
     msg->header = h;
     msg->type = t->valuestring;
     if (r->plen) {
-        msg->payload = malloc((size_t)r->plen + 1);
-        if (!msg->payload) {
-            channel_msg_clear(msg);
-            return -1;
-        }
-        memcpy(msg->payload, r->buf + r->hlen, r->plen);
-        msg->payload[r->plen] = '\0';
+        /* hand the frame buffer over instead of copying a payload that may be megabytes:
+         * the payload becomes the buffer's start (a move within it, no new allocation) */
+        memmove(r->buf, r->buf + r->hlen, r->plen);
+        r->buf[r->plen] = '\0';
+        msg->payload = r->buf;
         msg->payload_len = r->plen;
+    } else {
+        free(r->buf);
     }
-    free(r->buf);
     r->buf = NULL;
     r->head_got = r->got = 0;
     return 1;

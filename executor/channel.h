@@ -24,9 +24,9 @@
 #define CHANNEL_PAYLOAD_MAX_BYTES (64u << 20)
 
 struct channel_msg {
-    cJSON *header;   /* owned */
+    cJSON *header;    /* owned */
     const char *type; /* header.t, points into header */
-    char *payload;   /* owned, NUL-terminated, may be NULL */
+    char *payload;    /* owned, NUL-terminated, may be NULL */
     size_t payload_len;
 };
 

@@ -211,12 +211,12 @@ static cJSON *build_body(const char *body_file, const char *prompt, long max_tok
 int cmd_llm(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},  {"fallback", required_argument, NULL, 'f'},
-        {"stream", no_argument, NULL, 's'},       {"max-tokens", required_argument, NULL, 'M'},
-        {"events", required_argument, NULL, 'e'}, {"body", required_argument, NULL, 'b'},
-        {"count", required_argument, NULL, 'n'},  {"parallel", required_argument, NULL, 'p'},
+        {"model", required_argument, NULL, 'm'},   {"fallback", required_argument, NULL, 'f'},
+        {"stream", no_argument, NULL, 's'},        {"max-tokens", required_argument, NULL, 'M'},
+        {"events", required_argument, NULL, 'e'},  {"body", required_argument, NULL, 'b'},
+        {"count", required_argument, NULL, 'n'},   {"parallel", required_argument, NULL, 'p'},
         {"timeout", required_argument, NULL, 't'}, {"no-catalog", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *model = NULL, *events = NULL, *body_file = NULL;
     const char *fallbacks[LLM_FALLBACK_ARGS_MAX + 1] = {0};
@@ -295,6 +295,7 @@ int cmd_llm(int argc, char **argv)
         fprintf(stderr, "agentbox llm: %s\n", err);
         return EXIT_USAGE;
     }
+    config_scrub_env(); /* the key lives in cfg only from here on */
     if (no_catalog)
         cfg.catalog_fallback = false;
     if (timeout_s < 0)
@@ -420,15 +421,13 @@ int cmd_llm(int argc, char **argv)
             cJSON_AddNumberToObject(j, "retries", (double)L.retries);
             cJSON_AddNumberToObject(j, "fallbacks", (double)L.fallbacks);
             cJSON_AddNumberToObject(j, "calls_with_retries", (double)L.with_retries);
-            cJSON_AddNumberToObject(j, "retry_success_rate",
-                                    L.with_retries ? (double)L.with_retries_ok /
-                                                         (double)L.with_retries
-                                                   : 1.0);
+            cJSON_AddNumberToObject(
+                j, "retry_success_rate",
+                L.with_retries ? (double)L.with_retries_ok / (double)L.with_retries : 1.0);
             cJSON_AddNumberToObject(j, "calls_with_fallback", (double)L.with_fallback);
-            cJSON_AddNumberToObject(j, "fallback_success_rate",
-                                    L.with_fallback ? (double)L.with_fallback_ok /
-                                                          (double)L.with_fallback
-                                                    : 1.0);
+            cJSON_AddNumberToObject(
+                j, "fallback_success_rate",
+                L.with_fallback ? (double)L.with_fallback_ok / (double)L.with_fallback : 1.0);
             cJSON_AddNumberToObject(j, "breaker_trips", (double)st.breaker_trips);
             cJSON_AddNumberToObject(j, "http_requests", (double)st.http_requests);
             cJSON_AddNumberToObject(j, "median_ms", percentile(L.lat_ms, n, 0.5));

@@ -162,8 +162,8 @@ static int refresh(const struct catalog *cat, const struct agentbox_config *cfg,
         if (cJSON_IsNumber(cl))
             cJSON_AddNumberToObject(j, "upstream_context_length", cl->valuedouble);
         if (!as_json)
-            printf("%-22s %-42s %-12s %-5s %.0f\n", m->name, m->id,
-                   t_m ? "yes" : "NOT LISTED", t_m ? (is_free(t_m) ? "yes" : "no") : "-",
+            printf("%-22s %-42s %-12s %-5s %.0f\n", m->name, m->id, t_m ? "yes" : "NOT LISTED",
+                   t_m ? (is_free(t_m) ? "yes" : "no") : "-",
                    cJSON_IsNumber(cl) ? cl->valuedouble : 0.0);
         cJSON_AddItemToArray(arr, j);
     }
@@ -186,7 +186,8 @@ static int refresh(const struct catalog *cat, const struct agentbox_config *cfg,
     } else if (ns) {
         printf("\nfree models that take tools (first %d):\n", ns);
         const cJSON *s;
-        cJSON_ArrayForEach(s, sugg) printf("  %s\n", s->valuestring);
+        for (s = sugg ? sugg->child : NULL; s; s = s->next)
+            printf("  %s\n", s->valuestring);
     }
     return 0;
 }
@@ -231,6 +232,7 @@ int cmd_models(int argc, char **argv)
         fprintf(stderr, "agentbox models: %s\n", err);
         return EXIT_USAGE;
     }
+    config_scrub_env(); /* the key lives in cfg only from here on */
     struct catalog *cat = calloc(1, sizeof(*cat));
     int rc = EXIT_USAGE;
     if (!cat) {

@@ -68,9 +68,28 @@ struct run_args {
 
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
-    enum { O_TASK = 256, O_ID, O_MODEL, O_FALLBACK, O_MAXIT, O_TIMEOUT, O_POLICY, O_DISK,
-           O_INODES, O_MEMORY, O_PIDS, O_CPU, O_WSFROM, O_NETWORK, O_OUTPUT, O_EVENTS, O_META,
-           O_REPLAY, O_QUIET, O_HELP };
+    enum {
+        O_TASK = 256,
+        O_ID,
+        O_MODEL,
+        O_FALLBACK,
+        O_MAXIT,
+        O_TIMEOUT,
+        O_POLICY,
+        O_DISK,
+        O_INODES,
+        O_MEMORY,
+        O_PIDS,
+        O_CPU,
+        O_WSFROM,
+        O_NETWORK,
+        O_OUTPUT,
+        O_EVENTS,
+        O_META,
+        O_REPLAY,
+        O_QUIET,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"task-file", required_argument, 0, O_TASK},
         {"id", required_argument, 0, O_ID},
@@ -97,11 +116,17 @@ static int parse_args(int argc, char **argv, struct run_args *a)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_TASK: a->task_file = optarg; break;
-        case O_ID: a->id = optarg; break;
-        case O_MODEL: a->model = optarg; break;
+        case O_TASK:
+            a->task_file = optarg;
+            break;
+        case O_ID:
+            a->id = optarg;
+            break;
+        case O_MODEL:
+            a->model = optarg;
+            break;
         case O_FALLBACK:
             if (a->nfallbacks >= TASK_MODELS_MAX) {
                 fprintf(stderr, "agentbox run: at most %d --fallback-model\n", TASK_MODELS_MAX);
@@ -109,16 +134,36 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             }
             a->fallbacks[a->nfallbacks++] = optarg;
             break;
-        case O_MAXIT: a->max_iter = optarg; break;
-        case O_TIMEOUT: a->timeout = optarg; break;
-        case O_POLICY: a->policy = optarg; break;
-        case O_DISK: a->disk = optarg; break;
-        case O_INODES: a->inodes = optarg; break;
-        case O_MEMORY: a->memory = optarg; break;
-        case O_PIDS: a->pids = optarg; break;
-        case O_CPU: a->cpu = optarg; break;
-        case O_WSFROM: a->workspace_from = optarg; break;
-        case O_NETWORK: a->network = optarg; break;
+        case O_MAXIT:
+            a->max_iter = optarg;
+            break;
+        case O_TIMEOUT:
+            a->timeout = optarg;
+            break;
+        case O_POLICY:
+            a->policy = optarg;
+            break;
+        case O_DISK:
+            a->disk = optarg;
+            break;
+        case O_INODES:
+            a->inodes = optarg;
+            break;
+        case O_MEMORY:
+            a->memory = optarg;
+            break;
+        case O_PIDS:
+            a->pids = optarg;
+            break;
+        case O_CPU:
+            a->cpu = optarg;
+            break;
+        case O_WSFROM:
+            a->workspace_from = optarg;
+            break;
+        case O_NETWORK:
+            a->network = optarg;
+            break;
         case O_OUTPUT:
             if (a->noutputs >= TASK_OUTPUTS_MAX) {
                 fprintf(stderr, "agentbox run: at most %d --output\n", TASK_OUTPUTS_MAX);
@@ -126,11 +171,21 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             }
             a->outputs[a->noutputs++] = optarg;
             break;
-        case O_EVENTS: a->events = optarg; break;
-        case O_META: a->meta = optarg; break;
-        case O_REPLAY: a->replay = optarg; break;
-        case O_QUIET: a->quiet = true; break;
-        case O_HELP: usage(stdout); return 1;
+        case O_EVENTS:
+            a->events = optarg;
+            break;
+        case O_META:
+            a->meta = optarg;
+            break;
+        case O_REPLAY:
+            a->replay = optarg;
+            break;
+        case O_QUIET:
+            a->quiet = true;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 1;
         default:
             fprintf(stderr, "agentbox run: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
@@ -154,10 +209,10 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 /* Options override the task file: set them as JSON fields, so task_parse checks them all. */
 static int override(cJSON *task, const struct run_args *a, char *err, size_t errsz)
 {
-#define SET(name, item)                                                                        \
-    do {                                                                                       \
-        cJSON_DeleteItemFromObjectCaseSensitive(task, name);                                   \
-        cJSON_AddItemToObject(task, name, item);                                               \
+#define SET(name, item)                                                                            \
+    do {                                                                                           \
+        cJSON_DeleteItemFromObjectCaseSensitive(task, name);                                       \
+        cJSON_AddItemToObject(task, name, item);                                                   \
     } while (0)
     if (a->prompt)
         SET("prompt", cJSON_CreateString(a->prompt));
@@ -199,9 +254,14 @@ static int override(cJSON *task, const struct run_args *a, char *err, size_t err
         cJSON_DeleteItemFromObjectCaseSensitive(task, "limits");
         lim = cJSON_AddObjectToObject(task, "limits");
     }
-    struct { const char *val, *name, *opt; bool size; } lims[] = {
-        {a->disk, "disk", "--disk", true},    {a->memory, "memory", "--memory", true},
-        {a->inodes, "inodes", "--inodes", false}, {a->pids, "pids", "--pids", false},
+    struct {
+        const char *val, *name, *opt;
+        bool size;
+    } lims[] = {
+        {a->disk, "disk", "--disk", true},
+        {a->memory, "memory", "--memory", true},
+        {a->inodes, "inodes", "--inodes", false},
+        {a->pids, "pids", "--pids", false},
     };
     for (size_t i = 0; i < ARRAY_SIZE(lims); i++) {
         if (!lims[i].val)
@@ -241,18 +301,6 @@ static int load_task(const struct run_args *a, struct task *t, char *err, size_t
     if (override(json, a, err, errsz) < 0)
         return -1;
     return task_parse(json, t, err, errsz);
-}
-
-/* The environment's copy of the key is wiped in place, so that /proc/PID/environ of this
- * process and anything it starts never show it; config keeps the only copy. */
-static void scrub_key_from_environment(void)
-{
-    extern char **environ;
-    static const char prefix[] = "OPENROUTER_API_KEY=";
-    for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
-            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
-    (void)unsetenv("OPENROUTER_API_KEY");
 }
 
 static void limits_from_task(struct policy_limits *l, const struct task *t)
@@ -384,7 +432,7 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
-    scrub_key_from_environment();
+    config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
@@ -420,13 +468,15 @@ int cmd_run(int argc, char **argv)
         if (broker_new_replay(a.replay, &b, err, sizeof(err)) < 0)
             goto usage_error;
         if (!a.quiet)
-            fprintf(stderr, "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
-                            "from a model; the tools, the cell and the results are real.\n",
+            fprintf(stderr,
+                    "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
+                    "from a model; the tools, the cell and the results are real.\n",
                     a.replay);
     } else {
         if (!cfg.api_key) {
-            snprintf(err, sizeof(err), "OPENROUTER_API_KEY is not set: set it for a real run, "
-                                       "or pass --replay FILE for an offline one");
+            snprintf(err, sizeof(err),
+                     "OPENROUTER_API_KEY is not set: set it for a real run, "
+                     "or pass --replay FILE for an offline one");
             goto usage_error;
         }
         if (broker_new_live(&cfg, &b, err, sizeof(err)) < 0)
@@ -500,8 +550,7 @@ int cmd_run(int argc, char **argv)
         printf("%s\n", text);
     free(text);
     fflush(stdout);
-    if (a.meta &&
-        write_meta(a.meta, cJSON_GetObjectItemCaseSensitive(res, "sandbox")) < 0)
+    if (a.meta && write_meta(a.meta, cJSON_GetObjectItemCaseSensitive(res, "sandbox")) < 0)
         fprintf(stderr, "agentbox run: --meta %s: %s\n", a.meta, strerror(errno));
     rc = runner_exit_code(r);
     goto out;

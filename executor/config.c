@@ -86,8 +86,7 @@ void config_defaults(struct agentbox_config *cfg)
 
 static int parse_bool(const char *name, const char *v, bool *out, char *err, size_t errsz)
 {
-    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") ||
-        !strcasecmp(v, "on"))
+    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
         *out = true;
     else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") ||
              !strcasecmp(v, "off"))
@@ -102,8 +101,8 @@ static int parse_secs(const char *name, const char *v, double min, double max, d
 {
     double d;
     if (seconds_parse(v, &d) < 0 || d < min || d > max)
-        return errf(err, errsz, "%s: expected seconds between %g and %g, got '%s'", name, min,
-                    max, v);
+        return errf(err, errsz, "%s: expected seconds between %g and %g, got '%s'", name, min, max,
+                    v);
     *out = d;
     return 0;
 }
@@ -125,8 +124,8 @@ static int parse_rate(const char *name, const char *v, double *out, char *err, s
     errno = 0;
     double d = strtod(v, &end);
     if (end == v || *end != '\0' || errno || !isfinite(d) || d < 0 || d > 1e6)
-        return errf(err, errsz, "%s: expected requests per minute (0 = no limit), got '%s'",
-                    name, v);
+        return errf(err, errsz, "%s: expected requests per minute (0 = no limit), got '%s'", name,
+                    v);
     *out = d;
     return 0;
 }
@@ -404,6 +403,14 @@ int config_load(struct agentbox_config *cfg, char *err, size_t errsz)
 fail:
     config_free(cfg);
     return -1;
+}
+
+void config_scrub_env(void)
+{
+    char *v = getenv("OPENROUTER_API_KEY");
+    if (v)
+        explicit_bzero(v, strlen(v));
+    (void)unsetenv("OPENROUTER_API_KEY");
 }
 
 void config_free(struct agentbox_config *cfg)

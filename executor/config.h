@@ -10,25 +10,25 @@
 
 #include "recovery.h"
 
-#define CONFIG_MODEL_MAX       256
-#define CONFIG_URL_MAX         512
-#define CONFIG_FALLBACKS_MAX   8
-#define CONFIG_FILE_MAX_BYTES  (64 * 1024)
-#define CONFIG_DEFAULT_FILE    "agentbox.conf"
+#define CONFIG_MODEL_MAX      256
+#define CONFIG_URL_MAX        512
+#define CONFIG_FALLBACKS_MAX  8
+#define CONFIG_FILE_MAX_BYTES (64 * 1024)
+#define CONFIG_DEFAULT_FILE   "agentbox.conf"
 
 struct agentbox_config {
     char *api_key; /* NULL when unset; malloc'd; wiped by config_free */
     char model[CONFIG_MODEL_MAX];
     char base_url[CONFIG_URL_MAX];
     char workspace_root[CONFIG_URL_MAX];
-    double timeout_s;           /* task wall clock */
+    double timeout_s; /* task wall clock */
     bool circuit_breaker;
     bool fallback_to_mock;
     /* client */
-    double llm_timeout_s;       /* one HTTP attempt */
+    double llm_timeout_s; /* one HTTP attempt */
     double connect_timeout_s;
-    unsigned max_tokens;        /* default max_tokens of a request that sets none */
-    unsigned max_attempts;      /* HTTP attempts per logical call, all models together */
+    unsigned max_tokens;   /* default max_tokens of a request that sets none */
+    unsigned max_attempts; /* HTTP attempts per logical call, all models together */
     double retry_base_s, retry_max_s, retry_after_max_s;
     unsigned breaker_failures, breaker_half_open_calls, breaker_successes;
     double breaker_open_s;
@@ -37,8 +37,8 @@ struct agentbox_config {
     unsigned rate_limit_burst;
     char fallback_models[CONFIG_FALLBACKS_MAX][CONFIG_MODEL_MAX];
     int n_fallback_models;
-    bool catalog_fallback;      /* after the task's fallbacks, try the catalog's presets */
-    unsigned max_connections;   /* total open connections of the process */
+    bool catalog_fallback;    /* after the task's fallbacks, try the catalog's presets */
+    unsigned max_connections; /* total open connections of the process */
     char http_referer[CONFIG_URL_MAX];
     char app_title[CONFIG_MODEL_MAX];
     struct recovery_policy recovery;
@@ -56,6 +56,10 @@ int config_load_file(struct agentbox_config *cfg, const char *path, char *err, s
  * exists), then every known variable set in the environment. Registers the key with
  * log_add_secret. */
 int config_load(struct agentbox_config *cfg, char *err, size_t errsz);
+/* Zeroes OPENROUTER_API_KEY's value in this process's environment and unsets it, so that no
+ * child forked or exec'd later inherits it. Call once, after config_load, in any process
+ * that will start children (the supervisor, `agentbox run`); config keeps its own copy. */
+void config_scrub_env(void);
 /* Wipes and frees the key; forgets it in the log redactor. */
 void config_free(struct agentbox_config *cfg);
 /* Names of every variable config_set accepts, NULL-terminated (docs and tests). */

@@ -11,14 +11,14 @@ static struct curl_api api;
 static int loaded; /* 0 not tried, 1 loaded, -1 failed */
 static char load_err[256];
 
-#define RESOLVE(field, sym)                                                                      \
-    do {                                                                                         \
-        void *p_ = dlsym(h, sym);                                                                \
-        if (!p_) {                                                                               \
-            errf(load_err, sizeof(load_err), "%s: missing symbol %s", CURL_DL_SONAME, sym);      \
-            return -1;                                                                           \
-        }                                                                                        \
-        memcpy(&api.field, &p_, sizeof(p_));                                                     \
+#define RESOLVE(field, sym)                                                                        \
+    do {                                                                                           \
+        void *p_ = dlsym(h, sym);                                                                  \
+        if (!p_) {                                                                                 \
+            errf(load_err, sizeof(load_err), "%s: missing symbol %s", CURL_DL_SONAME, sym);        \
+            return -1;                                                                             \
+        }                                                                                          \
+        memcpy(&api.field, &p_, sizeof(p_));                                                       \
     } while (0)
 
 static int load(void)

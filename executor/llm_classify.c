@@ -241,15 +241,16 @@ void llm_classify(const struct llm_signal *s, struct llm_error_info *o)
         set(o, SDK_ERROR, true);
         struct llm_error_info tmp = {0};
         if (from_error_type(etype, &tmp) && tmp.context_length)
-            *o = (struct llm_error_info){.type = VALIDATION_ERROR, .context_length = true,
+            *o = (struct llm_error_info){.type = VALIDATION_ERROR,
+                                         .context_length = true,
                                          .retry_after_s = o->retry_after_s,
                                          .http_status = s->http_status};
         what = s->midstream ? "error in the middle of a stream" : "error inside a 200 response";
     } else if (s->http_status >= 200 && s->http_status < 300) {
         set(o, SDK_ERROR, true);
-        what = s->body_empty       ? "empty response body"
-               : s->truncated      ? "stream ended before it was complete"
-                                   : "malformed response body";
+        what = s->body_empty  ? "empty response body"
+               : s->truncated ? "stream ended before it was complete"
+                              : "malformed response body";
     } else {
         from_status(s->http_status, err, o);
         /* metadata refines what the status alone cannot say (400 context length, 403

@@ -21,14 +21,14 @@ enum llm_error_type {
 
 /* What one HTTP attempt produced. Fill what is known; zero the rest. */
 struct llm_signal {
-    int curl_code;            /* CURLcode of the transfer; 0 = completed */
-    long http_status;         /* 0 when no response arrived */
-    const cJSON *error;       /* the upstream error object ({"code","message","metadata"}), if any */
-    bool in_200;              /* the error arrived inside a 200 (choices[0].error or top-level) */
-    bool midstream;           /* ... inside an SSE stream */
-    bool body_empty;          /* 2xx with no body */
-    bool body_malformed;      /* 2xx whose body did not parse / had no choices */
-    bool truncated;           /* stream ended without [DONE] or finish_reason */
+    int curl_code;       /* CURLcode of the transfer; 0 = completed */
+    long http_status;    /* 0 when no response arrived */
+    const cJSON *error;  /* the upstream error object ({"code","message","metadata"}), if any */
+    bool in_200;         /* the error arrived inside a 200 (choices[0].error or top-level) */
+    bool midstream;      /* ... inside an SSE stream */
+    bool body_empty;     /* 2xx with no body */
+    bool body_malformed; /* 2xx whose body did not parse / had no choices */
+    bool truncated;      /* stream ended without [DONE] or finish_reason */
     double retry_after_hdr_s; /* Retry-After header in seconds; < 0 when absent */
     const char *detail;       /* extra text for the message (parser or libcurl error) */
 };

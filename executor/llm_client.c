@@ -6,9 +6,11 @@
 #include "llm_client.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backoff.h"
 #include "breaker.h"
@@ -80,7 +82,7 @@ struct llm_client {
     struct llm_client_stats st;
 };
 
-static const char *const status_names[] = {"succeeded", "failed", "escalated",
+static const char *const status_names[] = {"succeeded", "failed",  "escalated",
                                            "mock",      "timeout", "condense"};
 
 const char *llm_status_name(enum llm_status s)
@@ -272,7 +274,8 @@ static void finish_timeout(struct call *k, const char *when)
 {
     char msg[400];
     snprintf(msg, sizeof(msg), "the task's deadline passed %s%s%s", when,
-             k->has_last ? "; last error: " : "", k->has_last ? llm_error_type_name(k->last.type) : "");
+             k->has_last ? "; last error: " : "",
+             k->has_last ? llm_error_type_name(k->last.type) : "");
     set_error(k, TIMEOUT_ERROR, 0, msg);
     finish(k, LLM_TIMEOUT);
 }
@@ -381,6 +384,7 @@ static CURL *get_easy(struct llm_client *c)
 
 static void try_attempt(struct call *k);
 
+/* an admitted half-open probe is given back by release_attempt (via finish) */
 static void attempt_failed_setup(struct call *k, const char *why)
 {
     set_error(k, SDK_ERROR, 0, why);
@@ -407,8 +411,7 @@ static void try_attempt(struct call *k)
         return;
     }
     /* skip models this call gave up on, and models whose breaker is open */
-    while (k->cur < k->nmodels &&
-           (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now))) {
+    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now))) {
         int from = k->cur;
         bool open = !k->dead[k->cur];
         k->cur++;
@@ -469,13 +472,11 @@ static void try_attempt(struct call *k)
     char err[ERR_MSG_MAX];
     k->req = llm_request_body(k->body, model, k->stream, c->cfg.max_tokens, err, sizeof(err));
     if (!k->req) {
-        k->admitted = false;
         attempt_failed_setup(k, err);
         return;
     }
     CURL *h = get_easy(c);
     if (!h) {
-        k->admitted = false;
         attempt_failed_setup(k, "cannot create a libcurl handle");
         return;
     }
@@ -499,24 +500,26 @@ static void try_attempt(struct call *k)
     bad |= cu->easy_setopt(h, CURLOPT_HEADERDATA, k);
     bad |= cu->easy_setopt(h, CURLOPT_PRIVATE, k);
     bad |= cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms < timeout_ms ? connect_ms
-                                                                                  : timeout_ms);
+    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                           connect_ms < timeout_ms ? connect_ms : timeout_ms);
     bad |= cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     /* never follow a redirect: it would carry the Authorization header elsewhere */
     bad |= cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
+     * TLS connection per concurrent call */
+    if (!strncasecmp(c->url, "https://", 8))
+        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
     if (bad) {
         cu->easy_cleanup(h);
-        k->admitted = false;
         attempt_failed_setup(k, "libcurl refused an option");
         return;
     }
     CURLMcode mc = cu->multi_add_handle(c->multi, h);
     if (mc != CURLM_OK) {
         cu->easy_cleanup(h);
-        k->admitted = false;
         attempt_failed_setup(k, cu->multi_strerror(mc));
         return;
     }
@@ -543,27 +546,58 @@ static void try_attempt(struct call *k)
     emit(k, "llm_request", f);
 }
 
-/* an upstream that echoes the key must not get it into a cell, a result or an event */
+bool llm_redact_key_fragments(char *text, const char *key)
+{
+    static const char mark[] = "[REDACTED]";
+    size_t kl = key ? strlen(key) : 0;
+    bool changed = false;
+    if (!text || kl < LLM_KEY_FRAGMENT_MIN)
+        return false;
+    for (size_t g = 0; g + LLM_KEY_FRAGMENT_MIN <= kl; g++) {
+        char *p = text;
+        while ((p = memmem(p, strlen(p), key + g, LLM_KEY_FRAGMENT_MIN))) {
+            size_t len = LLM_KEY_FRAGMENT_MIN, back = 0;
+            while (key[g + len] && p[len] == key[g + len])
+                len++;
+            while (p - back > text && back < g && p[-(ptrdiff_t)back - 1] == key[g - back - 1])
+                back++;
+            char *start = p - back;
+            len += back;
+            memcpy(start, mark, sizeof(mark) - 1);
+            memmove(start + sizeof(mark) - 1, start + len, strlen(start + len) + 1);
+            p = start + sizeof(mark) - 1;
+            changed = true;
+        }
+    }
+    return changed;
+}
+
+/* an upstream that echoes the key (or most of it) must not get it into a cell, a result or
+ * an event */
 static void redact_message(struct llm_client *c, cJSON **msg)
 {
     if (!c->key || !*msg)
         return;
     char *text = cJSON_PrintUnformatted(*msg);
-    if (!text || !strstr(text, c->key)) {
+    if (!text)
+        return;
+    log_redact(text);
+    if (!llm_redact_key_fragments(text, c->key) && !strstr(text, "[REDACTED]")) {
         free(text);
         return;
     }
-    log_redact(text);
     cJSON *clean = cJSON_Parse(text);
     free(text);
+    if (!clean)
+        return;
     cJSON_Delete(*msg);
     *msg = clean;
 }
 
 static bool counts_against_breaker(const struct llm_error_info *e)
 {
-    return e->type == CONNECTION_ERROR || e->type == TIMEOUT_ERROR ||
-           e->type == RATE_LIMIT_ERROR || e->type == SDK_ERROR;
+    return e->type == CONNECTION_ERROR || e->type == TIMEOUT_ERROR || e->type == RATE_LIMIT_ERROR ||
+           e->type == SDK_ERROR;
 }
 
 static void on_success(struct call *k, struct llm_reply *r, long status)
@@ -585,6 +619,7 @@ static void on_success(struct call *k, struct llm_reply *r, long status)
     }
     o->message = steal_pointer(&r->message);
     redact_message(c, &o->message);
+    llm_redact_key_fragments(r->finish_reason, c->key);
     if (r->finish_reason[0])
         o->finish_reason = strdup(r->finish_reason);
     cJSON *f = cJSON_CreateObject();
@@ -619,9 +654,9 @@ static void decide(struct call *k, const struct llm_error_info *e)
         if (f) {
             cJSON_AddStringToObject(f, "model", k->models[k->cur]);
             cJSON_AddStringToObject(f, "error_type", llm_error_type_name(e->type));
-            cJSON_AddStringToObject(f, "strategy", d.action == ACT_CONDENSE
-                                                       ? "CONDENSE"
-                                                       : recovery_strategy_name(d.strategy));
+            cJSON_AddStringToObject(f, "strategy",
+                                    d.action == ACT_CONDENSE ? "CONDENSE"
+                                                             : recovery_strategy_name(d.strategy));
             cJSON_AddNumberToObject(f, "http_status", (double)e->http_status);
             cJSON_AddStringToObject(f, "message", e->message);
             cJSON_AddNumberToObject(f, "attempt", k->out->attempts);
@@ -659,7 +694,7 @@ static void decide(struct call *k, const struct llm_error_info *e)
             make_waiting(k, now);
             return;
         }
-        case ACT_TRIP:
+        case ACT_STOP_MODEL:
             /* this call stops asking the model; whether the model is shut off for every call
              * is the shared breaker's decision (its threshold has counted each failure).
              * Forcing it open here would let two 429s of one call lock out the whole
@@ -693,8 +728,8 @@ static void on_done(struct call *k, CURLcode cc)
     struct llm_client *c = k->c;
     long status = 0;
     (void)c->curl->easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
-    struct llm_signal s = {.curl_code = (int)cc, .http_status = status,
-                           .retry_after_hdr_s = k->retry_after_hdr};
+    struct llm_signal s = {
+        .curl_code = (int)cc, .http_status = status, .retry_after_hdr_s = k->retry_after_hdr};
     struct llm_reply r = {0};
     cJSON *uperr = NULL;
     char perr[ERR_MSG_MAX] = "";
@@ -737,6 +772,7 @@ static void on_done(struct call *k, CURLcode cc)
     struct llm_error_info e;
     llm_classify(&s, &e);
     log_redact(e.message);
+    llm_redact_key_fragments(e.message, c->key);
     llm_reply_free(&r);
     cJSON_Delete(uperr);
     double now = monotonic_s();
@@ -1067,6 +1103,36 @@ int llm_client_step(struct llm_client *c, int timeout_ms)
 void llm_client_get_stats(const struct llm_client *c, struct llm_client_stats *st)
 {
     *st = c->st;
+}
+
+cJSON *llm_client_state_json(const struct llm_client *c)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return NULL;
+    cJSON_AddNumberToObject(j, "http_requests", (double)c->st.http_requests);
+    cJSON_AddNumberToObject(j, "calls_started", (double)c->st.calls_started);
+    cJSON_AddNumberToObject(j, "calls_done", (double)c->st.calls_done);
+    cJSON_AddNumberToObject(j, "pending", c->st.pending);
+    cJSON_AddNumberToObject(j, "in_flight", c->st.in_flight);
+    cJSON_AddNumberToObject(j, "max_in_flight", c->st.max_in_flight);
+    cJSON_AddNumberToObject(j, "breaker_trips", (double)c->st.breaker_trips);
+    cJSON_AddBoolToObject(j, "circuit_breaker", c->cfg.circuit_breaker);
+    cJSON *arr = cJSON_AddArrayToObject(j, "models");
+    for (int i = 0; arr && i < c->nmodels; i++) {
+        const struct model_state *m = &c->models[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddStringToObject(o, "model", m->id);
+        cJSON_AddStringToObject(o, "breaker", breaker_state_name(m->br.state));
+        cJSON_AddNumberToObject(o, "failures", m->br.failures);
+        cJSON_AddNumberToObject(o, "trips", m->br.trips);
+        cJSON_AddNumberToObject(o, "rate_limit_rpm", m->rpm);
+        cJSON_AddNumberToObject(o, "tokens", m->tokens);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return j;
 }
 
 struct sync_slot {

@@ -38,8 +38,8 @@ struct llm_call {
 
 struct llm_outcome {
     enum llm_status status;
-    cJSON *message;        /* the assistant message when OK or MOCK (owned) */
-    char *finish_reason;   /* owned; NULL when none */
+    cJSON *message;                 /* the assistant message when OK or MOCK (owned) */
+    char *finish_reason;            /* owned; NULL when none */
     char model[LLM_MODEL_NAME_MAX]; /* model that answered (or was asked) last */
     char models_tried[LLM_MODELS_TRIED_MAX][LLM_MODEL_NAME_MAX];
     int n_models_tried;
@@ -84,6 +84,17 @@ int llm_client_poll_fds(struct llm_client *c, struct pollfd *fds, int max); /* c
 long llm_client_timeout_ms(struct llm_client *c); /* -1: nothing pending */
 int llm_client_step(struct llm_client *c, int timeout_ms);
 void llm_client_get_stats(const struct llm_client *c, struct llm_client_stats *st);
+/* For health and metrics: {"http_requests","calls_started","calls_done","pending",
+ * "in_flight","max_in_flight","breaker_trips","models":[{"model","breaker","failures",
+ * "trips","rate_limit_rpm","tokens"}]} */
+cJSON *llm_client_state_json(const struct llm_client *c);
+
+/* Replaces every run of LLM_KEY_FRAGMENT_MIN or more consecutive characters of key found
+ * in text (a prefix, the key minus a character, ...) by "[REDACTED]", in place; exact-match
+ * redaction alone would let an upstream that echoes most of the key leak it. Returns true
+ * when something was replaced. */
+#define LLM_KEY_FRAGMENT_MIN 12
+bool llm_redact_key_fragments(char *text, const char *key);
 
 /* Convenience: start one call and step until it is done. */
 int llm_call_sync(struct llm_client *c, const struct llm_call *call, struct llm_outcome **out,

@@ -13,7 +13,7 @@ static double num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     return (cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0) ? v->valuedouble
-                                                                                   : 0;
+                                                                                  : 0;
 }
 
 bool llm_usage_parse(const cJSON *usage, struct llm_usage *u)
@@ -36,11 +36,48 @@ void llm_reply_free(struct llm_reply *r)
     memset(r, 0, sizeof(*r));
 }
 
+size_t llm_json_drop_nul_escapes(char *t, size_t len)
+{
+    size_t r = 0, w = 0;
+    while (r < len) {
+        if (t[r] != '\\') {
+            t[w++] = t[r++];
+            continue;
+        }
+        if (r + 6 <= len && !memcmp(t + r + 1, "u0000", 5)) {
+            r += 6;
+            continue;
+        }
+        t[w++] = t[r++];
+        if (r < len)
+            t[w++] = t[r++];
+    }
+    if (w < len)
+        t[w] = '\0';
+    return w;
+}
+
+/* parses JSON text, first dropping \u0000 escapes (on a copy) when there are any */
+static cJSON *parse_json(const char *body, size_t len)
+{
+    if (!memmem(body, len, "\\u0000", 6))
+        return cJSON_ParseWithLength(body, len);
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    size_t n = llm_json_drop_nul_escapes(copy, len);
+    cJSON *j = cJSON_ParseWithLength(copy, n);
+    free(copy);
+    return j;
+}
+
 cJSON *llm_response_error(const char *body, size_t len)
 {
     if (!body || len == 0 || len > LLM_RESPONSE_MAX_BYTES)
         return NULL;
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    cJSON *root = parse_json(body, len);
     if (!root)
         return NULL;
     cJSON *e = cJSON_DetachItemFromObjectCaseSensitive(root, "error");
@@ -100,7 +137,7 @@ int llm_response_parse(const char *body, size_t len, struct llm_reply *r, char *
         return errf(err, errsz, "empty body");
     if (len > LLM_RESPONSE_MAX_BYTES)
         return errf(err, errsz, "body larger than %u bytes", LLM_RESPONSE_MAX_BYTES);
-    cleanup_json cJSON *root = cJSON_ParseWithLength(body, len);
+    cleanup_json cJSON *root = parse_json(body, len);
     if (!cJSON_IsObject(root))
         return errf(err, errsz, "body is not a JSON object");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -121,7 +158,8 @@ int llm_response_parse(const char *body, size_t len, struct llm_reply *r, char *
         snprintf(r->finish_reason, sizeof(r->finish_reason), "%s", fr->valuestring);
     const cJSON *cerr = cJSON_GetObjectItemCaseSensitive(c0, "error");
     if ((cerr && !cJSON_IsNull(cerr)) || !strcmp(r->finish_reason, "error")) {
-        r->error = cerr && cJSON_IsObject(cerr) ? cJSON_Duplicate(cerr, true) : cJSON_CreateObject();
+        r->error =
+            cerr && cJSON_IsObject(cerr) ? cJSON_Duplicate(cerr, true) : cJSON_CreateObject();
         if (r->error && !cJSON_GetObjectItemCaseSensitive(r->error, "message"))
             cJSON_AddStringToObject(r->error, "message", "finish_reason error");
         return 0;

@@ -35,5 +35,9 @@ cJSON *llm_response_error(const char *body, size_t len);
 /* usage {"prompt_tokens","completion_tokens","total_tokens","cost"} into u; false if absent. */
 bool llm_usage_parse(const cJSON *usage, struct llm_usage *u);
 void llm_reply_free(struct llm_reply *reply);
+/* cJSON ends a string at a decoded NUL, which would silently cut a model's text short: drops
+ * every \u0000 escape from JSON text in place (escape-aware: "\\u0000" is kept). Returns
+ * the new length. */
+size_t llm_json_drop_nul_escapes(char *text, size_t len);
 
 #endif

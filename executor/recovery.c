@@ -32,7 +32,10 @@ static const char *const default_chains[LLM_ERROR_TYPES] = {
     [CONNECTION_ERROR] = "RETRY_WITH_BACKOFF*3,CIRCUIT_BREAK,FALLBACK_MODEL,FALLBACK_MOCK",
     [TIMEOUT_ERROR] = "RETRY*2,FALLBACK_MODEL,FALLBACK_MOCK",
     [AUTHENTICATION_ERROR] = "ESCALATE",
-    [RATE_LIMIT_ERROR] = "RETRY_WITH_BACKOFF*1,FALLBACK_MODEL,CIRCUIT_BREAK,FALLBACK_MOCK",
+    /* the second RETRY_WITH_BACKOFF is reached only on the last model (FALLBACK_MODEL moves
+     * on and restarts the chain): a last resort deserves more than one retry on a 429 */
+    [RATE_LIMIT_ERROR] = "RETRY_WITH_BACKOFF*1,FALLBACK_MODEL,RETRY_WITH_BACKOFF*2,CIRCUIT_BREAK,"
+                         "FALLBACK_MOCK",
     [VALIDATION_ERROR] = "",
     [SDK_ERROR] = "RETRY*2,FALLBACK_MODEL,FALLBACK_MOCK",
     [UNKNOWN_ERROR] = "RETRY_WITH_BACKOFF*1,FALLBACK_MOCK",
@@ -179,7 +182,7 @@ void recovery_next(const struct recovery_policy *p, struct recovery_cursor *cur,
         case CIRCUIT_BREAK:
             cur->step[t]++;
             cur->used[t] = 0;
-            d->action = ACT_TRIP;
+            d->action = ACT_STOP_MODEL;
             d->strategy = CIRCUIT_BREAK;
             return;
         case FALLBACK_MOCK:

@@ -20,8 +20,8 @@ enum recovery_strategy {
     RECOVERY_STRATEGIES /* count */
 };
 
-#define RECOVERY_CHAIN_MAX   8
-#define RECOVERY_REPEAT_MAX  20u
+#define RECOVERY_CHAIN_MAX  8
+#define RECOVERY_REPEAT_MAX 20u
 
 struct recovery_step {
     enum recovery_strategy strategy;
@@ -44,14 +44,14 @@ struct recovery_cursor {
 };
 
 enum recovery_action {
-    ACT_RETRY,        /* same model again (strategy RETRY: no delay; RETRY_WITH_BACKOFF: backoff) */
-    ACT_FALLBACK,     /* next model */
-    ACT_TRIP,         /* CIRCUIT_BREAK: this call stops using the model (the shared breaker
-                         counts the failures and opens at its threshold), then ask again */
-    ACT_MOCK,         /* canned answer, status mock */
-    ACT_ESCALATE,     /* stop; a human must act */
-    ACT_CONDENSE,     /* stop; the caller must shorten the conversation and ask again */
-    ACT_FAIL,         /* chain exhausted */
+    ACT_RETRY,      /* same model again (strategy RETRY: no delay; RETRY_WITH_BACKOFF: backoff) */
+    ACT_FALLBACK,   /* next model */
+    ACT_STOP_MODEL, /* CIRCUIT_BREAK: this call stops using the model (the shared breaker
+                 counts the failures and opens at its threshold), then ask again */
+    ACT_MOCK,       /* canned answer, status mock */
+    ACT_ESCALATE,   /* stop; a human must act */
+    ACT_CONDENSE,   /* stop; the caller must shorten the conversation and ask again */
+    ACT_FAIL,       /* chain exhausted */
 };
 
 struct recovery_decision {

@@ -20,10 +20,10 @@
 #include "log.h"
 #include "util.h"
 
-#define CELL_TEXT_MAX_BYTES  (1u << 20) /* the agent's final message */
-#define CELL_DIFF_MAX_BYTES  (8u << 20)
-#define CELL_FILES_MAX       10000
-#define LLM_MESSAGES_MAX     5000
+#define CELL_TEXT_MAX_BYTES (1u << 20) /* the agent's final message */
+#define CELL_DIFF_MAX_BYTES (8u << 20)
+#define CELL_FILES_MAX      10000
+#define LLM_MESSAGES_MAX    5000
 
 struct runner {
     struct runner_opts o;
@@ -74,8 +74,7 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
         return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
     }
     snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
-    r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                        0600);
+    r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
         return errf(err, errsz, "cannot create %s: %s", r->events_path, strerror(errno));
     if (events_add_fd(r->o.events, r->events_fd) < 0)
@@ -256,8 +255,7 @@ static void reply_llm(struct runner *r, double id, cJSON *outcome)
 static double num_or_zero(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble > 0 ? v->valuedouble
-                                                                               : 0;
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble > 0 ? v->valuedouble : 0;
 }
 
 static void llm_done(void *opaque, cJSON *outcome)
@@ -281,7 +279,12 @@ static void llm_done(void *opaque, cJSON *outcome)
     const cJSON *m;
     cJSON_ArrayForEach(m, tried)
     {
-        if (cJSON_IsString(m))
+        if (!cJSON_IsString(m))
+            continue;
+        /* every model asked, in order; consecutive asks of the same model count once */
+        const cJSON *last =
+            cJSON_GetArrayItem(r->models_tried, cJSON_GetArraySize(r->models_tried) - 1);
+        if (!last || strcmp(last->valuestring, m->valuestring) != 0)
             cJSON_AddItemToArray(r->models_tried, cJSON_CreateString(m->valuestring));
     }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(outcome, "status");
@@ -370,8 +373,8 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
 
 /* ---- events, outputs, report ---- */
 
-static const char *const cell_event_types[] = {"tool_call", "tool_result", "condensed", "stuck",
-                                               "agent_message", "nudge", "step", NULL};
+static const char *const cell_event_types[] = {"tool_call",     "tool_result", "condensed", "stuck",
+                                               "agent_message", "nudge",       "step",      NULL};
 
 static void handle_event(struct runner *r, cJSON *h)
 {
@@ -428,8 +431,7 @@ static void handle_output(struct runner *r, const struct channel_msg *m)
     }
     if (r->output_files >= RUNNER_OUTPUT_MAX_FILES ||
         r->output_bytes + m->payload_len > RUNNER_OUTPUT_MAX_BYTES) {
-        log_warn("task %s: output limit reached; %s not saved", r->o.task->id,
-                 path->valuestring);
+        log_warn("task %s: output limit reached; %s not saved", r->o.task->id, path->valuestring);
         return;
     }
     cleanup_free char *rel = strdup(path->valuestring);
@@ -519,8 +521,7 @@ static cJSON *checked_files(const cJSON *rep)
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
         const cJSON *size = cJSON_GetObjectItemCaseSensitive(f, "size");
         const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "sha256");
-        if (!cJSON_IsString(path) || !task_path_is_safe(path->valuestring) ||
-            !cJSON_IsString(st) ||
+        if (!cJSON_IsString(path) || !task_path_is_safe(path->valuestring) || !cJSON_IsString(st) ||
             (strcmp(st->valuestring, "added") && strcmp(st->valuestring, "modified") &&
              strcmp(st->valuestring, "deleted")))
             continue;
@@ -569,9 +570,10 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     }
     if (!rep || !end) {
         const char *how = r->rec.status == CELL_MEMORY ? "hit its memory limit" : "ended";
-        snprintf(msg, sizeof(msg), "the cell %s without a result (status %s, exit code %d, "
-                 "signal %d)", how, cell_status_name(r->rec.status), r->rec.exit_code,
-                 r->rec.signal);
+        snprintf(msg, sizeof(msg),
+                 "the cell %s without a result (status %s, exit code %d, "
+                 "signal %d)",
+                 how, cell_status_name(r->rec.status), r->rec.exit_code, r->rec.signal);
         *status = "failed";
         *error = error_object("SDK_ERROR", msg, NULL);
         return "task_failed";
@@ -674,9 +676,8 @@ static void build_result(struct runner *r)
     char path[4200];
     snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
     cleanup_free char *text = cJSON_Print(res);
-    cleanup_fd int fd = text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                    0600)
-                             : -1;
+    cleanup_fd int fd =
+        text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
     if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         log_warn("cannot write %s: %s", path, strerror(errno));
 }

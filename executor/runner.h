@@ -16,17 +16,17 @@
 #include "events.h"
 #include "task.h"
 
-#define RUNNER_MODELS_MAX         (TASK_MODELS_MAX + 10)
-#define RUNNER_OUTPUT_MAX_BYTES   (256u << 20) /* all output files of one task */
-#define RUNNER_OUTPUT_MAX_FILES   1000
-#define RUNNER_GRACE_S            5.0 /* between "wrap up" and SIGKILL */
-#define RUNNER_CELL_EVENT_MAX     (1u << 20)
+#define RUNNER_MODELS_MAX       (TASK_MODELS_MAX + 10)
+#define RUNNER_OUTPUT_MAX_BYTES (256u << 20) /* all output files of one task */
+#define RUNNER_OUTPUT_MAX_FILES 1000
+#define RUNNER_GRACE_S          5.0 /* between "wrap up" and SIGKILL */
+#define RUNNER_CELL_EVENT_MAX   (1u << 20)
 
 struct runner_opts {
-    const struct task *task;        /* borrowed for the runner's life */
-    const struct policy *policy;    /* borrowed */
+    const struct task *task;          /* borrowed for the runner's life */
+    const struct policy *policy;      /* borrowed */
     const struct sock_fprog *seccomp; /* borrowed */
-    struct policy_limits limits;    /* effective */
+    struct policy_limits limits;      /* effective */
     bool network_host;
     const char *models[RUNNER_MODELS_MAX + 1]; /* chain, NULL-terminated; borrowed strings */
     double timeout_s;
@@ -34,9 +34,9 @@ struct runner_opts {
     unsigned max_tokens_per_call;
     unsigned long context_tokens; /* of the primary model (condensation budget) */
     bool native_tools;
-    const char *state_dir;        /* created by runner_start (must not exist) */
-    struct event_log *events;     /* sinks set by the caller; the runner adds the file */
-    struct broker *broker;        /* shared */
+    const char *state_dir;    /* created by runner_start (must not exist) */
+    struct event_log *events; /* sinks set by the caller; the runner adds the file */
+    struct broker *broker;    /* shared */
 };
 
 struct runner;

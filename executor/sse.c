@@ -85,9 +85,9 @@ static int merge_tool_calls(struct sse_parser *p, const cJSON *tcs)
             i = (int)idx->valuedouble;
         } else {
             /* no index: a fragment with a new id starts a call, else it continues the last */
-            bool new_call = p->ntools == 0 ||
-                            (cJSON_IsString(id) && p->tools[p->ntools - 1].id &&
-                             strcmp(p->tools[p->ntools - 1].id, id->valuestring) != 0);
+            bool new_call =
+                p->ntools == 0 || (cJSON_IsString(id) && p->tools[p->ntools - 1].id &&
+                                   strcmp(p->tools[p->ntools - 1].id, id->valuestring) != 0);
             i = new_call ? p->ntools : p->ntools - 1;
             if (i >= LLM_TOOL_CALLS_MAX)
                 return fail(p, "too many tool calls");
@@ -100,9 +100,8 @@ static int merge_tool_calls(struct sse_parser *p, const cJSON *tcs)
             set_once(&t->name, cJSON_GetObjectItemCaseSensitive(fn, "name")) < 0)
             return fail(p, "out of memory");
         const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
-        if (cJSON_IsString(args) &&
-            buf_add(&t->args, args->valuestring, strlen(args->valuestring),
-                    SSE_CONTENT_MAX_BYTES) < 0)
+        if (cJSON_IsString(args) && buf_add(&t->args, args->valuestring, strlen(args->valuestring),
+                                            SSE_CONTENT_MAX_BYTES) < 0)
             return fail(p, "tool call arguments too large");
     }
     return 0;
@@ -130,6 +129,8 @@ static int dispatch(struct sse_parser *p)
         p->done = true;
         goto out;
     }
+    if (p->data.p)
+        p->data.len = llm_json_drop_nul_escapes(p->data.p, p->data.len);
     cJSON *chunk = cJSON_ParseWithLength(d, p->data.len);
     if (!cJSON_IsObject(chunk)) {
         cJSON_Delete(chunk);
@@ -155,9 +156,9 @@ static int dispatch(struct sse_parser *p)
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(delta, "content");
         const cJSON *reasoning = cJSON_GetObjectItemCaseSensitive(delta, "reasoning");
         const cJSON *tcs = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
-        if (cJSON_IsString(content) && buf_add(&p->content, content->valuestring,
-                                               strlen(content->valuestring),
-                                               SSE_CONTENT_MAX_BYTES) < 0)
+        if (cJSON_IsString(content) &&
+            buf_add(&p->content, content->valuestring, strlen(content->valuestring),
+                    SSE_CONTENT_MAX_BYTES) < 0)
             rc = fail(p, "content too large");
         if (rc == 0 && cJSON_IsString(reasoning) &&
             buf_add(&p->reasoning, reasoning->valuestring, strlen(reasoning->valuestring),

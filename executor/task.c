@@ -107,8 +107,7 @@ static int parse_limits(const cJSON *json, struct task *t, char *err, size_t err
         return -1;
     if (rc == 0)
         t->limits_set |= TASK_LIMIT_DISK;
-    if ((rc = json_get_uint(lim, "task.limits", "inodes", UINT32_MAX, &t->inodes, err, errsz)) <
-        0)
+    if ((rc = json_get_uint(lim, "task.limits", "inodes", UINT32_MAX, &t->inodes, err, errsz)) < 0)
         return -1;
     if (rc == 0)
         t->limits_set |= TASK_LIMIT_INODES;
@@ -214,8 +213,7 @@ static int parse_budget(const cJSON *json, struct task *t, char *err, size_t err
     static const char *const keys[] = {"max_cost_usd", "max_tokens", NULL};
     if (json_check_keys(b, "task.budget", keys, err, errsz) < 0)
         return -1;
-    if (json_get_number(b, "task.budget", "max_cost_usd", 0, 1e6, &t->max_cost_usd, err, errsz) <
-        0)
+    if (json_get_number(b, "task.budget", "max_cost_usd", 0, 1e6, &t->max_cost_usd, err, errsz) < 0)
         return -1;
     if (json_get_uint(b, "task.budget", "max_tokens", UINT32_MAX, &t->max_tokens, err, errsz) < 0)
         return -1;
@@ -224,10 +222,10 @@ static int parse_budget(const cJSON *json, struct task *t, char *err, size_t err
 
 static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
 {
-    static const char *const keys[] = {"id",      "prompt",    "model",   "fallback_models",
-                                       "max_iterations", "timeout_s", "policy", "network",
-                                       "limits",  "workspace", "outputs", "budget",
-                                       "metadata", NULL};
+    static const char *const keys[] = {
+        "id",       "prompt",  "model",  "fallback_models", "max_iterations", "timeout_s",
+        "policy",   "network", "limits", "workspace",       "outputs",        "budget",
+        "metadata", NULL};
     if (json_check_keys(json, "task", keys, err, errsz) < 0)
         return -1;
     const char *id = NULL;

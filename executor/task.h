@@ -39,13 +39,13 @@ struct task {
     unsigned limits_set;
     uint64_t disk_bytes, inodes, memory_bytes, pids;
     double cpu_s;
-    char *workspace_from;  /* host directory (absolute after task_parse) */
-    cJSON *files;          /* object: relative path -> content */
+    char *workspace_from; /* host directory (absolute after task_parse) */
+    cJSON *files;         /* object: relative path -> content */
     char *outputs[TASK_OUTPUTS_MAX];
     size_t noutputs;
-    double max_cost_usd;   /* 0: none */
-    uint64_t max_tokens;   /* 0: none (budget of total tokens for the task) */
-    cJSON *metadata;       /* the caller's, returned unchanged */
+    double max_cost_usd; /* 0: none */
+    uint64_t max_tokens; /* 0: none (budget of total tokens for the task) */
+    cJSON *metadata;     /* the caller's, returned unchanged */
 };
 
 /* Parses and validates; on error fills err with "task.FIELD: why" and returns -1. */

@@ -62,6 +62,7 @@ struct tool_bash {
     char bash_path[PATH_MAX];
     size_t clip;
     const volatile sig_atomic_t *cancel;
+    double task_deadline_s;
     pid_t old_sessions[OLD_SESSIONS]; /* sessions of restarted shells: killed at stop */
     size_t n_old;
 };
@@ -366,6 +367,9 @@ static int spawn(struct tool_bash *b, const char *start_cwd, bool restore, char 
     int n = snprintf(
         init, sizeof(init),
         "PS1=; PS2=; unset PROMPT_COMMAND HISTFILE BASH_ENV ENV\n"
+        /* on a timeout the rest of the sourced command must not run: SIGUSR1 makes the
+         * shell return from the `.` as soon as the killed child lets it run again */
+        "trap 'return 124 2>/dev/null' USR1\n"
         "%s%s%s"
         "__ab_done() { __ab_rc=$?; builtin export -p >| %s 2>/dev/null; "
         "builtin printf '\\n__AB_%%s_%%d_%%s_%%s__\\n' \"$1\" \"$__ab_rc\" \"$PWD\" \"$1\"; }\n"
@@ -426,6 +430,7 @@ int tool_bash_start(struct tool_bash **out, const struct tool_bash_opts *opts, c
     b->in_fd = b->out_rd = b->out_wr = -1;
     b->clip = opts->clip_chars ? opts->clip_chars : TOOL_BASH_CLIP_CHARS;
     b->cancel = opts->cancel;
+    b->task_deadline_s = opts->task_deadline_s;
     const char *tmp = opts->tmp_dir ? opts->tmp_dir : getenv("TMPDIR");
     if (!tmp || !*tmp)
         tmp = "/tmp";
@@ -612,6 +617,13 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         timeout_s = TOOL_BASH_DEFAULT_TIMEOUT_S;
     if (timeout_s > TOOL_BASH_MAX_TIMEOUT_S)
         timeout_s = TOOL_BASH_MAX_TIMEOUT_S;
+    if (b->task_deadline_s > 0) {
+        double left = b->task_deadline_s - monotonic_s();
+        if (left < timeout_s) {
+            timeout_s = left > 0.01 ? left : 0.01;
+            res->task_deadline = true;
+        }
+    }
     res->timeout_s = timeout_s;
     if (b->pid <= 0 && restart(b, 0, err, errsz) != 0)
         return -1;
@@ -658,6 +670,7 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         now = monotonic_s();
         bool cancel = b->cancel && *b->cancel;
         if (!killed && (now >= deadline || cancel)) {
+            (void)kill(b->pid, SIGUSR1); /* abandon the rest of the command list */
             if (kill_in_sessions(&b->pid, 1, b->pid, start_ticks) < 0)
                 kill(-b->pid, SIGKILL); /* no /proc: the whole group, shell included */
             killed = true;
@@ -751,9 +764,10 @@ char *tool_bash_observation(const struct tool_bash_result *res)
     char status[512];
     if (res->timed_out || res->cancelled)
         snprintf(status, sizeof(status),
-                 "[Command %s after %g seconds; its processes were killed%s. The shell is still "
-                 "usable.]",
+                 "[Command %s after %g seconds%s; its processes were killed%s. The shell is "
+                 "still usable.]",
                  res->cancelled ? "was cancelled" : "timed out", res->timeout_s,
+                 res->task_deadline && !res->cancelled ? " (the task's time limit)" : "",
                  res->restarted ? " and the shell was restarted (working directory and exported "
                                   "variables restored)"
                                 : "");

@@ -26,6 +26,9 @@ struct tool_bash_opts {
     /* Checked every 50 ms while a command runs: when it becomes non-zero the command is
      * killed as on a timeout and the call returns (cancelled = true). May be NULL. */
     const volatile sig_atomic_t *cancel;
+    /* monotonic_s() time when the task's wall clock ends: no command's timeout reaches past
+     * it (the task's clock always wins). 0 = none. */
+    double task_deadline_s;
 };
 
 struct tool_bash_result {
@@ -38,6 +41,7 @@ struct tool_bash_result {
     size_t bytes_total; /* output bytes the command produced */
     size_t bytes_cut;   /* bytes left out of `output` by clipping */
     double timeout_s;   /* the timeout that applied */
+    bool task_deadline; /* that timeout was cut short by the task's deadline */
 };
 
 struct tool_bash;

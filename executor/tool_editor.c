@@ -240,6 +240,26 @@ static int store(const char *path, const char *text, size_t len, char **msg, boo
     return 0;
 }
 
+/* A failed write (ENOSPC under the workspace quota) leaves a truncated file: put the old
+ * content back, best effort, and say which state the file is in. */
+static int store_or_restore(const char *path, const char *text, size_t len, const char *old,
+                            size_t oldlen, char **msg, bool *is_error)
+{
+    if (store(path, text, len, msg, is_error) == 0)
+        return 0;
+    char *ignored = NULL;
+    bool restored = store(path, old, oldlen, &ignored, is_error) == 0;
+    free(ignored);
+    char *full = NULL;
+    if (asprintf(&full, "%s. %s", *msg ? *msg : "Error: write failed",
+                 restored ? "The file was left unchanged."
+                          : "The file could not be restored and may be truncated.") >= 0) {
+        free(*msg);
+        *msg = full;
+    }
+    return -1;
+}
+
 /* ---------- commands ---------- */
 
 static char *view_dir(const char *path, bool *is_error)
@@ -438,7 +458,7 @@ static char *str_replace(struct tool_editor *ed, const char *path, const struct 
     memcpy(out + at, new_str, nlen);
     memcpy(out + at + nlen, text + at + olen, len - at - olen);
     out[newlen] = '\0';
-    if (store(path, out, newlen, &msg, is_error) != 0)
+    if (store_or_restore(path, out, newlen, text, len, &msg, is_error) != 0)
         return msg;
     remember(ed, path, text, len);
     size_t line = line_of_offset(text, at), added = 0;
@@ -491,7 +511,7 @@ static char *insert(struct tool_editor *ed, const char *path, const struct tool_
         out[o++] = '\n';
     memcpy(out + o, text + at, len - at);
     out[newlen] = '\0';
-    if (store(path, out, newlen, &msg, is_error) != 0)
+    if (store_or_restore(path, out, newlen, text, len, &msg, is_error) != 0)
         return msg;
     remember(ed, path, text, len);
     size_t added = count_lines(a->new_str, nlen);

@@ -160,8 +160,7 @@ cJSON *tools_schema(void)
         return NULL;
     function(arr, "execute_bash", BASH_DESC, &props, (const char *const[]){"command", NULL});
     prop(props, "command", "string",
-         "The bash command to execute. Can be empty string to view additional logs when "
-         "previous exit code is `-1`. Chain several commands with `&&` or `;`.");
+         "The bash command to execute. Chain several commands with `&&` or `;`.");
     prop(props, "timeout", "number",
          "Optional. Seconds after which the command is killed (default 120).");
 

@@ -512,8 +512,11 @@ int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, do
     if (timed_out)
         strbuf_printf(&sb, "\n[diff incomplete: diff ran longer than %g seconds]\n", timeout_s);
     if (!killed && WIFEXITED(status) && WEXITSTATUS(status) == 2)
-        strbuf_adds(&sb, "\n[diff reported trouble (unreadable files?); the diff may be "
-                         "incomplete]\n");
+        /* diffutils 3.8 with -N --no-dereference fails on a symlink present on one side
+         * only; an unreadable file does the same. The rest of the diff is complete. */
+        strbuf_adds(&sb, "\n[diff exited with status 2: entries it could not compare (a "
+                         "symlink present on one side only, or an unreadable file) are missing "
+                         "from this diff]\n");
     *truncated |= timed_out;
     char *s = strbuf_steal(&sb);
     if (!s)

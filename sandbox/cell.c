@@ -420,7 +420,9 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
         struct setup_msg m;
         int fd = -1;
         r = recv_msg(c->setup_fd, &m, &fd);
-        if (r < 0 && errno == EAGAIN)
+        /* ECONNRESET: the child exited with our "go" unread; its failure message is still
+         * queued behind the error, which reading has now cleared. */
+        if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
             continue;
         if (r < 0)
             return errf(err, errsz, "set-up failed at set-up socket: %s", strerror(errno));
@@ -453,6 +455,17 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
     }
 }
 
+/* A child that failed has already said why: prefer its message to our EPIPE. */
+static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_t errsz)
+{
+    if (send(c->setup_fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len)
+        return 0;
+    int e = errno;
+    if (wait_ready(c, err, errsz) < 0)
+        return -1;
+    return errf(err, errsz, "set-up failed at go: %s", strerror(e));
+}
+
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
 {
     *out = NULL;
@@ -467,7 +480,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     c->pidfd = c->setup_fd = c->ws_fd = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
-    c->cg.dir_fd = -1;
+    c->cg.dir_fd = c->cg.janitor_fd = c->cg.janitor_pidfd = -1;
     c->mode = cfg->pid1;
     c->start = monotonic_s();
     bool root = geteuid() == 0;
@@ -517,10 +530,8 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    if (write(c->setup_fd, "M", 1) != 1) {
-        errf(err, errsz, "set-up failed at go: %s", strerror(errno));
+    if (send_go(c, "M", 1, err, errsz) < 0)
         goto fail;
-    }
     /* v1: the cgroups are made and pid 1 moved into them while it builds its file system
      * (the move waits for an RCU grace period); it waits for "G" before anything of the
      * cell's own runs. */
@@ -530,11 +541,14 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
-    if (write(c->setup_fd, go, 2) != 2) {
-        errf(err, errsz, "set-up failed at go: %s", strerror(errno));
+    /* From here on, a SIGKILLed agentbox does not leave its cgroups behind. */
+    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
+        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
         goto fail;
     }
+    char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
+    if (send_go(c, go, 2, err, errsz) < 0)
+        goto fail;
     if (wait_ready(c, err, errsz) < 0)
         goto fail;
     c->enforced |= FEAT(CELL_F_USERNS) | FEAT(CELL_F_PIDNS) | FEAT(CELL_F_MOUNTNS) |

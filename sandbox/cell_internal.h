@@ -76,6 +76,7 @@ struct cell_cgroup {
     char path[512];      /* v2: the cell cgroup; v1: the memory one */
     char pids_path[512]; /* v1 */
     bool memory, pids;
+    int janitor_fd, janitor_pidfd; /* see cgroup_janitor_start; -1 = none */
 };
 /* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
  * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders.
@@ -87,6 +88,9 @@ void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *
 int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
+/* Removes the cgroups (and the shared parent once empty), then stops the janitor. */
 void cgroup_destroy(struct cell_cgroup *cg);
+/* Starts a process that removes the cgroups should agentbox die without cell_reap. */
+int cgroup_janitor_start(struct cell_cgroup *cg);
 
 #endif

@@ -7,6 +7,9 @@
 #include "cell_internal.h"
 
 #include <dirent.h>
+#include <linux/sched.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +21,10 @@
 #include <unistd.h>
 
 #include "util.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 #define V2_ROOT     "/sys/fs/cgroup"
 #define V2_ALT_ROOT "/sys/fs/cgroup/unified"
@@ -109,11 +116,21 @@ static void rm_cgroup(const char *path, int version)
     /* Tasks leave the cgroup only once fully reaped; a short retry covers that. */
     for (int i = 0; i < 200; i++) {
         if (rmdir(path) == 0 || errno == ENOENT)
-            return;
+            break;
         if (errno != EBUSY)
             return;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
+    }
+    /* The shared "agentbox" parent goes too once no cell uses it (ENOTEMPTY otherwise). */
+    char parent[640];
+    snprintf(parent, sizeof(parent), "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash && strcmp(slash, "/agentbox") != 0) {
+        *slash = '\0';
+        slash = strrchr(parent, '/');
+        if (slash && strcmp(slash, "/agentbox") == 0)
+            (void)rmdir(parent);
     }
 }
 
@@ -143,19 +160,29 @@ static void sweep(const char *parent, int version, const struct cell_slot *mine)
     (void)closedir(d);
 }
 
-/* Creates parent/NAME afresh (a leftover of this slot belonged to a dead holder). */
-static int fresh(const char *parent, const struct cell_slot *slot, int version, char *out,
-                 size_t outsz)
+/* Creates parent/NAME afresh (a leftover of this slot belonged to a dead holder). The parent
+ * is removed by whoever empties it, so it may vanish between the two mkdirs: retry. v2:
+ * `enable` is written to the parent's subtree_control. */
+static int fresh(const char *parent, const char *enable, const struct cell_slot *slot, int version,
+                 char *out, size_t outsz)
 {
-    if (mkdir(parent, 0755) < 0 && errno != EEXIST)
-        return -1;
     snprintf(out, outsz, "%s/u%u-s%d", parent, (unsigned)geteuid(), slot->index);
-    if (mkdir(out, 0755) == 0)
-        return 0;
-    if (errno != EEXIST)
-        return -1;
-    rm_cgroup(out, version);
-    return mkdir(out, 0755);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (mkdir(parent, 0755) < 0 && errno != EEXIST)
+            return -1;
+        if (enable && put(parent, "cgroup.subtree_control", enable) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -1;
+        }
+        if (mkdir(out, 0755) == 0)
+            return 0;
+        if (errno == EEXIST)
+            rm_cgroup(out, version);
+        else if (errno != ENOENT)
+            return -1;
+    }
+    return -1;
 }
 
 static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
@@ -183,12 +210,8 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     /* Fails with EBUSY when base holds processes (the no-internal-process rule); then the
      * parent must be delegated with AGENTBOX_CGROUP. Already-enabled is fine. */
     (void)put(base, "cgroup.subtree_control", enable);
-    if (mkdir(parent, 0755) < 0 && errno != EEXIST)
-        return false;
-    if (put(parent, "cgroup.subtree_control", enable) < 0)
-        return false;
     sweep(parent, 2, slot);
-    if (fresh(parent, slot, 2, cg->path, sizeof(cg->path)) < 0)
+    if (fresh(parent, enable, slot, 2, cg->path, sizeof(cg->path)) < 0)
         return false;
     char v[32];
     if (want_mem) {
@@ -222,7 +245,7 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
         snprintf(parent, sizeof(parent), V1_MEMORY "%s/agentbox", own);
         if (access(V1_MEMORY, W_OK) == 0) {
             sweep(parent, 1, slot);
-            if (fresh(parent, slot, 1, cg->path, sizeof(cg->path)) == 0) {
+            if (fresh(parent, NULL, slot, 1, cg->path, sizeof(cg->path)) == 0) {
                 snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
                 cg->memory = put(cg->path, "memory.limit_in_bytes", v) == 0;
                 /* memory+swap too where swap accounting is on, or the limit leaks to swap */
@@ -239,7 +262,7 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
         own_path("pids", own, sizeof(own)) == 0) {
         snprintf(parent, sizeof(parent), V1_PIDS "%s/agentbox", own);
         sweep(parent, 1, slot);
-        if (fresh(parent, slot, 1, cg->pids_path, sizeof(cg->pids_path)) == 0) {
+        if (fresh(parent, NULL, slot, 1, cg->pids_path, sizeof(cg->pids_path)) == 0) {
             snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
             cg->pids = put(cg->pids_path, "pids.max", v) == 0;
             if (!cg->pids)
@@ -257,7 +280,7 @@ void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *
                    const struct policy_limits *lim)
 {
     memset(cg, 0, sizeof(*cg));
-    cg->dir_fd = -1;
+    cg->dir_fd = cg->janitor_fd = cg->janitor_pidfd = -1;
     if ((!lim->memory_bytes && !lim->pids) || slot->index < 0)
         return;
     if (version == 2)
@@ -306,6 +329,60 @@ void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_kil
     }
 }
 
+/* The janitor: a small process outside the cell that removes the cell's cgroups if agentbox
+ * dies without doing it (SIGKILL). It waits for EOF on a pipe whose write end only agentbox
+ * holds, so it wakes when agentbox is gone or has cleaned up. exit_signal 0: no SIGCHLD, and
+ * a caller reaping with waitpid(-1) does not take it. */
+int cgroup_janitor_start(struct cell_cgroup *cg)
+{
+    int p[2];
+    if (cg->version == 0 || pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    int pidfd = -1;
+    struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd};
+    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid == 0) {
+        /* Only the pipe: holding the cell's set-up socket would hide agentbox's death. */
+        if (dup2(p[0], 3) < 0)
+            _exit(1);
+        (void)syscall(SYS_close_range, 4, ~0u, 0);
+        struct sigaction ign = {.sa_handler = SIG_IGN};
+        (void)sigaction(SIGINT, &ign, NULL);
+        (void)sigaction(SIGTERM, &ign, NULL);
+        (void)sigaction(SIGHUP, &ign, NULL);
+        char c;
+        while (read(3, &c, 1) < 0 && errno == EINTR)
+            ;
+        struct cell_cgroup copy = *cg;
+        copy.dir_fd = -1;
+        cgroup_destroy(&copy);
+        _exit(0);
+    }
+    (void)close(p[0]);
+    if (pid < 0) {
+        (void)close(p[1]);
+        return -1;
+    }
+    cg->janitor_fd = p[1];
+    cg->janitor_pidfd = pidfd;
+    return 0;
+}
+
+static void janitor_stop(struct cell_cgroup *cg)
+{
+    if (cg->janitor_fd >= 0)
+        (void)close(cg->janitor_fd);
+    cg->janitor_fd = -1;
+    if (cg->janitor_pidfd >= 0) {
+        siginfo_t si;
+        while (syscall(SYS_waitid, P_PIDFD, cg->janitor_pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
+               errno == EINTR)
+            ;
+        (void)close(cg->janitor_pidfd);
+    }
+    cg->janitor_pidfd = -1;
+}
+
 void cgroup_destroy(struct cell_cgroup *cg)
 {
     if (cg->dir_fd >= 0)
@@ -315,6 +392,7 @@ void cgroup_destroy(struct cell_cgroup *cg)
         rm_cgroup(cg->path, cg->version);
     if (cg->version == 1 && cg->pids_path[0])
         rm_cgroup(cg->pids_path, 1);
+    janitor_stop(cg); /* after the removal: it then finds nothing left to do */
     cg->version = 0;
     cg->memory = cg->pids = false;
 }

@@ -20,7 +20,8 @@ Script (a JSON object; every field optional):
   models_auth    require the key on GET /models too (default false, like OpenRouter).
 
 STEP ("kind" defaults to "completion", or "error" when "status" >= 400):
-  common: delay (s before answering), headers {..}, status
+  common: delay (s before answering), headers {..}, status, close (answer with
+          "Connection: close" and close the connection)
   completion: content, tool_calls [{id?, name, arguments (str or object)}], finish_reason,
               usage {prompt_tokens, completion_tokens, total_tokens, cost}, model, reasoning.
               Rendered as SSE when the request asked "stream": true.
@@ -59,7 +60,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 
@@ -97,6 +97,7 @@ FAULT_STEPS = {
             "error_type": "provider_overloaded"},
     "reset": {"kind": "reset"},
     "empty": {"kind": "empty"},
+    "hang": {"kind": "hang"},
 }
 
 
@@ -466,7 +467,7 @@ class FakeOpenRouter:
         return {"error": err}
 
     async def _answer(self, kind, step, body, req, reader, writer, auth):
-        keep = req["keep"]
+        keep = req["keep"] and not step.get("close")
         hdrs = dict(step.get("headers") or {})
         if kind == "completion" and body.get("stream"):
             kind = "stream"

@@ -69,6 +69,36 @@ class HostileBodies(LLMTestCase):
             self.assertGreaterEqual(run.json["usage"].get("cost_usd", 0), 0)
 
 
+class Transport(LLMTestCase):
+    def test_slow_drip_stream_cut_by_call_timeout(self):
+        # a stream that trickles one character every 0.1 s for 20 s is one call that never ends
+        drip = {"kind": "stream", "content": "x" * 200, "chunk": 1, "chunk_delay": 0.1}
+        self.serve({"conversations": {"s": [drip, OK]}})
+        run = self.llm("[conv:s] hi", "--stream", env={"OPENHANDS_LLM_TIMEOUT": "1"})
+        self.assertResult(run, "succeeded", 0)
+        self.assertEqual(len(self.reqs()), 2)
+        self.assertLess(self.gaps()[0], 3.0, "per-call timeout did not cut the dripping stream")
+        self.assertEqual(run.chosen()[0][0], "TIMEOUT_ERROR")
+
+    def test_redirect_not_followed(self):
+        # a 3xx pointing elsewhere must not carry the key to another host (nor be followed at all)
+        self.serve({"default": {"kind": "error", "status": 307, "message": "moved",
+                                "headers": {"Location": "http://192.0.2.1:9/api/v1/chat/completions"}}})
+        run = self.llm("hi", env={"OPENHANDS_CONNECT_TIMEOUT": "3"})
+        self.assertNotEqual(run.rc, 0, run)
+        self.assertLess(run.elapsed, 2.5, "followed the redirect to an unroutable host")
+        self.assertEqual(len(self.reqs()), 1)
+
+    def test_server_closes_keepalive_between_calls(self):
+        # the upstream answers with "Connection: close" semantics by dropping each connection
+        # after its answer; the next call must open a new one, not fail
+        self.serve({"default": {"content": "x", "close": True}})
+        run = self.llm("hi", "--count", "5", "--parallel", "1")
+        self.assertEqual(run.json["ok"], 5, run)
+        self.assertEqual(run.json["http_requests"], 5, run)
+        self.assertEqual(self.fake.stats()["connections"], 5)
+
+
 class Settings(LLMTestCase):
     def test_retry_after_http_date(self):
         when = email.utils.formatdate(time.time() + 3, usegmt=True)

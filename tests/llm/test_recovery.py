@@ -85,6 +85,26 @@ class Breaker(LLMTestCase):
         self.assertEqual(j["ok"], 0, j)
 
 
+    def test_half_open_probes_close_it(self):
+        # primary fails 5 times then heals; while its breaker is open (0.3 s) calls go to the
+        # fallback (each 50 ms); then half-open probes reach the primary, succeed, and close it
+        self.serve({"models": {"test/primary": [DEAD] * 5 + [{"content": "primary"}],
+                               "test/fallback": {"content": "fb", "delay": 0.05}}})
+        run = self.llm("hi", "--fallback", "test/fallback", "--count", "20", "--parallel", "1",
+                       env={"OPENHANDS_CB_OPEN_SECONDS": "0.3"})
+        j = run.json
+        self.assertEqual(j["ok"], 20, j)
+        states = [e.get("state") for e in run.events_of("circuit_state")]
+        self.assertEqual(states[:3], ["open", "half_open", "closed"], run.events_of("circuit_state"))
+        models = [r["model"] for r in self.reqs()]
+        prim = [r["kind"] for r in self.reqs() if r["model"] == "test/primary"]
+        self.assertEqual(prim[:5], ["error"] * 5)
+        self.assertEqual(models[-1], "test/primary", "back on the primary once the breaker closed")
+        # after its 5 failures the primary saw only successful probes and calls
+        self.assertEqual(prim[5:], ["completion"] * (len(prim) - 5))
+        self.assertGreaterEqual(models.count("test/fallback"), 3, "calls went to the fallback while open")
+
+
 class LoadMode(LLMTestCase):
     def test_load_counts_and_parallelism(self):
         self.serve({"default": {"content": "x", "delay": 0.2}})
@@ -114,6 +134,19 @@ class LoadMode(LLMTestCase):
         self.assertEqual(j["ok"] + j["failed"], 30, j)
         self.assertGreaterEqual(j["ok"], 28, j)  # 4 faults in a row: p = 0.3^4 per call
 
+    def test_hung_requests_do_not_stall_the_others(self):
+        # a quarter of the requests hang: each is cut by the 1 s call timeout and retried,
+        # while the other calls on the same event loop go on
+        self.serve({"default": {"content": "x"}, "faults": {"rate": 0.25, "seed": 3, "kinds": ["hang"]}})
+        run = self.llm("hi", "--count", "40", "--parallel", "10", env={"OPENHANDS_LLM_TIMEOUT": "1"})
+        j = run.json
+        hung = sum(1 for r in self.reqs() if r["how"] == "fault:hang")
+        self.assertGreater(hung, 3)
+        self.assertGreaterEqual(j["ok"], 39, j)
+        self.assertLess(j["elapsed_s"], 6.0, j)
+        self.assertEqual(len([e for e in run.events_of("llm_error") if e.get("error_type") == "TIMEOUT_ERROR"]),
+                         hung, "every hung request is one TIMEOUT_ERROR")
+
     def test_load_with_resets(self):
         # libcurl silently re-sends a request whose *reused* connection is reset before any
         # response byte (it takes it for a stale keep-alive): the server then sees the request
@@ -138,6 +171,10 @@ class Mock(LLMTestCase):
         self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
         self.assertEqual(run.strategies[:3], ["RETRY_WITH_BACKOFF"] * 3)
         self.assertNotEqual(run.json["status"], "succeeded")
+        self.assertIs(run.json["success"], False)
+        self.assertEqual(run.json.get("metadata", {}).get("mock"), True, run)
+        self.assertIn("mock", run.json["message"]["content"].lower(), "a mock answer says it is one")
+        self.assertEqual(len(self.reqs()), 4)
 
     def test_no_mock_by_default(self):
         self.serve({"default": DEAD})

@@ -2,8 +2,8 @@
 the client refuses to send it in clear text to anything but loopback. Every run in this suite
 also checks stdout/stderr/events for the key (llmtest_util.LLMTestCase.llm)."""
 import json
-import os
 import subprocess
+import time
 import unittest
 
 from llmtest_util import AGENTBOX, LLMTestCase
@@ -18,6 +18,20 @@ class Secrets(LLMTestCase):
         self.assertErrorType(run, "AUTHENTICATION_ERROR")
         # the message still says what happened, minus the key (checked by llm())
         self.assertIn("Invalid credentials", run.error.get("message", ""), run)
+
+    def test_partial_key_echo_redacted(self):
+        # STYLE.md: the logging layer redacts "anything that looks like" the key. An upstream that
+        # echoes most of it (a prefix, or the key minus its last character) must not leak 40+
+        # characters of it either.
+        secret = self.key[len("sk-or-v1-"):]
+        for echoed in (self.key[:48] + "...", self.key[:-1]):
+            with self.subTest(echoed=len(echoed)):
+                self.serve({"default": {"status": 401, "message": f"Invalid key {echoed}",
+                                        "raw": f"token={echoed}"}})
+                run = self.llm("hi", "--events", "-")
+                out = run.stdout + run.stderr
+                leaked = [i for i in range(len(secret) - 24) if secret[i:i + 24] in out]
+                self.assertEqual(leaked, [], f"24+ characters of the key appear in the output: {out[-600:]}")
 
     def test_echoed_key_in_5xx_and_stream(self):
         self.serve({"conversations": {"e": [
@@ -37,6 +51,27 @@ class Secrets(LLMTestCase):
         self.assertTrue(r["auth_ok"])
         self.assertNotIn(self.key, r["path"] + r["query"] + str(r["body"]))
         self.assertNotIn(self.key, str({k: v for k, v in r["headers"].items()}))
+
+    def test_key_gone_from_process_environment(self):
+        # once read, the key leaves the environment block: /proc/PID/environ (readable by the
+        # same user, and inherited by anything the process might start) no longer holds it
+        self.serve({"default": {"kind": "hang"}})
+        p = subprocess.Popen([AGENTBOX, "llm", "hi"], env=self.env({"OPENHANDS_TIMEOUT": "3"}),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.tmp)
+        try:
+            deadline = time.monotonic() + 2.5
+            while not self.reqs() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertTrue(self.reqs(), "no request arrived")
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        finally:
+            out, err = p.communicate(timeout=30)
+        self.assertNotIn(self.key.encode(), environ)
+        self.assertNotIn(self.key.encode(), cmdline)
+        self.assertNotIn(self.key.encode(), out + err)
 
     def test_plain_http_to_non_loopback_refused(self):
         # TEST-NET-1 (RFC 5737): never routed, so even a broken client sends nothing anywhere

@@ -42,8 +42,36 @@ class Success(LLMTestCase):
         self.assertEqual(r["body"]["model"], "vendor/some-model")
         self.assertEqual(r["body"]["max_tokens"], 77)
         self.assertIn("[conv:shape] hi", json.dumps(r["body"]["messages"]))
+        self.assertTrue(r["body"].get("tools"), "tools go on every request (DESIGN.md section 5)")
         self.assertIn("x-title", r["headers"])
         self.assertIn("http-referer", r["headers"])
+
+    def test_body_file(self):
+        # --body: the caller's messages and tools go out as given, the prompt is appended,
+        # max_tokens is still set
+        tools = [{"type": "function", "function": {"name": "finish", "description": "end",
+                  "parameters": {"type": "object", "properties": {"message": {"type": "string"}}}}}]
+        body = {"messages": [{"role": "system", "content": "be brief"}], "tools": tools, "temperature": 0}
+        path = f"{self.tmp}/body.json"
+        with open(path, "w") as f:
+            json.dump(body, f)
+        self.serve({})
+        run = self.llm("and now this", "--body", path)
+        self.assertResult(run, "succeeded", 0)
+        got = self.reqs()[0]["body"]
+        self.assertEqual(got["tools"], tools)
+        self.assertEqual(got["temperature"], 0)
+        self.assertEqual([m["content"] for m in got["messages"]], ["be brief", "and now this"])
+        self.assertGreater(got["max_tokens"], 0)
+
+    def test_bad_body_file_is_usage_error(self):
+        self.serve({})
+        path = f"{self.tmp}/bad.json"
+        with open(path, "w") as f:
+            f.write("[1, 2")
+        run = self.llm("hi", "--body", path)
+        self.assertEqual(run.rc, 2, run)
+        self.assertEqual(self.reqs(), [])
 
     def test_max_tokens_always_set(self):
         # without max_tokens OpenRouter budgets the model's whole output and may answer 402

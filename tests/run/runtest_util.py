@@ -93,7 +93,7 @@ class RunTestCase(unittest.TestCase):
             "OPENHANDS_RETRY_MAX_DELAY": "0.2",
         })
         if self.fake:
-            env["OPENHANDS_BASE_URL"] = self.fake.base_url()
+            env["OPENHANDS_BASE_URL"] = self.fake.base_url
             env["OPENROUTER_API_KEY"] = self.key
         env.update(extra)
         return env

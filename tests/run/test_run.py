@@ -60,10 +60,10 @@ class AgentTasks(RunTestCase):
         os.chmod(repo, 0o755)
         before = {n: open(os.path.join(repo, n)).read() for n in os.listdir(repo)}
         marker = self.serve([
-            {"tool_calls": [bash("python3 test_calc.py")]},
+            {"tool_calls": [bash("python3 -B test_calc.py")]},
             {"tool_calls": [call("str_replace_editor", command="str_replace", path="/workspace/calc.py",
                                  old_str="return a - b", new_str="return a + b")]},
-            {"tool_calls": [bash("python3 test_calc.py")]},
+            {"tool_calls": [bash("python3 -B test_calc.py")]},
             {"tool_calls": [finish("fixed add")]},
         ])
         run = self.run_agent(f"{marker} fix the tests", "--workspace-from", repo)

@@ -102,8 +102,8 @@ static void test_hostile_frames_refused(void **state)
     assert_int_equal(feed_raw(notjson, sizeof(notjson)), -1);
     assert_int_equal(errno, EPROTO);
     /* header JSON without "t" */
-    const unsigned char not[] = {0, 0, 0, 2, 0, 0, 0, 0, '{', '}'};
-    assert_int_equal(feed_raw(not, sizeof(not)), -1);
+    const unsigned char not [] = {0, 0, 0, 2, 0, 0, 0, 0, '{', '}'};
+    assert_int_equal(feed_raw(not, sizeof(not )), -1);
     assert_int_equal(errno, EPROTO);
     /* truncated frame then EOF */
     const unsigned char trunc[] = {0, 0, 0, 10, 0, 0, 0, 0, '{'};

@@ -90,6 +90,7 @@ static void test_invalid_values_name_the_variable(void **state)
         assert_int_equal(config_set(&c, bad[i][0], bad[i][1], err, sizeof(err)), -1);
         assert_non_null(strstr(err, bad[i][0]));
         config_free(&c);
+        unsetenv(bad[i][0]);
     }
     clear_env();
 }
@@ -104,9 +105,8 @@ static void test_loopback_http_allowed(void **state)
                         "http://[::1]:9/v1", "https://example.com/v1"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         assert_int_equal(config_set(&c, "OPENHANDS_BASE_URL", ok[i], err, sizeof(err)), 0);
-    assert_int_equal(config_set(&c, "OPENHANDS_BASE_URL", "http://127.0.0.1:8080/api/v1/", err,
-                                sizeof(err)),
-                     0);
+    assert_int_equal(
+        config_set(&c, "OPENHANDS_BASE_URL", "http://127.0.0.1:8080/api/v1/", err, sizeof(err)), 0);
     assert_string_equal(c.base_url, "http://127.0.0.1:8080/api/v1"); /* trailing / dropped */
 }
 
@@ -157,6 +157,23 @@ static void test_file_then_env_wins(void **state)
     clear_env();
 }
 
+static void test_scrub_env_keeps_config_copy(void **state)
+{
+    (void)state;
+    clear_env();
+    assert_int_equal(setenv("OPENROUTER_API_KEY", "sk-or-scrub-me-12345678", 1), 0);
+    char *env_copy = getenv("OPENROUTER_API_KEY");
+    struct agentbox_config c;
+    char err[ERR_MSG_MAX];
+    assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+    config_scrub_env();
+    assert_null(getenv("OPENROUTER_API_KEY"));
+    assert_string_equal(c.api_key, "sk-or-scrub-me-12345678");
+    (void)env_copy; /* setenv's storage may be freed by unsetenv: not inspected */
+    config_free(&c);
+    config_scrub_env(); /* idempotent */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +181,7 @@ int main(void)
         cmocka_unit_test(test_invalid_values_name_the_variable),
         cmocka_unit_test(test_loopback_http_allowed),
         cmocka_unit_test(test_file_then_env_wins),
+        cmocka_unit_test(test_scrub_env_keeps_config_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,9 +43,15 @@ static void test_parse_refuses(void **state)
     (void)state;
     struct recovery_chain c = {.n = 42};
     char err[256];
-    const char *bad[] = {"RETRY*0", "RETRY*99", "NAP", "ESCALATE*2", "RETRY,,ESCALATE",
-                         "RETRY;ESCALATE", "retry", "RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,"
-                                                    "RETRY,RETRY"};
+    const char *bad[] = {"RETRY*0",
+                         "RETRY*99",
+                         "NAP",
+                         "ESCALATE*2",
+                         "RETRY,,ESCALATE",
+                         "RETRY;ESCALATE",
+                         "retry",
+                         "RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,RETRY,"
+                         "RETRY,RETRY"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(recovery_chain_parse(bad[i], &c, err, sizeof(err)), -1);
@@ -78,17 +84,17 @@ static void test_default_chains(void **state)
     enum recovery_action val[] = {ACT_FAIL};
     walk(&p, err_of(VALIDATION_ERROR, false), true, false, val, 1);
     /* 5xx: three backoff retries, trip, next model, then mock only if enabled */
-    enum recovery_action conn[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_FALLBACK};
+    enum recovery_action conn[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_FALLBACK};
     walk(&p, err_of(CONNECTION_ERROR, true), true, false, conn, 5);
-    enum recovery_action conn_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_FAIL};
+    enum recovery_action conn_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_FAIL};
     walk(&p, err_of(CONNECTION_ERROR, true), false, false, conn_last, 5);
-    enum recovery_action conn_mock[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_TRIP, ACT_MOCK};
+    enum recovery_action conn_mock[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_MOCK};
     walk(&p, err_of(CONNECTION_ERROR, true), false, true, conn_mock, 5);
     /* 429: retry after Retry-After, then the next model */
     enum recovery_action rl[] = {ACT_RETRY, ACT_FALLBACK};
     walk(&p, err_of(RATE_LIMIT_ERROR, true), true, false, rl, 2);
-    enum recovery_action rl_last[] = {ACT_RETRY, ACT_TRIP, ACT_FAIL};
-    walk(&p, err_of(RATE_LIMIT_ERROR, true), false, false, rl_last, 3);
+    enum recovery_action rl_last[] = {ACT_RETRY, ACT_RETRY, ACT_RETRY, ACT_STOP_MODEL, ACT_FAIL};
+    walk(&p, err_of(RATE_LIMIT_ERROR, true), false, false, rl_last, 5);
     /* timeouts and SDK errors: retried */
     enum recovery_action to[] = {ACT_RETRY, ACT_RETRY, ACT_FALLBACK};
     walk(&p, err_of(TIMEOUT_ERROR, true), true, false, to, 3);
@@ -112,7 +118,7 @@ static void test_fixed_rules(void **state)
     walk(&p, e, false, false, none_left, 1);
     /* a non-retryable 503 (availability.retryable=false) skips the retries */
     struct llm_error_info c = err_of(CONNECTION_ERROR, false);
-    enum recovery_action skip[] = {ACT_TRIP, ACT_FAIL};
+    enum recovery_action skip[] = {ACT_STOP_MODEL, ACT_FAIL};
     walk(&p, c, false, false, skip, 2);
 }
 
@@ -122,9 +128,8 @@ static void test_configured_chain_and_strategy_names(void **state)
     struct recovery_policy p;
     recovery_policy_default(&p);
     char err[256];
-    assert_int_equal(recovery_chain_parse("RETRY*1,ESCALATE", &p.chains[VALIDATION_ERROR], err,
-                                          sizeof(err)),
-                     0);
+    assert_int_equal(
+        recovery_chain_parse("RETRY*1,ESCALATE", &p.chains[VALIDATION_ERROR], err, sizeof(err)), 0);
     /* the chain's RETRY is skipped for a non-retryable error; ESCALATE is reached */
     enum recovery_action esc[] = {ACT_ESCALATE};
     walk(&p, err_of(VALIDATION_ERROR, false), true, false, esc, 1);

@@ -159,6 +159,23 @@ static void test_response_errors_and_junk(void **state)
     assert_null(llm_response_error("<html>", 6));
 }
 
+static void test_nul_escapes_dropped_not_truncating(void **state)
+{
+    (void)state;
+    char t[] = "{\"a\":\"x\\u0000y\\\\u0000z\\n\"}";
+    size_t n = llm_json_drop_nul_escapes(t, strlen(t));
+    assert_int_equal(n, strlen(t));
+    assert_string_equal(t, "{\"a\":\"xy\\\\u0000z\\n\"}");
+    struct llm_reply r;
+    assert_int_equal(parse("{\"choices\":[{\"finish_reason\":\"stop\",\"message\":{"
+                           "\"content\":\"a\\u0000b\\u001bc\"}}]}",
+                           &r),
+                     0);
+    assert_string_equal(cJSON_GetObjectItem(r.message, "content")->valuestring, "ab\x1b"
+                                                                                "c");
+    llm_reply_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_minimal_tools_is_think),
         cmocka_unit_test(test_response_tool_call_arguments_verbatim),
         cmocka_unit_test(test_response_errors_and_junk),
+        cmocka_unit_test(test_nul_escapes_dropped_not_truncating),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,8 +158,7 @@ static void test_tool_call_deltas_merged_by_index(void **state)
     assert_string_equal(cJSON_GetObjectItem(t0, "id")->valuestring, "call_a");
     cJSON *f0 = cJSON_GetObjectItem(t0, "function"), *f1 = cJSON_GetObjectItem(t1, "function");
     assert_string_equal(cJSON_GetObjectItem(f0, "name")->valuestring, "execute_bash");
-    assert_string_equal(cJSON_GetObjectItem(f0, "arguments")->valuestring,
-                        "{\"command\":\"ls\"}");
+    assert_string_equal(cJSON_GetObjectItem(f0, "arguments")->valuestring, "{\"command\":\"ls\"}");
     assert_string_equal(cJSON_GetObjectItem(t1, "id")->valuestring, "call_b");
     assert_string_equal(cJSON_GetObjectItem(f1, "name")->valuestring, "think");
     assert_string_equal(cJSON_GetObjectItem(f1, "arguments")->valuestring, "{\"thought\":\"hm\"}");

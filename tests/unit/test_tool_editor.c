@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -407,6 +409,36 @@ static void test_refusals(void **state)
     free(o);
 }
 
+/* A write that fails half way (here: RLIMIT_FSIZE, as ENOSPC would under the quota) must
+ * leave the file as it was, and say so. */
+static void test_failed_write_restores(void **state)
+{
+    struct fx *f = *state;
+    put(p(f, "w.txt"), "short line\n");
+    struct rlimit old, lim = {.rlim_cur = 64, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    char *o =
+        ed(f,
+           (struct tool_editor_args){.command = "str_replace",
+                                     .path = p(f, "w.txt"),
+                                     .old_str = "short line",
+                                     .new_str = "a much longer line that no longer fits in "
+                                                "the sixty-four byte limit set for this test"},
+           true);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    CONTAINS(o, "left unchanged");
+    free(o);
+    char *t = get(p(f, "w.txt"));
+    assert_string_equal(t, "short line\n");
+    free(t);
+    /* Nothing to undo: the failed edit was not recorded. */
+    o = ed(f, (struct tool_editor_args){.command = "undo_edit", .path = p(f, "w.txt")}, true);
+    free(o);
+}
+
 static void test_view_clipped(void **state)
 {
     struct fx *f = *state;
@@ -434,6 +466,7 @@ int main(void)
         T(test_undo),
         T(test_refusals),
         T(test_view_clipped),
+        T(test_failed_write_restores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""bench_exec: start-up cost of a cell. Times, interleaved round-robin in one run, plain fork+exec
+of /bin/true, `agentbox exec -- /bin/true`, and bubblewrap with every namespace
+(`bwrap --unshare-all --die-with-parent --new-session --ro-bind / / --dev /dev --proc /proc
+--tmpfs /tmp --cap-drop ALL /bin/true`); prints median, p90 and ratios, and the peak RSS of a
+cell's pid 1 (VmHWM read from inside) and of agentbox itself (its VmHWM while the cell runs).
+Each run is os.posix_spawn + os.waitpid timed with time.perf_counter, so the Python overhead is
+the same for all three. usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
+         "--proc", "/proc", "--tmpfs", "/tmp", "--cap-drop", "ALL", "/bin/true"]
+
+
+def spawn(argv, devnull):
+    fa = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa)
+    _, status = os.waitpid(pid, 0)
+    dt = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("%s failed with status %d" % (" ".join(argv), os.waitstatus_to_exitcode(status)))
+    return dt
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--agentbox", default=os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..",
+                                                                               "agentbox")))
+    a = ap.parse_args()
+    agentbox = os.path.abspath(a.agentbox)
+    cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec", "--", "/bin/true"]),
+             ("bwrap", [subprocess.check_output(["which", "bwrap"]).decode().strip()] + BWRAP[1:])]
+    devnull = os.open(os.devnull, os.O_RDWR)
+    times = {name: [] for name, _ in cases}
+    for i in range(a.warmup + a.runs):
+        for name, argv in cases:  # round-robin: drift and noise hit all three alike
+            dt = spawn(argv, devnull)
+            if i >= a.warmup:
+                times[name].append(dt)
+    pid1 = []
+    for _ in range(5):
+        out = subprocess.run([agentbox, "exec", "--", "/bin/sh", "-c", "grep VmHWM /proc/1/status"],
+                             capture_output=True, text=True, check=True).stdout
+        pid1.append(int(out.split()[1]))
+    # agentbox's own peak while its cell runs (VmHWM of the process we started)
+    sup = []
+    for _ in range(5):
+        p = subprocess.Popen([agentbox, "exec", "--", "/bin/sleep", "0.3"])
+        time.sleep(0.2)
+        with open("/proc/%d/status" % p.pid) as f:
+            sup += [int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")]
+        p.wait()
+    med = {n: statistics.median(t) for n, t in times.items()}
+    print("kernel %s, %d CPUs, %d timed runs each after %d warm-up, interleaved" % (
+        os.uname().release, os.cpu_count(), a.runs, a.warmup))
+    print("%-14s %10s %10s %10s %10s" % ("", "median ms", "p90 ms", "mean ms", "min ms"))
+    for n, t in times.items():
+        print("%-14s %10.3f %10.3f %10.3f %10.3f" % (n, med[n] * 1e3, pct(t, 90) * 1e3, statistics.fmean(t) * 1e3,
+                                                     min(t) * 1e3))
+    print("agentbox / bwrap (median): %.2fx" % (med["agentbox exec"] / med["bwrap"]))
+    print("agentbox / fork+exec (median): %.2fx" % (med["agentbox exec"] / med["fork+exec"]))
+    print("bwrap / fork+exec (median): %.2fx" % (med["bwrap"] / med["fork+exec"]))
+    print("peak RSS of a cell's pid 1 (VmHWM from /proc/1/status inside, 5 cells): %d-%d kB" % (min(pid1), max(pid1)))
+    print("peak RSS of agentbox exec itself while its cell runs (VmHWM, 5 runs): %d-%d kB" % (min(sup), max(sup)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

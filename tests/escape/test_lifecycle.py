@@ -1,0 +1,95 @@
+"""Escape suite: lifetime and sharing. Orphans, double forks and setsid daemons die with the
+cell; a SIGKILLed agentbox takes its cell along (PR_SET_PDEATHSIG); two cells running at once
+share neither /dev/shm, /tmp nor System V IPC, and the host sees none of it."""
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from cellcheck import AGENTBOX, UNPRIVILEGED, CellTest, enforced, marker, processes_with, unavailable
+
+
+def sysv_msg_count():
+    try:
+        with open("/proc/sysvipc/msg") as f:
+            return len(f.readlines())
+    except OSError:
+        return -1
+
+
+class Lifecycle(CellTest):
+    def test_orphans_daemons_do_not_outlive_the_task(self):
+        mark = marker("orph")
+        r = self.probe("orphan", mark)
+        self.assertIn("spawned", r.out, r)
+        self.assertEqual(r.rc, 0, r)
+        self.assertLess(r.wall_s, 10, "exec waited for the daemons instead of ending the cell")
+        self.assertEqual(processes_with(mark), [], "daemons of the cell survive it")
+
+    def test_sigkill_of_agentbox_takes_the_cell(self):
+        mark = marker("pdeath")
+        seed = self.seed("forkbomb")
+        p = subprocess.Popen([AGENTBOX, "exec", "--workspace-from", seed, "--", "/workspace/forkbomb", mark, "4",
+                              "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while len(processes_with(mark)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(processes_with(mark)), 5, "the cell never started")
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        deadline = time.monotonic() + 3
+        while processes_with(mark) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(processes_with(mark), [], "the cell outlived its agentbox")
+
+    def test_concurrent_cells_share_no_shm_tmp_or_ipc(self):
+        mark = marker("shm")
+        before_ipc = sysv_msg_count()
+        a = subprocess.Popen([AGENTBOX, "exec", "--timeout", "20", "--", "/bin/sh", "-c",
+                              "echo s > /dev/shm/%s && echo s > /tmp/%s && ipcmk -Q >/dev/null && echo written"
+                              " && sleep 2" % (mark, mark)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            line = a.stdout.readline()
+            self.assertIn(b"written", line, a.stderr.read(2000) if not line else line)
+            r = self.cell(["/bin/sh", "-c", "ls -A /dev/shm /tmp; cat /proc/sysvipc/msg | wc -l"])
+            self.assertNotIn(mark, r.out, "a second cell sees the first one's files")
+            self.assertFalse(os.path.exists("/dev/shm/" + mark), "the cell's /dev/shm is the host's")
+            self.assertFalse(os.path.exists("/tmp/" + mark), "the cell's /tmp is the host's")
+            self.assertEqual(sysv_msg_count(), before_ipc, "the cell's message queue is on the host")
+        finally:
+            try:
+                a.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                a.kill()
+                a.communicate()
+
+
+class Record(CellTest):
+    def test_record_says_what_was_enforced(self):
+        # Root gets memory and pids cgroups; an unprivileged caller cannot, and the record must
+        # then list them as unavailable (the rlimit fallbacks stand in) instead of pretending.
+        r = self.cell(["/bin/true"])
+        enf, unav = enforced(r.meta), unavailable(r.meta)
+        for ns in ("userns", "pidns", "netns", "seccomp", "caps", "disk_quota"):
+            self.assertIn(ns, enf, r)
+        for limit in ("memory", "pids"):
+            self.assertNotEqual(limit in enf, limit in unav, "%s must be either enforced or unavailable: %r" % (limit, r))
+        if UNPRIVILEGED:
+            self.assertIn("memory", unav, r)
+            self.assertIn("pids", unav, r)
+
+
+    def test_exit_status_is_reported_honestly(self):
+        r = self.cell(["/bin/sh", "-c", "exit 7"])
+        self.assertEqual(r.rc, 7)
+        self.assertEqual((r.meta or {}).get("status"), "exited", r)
+        self.assertEqual(r.meta.get("exit_code"), 7, r)
+        r = self.cell(["/bin/sh", "-c", "kill -9 $$"])
+        self.assertEqual(r.rc, 128 + 9, r)
+        self.assertEqual(r.meta.get("status"), "signaled", r)
+        self.assertEqual(r.meta.get("signal"), 9, r)
+
+
+if __name__ == "__main__":
+    unittest.main()
