@@ -163,8 +163,11 @@ static void apply(struct reader *r, const char *line)
 
 static int write_compacted(const char *path, const struct journal_entry *e, size_t n)
 {
+    /* a dot name: task ids never start with one, so no task directory can be in the way */
     char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.compact", path);
+    const char *slash = strrchr(path, '/');
+    snprintf(tmp, sizeof(tmp), "%.*s.%s.compact", slash ? (int)(slash - path + 1) : 0, path,
+             slash ? slash + 1 : path);
     struct journal out = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
     if (out.fd < 0)
         return -1;

@@ -825,21 +825,17 @@ static void op_submit(struct client *c, const struct request *req)
 
 static void send_result(struct client *c, struct stask *t)
 {
-    if (!t->result)
-        t->result = load_result(c->srv, t->id);
-    if (!t->result) {
+    /* results of tasks from before a restart are read on demand and not kept: retention
+     * bounds the disk, and this bounds the memory */
+    cleanup_json cJSON *loaded = t->result ? NULL : load_result(c->srv, t->id);
+    const cJSON *res = t->result ? t->result : loaded;
+    if (!res) {
         reply_error(c, PERR_INTERNAL, "the task's result.json is missing or unreadable");
         return;
     }
     cJSON *f = cJSON_CreateObject();
-    cJSON_AddItemToObject(f, "result", cJSON_Duplicate(t->result, 1));
+    cJSON_AddItemToObject(f, "result", cJSON_Duplicate(res, 1));
     reply_ok(c, f);
-    /* recovered results are read on demand and not kept: retention bounds the disk, and
-     * this bounds the memory */
-    if (!t->slot && t->started == 0 && t->submitted == 0) {
-        cJSON_Delete(t->result);
-        t->result = NULL;
-    }
 }
 
 static void answer_waiters(struct server *s, struct stask *t)
