@@ -255,19 +255,20 @@ int cmd_exec(int argc, char **argv)
         policy_free(pol);
         return usage_error(err);
     }
+    struct sock_fprog prog = {0};
+    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
     cleanup_fd int meta_fd = -1;
     if (o.meta) {
         meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
         if (meta_fd < 0) {
             snprintf(err, sizeof(err), "--meta %s: %s", o.meta, strerror(errno));
+            policy_bpf_free(&prog);
             policy_free(pol);
             return usage_error(err);
         }
-    }
-    struct sock_fprog prog = {0};
-    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
-        policy_free(pol);
-        return usage_error(err);
     }
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,
