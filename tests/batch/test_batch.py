@@ -7,7 +7,8 @@ import signal
 import time
 import xml.etree.ElementTree as ET
 
-from batchtest_util import (AGENTBOX, BatchTestCase, call, derived_id, fnv1a64, task)
+from batchtest_util import (AGENTBOX, BatchTestCase, call, derived_id, fake_openrouter, fnv1a64,
+                            task)
 
 
 class Shards(BatchTestCase):
@@ -408,3 +409,39 @@ class Progress(BatchTestCase):
         self.assertIn("114 tokens", text)
         self.assertIn("$0.0001", text)
         self.assertNotIn("[1/3]", text)             # per-task lines are for logs, not terminals
+
+
+class SharedBreaker(BatchTestCase):
+    """--jobs cells share one broker: a dead upstream trips one breaker for the whole batch
+    instead of every task retrying on its own (the control runs with the breaker off)."""
+    TASKS = 12
+    ATTEMPTS_PER_CALL = 4  # the first attempt + RETRY_WITH_BACKOFF x3 (the default chain)
+
+    def run_dead(self, **env):
+        self.fake = fake_openrouter.FakeOpenRouter(
+            script={"key": self.key, "default": {"kind": "error", "status": 503,
+                                                 "message": "Service temporarily unavailable",
+                                                 "error_type": "provider_overloaded"}},
+            key=self.key)
+        self.fake.start()
+        path = self.batch_file([task(f"d{i}") for i in range(self.TASKS)])
+        b = self.run_batch(path, "--jobs", str(self.TASKS), replay=False,
+                           env=self.env(live=True, **env))
+        self.assertEqual(b.rc, 1, b)
+        self.assertEqual(len(b.results), self.TASKS, b)
+        for r in b.results:
+            self.assertEqual(r["status"], "failed", r)
+        return b
+
+    def test_one_breaker_for_the_batch(self):
+        b = self.run_dead(OPENHANDS_ENABLE_CIRCUIT_BREAKER="true",
+                          OPENHANDS_CB_FAILURE_THRESHOLD="4", OPENHANDS_CB_OPEN_SECONDS="60")
+        sent = len(self.fake.requests())
+        self.assertLess(sent, self.TASKS * self.ATTEMPTS_PER_CALL / 3, f"{sent} requests")
+        tripped = [r for r in b.results
+                   if "CIRCUIT_BREAK" in ((r.get("error") or {}).get("strategies") or [])]
+        self.assertGreater(len(tripped), self.TASKS // 2, b)
+
+    def test_control_without_breaker(self):
+        self.run_dead(OPENHANDS_ENABLE_CIRCUIT_BREAKER="false")
+        self.assertGreaterEqual(len(self.fake.requests()), self.TASKS * self.ATTEMPTS_PER_CALL)
