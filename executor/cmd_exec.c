@@ -225,6 +225,11 @@ static int wait_cell(struct cell *c, int sfd, double timeout_s)
 
 int cmd_exec(int argc, char **argv)
 {
+    /* A closed stdin/stdout/stderr would be taken by the next file we open (a lock file, the
+     * policy) and handed to the cell as its stdio. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd)
+            return EXIT_EXEC_SETUP;
     char err[ERR_MSG_MAX];
     struct exec_options o;
     if (exec_options_parse(argc, argv, &o, err, sizeof(err)) < 0)

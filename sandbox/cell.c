@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -128,6 +129,19 @@ static int arrange_fds(struct cell_child *ctx)
         if (dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
             dup2(errfd >= 0 ? errfd : null, 2) < 0)
             return CHILD_FAIL(ctx, "dup stdio");
+    }
+    /* A directory passed as stdio (`agentbox exec ... < DIR`) would be a handle on the host's
+     * file system, outside every namespace: openat() and ".." from it reach anything (the
+     * CVE-2024-21626 shape). Such an fd, or a closed one, becomes /dev/null. */
+    for (int fd = 0; fd <= 2; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+            continue;
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, fd) < 0)
+            return CHILD_FAIL(ctx, "stdio /dev/null");
+        if (null != fd)
+            (void)close(null);
     }
     int next = 3;
     if (ch >= 0) {
@@ -468,7 +482,7 @@ static int make_cgroups(struct cell *c, const struct cell_config *cfg, int versi
     cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
     if (c->cg.version == 0 && version == 2)
         cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
-    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
+    if (c->cg.version && cgroup_janitor_start(&c->cg, c->slot.lock_fd) < 0) {
         int e = errno;
         cgroup_destroy(&c->cg);
         errno = e;
@@ -513,7 +527,12 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
         goto fail;
     }
-    struct clone_args ca = {.flags = ns_clone_flags(cfg) | CLONE_PIDFD,
+    /* v1: pid 1 makes its cgroup namespace itself once it is in its cgroups (cgroup_enter);
+     * one made at clone would be rooted at ours and replaced at once. */
+    uint64_t nsflags = ns_clone_flags(cfg);
+    if (c->cg.version == 1)
+        nsflags &= ~(uint64_t)CLONE_NEWCGROUP;
+    struct clone_args ca = {.flags = nsflags | CLONE_PIDFD,
                             .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
                             .exit_signal = SIGCHLD};
     if (c->cg.version == 2) {
@@ -526,7 +545,12 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
          * without a cgroup, the limits fall back to rlimits. */
         ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
         ca.cgroup = 0;
-        pid = make_cgroups(c, cfg, 1) < 0 ? -1 : syscall(SYS_clone3, &ca, sizeof(ca));
+        pid = -1;
+        if (make_cgroups(c, cfg, 1) == 0) {
+            if (c->cg.version == 1)
+                ca.flags &= ~(uint64_t)CLONE_NEWCGROUP;
+            pid = syscall(SYS_clone3, &ca, sizeof(ca));
+        }
     }
     if (pid == 0) {
         (void)close(sp[0]);

@@ -94,6 +94,6 @@ void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_kil
 /* Removes the cgroups (and the shared parent once empty), then stops the janitor. */
 void cgroup_destroy(struct cell_cgroup *cg);
 /* Starts a process that removes the cgroups should agentbox die without cell_reap. */
-int cgroup_janitor_start(struct cell_cgroup *cg);
+int cgroup_janitor_start(struct cell_cgroup *cg, int slot_lock_fd);
 
 #endif

@@ -250,6 +250,26 @@ class ExecTest(unittest.TestCase):
             os.close(fd)
         self.assertEqual(sorted(r.stdout.split()), ["0", "1", "2", "3"])  # 3: ls's own dir fd
 
+    def test_directory_or_closed_stdin_becomes_dev_null(self):
+        with open(os.path.join(self.tmp, "secret.txt"), "w") as f:
+            f.write("host-secret\n")
+        os.chmod(self.tmp, 0o755)
+        fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            r = subprocess.run([AGENTBOX, "exec", "--", "sh", "-c",
+                                "readlink /proc/self/fd/0; cat /proc/self/fd/0/secret.txt; true"],
+                               stdin=fd, capture_output=True, text=True, timeout=30)
+        finally:
+            os.close(fd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("host-secret", r.stdout)
+        self.assertEqual(r.stdout.split("\n")[0], "/dev/null")
+        # a closed stdin must not be taken by some other file of agentbox's
+        r = subprocess.run(["/bin/sh", "-c", 'exec "$0" exec -- readlink /proc/self/fd/0 <&-',
+                            AGENTBOX], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "/dev/null")
+
     # ---- seeding ----
     def make_seed(self):
         seed = os.path.join(self.tmp, "seed")
