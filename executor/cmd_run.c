@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -433,6 +434,13 @@ int cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
     config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
+    /* this process holds the key: no other process of this uid may ptrace it or read its
+     * memory through /proc */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        fprintf(stderr, "agentbox run: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
+        config_free(&cfg);
+        return EXIT_USAGE;
+    }
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;

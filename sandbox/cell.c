@@ -279,7 +279,8 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     /* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files
      * are root's: an unprivileged parent could not write its uid_map. Dumpable only until
      * the maps are written. */
-    if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+    if (ctx->undumpable_parent &&
+        (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 || send(ctx->setup_fd, "D", 1, MSG_NOSIGNAL) != 1))
         _exit(EXIT_FAILURE);
     /* A supervisor that dies takes its cells along. Set before waiting for the maps: if the
      * parent died before this line, the read below sees EOF instead (the usual race). */
@@ -572,6 +573,19 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     c->pid = (pid_t)pid;
+    /* An undumpable parent must wait until the child is dumpable again: until then its
+     * /proc/PID/{setgroups,uid_map} belong to root and the writes below fail. */
+    if (!root && undumpable) {
+        struct pollfd pfd = {.fd = c->setup_fd, .events = POLLIN};
+        char d = 0;
+        errno = 0;
+        if (poll(&pfd, 1, CELL_SETUP_TIMEOUT_MS) != 1 || read(c->setup_fd, &d, 1) != 1 ||
+            d != 'D') {
+            errf(err, errsz, "set-up failed at dumpable handshake: %s",
+                 errno ? strerror(errno) : "no answer");
+            goto fail;
+        }
+    }
     if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
