@@ -32,8 +32,9 @@ static int append(struct journal *j, cJSON *rec)
 static cJSON *record(const char *op, const char *id, double ts)
 {
     cJSON *rec = cJSON_CreateObject();
-    if (rec && (!cJSON_AddStringToObject(rec, "op", op) || !cJSON_AddStringToObject(rec, "id", id) ||
-                !cJSON_AddNumberToObject(rec, "ts", ts))) {
+    if (rec &&
+        (!cJSON_AddStringToObject(rec, "op", op) || !cJSON_AddStringToObject(rec, "id", id) ||
+         !cJSON_AddNumberToObject(rec, "ts", ts))) {
         cJSON_Delete(rec);
         return NULL;
     }
@@ -95,8 +96,9 @@ struct reader {
 
 static struct journal_entry *find(struct reader *r, const char *id)
 {
-    ENTRY key = {.key = (char *)id}, *found = NULL;
-    if (!hsearch_r(key, FIND, &found, &r->index) || !found)
+    ENTRY probe = {.key = (char *)id, .data = NULL};
+    ENTRY *found = NULL;
+    if (!hsearch_r(probe, FIND, &found, &r->index) || !found)
         return NULL;
     size_t i = (size_t)(uintptr_t)found->data;
     return i < r->n ? &r->e[i] : NULL;
