@@ -5,7 +5,7 @@ import asyncio
 import os
 import threading
 
-from pyclient_util import ServerTestCase, eventually, sleeping_task
+from pyclient_util import ServerTestCase, eventually
 
 from agentbox_client import (AgentboxClient, OpenHandsAgentProxy, SyncAgentboxAgentProxy)
 

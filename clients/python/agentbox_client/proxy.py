@@ -12,7 +12,7 @@ import os
 import time
 
 from .client import AgentboxClient
-from .errors import AgentboxConnectionError, AgentboxError, AgentboxServerError
+from .errors import AgentboxConnectionError, AgentboxError
 
 log = logging.getLogger("agentbox_client")
 
