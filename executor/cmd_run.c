@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -303,18 +304,6 @@ static int load_task(const struct run_args *a, struct task *t, char *err, size_t
     return task_parse(json, t, err, errsz);
 }
 
-/* The environment's copy of the key is wiped in place, so that /proc/PID/environ of this
- * process and anything it starts never show it; config keeps the only copy. */
-static void scrub_key_from_environment(void)
-{
-    extern char **environ;
-    static const char prefix[] = "OPENROUTER_API_KEY=";
-    for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
-            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
-    (void)unsetenv("OPENROUTER_API_KEY");
-}
-
 static void limits_from_task(struct policy_limits *l, const struct task *t)
 {
     if (t->limits_set & TASK_LIMIT_DISK)
@@ -444,7 +433,14 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
-    scrub_key_from_environment();
+    config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
+    /* this process holds the key: no other process of this uid may ptrace it or read its
+     * memory through /proc */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        fprintf(stderr, "agentbox run: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
+        config_free(&cfg);
+        return EXIT_USAGE;
+    }
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
