@@ -216,12 +216,24 @@ def bench_memory(m, delay):
         per = {p: smaps(p) for p in pids}
         per = {p: v for p, v in per.items() if v}
         sup = per.get(srv.proc.pid, {})
-        cells = [v for p, v in per.items() if p != srv.proc.pid]
+
+        def pidns(p):
+            try:
+                return os.readlink(f"/proc/{p}/ns/pid")
+            except OSError:
+                return None
+        own_ns = pidns(srv.proc.pid)
+        # in a cell's pid namespace: the cell; in the supervisor's: its helpers (the sandbox's
+        # per-cell cgroup janitor, forked without exec)
+        cells = [v for p, v in per.items() if p != srv.proc.pid and pidns(p) != own_ns]
+        helpers = [v for p, v in per.items() if p != srv.proc.pid and pidns(p) == own_ns]
         total_pss = sum(v.get("Pss", 0) for v in per.values())
         cell_pss = sum(v.get("Pss", 0) for v in cells)
         res = {"held": m, "running": running, "llm_calls_in_flight": in_flight,
-               "processes": len(per), "supervisor_pss_kb": sup.get("Pss", 0),
+               "processes": len(per), "cell_processes": len(cells),
+               "helper_processes": len(helpers), "supervisor_pss_kb": sup.get("Pss", 0),
                "supervisor_rss_kb": sup.get("Rss", 0), "cells_pss_kb": cell_pss,
+               "helpers_pss_kb": sum(v.get("Pss", 0) for v in helpers),
                "total_pss_kb": total_pss, "per_task_kb": total_pss / max(1, running),
                "cell_pss_anon_kb": sum(v.get("Pss_Anon", 0) for v in cells),
                "cell_pss_file_kb": sum(v.get("Pss_File", 0) for v in cells),
@@ -293,6 +305,16 @@ def bench_overhead(steps):
         shutil.rmtree(tmp, True)
 
 
+def dominant(mem):
+    parts = {"the cells' pid 1 processes (private heap, stack, page tables; the binary's text "
+             "is shared)": mem["cells_pss_kb"],
+             "the janitors (copy-on-write pages of the supervisor they were forked from, "
+             "page tables)": mem["helpers_pss_kb"],
+             "the supervisor itself": mem["supervisor_pss_kb"]}
+    name = max(parts, key=parts.get)
+    return f"{name}, {parts[name] / max(1, mem['running']):.0f} KiB per task"
+
+
 def write_doc(text):
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
@@ -351,12 +373,14 @@ def main():
             f"the supervisor and all {mem['processes'] - 1} processes below it = "
             f"{mem['total_pss_kb'] / 1024:.1f} MiB, **{mem['per_task_kb']:.0f} KiB per task** "
             f"(target <= 2048 KiB). Supervisor: PSS {mem['supervisor_pss_kb'] / 1024:.1f} MiB "
-            f"(RSS {mem['supervisor_rss_kb'] / 1024:.1f} MiB) for all tasks together; cells: "
+            f"(RSS {mem['supervisor_rss_kb'] / 1024:.1f} MiB) for all tasks together; "
+            f"{mem['cell_processes']} cell processes (the agent as each cell's pid 1): "
             f"{mem['cells_pss_kb'] / 1024:.1f} MiB, of which anonymous "
             f"{mem['cell_pss_anon_kb'] / 1024:.1f} MiB and file-backed "
-            f"{mem['cell_pss_file_kb'] / 1024:.1f} MiB (processes: "
-            f"{', '.join(mem['comms'])}). What dominates is each cell's pid 1 (the agent's "
-            "private heap and stack, page tables); the binary's text is shared between cells.",
+            f"{mem['cell_pss_file_kb'] / 1024:.1f} MiB; {mem['helper_processes']} helpers in the "
+            f"supervisor's pid namespace (the sandbox's per-cell cgroup janitors, forked "
+            f"without exec, sharing the supervisor's pages): {mem['helpers_pss_kb'] / 1024:.1f} "
+            f"MiB. Largest share: {dominant(mem)}.",
             "",
         ]
     lines += [

@@ -5,9 +5,10 @@ queued again with --requeue-interrupted)."""
 import json
 import os
 import signal
+import subprocess
 import time
 
-from servetest_util import ServeTestCase, bash_reply, finish_reply, pid_alive
+from servetest_util import AGENTBOX, ServeTestCase, bash_reply, finish_reply, pid_alive
 
 
 def mount_lines():
@@ -132,3 +133,19 @@ class LifecycleTest(ServeTestCase):
             r = self.wait_result(c, tid)
             self.assertEqual(r["status"], "succeeded")
             self.assertEqual(r["output"], "second life")
+
+    def test_one_server_per_state_dir_and_socket(self):
+        replay = self.write_replay([finish_reply()])
+        self.start_server(replay=replay)
+        other = os.path.join(self.tmp, "other.sock")
+        r = subprocess.run([AGENTBOX, "serve", "--socket", other, "--state-dir", self.state,
+                            "--replay", replay], capture_output=True, text=True, timeout=20,
+                           env=self.env())
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("another agentbox serve is using it", r.stderr)
+        r = subprocess.run([AGENTBOX, "serve", "--socket", self.sock, "--state-dir",
+                            os.path.join(self.tmp, "state2"), "--replay", replay],
+                           capture_output=True, text=True, timeout=20, env=self.env())
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("another server is listening there", r.stderr)
+        self.assertEqual(self.conn().ask({"op": "health"})["status"], "ok")

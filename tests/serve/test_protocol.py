@@ -174,6 +174,15 @@ class ProtocolTest(ServeTestCase):
         os.chmod(self.sock, 0o666)
         r = self._nobody_health()
         self.assertIn('"status":"ok"', r.stdout, r)
+        self.kill_server()
+        self.start_server("--allow-gid", "65534", replay=self.replay)  # nobody's primary gid
+        os.chmod(self.sock, 0o666)
+        r = self._nobody_health()
+        self.assertIn('"status":"ok"', r.stdout, r)
+        self.kill_server()
+        self.start_server("--allow-uid", "65533", "--allow-gid", "65533", replay=self.replay)
+        os.chmod(self.sock, 0o666)
+        self.assertIn('"forbidden"', self._nobody_health().stdout)
 
     def test_client_commands(self):
         self.start_server(replay=self.replay)

@@ -1,0 +1,608 @@
+/* serve_client: the socket clients of `agentbox serve`: non-blocking reads into a bounded
+ * buffer, one request at a time per connection, the ops, event streams (replay from the
+ * task's events file, then live) and bounded output queues. Never blocks on a client: a slow
+ * reader is disconnected at its queue bound, a stalled writer costs nothing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+#include "serve.h"
+
+/* ---------------------------------------------------------------- clients: output */
+
+void serve_client_interest(struct client *c)
+{
+    if (c->dead)
+        return;
+    uint32_t want = 0;
+    if (!c->eof)
+        want |= EPOLLRDHUP; /* level-triggered: asked for only until seen */
+    if (c->pending == P_NONE && !c->eof)
+        want |= EPOLLIN;
+    if (c->outlen > c->outoff)
+        want |= EPOLLOUT;
+    if (want == c->interest)
+        return;
+    struct epoll_event ev = {.events = want, .data.ptr = c};
+    if (epoll_ctl(c->srv->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->interest = want;
+}
+
+void serve_client_flush(struct client *c)
+{
+    while (!c->dead && c->outlen > c->outoff) {
+        ssize_t n =
+            send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->outoff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        c->dead = true; /* EPIPE, ECONNRESET: the peer is gone */
+        return;
+    }
+    if (c->outoff == c->outlen)
+        c->outoff = c->outlen = 0;
+    else if (c->outoff > (1u << 20)) {
+        memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+        c->outlen -= c->outoff;
+        c->outoff = 0;
+    }
+}
+
+/* Queues bytes for the client; a reader that lets its queue pass the bound is dropped
+ * (one message is always accepted into an empty queue, however large). */
+void serve_client_queue(struct client *c, const char *p, size_t n)
+{
+    if (c->dead)
+        return;
+    size_t queued = c->outlen - c->outoff;
+    if (queued > 0 && queued + n > c->srv->client_queue) {
+        log_info("client uid %u: output queue over %zu bytes, disconnected", (unsigned)c->uid,
+                 c->srv->client_queue);
+        c->dead = true;
+        return;
+    }
+    if (c->outlen + n > c->outcap) {
+        size_t ncap = c->outcap ? c->outcap : 4096;
+        while (ncap < c->outlen + n)
+            ncap *= 2;
+        char *no = realloc(c->out, ncap);
+        if (!no) {
+            c->dead = true;
+            return;
+        }
+        c->out = no;
+        c->outcap = ncap;
+    }
+    memcpy(c->out + c->outlen, p, n);
+    c->outlen += n;
+    serve_client_flush(c);
+}
+
+static void queue_line(struct client *c, char *line)
+{
+    if (!line) {
+        c->dead = true;
+        return;
+    }
+    serve_client_queue(c, line, strlen(line));
+    free(line);
+}
+
+void serve_reply_error(struct client *c, enum protocol_error code, const char *msg)
+{
+    queue_line(c, protocol_error_line(code, msg));
+}
+
+static void reply_ok(struct client *c, cJSON *fields)
+{
+    queue_line(c, protocol_ok_line(fields));
+}
+
+/* ---------------------------------------------------------------- summaries */
+
+static cJSON *time_or_null(double t)
+{
+    return t > 0 ? cJSON_CreateNumber(t) : cJSON_CreateNull();
+}
+
+static cJSON *task_summary(const struct stask *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", t->id);
+    cJSON_AddStringToObject(o, "status", task_status_name(t->status));
+    cJSON_AddItemToObject(o, "submitted", time_or_null(t->submitted));
+    cJSON_AddItemToObject(o, "started", time_or_null(t->started));
+    cJSON_AddItemToObject(o, "ended", time_or_null(t->ended));
+    return o;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+void serve_stream_end(struct client *c)
+{
+    if (c->replay_fd >= 0)
+        (void)close(c->replay_fd);
+    c->replay_fd = -1;
+    free(c->carry);
+    c->carry = NULL;
+    c->carrylen = 0;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddBoolToObject(f, "end", true);
+    reply_ok(c, f);
+    c->pending = P_NONE;
+    c->live = false;
+    serve_client_interest(c);
+}
+
+static void op_submit(struct client *c, const struct request *req)
+{
+    struct server *s = c->srv;
+    if (s->draining) {
+        serve_reply_error(c, PERR_SHUTTING_DOWN, "the server is draining: no new tasks");
+        return;
+    }
+    if (s->nqueued >= s->queue_max) {
+        serve_reply_error(c, PERR_QUEUE_FULL, "the queue is full; try again later");
+        return;
+    }
+    char err[ERR_MSG_MAX];
+    struct task tk;
+    if (task_parse(req->task, &tk, err, sizeof(err)) < 0) {
+        serve_reply_error(c, PERR_INVALID_TASK, err);
+        return;
+    }
+    struct policy_entry *pe = NULL;
+    if (serve_policy_get(s, tk.policy ? tk.policy : "default", !tk.network_host, &pe, err,
+                         sizeof(err)) < 0) {
+        task_free(&tk);
+        serve_reply_error(c, PERR_INVALID_TASK, err);
+        return;
+    }
+    char dir[4400];
+    serve_task_dir(s, tk.id, dir, sizeof(dir));
+    struct stat st;
+    if (taskstore_find(&s->store, tk.id) || lstat(dir, &st) == 0) {
+        snprintf(err, sizeof(err), "task id '%s' is already known to this server", tk.id);
+        task_free(&tk);
+        serve_reply_error(c, PERR_DUPLICATE_ID, err);
+        return;
+    }
+    cJSON *json = cJSON_Duplicate(req->task, 1);
+    if (json) {
+        cJSON_DeleteItemFromObjectCaseSensitive(json, "id");
+        cJSON_AddStringToObject(json, "id", tk.id);
+    }
+    struct stask *t = json ? taskstore_add(&s->store, tk.id) : NULL;
+    if (!t) {
+        cJSON_Delete(json);
+        task_free(&tk);
+        serve_reply_error(c, PERR_INTERNAL, "out of memory");
+        return;
+    }
+    t->task = tk;
+    t->parsed = true;
+    t->task_json = json;
+    t->submitted = wallclock_s();
+    if (journal_submitted(&s->journal, t->id, json, t->submitted) < 0) {
+        snprintf(err, sizeof(err), "journal: %s", strerror(errno));
+        taskstore_remove(&s->store, t);
+        serve_reply_error(c, PERR_INTERNAL, err);
+        return;
+    }
+    serve_enqueue(s, t);
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "id", t->id);
+    reply_ok(c, f);
+    serve_start_queued(s);
+}
+
+static void send_result(struct client *c, struct stask *t)
+{
+    /* results of tasks from before a restart are read on demand and not kept: retention
+     * bounds the disk, and this bounds the memory */
+    cleanup_json cJSON *loaded = t->result ? NULL : serve_load_result(c->srv, t->id);
+    const cJSON *res = t->result ? t->result : loaded;
+    if (!res) {
+        serve_reply_error(c, PERR_INTERNAL, "the task's result.json is missing or unreadable");
+        return;
+    }
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddItemToObject(f, "result", cJSON_Duplicate(res, 1));
+    reply_ok(c, f);
+}
+
+void serve_answer_waiters(struct server *s, struct stask *t)
+{
+    for (struct client *c = s->clients; c; c = c->next) {
+        if (c->dead || c->pending != P_WAIT || strcmp(c->id, t->id) != 0)
+            continue;
+        c->pending = P_NONE;
+        send_result(c, t);
+        serve_client_interest(c);
+    }
+}
+
+static void op_wait(struct client *c, const struct request *req)
+{
+    struct stask *t = taskstore_find(&c->srv->store, req->id);
+    if (!t) {
+        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+        return;
+    }
+    if (task_status_terminal(t->status)) {
+        send_result(c, t);
+        return;
+    }
+    if (req->timeout_s == 0) {
+        serve_reply_error(c, PERR_TIMEOUT, "the task has not finished");
+        return;
+    }
+    c->pending = P_WAIT;
+    snprintf(c->id, sizeof(c->id), "%s", t->id);
+    c->deadline = req->timeout_s > 0 ? monotonic_s() + req->timeout_s : 0;
+}
+
+static void op_cancel(struct client *c, const struct request *req)
+{
+    struct server *s = c->srv;
+    struct stask *t = taskstore_find(&s->store, req->id);
+    if (!t) {
+        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+        return;
+    }
+    bool cancelling = false;
+    if (t->status == TS_QUEUED) {
+        serve_dequeue(s, t);
+        serve_finish_without_runner(s, t, TS_CANCELLED, "UNKNOWN_ERROR",
+                                    "cancelled before it started");
+    } else if (t->status == TS_RUNNING) {
+        t->cancel_requested = true;
+        cancelling = true;
+        struct slot *sl = t->slot;
+        if (sl)
+            runner_cancel(sl->runner);
+    }
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "status", task_status_name(t->status));
+    cJSON_AddBoolToObject(f, "cancelling", cancelling);
+    reply_ok(c, f);
+}
+
+static void op_events(struct client *c, const struct request *req)
+{
+    struct server *s = c->srv;
+    struct stask *t = NULL;
+    if (!req->all && !(t = taskstore_find(&s->store, req->id))) {
+        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+        return;
+    }
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddBoolToObject(f, "stream", true);
+    reply_ok(c, f);
+    c->pending = P_STREAM;
+    c->all = req->all;
+    c->follow = req->follow;
+    c->live = false;
+    c->id[0] = '\0';
+    if (req->all) {
+        /* every task's live events from now on; no replay of the whole history */
+        if (!req->follow)
+            serve_stream_end(c);
+        else
+            c->live = true;
+        return;
+    }
+    snprintf(c->id, sizeof(c->id), "%s", t->id);
+    char path[4500];
+    snprintf(path, sizeof(path), "%s/%s/events.jsonl", s->state_dir, t->id);
+    c->replay_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* a queued task has no events file yet: nothing to replay */
+    serve_stream_pump(c);
+}
+
+/* Replays the events file in chunks while the client keeps up; at its end (everything
+ * emitted so far is in the file: the loop is single-threaded and the file written
+ * synchronously) the client turns live, or the stream ends. */
+void serve_stream_pump(struct client *c)
+{
+    while (!c->dead && c->pending == P_STREAM && !c->live &&
+           c->outlen - c->outoff < SERVE_REPLAY_LOW_WATER) {
+        ssize_t n = -1;
+        char buf[SERVE_READ_CHUNK];
+        if (c->replay_fd >= 0) {
+            n = read(c->replay_fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+        }
+        if (n > 0) {
+            char *joined = realloc(c->carry, c->carrylen + (size_t)n);
+            if (!joined) {
+                c->dead = true;
+                return;
+            }
+            memcpy(joined + c->carrylen, buf, (size_t)n);
+            c->carry = joined;
+            c->carrylen += (size_t)n;
+            char *last = memrchr(c->carry, '\n', c->carrylen);
+            if (last) {
+                size_t whole = (size_t)(last - c->carry) + 1;
+                serve_client_queue(c, c->carry, whole);
+                memmove(c->carry, c->carry + whole, c->carrylen - whole);
+                c->carrylen -= whole;
+            }
+            continue;
+        }
+        /* end of the file */
+        if (c->replay_fd >= 0)
+            (void)close(c->replay_fd);
+        c->replay_fd = -1;
+        free(c->carry);
+        c->carry = NULL;
+        c->carrylen = 0;
+        struct stask *t = taskstore_find(&c->srv->store, c->id);
+        if (!c->follow || !t || task_status_terminal(t->status))
+            serve_stream_end(c);
+        else
+            c->live = true;
+    }
+}
+
+static void op_status(struct client *c, const struct request *req)
+{
+    struct stask *t = taskstore_find(&c->srv->store, req->id);
+    if (!t) {
+        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+        return;
+    }
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddItemToObject(f, "task", task_summary(t));
+    reply_ok(c, f);
+}
+
+static void op_list(struct client *c)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(f, "tasks");
+    for (struct stask *t = c->srv->store.head; t; t = t->next)
+        cJSON_AddItemToArray(arr, task_summary(t));
+    reply_ok(c, f);
+}
+
+static void op_health(struct client *c)
+{
+    struct server *s = c->srv;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "status", s->draining ? "draining" : "ok");
+    cJSON_AddStringToObject(f, "version", AGENTBOX_VERSION);
+    cJSON_AddNumberToObject(f, "running", s->nrunning);
+    cJSON_AddNumberToObject(f, "queued", (double)s->nqueued);
+    cJSON_AddNumberToObject(f, "jobs", s->jobs);
+    cJSON_AddNumberToObject(f, "uptime_s", monotonic_s() - s->started_mono);
+    cJSON_AddBoolToObject(f, "replay", s->replay != NULL);
+    cJSON_AddItemToObject(f, "breaker", metrics_breakers_json(&s->metrics));
+    reply_ok(c, f);
+}
+
+static void op_metrics(struct client *c)
+{
+    struct server *s = c->srv;
+    const char *names[TS_NSTATUS];
+    for (int i = 0; i < TS_NSTATUS; i++)
+        names[i] = task_status_name((enum task_status)i);
+    struct metrics_gauges g = {
+        .status_names = names,
+        .status_counts = s->store.by_status,
+        .nstatus = TS_NSTATUS,
+        .queue_depth = s->nqueued,
+        .running_cells = s->nrunning,
+    };
+    cleanup_free char *text = metrics_format(&s->metrics, &g);
+    if (!text) {
+        serve_reply_error(c, PERR_INTERNAL, "out of memory");
+        return;
+    }
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "text", text);
+    reply_ok(c, f);
+}
+
+static void handle_request(struct client *c, const char *line, size_t len)
+{
+    struct request req;
+    enum protocol_error code;
+    char err[ERR_MSG_MAX];
+    if (protocol_parse(line, len, &req, &code, err, sizeof(err)) < 0) {
+        serve_reply_error(c, code, err);
+        return;
+    }
+    switch (req.op) {
+    case OP_SUBMIT:
+        op_submit(c, &req);
+        break;
+    case OP_STATUS:
+        op_status(c, &req);
+        break;
+    case OP_WAIT:
+        op_wait(c, &req);
+        break;
+    case OP_CANCEL:
+        op_cancel(c, &req);
+        break;
+    case OP_EVENTS:
+        op_events(c, &req);
+        break;
+    case OP_LIST:
+        op_list(c);
+        break;
+    case OP_HEALTH:
+        op_health(c);
+        break;
+    case OP_METRICS:
+        op_metrics(c);
+        break;
+    }
+    request_free(&req);
+}
+
+/* ---------------------------------------------------------------- clients: input */
+
+/* One request at a time per connection: while a wait or a stream is pending, the next
+ * lines stay in the buffer (and the socket is not read: the peer's writes block). */
+void serve_client_process(struct client *c)
+{
+    size_t off = 0;
+    while (!c->dead && c->pending == P_NONE && off < c->inlen) {
+        char *nl = memchr(c->in + off, '\n', c->inlen - off);
+        if (!nl)
+            break;
+        size_t len = (size_t)(nl - (c->in + off));
+        if (c->discarding)
+            c->discarding = false;
+        else if (len > 0 && !(len == 1 && c->in[off] == '\r'))
+            handle_request(c, c->in + off, len);
+        off += len + 1;
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->inlen - off);
+        c->inlen -= off;
+    }
+    if (!c->dead && c->pending == P_NONE && c->inlen > PROTOCOL_REQUEST_MAX_BYTES) {
+        if (!c->discarding) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "request: longer than %u bytes", PROTOCOL_REQUEST_MAX_BYTES);
+            serve_reply_error(c, PERR_TOO_LARGE, msg);
+        }
+        c->discarding = true;
+        c->inlen = 0;
+    }
+    serve_client_interest(c);
+}
+
+void serve_client_read(struct client *c)
+{
+    /* bounded per wake-up so one fast writer cannot starve the others */
+    for (int rounds = 0; rounds < 16 && !c->dead && c->pending == P_NONE; rounds++) {
+        if (c->incap - c->inlen < SERVE_READ_CHUNK) {
+            size_t ncap = c->incap ? c->incap * 2 : SERVE_READ_CHUNK * 2;
+            char *ni = realloc(c->in, ncap);
+            if (!ni) {
+                c->dead = true;
+                return;
+            }
+            c->in = ni;
+            c->incap = ncap;
+        }
+        ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+        if (n == 0) {
+            c->eof = true;
+            serve_client_interest(c);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                c->dead = true;
+            return;
+        }
+        c->inlen += (size_t)n;
+        serve_client_process(c);
+    }
+}
+
+void serve_client_close(struct client *c)
+{
+    struct server *s = c->srv;
+    (void)epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    (void)close(c->fd);
+    if (c->replay_fd >= 0)
+        (void)close(c->replay_fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nclients--;
+    free(c->in);
+    free(c->out);
+    free(c->carry);
+    free(c);
+}
+
+static bool peer_allowed(const struct server *s, const struct ucred *cr)
+{
+    if (cr->uid == 0 || cr->uid == geteuid())
+        return true;
+    for (int i = 0; i < s->nallow_uid; i++)
+        if (s->allow_uid[i] == cr->uid)
+            return true;
+    for (int i = 0; i < s->nallow_gid; i++)
+        if (s->allow_gid[i] == cr->gid)
+            return true;
+    return false;
+}
+
+void serve_accept(struct server *s)
+{
+    for (;;) {
+        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        struct ucred cr;
+        socklen_t crlen = sizeof(cr);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 || !peer_allowed(s, &cr)) {
+            cleanup_free char *line =
+                protocol_error_line(PERR_FORBIDDEN, "this uid/gid may not use the server");
+            if (line)
+                (void)send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+            log_info("refused a client (uid %u gid %u)", (unsigned)cr.uid, (unsigned)cr.gid);
+            (void)close(fd);
+            continue;
+        }
+        struct client *c = s->nclients < SERVE_CLIENTS_MAX ? calloc(1, sizeof(*c)) : NULL;
+        if (!c) {
+            (void)close(fd);
+            continue;
+        }
+        c->tag.kind = K_CLIENT;
+        c->srv = s;
+        c->fd = fd;
+        c->uid = cr.uid;
+        c->replay_fd = -1;
+        c->interest = EPOLLIN | EPOLLRDHUP;
+        struct epoll_event ev = {.events = c->interest, .data.ptr = c};
+        if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            (void)close(fd);
+            free(c);
+            continue;
+        }
+        c->next = s->clients;
+        if (s->clients)
+            s->clients->prev = c;
+        s->clients = c;
+        s->nclients++;
+    }
+}
