@@ -225,6 +225,11 @@ static int wait_cell(struct cell *c, int sfd, double timeout_s)
 
 int cmd_exec(int argc, char **argv)
 {
+    /* A closed stdin/stdout/stderr would be taken by the next file we open (a lock file, the
+     * policy) and handed to the cell as its stdio. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd)
+            return EXIT_EXEC_SETUP;
     char err[ERR_MSG_MAX];
     struct exec_options o;
     if (exec_options_parse(argc, argv, &o, err, sizeof(err)) < 0)
@@ -255,19 +260,20 @@ int cmd_exec(int argc, char **argv)
         policy_free(pol);
         return usage_error(err);
     }
+    struct sock_fprog prog = {0};
+    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
     cleanup_fd int meta_fd = -1;
     if (o.meta) {
         meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
         if (meta_fd < 0) {
             snprintf(err, sizeof(err), "--meta %s: %s", o.meta, strerror(errno));
+            policy_bpf_free(&prog);
             policy_free(pol);
             return usage_error(err);
         }
-    }
-    struct sock_fprog prog = {0};
-    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
-        policy_free(pol);
-        return usage_error(err);
     }
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,

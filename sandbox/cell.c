@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -128,6 +129,19 @@ static int arrange_fds(struct cell_child *ctx)
         if (dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
             dup2(errfd >= 0 ? errfd : null, 2) < 0)
             return CHILD_FAIL(ctx, "dup stdio");
+    }
+    /* A directory passed as stdio (`agentbox exec ... < DIR`) would be a handle on the host's
+     * file system, outside every namespace: openat() and ".." from it reach anything (the
+     * CVE-2024-21626 shape). Such an fd, or a closed one, becomes /dev/null. */
+    for (int fd = 0; fd <= 2; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+            continue;
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, fd) < 0)
+            return CHILD_FAIL(ctx, "stdio /dev/null");
+        if (null != fd)
+            (void)close(null);
     }
     int next = 3;
     if (ch >= 0) {
@@ -272,6 +286,9 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
      * parent died before this line, the read below sees EOF instead (the usual race). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         _exit(EXIT_FAILURE);
+    /* v1: into the cell's cgroups before anything else, while the parent writes the maps. */
+    if (cgroup_enter(ctx) < 0)
+        child_fail(ctx);
     if (read(ctx->setup_fd, &go, 1) != 1 || go != 'M')
         _exit(EXIT_FAILURE);
     if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -300,17 +317,8 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
     if (setsid() < 0)
         ctx->step = "setsid", child_fail(ctx);
-    /* The parent made the cgroup meanwhile; nothing runs before we are in it. It says which
-     * limits the cgroup holds, so the rest falls back to rlimits. */
-    char cg[2];
-    if (read(ctx->setup_fd, cg, 2) != 2 || cg[0] != 'G')
-        _exit(EXIT_FAILURE);
-    /* v1: moved after clone, so the cgroup namespace made at clone is rooted above the cell's
-     * cgroups; a new one hides their host path. */
-    if (cg[1] && !ctx->cgroup_v2 && unshare(CLONE_NEWCGROUP) < 0)
-        ctx->step = "cgroup namespace", child_fail(ctx);
     if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 ||
-        limits_apply(ctx, cg[1] & 1, cg[1] & 2))
+        limits_apply(ctx, ctx->cg->memory, ctx->cg->pids))
         child_fail(ctx);
     if (caps_drop_all(ctx) < 0)
         child_fail(ctx);
@@ -467,6 +475,23 @@ static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_
     return errf(err, errsz, "set-up failed at go: %s", strerror(e));
 }
 
+/* The cell's cgroups (v2 if it can, else v1; none is not an error), and the janitor that
+ * removes them should agentbox be SIGKILLed. -1 only if the janitor cannot be started. */
+static int make_cgroups(struct cell *c, const struct cell_config *cfg, int version)
+{
+    cgroup_destroy(&c->cg);
+    cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
+    if (c->cg.version == 0 && version == 2)
+        cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
+    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
+        int e = errno;
+        cgroup_destroy(&c->cg);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
 {
     *out = NULL;
@@ -492,8 +517,12 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    /* v2: the cell is born in its cgroup (Linux 5.7), no migration and no window outside. */
-    cgroup_create(&c->cg, 2, &c->slot, &cfg->limits);
+    /* Before clone: v2, the cell is born in its cgroup (CLONE_INTO_CGROUP, Linux 5.7); v1,
+     * pid 1 moves itself in first thing (cgroup_enter). */
+    if (make_cgroups(c, cfg, 2) < 0) {
+        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
+        goto fail;
+    }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
@@ -507,6 +536,13 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         ca.cgroup = (uint64_t)c->cg.dir_fd;
     }
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0 && c->cg.version == 2 && errno != ENOMEM && errno != EAGAIN) {
+        /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
+         * without a cgroup, the limits fall back to rlimits. */
+        ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+        ca.cgroup = 0;
+        pid = make_cgroups(c, cfg, 1) < 0 ? -1 : syscall(SYS_clone3, &ca, sizeof(ca));
+    }
     if (pid == 0) {
         (void)close(sp[0]);
         struct cell_child ctx = {.cfg = cfg,
@@ -514,7 +550,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
                                  .seed_fd = -1,
                                  .exe_fd = -1,
                                  .root_caller = root,
-                                 .cgroup_v2 = c->cg.version == 2,
+                                 .cg = &c->cg,
                                  .undumpable_parent = !root && undumpable,
                                  .enforced = 0};
         child_main(&ctx);
@@ -545,23 +581,6 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     if (send_go(c, "M", 1, err, errsz) < 0)
-        goto fail;
-    /* v1: the cgroups are made and pid 1 moved into them while it builds its file system
-     * (the move waits for an RCU grace period); it waits for "G" before anything of the
-     * cell's own runs. */
-    if (c->cg.version == 0)
-        cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
-    if (cgroup_attach(&c->cg, c->pid, why, sizeof(why)) < 0) {
-        errf(err, errsz, "set-up failed at %s", why);
-        goto fail;
-    }
-    /* From here on, a SIGKILLed agentbox does not leave its cgroups behind. */
-    if (c->cg.version && cgroup_janitor_start(&c->cg) < 0) {
-        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
-        goto fail;
-    }
-    char go[2] = {'G', (char)((c->cg.memory ? 1 : 0) | (c->cg.pids ? 2 : 0))};
-    if (send_go(c, go, 2, err, errsz) < 0)
         goto fail;
     if (wait_ready(c, err, errsz) < 0)
         goto fail;

@@ -21,7 +21,7 @@
 #define CELL_AGENT_BIN        "/run/agentbox/agentbox"
 #define CELL_CHANNEL_FD       3
 #define CELL_HOSTNAME         "agentbox"
-#define CELL_SETUP_TIMEOUT_MS 10000 /* a cell that is not running by then is killed */
+#define CELL_SETUP_TIMEOUT_MS 60000 /* a cell not running by then is killed (a big seed copy) */
 
 enum cell_pid1 { CELL_PID1_COMMAND, CELL_PID1_AGENT };
 

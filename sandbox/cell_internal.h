@@ -22,7 +22,7 @@ struct cell_child {
     int exe_fd;             /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
     bool root_caller;       /* the parent runs as host root (per-slot uid mapping) */
     bool undumpable_parent; /* unprivileged parent with PR_SET_DUMPABLE 0 */
-    bool cgroup_v2;         /* cloned into its cgroup */
+    const struct cell_cgroup *cg; /* made by the parent before clone */
     uint32_t enforced, unavailable;
     int landlock_abi;
     const char *seed_mode;
@@ -83,9 +83,12 @@ struct cell_cgroup {
  * version 2: before clone, for CLONE_INTO_CGROUP; version 1: after clone, then attach. */
 void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *slot,
                    const struct policy_limits *lim);
-/* v1: moves pid into the cgroups. Each move write-locks cgroup_threadgroup_rwsem, which
- * costs an RCU grace period; v2 avoids it with CLONE_INTO_CGROUP. */
-int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz);
+/* Child side, v1: moves the calling thread into the cell's cgroups by writing "0" to their
+ * "tasks" files, then gives it a cgroup namespace rooted there. A thread moving itself
+ * skips the kernel's global cgroup_threadgroup_rwsem (cgroup_procs_write_start), whose
+ * write side waits for an RCU grace period: milliseconds per cell when the parent moved
+ * pid 1 by pid. Must run while the child still has the caller's credentials. */
+int cgroup_enter(struct cell_child *ctx);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
 /* Removes the cgroups (and the shared parent once empty), then stops the janitor. */

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <linux/sched.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <errno.h>
@@ -102,6 +103,10 @@ static int own_path(const char *key, char *out, size_t outsz)
     return -1;
 }
 
+/* How long removal waits for the last tasks to be reaped: short in line, long in the janitor
+ * (a pid 1 orphaned by a SIGKILLed agentbox is reaped by the host's init, in its own time). */
+static int rm_wait_ms = 200;
+
 static void rm_cgroup(const char *path, int version)
 {
     if (version == 2)
@@ -114,7 +119,7 @@ static void rm_cgroup(const char *path, int version)
                     (void)kill(atoi(l), SIGKILL);
     }
     /* Tasks leave the cgroup only once fully reaped; a short retry covers that. */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < rm_wait_ms; i++) {
         if (rmdir(path) == 0 || errno == ENOENT)
             break;
         if (errno != EBUSY)
@@ -210,6 +215,10 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     /* Fails with EBUSY when base holds processes (the no-internal-process rule); then the
      * parent must be delegated with AGENTBOX_CGROUP. Already-enabled is fine. */
     (void)put(base, "cgroup.subtree_control", enable);
+    char on[512];
+    if (get(base, "cgroup.subtree_control", on, sizeof(on)) < 0 ||
+        (want_mem && !has_word(on, "memory")) || (want_pids && !has_word(on, "pids")))
+        return false;
     sweep(parent, 2, slot);
     if (fresh(parent, enable, slot, 2, cg->path, sizeof(cg->path)) < 0)
         return false;
@@ -218,6 +227,7 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
         cg->memory = put(cg->path, "memory.max", v) == 0;
         (void)put(cg->path, "memory.swap.max", "0");
+        (void)put(cg->path, "memory.oom.group", "1"); /* an OOM kill takes the whole cell */
     }
     if (want_pids) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
@@ -289,14 +299,34 @@ void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *
         (void)try_v1(cg, slot, lim);
 }
 
-int cgroup_attach(struct cell_cgroup *cg, pid_t pid, char *err, size_t errsz)
+static int enter(const char *dir)
 {
-    char v[32];
-    snprintf(v, sizeof(v), "%d", (int)pid);
-    if (cg->version == 1 && cg->memory && put(cg->path, "cgroup.procs", v) < 0)
-        return errf(err, errsz, "memory cgroup: %s", strerror(errno));
-    if (cg->version == 1 && cg->pids && put(cg->pids_path, "cgroup.procs", v) < 0)
-        return errf(err, errsz, "pids cgroup: %s", strerror(errno));
+    char path[640];
+    snprintf(path, sizeof(path), "%s/tasks", dir);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, "0", 1);
+    int e = errno;
+    if (close(fd) < 0 && n == 1)
+        return -1;
+    errno = e;
+    return n == 1 ? 0 : -1;
+}
+
+int cgroup_enter(struct cell_child *ctx)
+{
+    const struct cell_cgroup *cg = ctx->cg;
+    if (cg->version != 1)
+        return 0;
+    if (cg->memory && enter(cg->path) < 0)
+        return CHILD_FAIL(ctx, "enter memory cgroup");
+    if (cg->pids && enter(cg->pids_path) < 0)
+        return CHILD_FAIL(ctx, "enter pids cgroup");
+    /* The cgroup namespace made at clone is rooted at the parent's cgroups: a new one, rooted
+     * here, hides the host's cgroup paths from the cell. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        return CHILD_FAIL(ctx, "cgroup namespace");
     return 0;
 }
 
@@ -355,6 +385,7 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
             ;
         struct cell_cgroup copy = *cg;
         copy.dir_fd = -1;
+        rm_wait_ms = 10000;
         cgroup_destroy(&copy);
         _exit(0);
     }
@@ -368,19 +399,44 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
     return 0;
 }
 
+/* Janitors told to stop are reaped later, without waiting: waking one and waiting for its
+ * exit would put a scheduling round trip on every cell's critical path. */
+#define JANITORS_PENDING_MAX 64
+static int pending[JANITORS_PENDING_MAX];
+static size_t npending;
+
+static void reap_pending(bool block_oldest)
+{
+    bool block = block_oldest;
+    for (size_t i = 0; i < npending;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        int flags = WEXITED | __WALL | (block ? 0 : WNOHANG);
+        block = false;
+        long r = syscall(SYS_waitid, P_PIDFD, pending[i], &si, flags, NULL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 && si.si_pid == 0) {
+            i++; /* still running */
+            continue;
+        }
+        (void)close(pending[i]);
+        pending[i] = pending[--npending];
+    }
+}
+
 static void janitor_stop(struct cell_cgroup *cg)
 {
     if (cg->janitor_fd >= 0)
-        (void)close(cg->janitor_fd);
+        (void)close(cg->janitor_fd); /* EOF: it finds nothing left and exits */
     cg->janitor_fd = -1;
     if (cg->janitor_pidfd >= 0) {
-        siginfo_t si;
-        while (syscall(SYS_waitid, P_PIDFD, cg->janitor_pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
-               errno == EINTR)
-            ;
-        (void)close(cg->janitor_pidfd);
+        if (npending == JANITORS_PENDING_MAX)
+            reap_pending(true);
+        pending[npending++] = cg->janitor_pidfd;
     }
     cg->janitor_pidfd = -1;
+    reap_pending(false);
 }
 
 void cgroup_destroy(struct cell_cgroup *cg)
