@@ -323,7 +323,7 @@ def write_doc(path, text):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--agentbox", default=os.path.join(ROOT, "agentbox"))
+    ap.add_argument("--agentbox", default=os.environ.get("AGENTBOX") or os.path.join(ROOT, "agentbox"))
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--parallel", type=int, default=20)
     ap.add_argument("--overhead-calls", type=int, default=2000)

@@ -21,7 +21,10 @@ Script (a JSON object; every field optional):
 
 STEP ("kind" defaults to "completion", or "error" when "status" >= 400):
   common: delay (s before answering), headers {..}, status, close (answer with
-          "Connection: close" and close the connection)
+          "Connection: close" and close the connection); expectations on the request it
+          answers: expect_last (substring of the last message's content), expect_last_role
+          ("tool", "user"...), expect_tools (true: tools must be sent). An unmet expectation
+          is answered 400 "fake: ..." and recorded as kind "expect_failed" with the reason.
   completion: content, tool_calls [{id?, name, arguments (str or object)}], finish_reason,
               usage {prompt_tokens, completion_tokens, total_tokens, cost}, model, reasoning.
               Rendered as SSE when the request asked "stream": true.
@@ -406,6 +409,10 @@ class FakeOpenRouter:
             with self._lock:
                 step, how = self._choose(body, req["headers"])
             step = dict(step or {})
+            bad = self._expectation_failed(step, body)
+            if bad:
+                rec["kind"], rec["how"], rec["expect_failed"] = "expect_failed", how, bad
+                return await self._send(writer, 400, {"error": {"code": 400, "message": "fake: " + bad}}, keep=req["keep"])
             kind = step.get("kind") or ("error" if int(step.get("status", 200)) >= 400 else "completion")
             rec["how"], rec["kind"] = how, kind
             if step.get("delay"):
@@ -432,6 +439,24 @@ class FakeOpenRouter:
                 return await self._send(writer, 400, {"ok": False, "error": str(e)}, keep=req["keep"])
             return await self._send(writer, 200, {"ok": True}, keep=req["keep"])
         return await self._send(writer, 404, {"ok": False}, keep=req["keep"])
+
+    @staticmethod
+    def _expectation_failed(step, body):
+        """Checks a step's expectations on the request it answers; returns why they fail."""
+        msgs = body.get("messages") if isinstance(body.get("messages"), list) else []
+        want = step.get("expect_last")
+        if want is not None:
+            last = msgs[-1] if msgs and isinstance(msgs[-1], dict) else {}
+            content = last.get("content")
+            text = content if isinstance(content, str) else json.dumps(content)
+            if want not in (text or ""):
+                return f"expected the last message to contain {want!r}, got {text[:200]!r}"
+        role = step.get("expect_last_role")
+        if role is not None and (not msgs or not isinstance(msgs[-1], dict) or msgs[-1].get("role") != role):
+            return f"expected the last message's role to be {role!r}"
+        if step.get("expect_tools") and not body.get("tools"):
+            return "expected tools in the request"
+        return None
 
     # ----- answers -----
     def _completion(self, step, body):

@@ -72,6 +72,19 @@ class Fake(unittest.TestCase):
         self.assertEqual(a, b)
         self.assertTrue({200, 502} <= set(a) or {200, 503} <= set(a), a)
 
+    def test_expectations(self):
+        self.fake.set_script({"key": KEY, "conversations": {"e": [
+            {"expect_last": "tool said 42", "expect_last_role": "tool", "expect_tools": True, "content": "ok"}]}})
+        body = chat("[conv:e]")
+        r, d = post(self.fake.port, body)
+        self.assertEqual(r.status, 400)
+        self.assertIn("fake: expected", json.loads(d)["error"]["message"])
+        body["messages"].append({"role": "tool", "tool_call_id": "c1", "content": "the tool said 42"})
+        body["tools"] = [{"type": "function", "function": {"name": "finish"}}]
+        r, d = post(self.fake.port, body)
+        self.assertEqual(r.status, 200, d)
+        self.assertEqual([x["kind"] for x in self.fake.requests()], ["expect_failed", "completion"])
+
     def test_sse_reassembles(self):
         tcs = [{"name": "execute_bash", "arguments": {"command": "echo hi"}},
                {"name": "finish", "arguments": {"message": "ok"}}]

@@ -141,6 +141,54 @@ class Settings(LLMTestCase):
         self.assertGreaterEqual(t[-1] - t[0], 0.5, t)
 
 
+class ConfigFile(LLMTestCase):
+    def write_conf(self, text):
+        path = f"{self.tmp}/agentbox.conf"
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_file_then_environment_wins(self):
+        self.serve({})
+        conf = self.write_conf("# comment\nOPENHANDS_MODEL=file/model\nOPENHANDS_MAX_TOKENS=123\n")
+        run = self.llm("hi", env={"AGENTBOX_CONFIG": conf, "OPENHANDS_MODEL": None})
+        self.assertResult(run, "succeeded", 0)
+        run = self.llm("hi", env={"AGENTBOX_CONFIG": conf, "OPENHANDS_MODEL": "env/model"})
+        self.assertResult(run, "succeeded", 0)
+        self.assertEqual([(r["model"], r["body"]["max_tokens"]) for r in self.reqs()],
+                         [("file/model", 123), ("env/model", 123)])
+
+    def test_key_from_file(self):
+        self.serve({})
+        conf = self.write_conf(f'OPENROUTER_API_KEY="{self.key}"\n')
+        run = self.llm("hi", env={"AGENTBOX_CONFIG": conf, "OPENROUTER_API_KEY": None})
+        self.assertResult(run, "succeeded", 0)
+        self.assertTrue(self.reqs()[0]["auth_ok"])
+
+    def test_bad_file_refused(self):
+        self.serve({})
+        for text in ("OPENHANDS_TIMEOUT=soon\n", "NOT_A_SETTING=1\n", "just words\n"):
+            with self.subTest(text=text):
+                run = self.llm("hi", env={"AGENTBOX_CONFIG": self.write_conf(text)})
+                self.assertEqual(run.rc, 2, run)
+                self.assertIn("agentbox.conf", run.stderr)
+        run = self.llm("hi", env={"AGENTBOX_CONFIG": f"{self.tmp}/missing.conf"})
+        self.assertEqual(run.rc, 2, run)
+        self.assertEqual(self.reqs(), [])
+
+
+class FreeModels(LLMTestCase):
+    def test_free_model_rate_limit_applies_by_default(self):
+        # the seed never applied its settings; here ':free' models get 20 requests/minute with a
+        # burst of 5 unless told otherwise: the 6th call waits ~3 s
+        self.serve({})
+        run = self.llm("hi", "--model", "vendor/model:free", "--count", "6", "--parallel", "6")
+        self.assertEqual(run.json["ok"], 6, run)
+        t = sorted(r["t"] for r in self.reqs())
+        self.assertGreaterEqual(t[-1] - t[0], 2.5, t)
+        self.assertLess(t[4] - t[0], 0.5, "the first five go at once (burst)")
+
+
 class InFlight(LLMTestCase):
     def test_200_in_flight_on_one_thread(self):
         self.serve({"default": {"content": "x", "delay": 0.5}})

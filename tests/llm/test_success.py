@@ -143,6 +143,25 @@ class Streaming(LLMTestCase):
                 self.check_stream({"kind": "stream", "content": "line ends", "tool_calls": TOOL_CALLS[:1],
                                    **opts}, "line ends", TOOL_CALLS[:1])
 
+    def test_stream_request_answered_with_json_errors(self):
+        # asked for SSE, the upstream answers an error status with a plain JSON body
+        self.serve({"conversations": {"a": [{"status": 429, "retry_after_header": "0"}, {"content": "fine"}],
+                                      "b": [{"status": 401, "message": "No auth credentials found"}]}})
+        run = self.llm("[conv:a] hi", "--stream")
+        self.assertResult(run, "succeeded", 0)
+        self.assertEqual(run.chosen(), [("RATE_LIMIT_ERROR", "RETRY_WITH_BACKOFF")])
+        run = self.llm("[conv:b] hi", "--stream")
+        self.assertResult(run, "escalated", 3)
+        self.assertEqual(len(self.reqs()), 3)
+
+    def test_stream_finish_without_done(self):
+        # finish_reason and usage arrived, only "data: [DONE]" is missing: the answer is whole
+        self.serve({"default": {"kind": "stream", "content": "ok", "cut_after": 4}})
+        run = self.llm("hi", "--stream")
+        self.assertResult(run, "succeeded", 0)
+        self.assertEqual(run.json["message"]["content"], "ok")
+        self.assertEqual(len(self.reqs()), 1)
+
     def test_stream_events_to_stdout_keep_result_parseable(self):
         self.serve({"default": {"kind": "stream", "content": "x"}})
         proc = subprocess.run([AGENTBOX, "llm", "--stream", "--events", "-", "hi"], env=self.env(),
