@@ -314,19 +314,26 @@ static int enter(const char *dir)
     return n == 1 ? 0 : -1;
 }
 
-int cgroup_enter(struct cell_child *ctx)
+int cgroup_enter(struct cell_child *ctx, const char *memory_path, const char *pids_path)
 {
-    const struct cell_cgroup *cg = ctx->cg;
-    if (cg->version != 1)
-        return 0;
-    if (cg->memory && enter(cg->path) < 0)
+    if (memory_path[0] && enter(memory_path) < 0)
         return CHILD_FAIL(ctx, "enter memory cgroup");
-    if (cg->pids && enter(cg->pids_path) < 0)
+    if (pids_path[0] && enter(pids_path) < 0)
         return CHILD_FAIL(ctx, "enter pids cgroup");
-    /* The cgroup namespace made at clone is rooted at the parent's cgroups: a new one, rooted
-     * here, hides the host's cgroup paths from the cell. */
-    if (unshare(CLONE_NEWCGROUP) < 0)
-        return CHILD_FAIL(ctx, "cgroup namespace");
+    return 0;
+}
+
+int cgroup_grant_tasks(const struct cell_cgroup *cg, uid_t uid, gid_t gid)
+{
+    const char *dirs[] = {cg->memory ? cg->path : "", cg->pids ? cg->pids_path : ""};
+    for (size_t i = 0; i < 2; i++) {
+        char path[640];
+        if (!dirs[i][0])
+            continue;
+        snprintf(path, sizeof(path), "%s/tasks", dirs[i]);
+        if (chown(path, uid, gid) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -363,7 +370,7 @@ void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_kil
  * dies without doing it (SIGKILL). It waits for EOF on a pipe whose write end only agentbox
  * holds, so it wakes when agentbox is gone or has cleaned up. exit_signal 0: no SIGCHLD, and
  * a caller reaping with waitpid(-1) does not take it. */
-int cgroup_janitor_start(struct cell_cgroup *cg)
+int cgroup_janitor_start(struct cell_cgroup *cg, int slot_lock_fd)
 {
     int p[2];
     if (cg->version == 0 || pipe2(p, O_CLOEXEC) < 0)
@@ -372,17 +379,23 @@ int cgroup_janitor_start(struct cell_cgroup *cg)
     struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd};
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid == 0) {
-        /* Only the pipe: holding the cell's set-up socket would hide agentbox's death. */
-        if (dup2(p[0], 3) < 0)
+        /* Only the pipe and the slot's lock: holding the cell's set-up socket would hide
+         * agentbox's death. Holding the lock (the same open file, so the same flock) keeps the
+         * slot, and so these cgroup names, from being reused until the janitor is done. */
+        int lock = slot_lock_fd >= 0 ? fcntl(slot_lock_fd, F_DUPFD, 10) : -1;
+        if (dup2(p[0], 3) < 0 || (lock >= 0 && dup2(lock, 4) < 0))
             _exit(1);
-        (void)syscall(SYS_close_range, 4, ~0u, 0);
+        (void)syscall(SYS_close_range, lock >= 0 ? 5 : 4, ~0u, 0);
         struct sigaction ign = {.sa_handler = SIG_IGN};
         (void)sigaction(SIGINT, &ign, NULL);
         (void)sigaction(SIGTERM, &ign, NULL);
         (void)sigaction(SIGHUP, &ign, NULL);
         char c;
-        while (read(3, &c, 1) < 0 && errno == EINTR)
+        ssize_t n;
+        while ((n = read(3, &c, 1)) < 0 && errno == EINTR)
             ;
+        if (n == 1)
+            _exit(0); /* agentbox removed them itself */
         struct cell_cgroup copy = *cg;
         copy.dir_fd = -1;
         rm_wait_ms = 10000;
@@ -427,8 +440,13 @@ static void reap_pending(bool block_oldest)
 
 static void janitor_stop(struct cell_cgroup *cg)
 {
-    if (cg->janitor_fd >= 0)
-        (void)close(cg->janitor_fd); /* EOF: it finds nothing left and exits */
+    if (cg->janitor_fd >= 0) {
+        /* "done": it exits without touching anything. Should the byte not get through, EOF
+         * makes it remove what is already gone: harmless, as it still holds the slot. */
+        ssize_t n = write(cg->janitor_fd, "D", 1);
+        (void)n;
+        (void)close(cg->janitor_fd);
+    }
     cg->janitor_fd = -1;
     if (cg->janitor_pidfd >= 0) {
         if (npending == JANITORS_PENDING_MAX)
