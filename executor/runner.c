@@ -139,6 +139,20 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         runner_free(r);
         return errf(err, errsz, "socketpair: %s", strerror(errno));
     }
+#ifdef __SANITIZE_ADDRESS__
+    /* the sanitizer build's agent: LeakSanitizer needs ptrace, which the cell's seccomp
+     * filter denies, so leaks are checked in the supervisor and the unit tests instead */
+    static char *asan_env[32];
+    if (!asan_env[0]) {
+        size_t n = 0;
+        for (char *const *e = cell_default_env(); *e && n < ARRAY_SIZE(asan_env) - 2; e++)
+            asan_env[n++] = *e;
+        asan_env[n] = "ASAN_OPTIONS=detect_leaks=0";
+    }
+    char *const *cell_env = asan_env;
+#else
+    char *const *cell_env = NULL;
+#endif
     struct cell_config cc = {
         .policy = opts->policy,
         .seccomp = opts->seccomp,
@@ -147,7 +161,7 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         .workspace_from = opts->task->workspace_from,
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
-        .envp = NULL,
+        .envp = cell_env,
         .channel_fd = sv[1],
         .stdio_passthrough = false,
         .stdout_fd = -1,
