@@ -206,7 +206,6 @@ static cJSON *live_body(const struct broker_call *call, const struct broker *b)
     cJSON *body = cJSON_CreateObject();
     if (!body)
         return NULL;
-    cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(call->messages, 1));
     if (call->native_tools)
         cJSON_AddItemToObject(body, "tools", tools_schema());
     cJSON_AddNumberToObject(body, "max_tokens", call->max_tokens);
@@ -230,6 +229,8 @@ int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn
             .task_id = call->task_id,
             .events = call->events,
             .body = body,
+            .messages_json = call->messages_json,
+            .messages_len = call->messages_len,
             .models = call->models,
             .deadline_mono = call->deadline_mono,
             .stream = false,

@@ -16,7 +16,7 @@
 
 struct journal_entry {
     char id[TASK_ID_MAX + 1];
-    cJSON *task; /* as accepted, id filled in */
+    cJSON *task;                      /* as accepted, id filled in */
     double submitted, started, ended; /* wall clock; 0 = not reached */
     char status[16];                  /* when finished */
 };

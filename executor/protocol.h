@@ -41,12 +41,12 @@ enum protocol_error {
 
 struct request {
     enum protocol_op op;
-    cJSON *root;          /* owned: the whole request */
-    const cJSON *task;    /* submit: borrowed from root, not yet validated as a task */
+    cJSON *root;              /* owned: the whole request */
+    const cJSON *task;        /* submit: borrowed from root, not yet validated as a task */
     char id[TASK_ID_MAX + 1]; /* status wait cancel events ("" with all) */
-    bool all;             /* events: every task */
-    bool follow;          /* events */
-    double timeout_s;     /* wait: <0 = none */
+    bool all;                 /* events: every task */
+    bool follow;              /* events */
+    double timeout_s;         /* wait: <0 = none */
 };
 
 /* Parses one request line (no newline, not NUL-terminated). On error returns -1 with the

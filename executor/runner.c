@@ -42,6 +42,13 @@ struct runner {
     char last_model[256];
     cJSON *models_tried;
     cJSON *last_outcome;
+    /* the conversation as the cell sent it: each message validated once and kept
+     * serialized, so a step costs what it adds, not the size of the whole history */
+    char **msg_text;
+    size_t *msg_len;
+    size_t nmsg, msg_cap;
+    char *msgs_buf; /* "[m0,m1,...]", rebuilt per call */
+    size_t msgs_cap, msgs_len;
     /* the agent's report */
     cJSON *report;
     size_t output_bytes, output_files;
@@ -309,42 +316,107 @@ static void llm_done(void *opaque, cJSON *outcome)
     reply_llm(r, id, outcome);
 }
 
-static bool messages_are_valid(const cJSON *msgs)
+static bool message_is_valid(const cJSON *m)
 {
-    if (!cJSON_IsArray(msgs))
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (!cJSON_IsObject(m) || !cJSON_IsString(role))
         return false;
-    int n = cJSON_GetArraySize(msgs);
-    if (n < 1 || n > LLM_MESSAGES_MAX)
-        return false;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        if (!cJSON_IsObject(m) || !cJSON_IsString(role))
-            return false;
-        const char *rs = role->valuestring;
-        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
-            strcmp(rs, "tool"))
-            return false;
-    }
-    return true;
+    const char *rs = role->valuestring;
+    return strcmp(rs, "system") == 0 || strcmp(rs, "user") == 0 || strcmp(rs, "assistant") == 0 ||
+           strcmp(rs, "tool") == 0;
 }
 
-/* The messages travel as the frame's payload ({"messages": [...]}, serialized once by the
- * agent's history) so that a 2 MB history is not re-encoded inside a JSON header. */
+static void drop_messages_from(struct runner *r, size_t keep)
+{
+    while (r->nmsg > keep)
+        free(r->msg_text[--r->nmsg]);
+}
+
+static int grow_messages(struct runner *r, size_t need)
+{
+    if (need <= r->msg_cap)
+        return 0;
+    size_t cap = need * 2;
+    char **t = realloc(r->msg_text, cap * sizeof(*t));
+    if (!t)
+        return -1;
+    r->msg_text = t;
+    size_t *l = realloc(r->msg_len, cap * sizeof(*l));
+    if (!l)
+        return -1;
+    r->msg_len = l;
+    r->msg_cap = cap;
+    return 0;
+}
+
+/* Applies one request's delta: the first `keep` messages of the last request stay, the
+ * parsed `fresh` ones follow. Each new message is checked and re-serialized here (what goes
+ * upstream is our encoding, never the cell's bytes). Returns 0, or -1 for a bad delta. */
+static int apply_messages(struct runner *r, double keep, const cJSON *fresh)
+{
+    if (!cJSON_IsArray(fresh) || keep < 0 || keep != floor(keep) || keep > (double)r->nmsg)
+        return -1;
+    size_t nfresh = (size_t)cJSON_GetArraySize(fresh);
+    if ((size_t)keep + nfresh == 0 || (size_t)keep + nfresh > LLM_MESSAGES_MAX)
+        return -1;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, fresh)
+    {
+        if (!message_is_valid(m))
+            return -1;
+    }
+    drop_messages_from(r, (size_t)keep);
+    if (grow_messages(r, r->nmsg + nfresh) < 0)
+        return -1;
+    cJSON_ArrayForEach(m, fresh)
+    {
+        char *text = cJSON_PrintUnformatted(m);
+        if (!text)
+            return -1;
+        r->msg_len[r->nmsg] = strlen(text);
+        r->msg_text[r->nmsg++] = text;
+    }
+    size_t total = 2;
+    for (size_t i = 0; i < r->nmsg; i++)
+        total += r->msg_len[i] + 1;
+    if (total > r->msgs_cap) {
+        char *b = realloc(r->msgs_buf, total);
+        if (!b)
+            return -1;
+        r->msgs_buf = b;
+        r->msgs_cap = total;
+    }
+    char *p = r->msgs_buf;
+    *p++ = '[';
+    for (size_t i = 0; i < r->nmsg; i++) {
+        if (i)
+            *p++ = ',';
+        memcpy(p, r->msg_text[i], r->msg_len[i]);
+        p += r->msg_len[i];
+    }
+    *p++ = ']';
+    r->msgs_len = (size_t)(p - r->msgs_buf);
+    return 0;
+}
+
+/* A request carries only what changed since the last one: header {id, native_tools, keep},
+ * payload the JSON array of the messages that follow the first `keep` of the previous
+ * request (the whole history after a condensation). */
 static void handle_llm(struct runner *r, const struct channel_msg *m)
 {
     const cJSON *h = m->header;
     const cJSON *idj = cJSON_GetObjectItemCaseSensitive(h, "id");
     double id = cJSON_IsNumber(idj) ? idj->valuedouble : -1;
-    cleanup_json cJSON *body =
+    const cJSON *keepj = cJSON_GetObjectItemCaseSensitive(h, "keep");
+    cleanup_json cJSON *fresh =
         m->payload ? cJSON_ParseWithLength(m->payload, m->payload_len) : NULL;
-    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (r->cancel_sent) {
         reply_llm(r, id, refusal("failed", "UNKNOWN_ERROR", "the task is ending"));
         return;
     }
-    if (r->llm_inflight || !messages_are_valid(msgs)) {
+    if (r->llm_inflight || !cJSON_IsNumber(keepj) ||
+        apply_messages(r, keepj->valuedouble, fresh) < 0) {
+        drop_messages_from(r, 0); /* the cell must send everything again */
         reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", "malformed llm request"));
         return;
     }
@@ -362,7 +434,8 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
     struct broker_call call = {
         .task_id = t->id,
         .events = r->o.events,
-        .messages = msgs,
+        .messages_json = r->msgs_buf,
+        .messages_len = r->msgs_len,
         .native_tools = cJSON_IsBool(nt) ? cJSON_IsTrue(nt) : r->o.native_tools,
         .models = r->o.models,
         .max_tokens = r->o.max_tokens_per_call,
@@ -762,6 +835,10 @@ void runner_free(struct runner *r)
     if (r->outputs_dirfd >= 0)
         (void)close(r->outputs_dirfd);
     channel_reader_free(&r->rd);
+    drop_messages_from(r, 0);
+    free(r->msg_text);
+    free(r->msg_len);
+    free(r->msgs_buf);
     cJSON_Delete(r->models_tried);
     cJSON_Delete(r->last_outcome);
     cJSON_Delete(r->report);

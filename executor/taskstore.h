@@ -29,18 +29,18 @@ struct stask {
     enum task_status status;
     double submitted, started, ended; /* wall clock; 0 = not yet */
     double start_mono;
-    cJSON *task_json;   /* as accepted (id filled in); freed once finished */
-    struct task task;   /* parsed; freed once finished */
+    cJSON *task_json; /* as accepted (id filled in); freed once finished */
+    struct task task; /* parsed; freed once finished */
     bool parsed;
-    cJSON *result;      /* once finished; NULL for a recovered task (read from disk) */
+    cJSON *result; /* once finished; NULL for a recovered task (read from disk) */
     /* live state, owned by the serve loop */
-    void *slot;          /* while running: the loop's per-task state */
-    long cell_pid;       /* from task_started */
+    void *slot;    /* while running: the loop's per-task state */
+    long cell_pid; /* from task_started */
     bool cancel_requested;
     /* links */
-    struct stask *hnext;              /* hash chain */
-    struct stask *prev, *next;        /* submission order */
-    struct stask *qnext;              /* run queue */
+    struct stask *hnext;       /* hash chain */
+    struct stask *prev, *next; /* submission order */
+    struct stask *qnext;       /* run queue */
 };
 
 struct taskstore {
