@@ -52,8 +52,7 @@ static int conn_open(struct conn *c, const char *path, const char *op)
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
-        fprintf(stderr, "agentbox %s: cannot reach the server at %s: %s%s\n", op, path,
-                strerror(e),
+        fprintf(stderr, "agentbox %s: cannot reach the server at %s: %s%s\n", op, path, strerror(e),
                 e == ENOENT || e == ECONNREFUSED ? " (is `agentbox serve` running there?)" : "");
         return -1;
     }
@@ -160,8 +159,7 @@ static int result_exit_code(const cJSON *result)
                                          : EXIT_TASK_FAILED;
 }
 
-static int do_wait(struct conn *c, size_t *consumed, const char *id, double timeout,
-                   const char *op)
+static int do_wait(struct conn *c, size_t *consumed, const char *id, double timeout, const char *op)
 {
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "op", "wait");
@@ -222,8 +220,17 @@ static cJSON *build_task(const char *prompt, const char *task_file, const char *
 int cmd_client(int argc, char **argv)
 {
     const char *op = argv[0];
-    enum { O_SOCKET = 256, O_TASK, O_ID, O_MODEL, O_TIMEOUT, O_WAIT, O_WAIT_TIMEOUT, O_FOLLOW,
-           O_HELP };
+    enum {
+        O_SOCKET = 256,
+        O_TASK,
+        O_ID,
+        O_MODEL,
+        O_TIMEOUT,
+        O_WAIT,
+        O_WAIT_TIMEOUT,
+        O_FOLLOW,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"socket", required_argument, 0, O_SOCKET},
         {"task-file", required_argument, 0, O_TASK},
@@ -244,15 +251,33 @@ int cmd_client(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_SOCKET: sock = optarg; break;
-        case O_TASK: task_file = optarg; break;
-        case O_ID: id = optarg; break;
-        case O_MODEL: model = optarg; break;
-        case O_TIMEOUT: timeout = optarg; break;
-        case O_WAIT: wait = true; break;
-        case O_WAIT_TIMEOUT: wait_timeout = optarg; break;
-        case O_FOLLOW: follow = true; break;
-        case O_HELP: usage(stdout, op); return 0;
+        case O_SOCKET:
+            sock = optarg;
+            break;
+        case O_TASK:
+            task_file = optarg;
+            break;
+        case O_ID:
+            id = optarg;
+            break;
+        case O_MODEL:
+            model = optarg;
+            break;
+        case O_TIMEOUT:
+            timeout = optarg;
+            break;
+        case O_WAIT:
+            wait = true;
+            break;
+        case O_WAIT_TIMEOUT:
+            wait_timeout = optarg;
+            break;
+        case O_FOLLOW:
+            follow = true;
+            break;
+        case O_HELP:
+            usage(stdout, op);
+            return 0;
         default:
             fprintf(stderr, "agentbox %s: unknown or incomplete option '%s' (see --help)\n", op,
                     argv[optind - 1]);
@@ -278,8 +303,9 @@ int cmd_client(int argc, char **argv)
     }
     if ((needs_id && !arg) || (no_arg && arg) || (is_submit && !arg && !task_file)) {
         fprintf(stderr, "agentbox %s: %s (see --help)\n", op,
-                needs_id ? "give a task ID" : is_submit ? "give a PROMPT or --task-file FILE"
-                                                        : "takes no argument");
+                needs_id    ? "give a task ID"
+                : is_submit ? "give a PROMPT or --task-file FILE"
+                            : "takes no argument");
         return EXIT_USAGE;
     }
     double wt = -1;

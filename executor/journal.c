@@ -32,8 +32,9 @@ static int append(struct journal *j, cJSON *rec)
 static cJSON *record(const char *op, const char *id, double ts)
 {
     cJSON *rec = cJSON_CreateObject();
-    if (rec && (!cJSON_AddStringToObject(rec, "op", op) || !cJSON_AddStringToObject(rec, "id", id) ||
-                !cJSON_AddNumberToObject(rec, "ts", ts))) {
+    if (rec &&
+        (!cJSON_AddStringToObject(rec, "op", op) || !cJSON_AddStringToObject(rec, "id", id) ||
+         !cJSON_AddNumberToObject(rec, "ts", ts))) {
         cJSON_Delete(rec);
         return NULL;
     }
@@ -95,8 +96,9 @@ struct reader {
 
 static struct journal_entry *find(struct reader *r, const char *id)
 {
-    ENTRY key = {.key = (char *)id}, *found = NULL;
-    if (!hsearch_r(key, FIND, &found, &r->index) || !found)
+    ENTRY probe = {.key = (char *)id, .data = NULL};
+    ENTRY *found = NULL;
+    if (!hsearch_r(probe, FIND, &found, &r->index) || !found)
         return NULL;
     size_t i = (size_t)(uintptr_t)found->data;
     return i < r->n ? &r->e[i] : NULL;
@@ -163,8 +165,11 @@ static void apply(struct reader *r, const char *line)
 
 static int write_compacted(const char *path, const struct journal_entry *e, size_t n)
 {
+    /* a dot name: task ids never start with one, so no task directory can be in the way */
     char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.compact", path);
+    const char *slash = strrchr(path, '/');
+    snprintf(tmp, sizeof(tmp), "%.*s.%s.compact", slash ? (int)(slash - path + 1) : 0, path,
+             slash ? slash + 1 : path);
     struct journal out = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
     if (out.fd < 0)
         return -1;

@@ -9,11 +9,11 @@
 #include "util.h"
 
 static const char *const error_names[] = {
-    [PERR_BAD_REQUEST] = "bad_request",     [PERR_TOO_LARGE] = "too_large",
-    [PERR_UNKNOWN_OP] = "unknown_op",       [PERR_NOT_FOUND] = "not_found",
-    [PERR_DUPLICATE_ID] = "duplicate_id",   [PERR_INVALID_TASK] = "invalid_task",
-    [PERR_FORBIDDEN] = "forbidden",         [PERR_SHUTTING_DOWN] = "shutting_down",
-    [PERR_QUEUE_FULL] = "queue_full",       [PERR_TIMEOUT] = "timeout",
+    [PERR_BAD_REQUEST] = "bad_request",   [PERR_TOO_LARGE] = "too_large",
+    [PERR_UNKNOWN_OP] = "unknown_op",     [PERR_NOT_FOUND] = "not_found",
+    [PERR_DUPLICATE_ID] = "duplicate_id", [PERR_INVALID_TASK] = "invalid_task",
+    [PERR_FORBIDDEN] = "forbidden",       [PERR_SHUTTING_DOWN] = "shutting_down",
+    [PERR_QUEUE_FULL] = "queue_full",     [PERR_TIMEOUT] = "timeout",
     [PERR_INTERNAL] = "internal",
 };
 
@@ -115,8 +115,9 @@ int protocol_parse(const char *line, size_t len, struct request *req, enum proto
     while (i < ARRAY_SIZE(ops) && strcmp(ops[i].name, opname) != 0)
         i++;
     if (i == ARRAY_SIZE(ops)) {
-        errf(err, errsz, "request.op: unknown op (one of submit status wait cancel events list "
-                         "health metrics)");
+        errf(err, errsz,
+             "request.op: unknown op (one of submit status wait cancel events list "
+             "health metrics)");
         return fail(req, code, PERR_UNKNOWN_OP);
     }
     req->op = ops[i].op;

@@ -70,6 +70,7 @@ struct client {
     size_t outlen, outoff, outcap;
     uint32_t interest;
     bool dead;
+    bool eof; /* the peer shut down its writing side: answer what it asked, then close */
     enum pending pending;
     char id[TASK_ID_MAX + 1];
     bool all, follow, live;
@@ -210,8 +211,10 @@ static void set_interest(struct client *c)
 {
     if (c->dead)
         return;
-    uint32_t want = EPOLLRDHUP;
-    if (c->pending == P_NONE)
+    uint32_t want = 0;
+    if (!c->eof)
+        want |= EPOLLRDHUP; /* level-triggered: asked for only until seen */
+    if (c->pending == P_NONE && !c->eof)
         want |= EPOLLIN;
     if (c->outlen > c->outoff)
         want |= EPOLLOUT;
@@ -225,8 +228,8 @@ static void set_interest(struct client *c)
 static void flush_out(struct client *c)
 {
     while (!c->dead && c->outlen > c->outoff) {
-        ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             c->outoff += (size_t)n;
             continue;
@@ -328,8 +331,9 @@ static cJSON *synth_result(const struct server *s, const struct stask *t, enum t
     cJSON_AddStringToObject(r, "status", task_status_name(st));
     cJSON_AddBoolToObject(r, "success", false);
     cJSON_AddStringToObject(r, "output", "");
+    /* 0 for a task that never ran here (queued, or running before a restart) */
     cJSON_AddNumberToObject(r, "execution_time",
-                            t->started > 0 ? fmax(0, wallclock_s() - t->started) : 0);
+                            t->start_mono > 0 ? fmax(0, monotonic_s() - t->start_mono) : 0);
     cJSON *e = cJSON_AddObjectToObject(r, "error");
     cJSON_AddStringToObject(e, "type", error_type);
     cJSON_AddStringToObject(e, "message", message);
@@ -434,9 +438,8 @@ static int write_result_file(const struct server *s, const char *id, const cJSON
     char path[4400];
     snprintf(path, sizeof(path), "%s/%s/result.json", s->state_dir, id);
     cleanup_free char *text = cJSON_Print(res);
-    cleanup_fd int fd = text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                    0600)
-                             : -1;
+    cleanup_fd int fd =
+        text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
     if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         return -1;
     return close(steal_fd(&fd));
@@ -456,6 +459,9 @@ static void record_finished(struct server *s, struct stask *t, enum task_status 
         task_free(&t->task);
         t->parsed = false;
     }
+    /* the journal keeps the task for a restart; memory need not */
+    cJSON_Delete(t->task_json);
+    t->task_json = NULL;
     answer_waiters(s, t);
 }
 
@@ -508,8 +514,7 @@ static void finish_running(struct server *s, struct slot *sl)
     t->slot = NULL;
     free(sl);
     if (!res) {
-        finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR",
-                              "the task ended without a result");
+        finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", "the task ended without a result");
         return;
     }
     record_finished(s, t, status < 0 ? TS_FAILED : (enum task_status)status, res);
@@ -598,8 +603,8 @@ static void start_task(struct server *s, struct stask *t)
     const char *extra[TASK_MODELS_MAX + 1] = {0};
     for (size_t i = 0; i < tk->nfallback; i++)
         extra[i] = tk->fallback_models[i];
-    int nmodels = catalog_model_chain(&s->cat, &s->cfg, primary, extra, sl->models,
-                                      RUNNER_MODELS_MAX);
+    int nmodels =
+        catalog_model_chain(&s->cat, &s->cfg, primary, extra, sl->models, RUNNER_MODELS_MAX);
     const struct catalog_model *cm = catalog_find(&s->cat, primary);
     task_dir(s, t->id, sl->state_dir, sizeof(sl->state_dir));
     struct runner_opts o = {
@@ -609,8 +614,8 @@ static void start_task(struct server *s, struct stask *t)
         .limits = pe->pol->limits,
         .network_host = tk->network_host,
         .timeout_s = tk->timeout_s > 0 ? tk->timeout_s : s->cfg.timeout_s,
-        .max_iterations = tk->max_iterations ? (unsigned)tk->max_iterations
-                                             : SERVE_DEFAULT_MAX_ITER,
+        .max_iterations =
+            tk->max_iterations ? (unsigned)tk->max_iterations : SERVE_DEFAULT_MAX_ITER,
         .max_tokens_per_call = s->cfg.max_tokens,
         .context_tokens = cm && cm->context_length ? cm->context_length : 32768,
         .native_tools = cm ? cm->tool_calls : true,
@@ -779,8 +784,8 @@ static void op_submit(struct client *c, const struct request *req)
         return;
     }
     struct policy_entry *pe = NULL;
-    if (policy_get(s, tk.policy ? tk.policy : "default", !tk.network_host, &pe, err,
-                   sizeof(err)) < 0) {
+    if (policy_get(s, tk.policy ? tk.policy : "default", !tk.network_host, &pe, err, sizeof(err)) <
+        0) {
         task_free(&tk);
         reply_error(c, PERR_INVALID_TASK, err);
         return;
@@ -825,21 +830,17 @@ static void op_submit(struct client *c, const struct request *req)
 
 static void send_result(struct client *c, struct stask *t)
 {
-    if (!t->result)
-        t->result = load_result(c->srv, t->id);
-    if (!t->result) {
+    /* results of tasks from before a restart are read on demand and not kept: retention
+     * bounds the disk, and this bounds the memory */
+    cleanup_json cJSON *loaded = t->result ? NULL : load_result(c->srv, t->id);
+    const cJSON *res = t->result ? t->result : loaded;
+    if (!res) {
         reply_error(c, PERR_INTERNAL, "the task's result.json is missing or unreadable");
         return;
     }
     cJSON *f = cJSON_CreateObject();
-    cJSON_AddItemToObject(f, "result", cJSON_Duplicate(t->result, 1));
+    cJSON_AddItemToObject(f, "result", cJSON_Duplicate(res, 1));
     reply_ok(c, f);
-    /* recovered results are read on demand and not kept: retention bounds the disk, and
-     * this bounds the memory */
-    if (!t->slot && t->started == 0 && t->submitted == 0) {
-        cJSON_Delete(t->result);
-        t->result = NULL;
-    }
 }
 
 static void answer_waiters(struct server *s, struct stask *t)
@@ -884,8 +885,7 @@ static void op_cancel(struct client *c, const struct request *req)
     bool cancelling = false;
     if (t->status == TS_QUEUED) {
         dequeue(s, t);
-        finish_without_runner(s, t, TS_CANCELLED, "UNKNOWN_ERROR",
-                              "cancelled before it started");
+        finish_without_runner(s, t, TS_CANCELLED, "UNKNOWN_ERROR", "cancelled before it started");
     } else if (t->status == TS_RUNNING) {
         t->cancel_requested = true;
         cancelling = true;
@@ -1047,14 +1047,30 @@ static void handle_request(struct client *c, const char *line, size_t len)
         return;
     }
     switch (req.op) {
-    case OP_SUBMIT: op_submit(c, &req); break;
-    case OP_STATUS: op_status(c, &req); break;
-    case OP_WAIT: op_wait(c, &req); break;
-    case OP_CANCEL: op_cancel(c, &req); break;
-    case OP_EVENTS: op_events(c, &req); break;
-    case OP_LIST: op_list(c); break;
-    case OP_HEALTH: op_health(c); break;
-    case OP_METRICS: op_metrics(c); break;
+    case OP_SUBMIT:
+        op_submit(c, &req);
+        break;
+    case OP_STATUS:
+        op_status(c, &req);
+        break;
+    case OP_WAIT:
+        op_wait(c, &req);
+        break;
+    case OP_CANCEL:
+        op_cancel(c, &req);
+        break;
+    case OP_EVENTS:
+        op_events(c, &req);
+        break;
+    case OP_LIST:
+        op_list(c);
+        break;
+    case OP_HEALTH:
+        op_health(c);
+        break;
+    case OP_METRICS:
+        op_metrics(c);
+        break;
     }
     request_free(&req);
 }
@@ -1084,8 +1100,7 @@ static void process_input(struct client *c)
     if (!c->dead && c->pending == P_NONE && c->inlen > PROTOCOL_REQUEST_MAX_BYTES) {
         if (!c->discarding) {
             char msg[128];
-            snprintf(msg, sizeof(msg), "request: longer than %u bytes",
-                     PROTOCOL_REQUEST_MAX_BYTES);
+            snprintf(msg, sizeof(msg), "request: longer than %u bytes", PROTOCOL_REQUEST_MAX_BYTES);
             reply_error(c, PERR_TOO_LARGE, msg);
         }
         c->discarding = true;
@@ -1110,7 +1125,8 @@ static void client_read(struct client *c)
         }
         ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
         if (n == 0) {
-            c->dead = true; /* the peer closed: its pending answers have nobody to go to */
+            c->eof = true;
+            set_interest(c);
             return;
         }
         if (n < 0) {
@@ -1300,6 +1316,9 @@ static void housekeeping(struct server *s)
             process_input(c);
         if (!c->dead && c->pending == P_STREAM && !c->live)
             stream_pump(c);
+        if (!c->dead && c->eof && c->pending == P_NONE && c->outlen == c->outoff &&
+            (c->inlen == 0 || !memchr(c->in, '\n', c->inlen)))
+            c->dead = true; /* all asked is answered; a torn last line is dropped */
         if (!c->dead)
             set_interest(c);
         if (c->dead)
@@ -1356,9 +1375,14 @@ static void run_loop(struct server *s)
         for (int i = 0; i < n; i++) {
             struct tag *tag = evs[i].data.ptr;
             switch (tag->kind) {
-            case K_LISTEN: accept_clients(s); break;
-            case K_SIGNAL: handle_signal(s); break;
-            case K_BROKER: break; /* broker_step below */
+            case K_LISTEN:
+                accept_clients(s);
+                break;
+            case K_SIGNAL:
+                handle_signal(s);
+                break;
+            case K_BROKER:
+                break; /* broker_step below */
             case K_RUNNER: {
                 struct fdtag *ft = (struct fdtag *)tag;
                 /* EPOLLIN/OUT/ERR/HUP have poll(2)'s values */
@@ -1372,8 +1396,14 @@ static void run_loop(struct server *s)
                     flush_out(c);
                 if (evs[i].events & EPOLLIN)
                     client_read(c);
-                else if (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                /* HUP: both directions are gone, nobody to answer; RDHUP alone: a
+                 * half-close (`nc -q`), the answers still go out */
+                if (evs[i].events & (EPOLLHUP | EPOLLERR))
                     c->dead = true;
+                else if ((evs[i].events & EPOLLRDHUP) && !(evs[i].events & EPOLLIN)) {
+                    c->eof = true;
+                    set_interest(c);
+                }
                 break;
             }
             }
@@ -1409,6 +1439,8 @@ static int recover(struct server *s, char *err, size_t errsz)
         if (st >= 0) {
             t->ended = e[i].ended;
             taskstore_set_status(&s->store, t, (enum task_status)st);
+            cJSON_Delete(t->task_json);
+            t->task_json = NULL;
             finished++;
             continue;
         }
@@ -1503,8 +1535,21 @@ static void usage(FILE *out)
 
 static int parse_args(int argc, char **argv, struct server *s)
 {
-    enum { O_SOCKET = 256, O_JOBS, O_STATE, O_AUID, O_AGID, O_MODE, O_RETAIN, O_QMAX, O_GRACE,
-           O_CQUEUE, O_REQUEUE, O_REPLAY, O_HELP };
+    enum {
+        O_SOCKET = 256,
+        O_JOBS,
+        O_STATE,
+        O_AUID,
+        O_AGID,
+        O_MODE,
+        O_RETAIN,
+        O_QMAX,
+        O_GRACE,
+        O_CQUEUE,
+        O_REQUEUE,
+        O_REPLAY,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"socket", required_argument, 0, O_SOCKET},
         {"jobs", required_argument, 0, O_JOBS},
@@ -1527,7 +1572,9 @@ static int parse_args(int argc, char **argv, struct server *s)
     uint64_t u;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
-        case O_SOCKET: s->socket_path = optarg; break;
+        case O_SOCKET:
+            s->socket_path = optarg;
+            break;
         case O_JOBS:
             if (uint_parse(optarg, 4096, &u) < 0 || u == 0) {
                 fprintf(stderr, "agentbox serve: --jobs: expected 1 to 4096\n");
@@ -1588,9 +1635,15 @@ static int parse_args(int argc, char **argv, struct server *s)
             }
             s->client_queue = (size_t)u;
             break;
-        case O_REQUEUE: s->requeue = true; break;
-        case O_REPLAY: s->replay = optarg; break;
-        case O_HELP: usage(stdout); return 1;
+        case O_REQUEUE:
+            s->requeue = true;
+            break;
+        case O_REPLAY:
+            s->replay = optarg;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 1;
         default:
             fprintf(stderr, "agentbox serve: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
@@ -1691,7 +1744,8 @@ int cmd_serve(int argc, char **argv)
         goto fail;
     }
     if (!s->state_dir[0])
-        snprintf(s->state_dir, sizeof(s->state_dir), "%.*s", (int)sizeof(s->state_dir) - 1, s->cfg.workspace_root);
+        snprintf(s->state_dir, sizeof(s->state_dir), "%.*s", (int)sizeof(s->state_dir) - 1,
+                 s->cfg.workspace_root);
     if (ensure_dir(s->state_dir) < 0) {
         snprintf(err, sizeof(err), "state dir %.300s: %s", s->state_dir, strerror(errno));
         goto fail;
@@ -1707,8 +1761,9 @@ int cmd_serve(int argc, char **argv)
         log_info("OFFLINE REPLAY: every task's LLM replies come from %s", s->replay);
     } else {
         if (!s->cfg.api_key) {
-            snprintf(err, sizeof(err), "OPENROUTER_API_KEY is not set: set it, or pass --replay "
-                                       "FILE for offline tasks");
+            snprintf(err, sizeof(err),
+                     "OPENROUTER_API_KEY is not set: set it, or pass --replay "
+                     "FILE for offline tasks");
             goto fail;
         }
         if (broker_new_live(&s->cfg, &s->broker, err, sizeof(err)) < 0)

@@ -198,3 +198,16 @@ class ProtocolTest(ServeTestCase):
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 2)
         self.assertIn("cannot reach the server", r.stderr)
+
+    def test_half_close_still_answered(self):
+        # `printf ... | nc -U -q` style: requests, then shutdown(SHUT_WR); every answer arrives
+        self.start_server(replay=self.replay)
+        c = self.conn()
+        c.send_raw(b'{"op":"submit","task":{"prompt":"x","id":"hc"}}\n{"op":"wait","id":"hc"}\n'
+                   b'{"op":"status","id":"hc"}\n{"op":"hea')
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(c.line()["id"], "hc")
+        self.assertEqual(c.line()["result"]["status"], "succeeded")
+        self.assertEqual(c.line()["task"]["status"], "succeeded")
+        with self.assertRaises(EOFError):  # the torn last line is dropped, then the close
+            c.line()
