@@ -25,6 +25,8 @@
 #define CELL_FILES_MAX      10000
 #define LLM_MESSAGES_MAX    5000
 
+struct llm_ctx;
+
 struct runner {
     struct runner_opts o;
     struct cell *cell;
@@ -36,6 +38,7 @@ struct runner {
     bool cancel_sent, cancelled, timed_out, chan_closed, reaped;
     /* LLM accounting, all from the supervisor's own view */
     bool llm_inflight;
+    struct llm_ctx *llm_pending; /* the call in flight, detached if the runner goes first */
     unsigned llm_calls, llm_call_cap;
     double prompt_tokens, completion_tokens, total_tokens, cost_usd;
     bool mock_used;
@@ -233,6 +236,9 @@ static void wrap_up(struct runner *r, const char *reason)
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "reason", reason);
     send_to_cell(r, "cancel", f);
+    /* the agent reads its channel only between steps; SIGTERM reaches it inside a tool too
+     * (tool_bash polls the flag the handler sets), so it stops the command and reports */
+    (void)kill(cell_pid(r->cell), SIGTERM);
 }
 
 void runner_cancel(struct runner *r)
@@ -285,7 +291,12 @@ static void llm_done(void *opaque, cJSON *outcome)
     struct runner *r = ctx->r;
     double id = ctx->id;
     free(ctx);
+    if (!r) { /* the runner was freed while the call was in flight */
+        cJSON_Delete(outcome);
+        return;
+    }
     r->llm_inflight = false;
+    r->llm_pending = NULL;
     if (!outcome)
         outcome = refusal("failed", "UNKNOWN_ERROR", "out of memory");
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(outcome, "usage");
@@ -451,9 +462,11 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
     ctx->id = id;
     r->llm_calls++;
     r->llm_inflight = true;
+    r->llm_pending = ctx;
     if (broker_call(r->o.broker, &call, llm_done, ctx, err, sizeof(err)) < 0) {
         free(ctx);
         r->llm_inflight = false;
+        r->llm_pending = NULL;
         reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", err));
     }
 }
@@ -820,6 +833,11 @@ void runner_free(struct runner *r)
 {
     if (!r)
         return;
+    if (r->llm_pending) {
+        /* its callback may still come (cancelled): it must not find this runner */
+        r->llm_pending->r = NULL;
+        broker_cancel_task(r->o.broker, r->o.task->id);
+    }
     if (r->cell) {
         if (!r->reaped) {
             (void)cell_kill(r->cell);
