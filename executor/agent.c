@@ -71,6 +71,7 @@ struct agent {
     struct stuck stuck;
     unsigned iterations;
     unsigned llm_id;
+    size_t sent; /* messages the supervisor holds from earlier requests */
     const char
         *end; /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
     char *output; /* the final message */
@@ -213,18 +214,40 @@ static const char *prepare_seed(struct agent *a, char *err, size_t errsz)
 
 /* ---- one LLM call through the supervisor ---- */
 
+/* Sends only what the supervisor does not have yet: the messages after the first `keep` it
+ * already holds (all of them after a condensation rewrote old ones). */
 static cJSON *ask_llm(struct agent *a)
 {
-    size_t len = 0;
-    const char *payload = history_request(a->hist, NULL, &len);
+    size_t n = history_count(a->hist);
+    size_t keep = a->sent <= n ? a->sent : 0;
+    size_t total = 2;
+    for (size_t i = keep; i < n; i++) {
+        size_t len = 0;
+        (void)history_message_text(a->hist, i, &len);
+        total += len + 1;
+    }
+    cleanup_free char *payload = malloc(total);
     if (!payload)
         return NULL;
+    char *p = payload;
+    *p++ = '[';
+    for (size_t i = keep; i < n; i++) {
+        size_t len = 0;
+        const char *t = history_message_text(a->hist, i, &len);
+        if (i > keep)
+            *p++ = ',';
+        memcpy(p, t, len);
+        p += len;
+    }
+    *p++ = ']';
     cJSON *h = cJSON_CreateObject();
     double id = ++a->llm_id;
     cJSON_AddNumberToObject(h, "id", id);
     cJSON_AddBoolToObject(h, "native_tools", a->native_tools);
-    if (channel_send_type(a->chan, "llm", h, payload, len) < 0)
+    cJSON_AddNumberToObject(h, "keep", (double)keep);
+    if (channel_send_type(a->chan, "llm", h, payload, (size_t)(p - payload)) < 0)
         return NULL;
+    a->sent = n;
     for (;;) {
         struct channel_msg m;
         int rc = channel_recv(&a->rd, a->chan, &m, 1000);
@@ -320,6 +343,7 @@ static void condense_if_needed(struct agent *a)
     int rc = history_condense(a->hist, budget, AGENT_KEEP_TURNS, &st);
     if (rc < 0)
         return;
+    a->sent = 0; /* old messages changed: send the whole history again */
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddNumberToObject(ev, "tokens_before", (double)st.tokens_before);
     cJSON_AddNumberToObject(ev, "tokens_after", (double)st.tokens_after);
@@ -335,6 +359,7 @@ static bool condense_harder(struct agent *a)
     size_t now = history_tokens(a->hist);
     struct history_condense_stats st = {0};
     int rc = history_condense(a->hist, now / 2, 1, &st);
+    a->sent = 0;
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddNumberToObject(ev, "tokens_before", (double)st.tokens_before);
     cJSON_AddNumberToObject(ev, "tokens_after", (double)st.tokens_after);

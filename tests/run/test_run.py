@@ -187,8 +187,11 @@ class AgentTasks(RunTestCase):
         while time.monotonic() < deadline and len(self.fake.requests()) < 1:
             time.sleep(0.05)
         time.sleep(1.0)
+        t_sig = time.monotonic()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
+        # the agent is told inside its tool (not only between steps): no 5 s grace wait
+        self.assertLess(time.monotonic() - t_sig, 3.0)
         self.assertEqual(p.returncode, 1, err)
         res = json.loads(out)
         self.assertEqual(res["status"], "cancelled")
