@@ -71,7 +71,8 @@ struct agent {
     struct stuck stuck;
     unsigned iterations;
     unsigned llm_id;
-    size_t sent; /* messages the supervisor holds from earlier requests */
+    size_t sent;       /* messages the supervisor holds from earlier requests */
+    char *text_suffix; /* tool descriptions for the system prompt, in text tool-calling mode */
     const char
         *end; /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
     char *output; /* the final message */
@@ -395,6 +396,32 @@ static cJSON *text_tool_calls(struct agent *a, const char *content)
     return calls;
 }
 
+/* Switches to tool calls written in the text (DESIGN.md section 6): for a model the catalog
+ * says has no native tool calling, or after "no endpoints that support tool use". */
+static int enable_text_mode(struct agent *a)
+{
+    if (a->text_suffix)
+        return 0;
+    cleanup_json cJSON *schema = tools_schema();
+    a->text_suffix = schema ? fncall_text_system_suffix(schema) : NULL;
+    if (!a->text_suffix ||
+        history_set_transform(a->hist, fncall_text_convert_message, a->text_suffix) < 0)
+        return -1;
+    a->native_tools = false;
+    a->sent = 0; /* every message is re-rendered: send them all again */
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "mode", "text");
+    send_event(a, "tool_mode", ev);
+    return 0;
+}
+
+static bool lacks_tool_endpoints(const cJSON *outcome)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(outcome, "error");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    return cJSON_IsString(m) && strcasestr(m->valuestring, "support tool use") != NULL;
+}
+
 static void loop(struct agent *a)
 {
     unsigned context_retries = 0;
@@ -437,6 +464,11 @@ static void loop(struct agent *a)
             end_with(a, "finished", cJSON_IsString(c) ? c->valuestring : "");
             cJSON_Delete(outcome);
             return;
+        }
+        if (strcmp(status, "failed") == 0 && a->native_tools && lacks_tool_endpoints(outcome) &&
+            enable_text_mode(a) == 0) {
+            cJSON_Delete(outcome);
+            continue;
         }
         if (strcmp(status, "ok") != 0 || !cJSON_IsObject(msg)) {
             end_with(a, "llm_error", "");
@@ -621,17 +653,12 @@ int cmd_internal_agent(int argc, char **argv)
         snprintf(a.error, sizeof(a.error), "could not start the agent");
         end_with(&a, "error", "");
     } else {
-        cleanup_free char *sys = NULL;
-        if (!a.native_tools) {
-            cleanup_json cJSON *schema = tools_schema();
-            cleanup_free char *suffix = schema ? fncall_text_system_suffix(schema) : NULL;
-            if (suffix && asprintf(&sys, "%s\n\n%s", system_prompt, suffix) < 0)
-                sys = NULL;
-        }
-        (void)history_add_system(a.hist, sys ? sys : system_prompt);
-        if (!a.native_tools)
-            (void)history_set_transform(a.hist, fncall_text_convert_message, NULL);
+        (void)history_add_system(a.hist, system_prompt);
         (void)history_add_user(a.hist, prompt->valuestring);
+        if (!a.native_tools && enable_text_mode(&a) < 0) {
+            snprintf(a.error, sizeof(a.error), "could not describe the tools in the prompt");
+            end_with(&a, "error", "");
+        }
     }
     if (!a.end)
         loop(&a);
@@ -640,6 +667,7 @@ int cmd_internal_agent(int argc, char **argv)
     reap_orphans(&a);
     send_result(&a, seed);
     history_free(a.hist);
+    free(a.text_suffix);
     free(a.output);
     cJSON_Delete(a.task);
     channel_reader_free(&a.rd);

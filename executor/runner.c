@@ -473,8 +473,9 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
 
 /* ---- events, outputs, report ---- */
 
-static const char *const cell_event_types[] = {"tool_call",     "tool_result", "condensed", "stuck",
-                                               "agent_message", "nudge",       "step",      NULL};
+static const char *const cell_event_types[] = {"tool_call", "tool_result",   "condensed",
+                                               "stuck",     "agent_message", "nudge",
+                                               "step",      "tool_mode",     NULL};
 
 static void handle_event(struct runner *r, cJSON *h)
 {

@@ -271,6 +271,22 @@ class TextToolCalling(RunTestCase):
         self.assertIn("<function=", json.dumps(self.fake.requests()[0]["body"]["messages"][0]))
 
 
+    def test_switch_to_text_mode_after_no_tool_endpoints(self):
+        marker = self.serve([
+            {"status": 404, "message": "No endpoints found that support tool use. To learn more "
+             "about provider routing, visit: https://openrouter.ai/docs/provider-routing"},
+            {"content": "<function=execute_bash>\n<parameter=command>echo switched</parameter>\n</function>"},
+            {"content": "<function=finish>\n<parameter=message>ok</parameter>\n</function>"},
+        ])
+        run = self.run_agent(f"{marker} go")
+        self.assertStatus(run, "succeeded", 0)
+        self.assertIn("switched", run.observations()[0])
+        reqs = self.fake.requests()
+        self.assertTrue(reqs[0]["body"].get("tools"))
+        self.assertFalse(reqs[1]["body"].get("tools"))
+        self.assertEqual([e["mode"] for e in run.of("tool_mode")], ["text"])
+
+
 class Replay(RunTestCase):
     def test_demo_replay_offline(self):
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "demo")
