@@ -71,6 +71,8 @@ struct agent {
     struct stuck stuck;
     unsigned iterations;
     unsigned llm_id;
+    size_t sent;       /* messages the supervisor holds from earlier requests */
+    char *text_suffix; /* tool descriptions for the system prompt, in text tool-calling mode */
     const char
         *end; /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
     char *output; /* the final message */
@@ -213,18 +215,40 @@ static const char *prepare_seed(struct agent *a, char *err, size_t errsz)
 
 /* ---- one LLM call through the supervisor ---- */
 
+/* Sends only what the supervisor does not have yet: the messages after the first `keep` it
+ * already holds (all of them after a condensation rewrote old ones). */
 static cJSON *ask_llm(struct agent *a)
 {
-    size_t len = 0;
-    const char *payload = history_request(a->hist, NULL, &len);
+    size_t n = history_count(a->hist);
+    size_t keep = a->sent <= n ? a->sent : 0;
+    size_t total = 2;
+    for (size_t i = keep; i < n; i++) {
+        size_t len = 0;
+        (void)history_message_text(a->hist, i, &len);
+        total += len + 1;
+    }
+    cleanup_free char *payload = malloc(total);
     if (!payload)
         return NULL;
+    char *p = payload;
+    *p++ = '[';
+    for (size_t i = keep; i < n; i++) {
+        size_t len = 0;
+        const char *t = history_message_text(a->hist, i, &len);
+        if (i > keep)
+            *p++ = ',';
+        memcpy(p, t, len);
+        p += len;
+    }
+    *p++ = ']';
     cJSON *h = cJSON_CreateObject();
     double id = ++a->llm_id;
     cJSON_AddNumberToObject(h, "id", id);
     cJSON_AddBoolToObject(h, "native_tools", a->native_tools);
-    if (channel_send_type(a->chan, "llm", h, payload, len) < 0)
+    cJSON_AddNumberToObject(h, "keep", (double)keep);
+    if (channel_send_type(a->chan, "llm", h, payload, (size_t)(p - payload)) < 0)
         return NULL;
+    a->sent = n;
     for (;;) {
         struct channel_msg m;
         int rc = channel_recv(&a->rd, a->chan, &m, 1000);
@@ -320,6 +344,7 @@ static void condense_if_needed(struct agent *a)
     int rc = history_condense(a->hist, budget, AGENT_KEEP_TURNS, &st);
     if (rc < 0)
         return;
+    a->sent = 0; /* old messages changed: send the whole history again */
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddNumberToObject(ev, "tokens_before", (double)st.tokens_before);
     cJSON_AddNumberToObject(ev, "tokens_after", (double)st.tokens_after);
@@ -335,6 +360,7 @@ static bool condense_harder(struct agent *a)
     size_t now = history_tokens(a->hist);
     struct history_condense_stats st = {0};
     int rc = history_condense(a->hist, now / 2, 1, &st);
+    a->sent = 0;
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddNumberToObject(ev, "tokens_before", (double)st.tokens_before);
     cJSON_AddNumberToObject(ev, "tokens_after", (double)st.tokens_after);
@@ -368,6 +394,32 @@ static cJSON *text_tool_calls(struct agent *a, const char *content)
     cJSON_AddItemToArray(calls, c);
     fncall_text_call_free(&fc);
     return calls;
+}
+
+/* Switches to tool calls written in the text (DESIGN.md section 6): for a model the catalog
+ * says has no native tool calling, or after "no endpoints that support tool use". */
+static int enable_text_mode(struct agent *a)
+{
+    if (a->text_suffix)
+        return 0;
+    cleanup_json cJSON *schema = tools_schema();
+    a->text_suffix = schema ? fncall_text_system_suffix(schema) : NULL;
+    if (!a->text_suffix ||
+        history_set_transform(a->hist, fncall_text_convert_message, a->text_suffix) < 0)
+        return -1;
+    a->native_tools = false;
+    a->sent = 0; /* every message is re-rendered: send them all again */
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "mode", "text");
+    send_event(a, "tool_mode", ev);
+    return 0;
+}
+
+static bool lacks_tool_endpoints(const cJSON *outcome)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(outcome, "error");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    return cJSON_IsString(m) && strcasestr(m->valuestring, "support tool use") != NULL;
 }
 
 static void loop(struct agent *a)
@@ -412,6 +464,11 @@ static void loop(struct agent *a)
             end_with(a, "finished", cJSON_IsString(c) ? c->valuestring : "");
             cJSON_Delete(outcome);
             return;
+        }
+        if (strcmp(status, "failed") == 0 && a->native_tools && lacks_tool_endpoints(outcome) &&
+            enable_text_mode(a) == 0) {
+            cJSON_Delete(outcome);
+            continue;
         }
         if (strcmp(status, "ok") != 0 || !cJSON_IsObject(msg)) {
             end_with(a, "llm_error", "");
@@ -596,17 +653,12 @@ int cmd_internal_agent(int argc, char **argv)
         snprintf(a.error, sizeof(a.error), "could not start the agent");
         end_with(&a, "error", "");
     } else {
-        cleanup_free char *sys = NULL;
-        if (!a.native_tools) {
-            cleanup_json cJSON *schema = tools_schema();
-            cleanup_free char *suffix = schema ? fncall_text_system_suffix(schema) : NULL;
-            if (suffix && asprintf(&sys, "%s\n\n%s", system_prompt, suffix) < 0)
-                sys = NULL;
-        }
-        (void)history_add_system(a.hist, sys ? sys : system_prompt);
-        if (!a.native_tools)
-            (void)history_set_transform(a.hist, fncall_text_convert_message, NULL);
+        (void)history_add_system(a.hist, system_prompt);
         (void)history_add_user(a.hist, prompt->valuestring);
+        if (!a.native_tools && enable_text_mode(&a) < 0) {
+            snprintf(a.error, sizeof(a.error), "could not describe the tools in the prompt");
+            end_with(&a, "error", "");
+        }
     }
     if (!a.end)
         loop(&a);
@@ -615,6 +667,7 @@ int cmd_internal_agent(int argc, char **argv)
     reap_orphans(&a);
     send_result(&a, seed);
     history_free(a.hist);
+    free(a.text_suffix);
     free(a.output);
     cJSON_Delete(a.task);
     channel_reader_free(&a.rd);

@@ -27,10 +27,12 @@ struct pending {
 struct live_ctx {
     broker_done_fn done;
     void *opaque;
+    struct live_ctx *next, **pprev; /* pending live calls, so broker_free can end them */
 };
 
 struct broker {
     struct llm_client *llm;
+    struct live_ctx *live; /* calls started and not yet done */
     /* replay */
     char *replay_path;
     cJSON *replies;
@@ -105,14 +107,35 @@ int broker_new_replay(const char *path, struct broker **out, char *err, size_t e
     return 0;
 }
 
+static cJSON *cancelled_outcome(void)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "failed");
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "type", "UNKNOWN_ERROR");
+    cJSON_AddStringToObject(e, "message", "cancelled");
+    cJSON_AddArrayToObject(e, "strategies");
+    return o;
+}
+
+/* Every call still pending gets its one callback (a cancelled outcome) before the broker
+ * goes, so no caller is left waiting or holding memory for an answer that never comes. */
 void broker_free(struct broker *b)
 {
     if (!b)
         return;
+    while (b->live) {
+        struct live_ctx *ctx = b->live;
+        b->live = ctx->next;
+        ctx->done(ctx->opaque, cancelled_outcome());
+        free(ctx);
+    }
     if (b->llm)
         llm_client_free(b->llm);
-    for (size_t i = 0; i < b->npending; i++)
+    for (size_t i = 0; i < b->npending; i++) {
         cJSON_Delete(b->pending[i].outcome);
+        b->pending[i].done(b->pending[i].opaque, cancelled_outcome());
+    }
     free(b->pending);
     cJSON_Delete(b->replies);
     free(b->replay_path);
@@ -141,6 +164,9 @@ static const char *status_word(enum llm_status s)
 static void live_done(void *opaque, struct llm_outcome *o)
 {
     struct live_ctx *ctx = opaque;
+    *ctx->pprev = ctx->next;
+    if (ctx->next)
+        ctx->next->pprev = ctx->pprev;
     cJSON *json = llm_outcome_to_json(o);
     if (json) {
         cJSON_DeleteItemFromObjectCaseSensitive(json, "status");
@@ -206,7 +232,6 @@ static cJSON *live_body(const struct broker_call *call, const struct broker *b)
     cJSON *body = cJSON_CreateObject();
     if (!body)
         return NULL;
-    cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(call->messages, 1));
     if (call->native_tools)
         cJSON_AddItemToObject(body, "tools", tools_schema());
     cJSON_AddNumberToObject(body, "max_tokens", call->max_tokens);
@@ -230,15 +255,24 @@ int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn
             .task_id = call->task_id,
             .events = call->events,
             .body = body,
+            .messages_json = call->messages_json,
+            .messages_len = call->messages_len,
             .models = call->models,
             .deadline_mono = call->deadline_mono,
             .stream = false,
         };
         int rc = llm_call_start(b->llm, &lc, live_done, ctx, err, errsz);
         cJSON_Delete(body);
-        if (rc < 0)
+        if (rc < 0) {
             free(ctx);
-        return rc;
+            return rc;
+        }
+        ctx->next = b->live;
+        ctx->pprev = &b->live;
+        if (b->live)
+            b->live->pprev = &ctx->next;
+        b->live = ctx;
+        return 0;
     }
     if (b->npending == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 8;
@@ -271,14 +305,13 @@ void broker_cancel_task(struct broker *b, const char *task_id)
         llm_client_cancel(b->llm, task_id);
         return;
     }
-    size_t w = 0;
+    /* the callbacks still fire (at the next step), with a cancelled outcome */
     for (size_t i = 0; i < b->npending; i++) {
-        if (strcmp(b->pending[i].task_id, task_id) == 0)
+        if (strcmp(b->pending[i].task_id, task_id) == 0) {
             cJSON_Delete(b->pending[i].outcome);
-        else
-            b->pending[w++] = b->pending[i];
+            b->pending[i].outcome = cancelled_outcome();
+        }
     }
-    b->npending = w;
 }
 
 int broker_poll_fds(struct broker *b, struct pollfd *fds, int max)

@@ -19,7 +19,9 @@ struct broker;
 struct broker_call {
     const char *task_id;
     struct event_log *events;
-    const cJSON *messages;     /* borrowed; validated by the caller */
+    const char *messages_json; /* the messages as a JSON array text, validated by the
+                                  caller (borrowed; the client copies it) */
+    size_t messages_len;
     bool native_tools;         /* send the tool schemas (else they are in the prompt) */
     const char *const *models; /* primary then fallbacks, NULL-terminated */
     unsigned max_tokens;       /* per reply */

@@ -110,6 +110,7 @@ struct batch {
     size_t njobs, next;
     struct slot *slots;
     unsigned running, done_run, failed_run, to_run;
+    unsigned done_before, failed_before; /* resumed: finished in an earlier run */
     int out_fd;
     bool out_broken, interrupted, killed, tty;
     double t0, last_draw, tokens_done, cost_done;
@@ -603,12 +604,7 @@ static void draw_bar(struct batch *b, bool force)
     double eta = -1;
     if (b->done_run > 0)
         eta = (now - b->t0) / b->done_run * (b->to_run - b->done_run);
-    unsigned done = 0, failed = 0;
-    for (size_t i = 0; i < b->njobs; i++)
-        if (b->jobs[i].result) {
-            done++;
-            failed += batch_outcome_of(b->jobs[i].result) != BATCH_SUCCEEDED;
-        }
+    unsigned done = b->done_before + b->done_run, failed = b->failed_before + b->failed_run;
     char line[512];
     unsigned w = term_width();
     batch_progress_format(line, sizeof(line), w - 1, done, (unsigned)b->njobs, failed, b->running,
@@ -630,9 +626,7 @@ static void report_task(struct batch *b, const cJSON *r)
     if (b->tty && o == BATCH_SUCCEEDED)
         return;
     clear_bar(b);
-    unsigned done = 0;
-    for (size_t i = 0; i < b->njobs; i++)
-        done += b->jobs[i].result != NULL;
+    unsigned done = b->done_before + b->done_run;
     fprintf(stderr, "agentbox batch: [%u/%zu] %s %s %.1fs%s%.300s\n", done, b->njobs,
             cJSON_IsString(id) ? id->valuestring : "?", batch_outcome_name(o),
             cJSON_IsNumber(et) ? et->valuedouble : 0.0, cJSON_IsString(msg) ? ": " : "",
@@ -1024,8 +1018,12 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     }
     if (prepare_out(b, err, errsz) < 0)
         return -1;
-    for (size_t i = 0; i < b->njobs; i++)
-        b->to_run += !b->jobs[i].resumed;
+    for (size_t i = 0; i < b->njobs; i++) {
+        const struct job *j = &b->jobs[i];
+        b->to_run += !j->resumed;
+        b->done_before += j->resumed;
+        b->failed_before += j->resumed && batch_outcome_of(j->result) != BATCH_SUCCEEDED;
+    }
     return 0;
 }
 

@@ -484,3 +484,11 @@ cJSON *history_to_json(const struct history *h)
     }
     return arr;
 }
+
+const char *history_message_text(const struct history *h, size_t i, size_t *len)
+{
+    if (i >= h->n)
+        return NULL;
+    *len = h->m[i].len;
+    return h->m[i].text;
+}

@@ -70,6 +70,9 @@ char *history_build_request(const struct history *h, const cJSON *params, size_t
 /* The same, in a buffer the history owns and reuses (the per-step hot path): valid until
  * the next call or history_free. NULL when out of memory. */
 const char *history_request(struct history *h, const cJSON *params, size_t *len);
+/* Message i as sent in requests (serialized, transformed); NULL past the end. Valid until
+ * the history changes. */
+const char *history_message_text(const struct history *h, size_t i, size_t *len);
 /* A copy of the messages as a cJSON array (untransformed). */
 cJSON *history_to_json(const struct history *h);
 

@@ -34,6 +34,8 @@ struct call {
     char task_id[128];
     struct event_log *events;
     cJSON *body;
+    char *messages_json; /* pre-serialized messages, or NULL */
+    size_t messages_len;
     char models[LLM_CALL_MODELS_MAX][LLM_MODEL_NAME_MAX];
     bool dead[LLM_CALL_MODELS_MAX]; /* fallen back from, tripped or unavailable */
     int nmodels, cur;
@@ -266,6 +268,7 @@ static void finish(struct call *k, enum llm_status status)
     llm_done_fn done = k->done;
     void *opaque = k->opaque;
     cJSON_Delete(k->body);
+    free(k->messages_json);
     free(k);
     done(opaque, o);
 }
@@ -470,7 +473,10 @@ static void try_attempt(struct call *k)
         breaker_event(k, m, before);
     }
     char err[ERR_MSG_MAX];
-    k->req = llm_request_body(k->body, model, k->stream, c->cfg.max_tokens, err, sizeof(err));
+    k->req = k->messages_json
+                 ? llm_request_body_spliced(k->body, k->messages_json, k->messages_len, model,
+                                            k->stream, c->cfg.max_tokens, err, sizeof(err))
+                 : llm_request_body(k->body, model, k->stream, c->cfg.max_tokens, err, sizeof(err));
     if (!k->req) {
         attempt_failed_setup(k, err);
         return;
@@ -928,6 +934,7 @@ void llm_client_free(struct llm_client *c)
         unlink_call(k);
         llm_outcome_free(k->out);
         cJSON_Delete(k->body);
+        free(k->messages_json);
         free(k);
     }
     for (int i = 0; i < c->nidle; i++)
@@ -957,7 +964,10 @@ int llm_call_start(struct llm_client *c, const struct llm_call *call, llm_done_f
     if (!call->models || !call->models[0])
         return errf(err, errsz, "llm call: no model to ask");
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(call->body, "messages");
-    if (!cJSON_IsObject(call->body) || !cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
+    if (!cJSON_IsObject(call->body))
+        return errf(err, errsz, "llm call: body must be an object");
+    if (call->messages_json ? call->messages_len < 2
+                            : !cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
         return errf(err, errsz, "llm call: body.messages must be a non-empty array");
     struct call *k = calloc(1, sizeof(*k));
     struct llm_outcome *o = calloc(1, sizeof(*o));
@@ -976,6 +986,18 @@ int llm_call_start(struct llm_client *c, const struct llm_call *call, llm_done_f
             return errf(err, errsz, "llm call: model name empty or too long");
         }
         snprintf(k->models[k->nmodels++], LLM_MODEL_NAME_MAX, "%s", call->models[i]);
+    }
+    if (call->messages_json) {
+        k->messages_json = malloc(call->messages_len + 1);
+        if (!k->messages_json) {
+            free(k);
+            free(o);
+            cJSON_Delete(body);
+            return errf(err, errsz, "out of memory");
+        }
+        memcpy(k->messages_json, call->messages_json, call->messages_len);
+        k->messages_json[call->messages_len] = '\0';
+        k->messages_len = call->messages_len;
     }
     k->c = c;
     k->body = body;

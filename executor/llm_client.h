@@ -31,6 +31,9 @@ struct llm_call {
     const char *task_id;
     struct event_log *events;  /* may be NULL */
     const cJSON *body;         /* messages, tools, max_tokens...; copied; "model" set per attempt */
+    const char *messages_json; /* when set: the messages as validated JSON array text (copied),
+                                  spliced into every attempt's body instead of body.messages */
+    size_t messages_len;
     const char *const *models; /* IDs, primary then fallbacks; NULL-terminated; copied */
     double deadline_mono;      /* monotonic_s() deadline of the task; 0 = none */
     bool stream;

@@ -116,3 +116,46 @@ char *llm_request_auth_header(const char *key)
     memcpy(h + sizeof(prefix) - 1, key, kl + 1);
     return h;
 }
+
+char *llm_request_body_spliced(const cJSON *base, const char *messages_json, size_t messages_len,
+                               const char *model, bool stream, unsigned default_max_tokens,
+                               char *err, size_t errsz)
+{
+    static const char placeholder[] = "\"messages\":[\"__agentbox_messages_splice__\"]";
+    if (!messages_json || messages_len < 2 || messages_json[0] != '[' ||
+        messages_json[messages_len - 1] != ']' || messages_len > LLM_REQUEST_MAX_BYTES) {
+        errf(err, errsz, "request.messages: expected a non-empty array");
+        return NULL;
+    }
+    /* build the small part around a placeholder, then put the real array in its place */
+    cleanup_json cJSON *b = cJSON_Duplicate(base, true);
+    cJSON *msgs = cJSON_CreateArray();
+    if (!b || !msgs ||
+        !cJSON_AddItemToArray(msgs, cJSON_CreateString("__agentbox_messages_splice__"))) {
+        cJSON_Delete(msgs);
+        errf(err, errsz, "out of memory");
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(b, "messages");
+    cJSON_AddItemToObject(b, "messages", msgs);
+    cleanup_free char *head = llm_request_body(b, model, stream, default_max_tokens, err, errsz);
+    if (!head)
+        return NULL;
+    char *at = strstr(head, placeholder);
+    if (!at) {
+        errf(err, errsz, "request: placeholder not found");
+        return NULL;
+    }
+    size_t before = (size_t)(at - head) + strlen("\"messages\":");
+    const char *after = at + sizeof(placeholder) - 1;
+    size_t alen = strlen(after);
+    char *out = malloc(before + messages_len + alen + 1);
+    if (!out) {
+        errf(err, errsz, "out of memory");
+        return NULL;
+    }
+    memcpy(out, head, before);
+    memcpy(out + before, messages_json, messages_len);
+    memcpy(out + before + messages_len, after, alen + 1);
+    return out;
+}

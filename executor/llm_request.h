@@ -18,6 +18,14 @@
 char *llm_request_body(const cJSON *base, const char *model, bool stream,
                        unsigned default_max_tokens, char *err, size_t errsz);
 
+/* The same with the messages given as pre-serialized JSON array text (a supervisor that keeps
+ * each task's messages serialized splices them in instead of re-encoding megabytes per
+ * attempt); base must then hold no "messages". messages_json must be a JSON array text that
+ * the caller has validated. */
+char *llm_request_body_spliced(const cJSON *base, const char *messages_json, size_t messages_len,
+                               const char *model, bool stream, unsigned default_max_tokens,
+                               char *err, size_t errsz);
+
 /* The agent's tools as OpenAI function schemas (execute_bash, str_replace_editor, think,
  * finish), or only `think` when minimal. Caller frees. */
 cJSON *llm_request_tools(bool minimal);

@@ -25,6 +25,8 @@
 #define CELL_FILES_MAX      10000
 #define LLM_MESSAGES_MAX    5000
 
+struct llm_ctx;
+
 struct runner {
     struct runner_opts o;
     struct cell *cell;
@@ -36,12 +38,20 @@ struct runner {
     bool cancel_sent, cancelled, timed_out, chan_closed, reaped;
     /* LLM accounting, all from the supervisor's own view */
     bool llm_inflight;
+    struct llm_ctx *llm_pending; /* the call in flight, detached if the runner goes first */
     unsigned llm_calls, llm_call_cap;
     double prompt_tokens, completion_tokens, total_tokens, cost_usd;
     bool mock_used;
     char last_model[256];
     cJSON *models_tried;
     cJSON *last_outcome;
+    /* the conversation as the cell sent it: each message validated once and kept
+     * serialized, so a step costs what it adds, not the size of the whole history */
+    char **msg_text;
+    size_t *msg_len;
+    size_t nmsg, msg_cap;
+    char *msgs_buf; /* "[m0,m1,...]", rebuilt per call */
+    size_t msgs_cap, msgs_len;
     /* the agent's report */
     cJSON *report;
     size_t output_bytes, output_files;
@@ -139,6 +149,20 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         runner_free(r);
         return errf(err, errsz, "socketpair: %s", strerror(errno));
     }
+#ifdef __SANITIZE_ADDRESS__
+    /* the sanitizer build's agent: LeakSanitizer needs ptrace, which the cell's seccomp
+     * filter denies, so leaks are checked in the supervisor and the unit tests instead */
+    static char *asan_env[32];
+    if (!asan_env[0]) {
+        size_t n = 0;
+        for (char *const *e = cell_default_env(); *e && n < ARRAY_SIZE(asan_env) - 2; e++)
+            asan_env[n++] = *e;
+        asan_env[n] = "ASAN_OPTIONS=detect_leaks=0";
+    }
+    char *const *cell_env = asan_env;
+#else
+    char *const *cell_env = NULL;
+#endif
     struct cell_config cc = {
         .policy = opts->policy,
         .seccomp = opts->seccomp,
@@ -147,7 +171,7 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         .workspace_from = opts->task->workspace_from,
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
-        .envp = NULL,
+        .envp = cell_env,
         .channel_fd = sv[1],
         .stdio_passthrough = false,
         .stdout_fd = -1,
@@ -212,6 +236,9 @@ static void wrap_up(struct runner *r, const char *reason)
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "reason", reason);
     send_to_cell(r, "cancel", f);
+    /* the agent reads its channel only between steps; SIGTERM reaches it inside a tool too
+     * (tool_bash polls the flag the handler sets), so it stops the command and reports */
+    (void)kill(cell_pid(r->cell), SIGTERM);
 }
 
 void runner_cancel(struct runner *r)
@@ -264,7 +291,12 @@ static void llm_done(void *opaque, cJSON *outcome)
     struct runner *r = ctx->r;
     double id = ctx->id;
     free(ctx);
+    if (!r) { /* the runner was freed while the call was in flight */
+        cJSON_Delete(outcome);
+        return;
+    }
     r->llm_inflight = false;
+    r->llm_pending = NULL;
     if (!outcome)
         outcome = refusal("failed", "UNKNOWN_ERROR", "out of memory");
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(outcome, "usage");
@@ -295,42 +327,107 @@ static void llm_done(void *opaque, cJSON *outcome)
     reply_llm(r, id, outcome);
 }
 
-static bool messages_are_valid(const cJSON *msgs)
+static bool message_is_valid(const cJSON *m)
 {
-    if (!cJSON_IsArray(msgs))
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (!cJSON_IsObject(m) || !cJSON_IsString(role))
         return false;
-    int n = cJSON_GetArraySize(msgs);
-    if (n < 1 || n > LLM_MESSAGES_MAX)
-        return false;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        if (!cJSON_IsObject(m) || !cJSON_IsString(role))
-            return false;
-        const char *rs = role->valuestring;
-        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
-            strcmp(rs, "tool"))
-            return false;
-    }
-    return true;
+    const char *rs = role->valuestring;
+    return strcmp(rs, "system") == 0 || strcmp(rs, "user") == 0 || strcmp(rs, "assistant") == 0 ||
+           strcmp(rs, "tool") == 0;
 }
 
-/* The messages travel as the frame's payload ({"messages": [...]}, serialized once by the
- * agent's history) so that a 2 MB history is not re-encoded inside a JSON header. */
+static void drop_messages_from(struct runner *r, size_t keep)
+{
+    while (r->nmsg > keep)
+        free(r->msg_text[--r->nmsg]);
+}
+
+static int grow_messages(struct runner *r, size_t need)
+{
+    if (need <= r->msg_cap)
+        return 0;
+    size_t cap = need * 2;
+    char **t = realloc(r->msg_text, cap * sizeof(*t));
+    if (!t)
+        return -1;
+    r->msg_text = t;
+    size_t *l = realloc(r->msg_len, cap * sizeof(*l));
+    if (!l)
+        return -1;
+    r->msg_len = l;
+    r->msg_cap = cap;
+    return 0;
+}
+
+/* Applies one request's delta: the first `keep` messages of the last request stay, the
+ * parsed `fresh` ones follow. Each new message is checked and re-serialized here (what goes
+ * upstream is our encoding, never the cell's bytes). Returns 0, or -1 for a bad delta. */
+static int apply_messages(struct runner *r, double keep, const cJSON *fresh)
+{
+    if (!cJSON_IsArray(fresh) || keep < 0 || keep != floor(keep) || keep > (double)r->nmsg)
+        return -1;
+    size_t nfresh = (size_t)cJSON_GetArraySize(fresh);
+    if ((size_t)keep + nfresh == 0 || (size_t)keep + nfresh > LLM_MESSAGES_MAX)
+        return -1;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, fresh)
+    {
+        if (!message_is_valid(m))
+            return -1;
+    }
+    drop_messages_from(r, (size_t)keep);
+    if (grow_messages(r, r->nmsg + nfresh) < 0)
+        return -1;
+    cJSON_ArrayForEach(m, fresh)
+    {
+        char *text = cJSON_PrintUnformatted(m);
+        if (!text)
+            return -1;
+        r->msg_len[r->nmsg] = strlen(text);
+        r->msg_text[r->nmsg++] = text;
+    }
+    size_t total = 2;
+    for (size_t i = 0; i < r->nmsg; i++)
+        total += r->msg_len[i] + 1;
+    if (total > r->msgs_cap) {
+        char *b = realloc(r->msgs_buf, total);
+        if (!b)
+            return -1;
+        r->msgs_buf = b;
+        r->msgs_cap = total;
+    }
+    char *p = r->msgs_buf;
+    *p++ = '[';
+    for (size_t i = 0; i < r->nmsg; i++) {
+        if (i)
+            *p++ = ',';
+        memcpy(p, r->msg_text[i], r->msg_len[i]);
+        p += r->msg_len[i];
+    }
+    *p++ = ']';
+    r->msgs_len = (size_t)(p - r->msgs_buf);
+    return 0;
+}
+
+/* A request carries only what changed since the last one: header {id, native_tools, keep},
+ * payload the JSON array of the messages that follow the first `keep` of the previous
+ * request (the whole history after a condensation). */
 static void handle_llm(struct runner *r, const struct channel_msg *m)
 {
     const cJSON *h = m->header;
     const cJSON *idj = cJSON_GetObjectItemCaseSensitive(h, "id");
     double id = cJSON_IsNumber(idj) ? idj->valuedouble : -1;
-    cleanup_json cJSON *body =
+    const cJSON *keepj = cJSON_GetObjectItemCaseSensitive(h, "keep");
+    cleanup_json cJSON *fresh =
         m->payload ? cJSON_ParseWithLength(m->payload, m->payload_len) : NULL;
-    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (r->cancel_sent) {
         reply_llm(r, id, refusal("failed", "UNKNOWN_ERROR", "the task is ending"));
         return;
     }
-    if (r->llm_inflight || !messages_are_valid(msgs)) {
+    if (r->llm_inflight || !cJSON_IsNumber(keepj) ||
+        apply_messages(r, keepj->valuedouble, fresh) < 0) {
+        drop_messages_from(r, 0); /* the cell must send everything again */
         reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", "malformed llm request"));
         return;
     }
@@ -348,7 +445,8 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
     struct broker_call call = {
         .task_id = t->id,
         .events = r->o.events,
-        .messages = msgs,
+        .messages_json = r->msgs_buf,
+        .messages_len = r->msgs_len,
         .native_tools = cJSON_IsBool(nt) ? cJSON_IsTrue(nt) : r->o.native_tools,
         .models = r->o.models,
         .max_tokens = r->o.max_tokens_per_call,
@@ -364,17 +462,20 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
     ctx->id = id;
     r->llm_calls++;
     r->llm_inflight = true;
+    r->llm_pending = ctx;
     if (broker_call(r->o.broker, &call, llm_done, ctx, err, sizeof(err)) < 0) {
         free(ctx);
         r->llm_inflight = false;
+        r->llm_pending = NULL;
         reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", err));
     }
 }
 
 /* ---- events, outputs, report ---- */
 
-static const char *const cell_event_types[] = {"tool_call",     "tool_result", "condensed", "stuck",
-                                               "agent_message", "nudge",       "step",      NULL};
+static const char *const cell_event_types[] = {"tool_call", "tool_result",   "condensed",
+                                               "stuck",     "agent_message", "nudge",
+                                               "step",      "tool_mode",     NULL};
 
 static void handle_event(struct runner *r, cJSON *h)
 {
@@ -733,6 +834,11 @@ void runner_free(struct runner *r)
 {
     if (!r)
         return;
+    if (r->llm_pending) {
+        /* its callback may still come (cancelled): it must not find this runner */
+        r->llm_pending->r = NULL;
+        broker_cancel_task(r->o.broker, r->o.task->id);
+    }
     if (r->cell) {
         if (!r->reaped) {
             (void)cell_kill(r->cell);
@@ -748,6 +854,10 @@ void runner_free(struct runner *r)
     if (r->outputs_dirfd >= 0)
         (void)close(r->outputs_dirfd);
     channel_reader_free(&r->rd);
+    drop_messages_from(r, 0);
+    free(r->msg_text);
+    free(r->msg_len);
+    free(r->msgs_buf);
     cJSON_Delete(r->models_tried);
     cJSON_Delete(r->last_outcome);
     cJSON_Delete(r->report);

@@ -41,6 +41,7 @@ enum {
     MSG_READY = 'R',     /* every restriction is in place: enforced, unavailable, ... */
     MSG_EXEC = 'E',      /* the command could not be exec'd: err */
     MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
+    MSG_DUMPABLE = 'D',  /* the child made itself dumpable: its maps can be written */
 };
 
 struct setup_msg {
@@ -51,6 +52,13 @@ struct setup_msg {
     int32_t landlock_abi;
     char seed_mode; /* 'o' overlay, 'c' copy, 0 */
     char step[96];
+};
+
+/* parent -> child, after the maps: which limits the cgroups hold and (v1) where they are */
+struct go_msg {
+    char kind; /* 'G' */
+    char memory, pids;
+    char memory_path[512], pids_path[512];
 };
 
 struct cell {
@@ -279,16 +287,16 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     /* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files
      * are root's: an unprivileged parent could not write its uid_map. Dumpable only until
      * the maps are written. */
-    if (ctx->undumpable_parent &&
-        (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 || send(ctx->setup_fd, "D", 1, MSG_NOSIGNAL) != 1))
-        _exit(EXIT_FAILURE);
+    if (ctx->undumpable_parent) {
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+            _exit(EXIT_FAILURE);
+        struct setup_msg d = {.kind = MSG_DUMPABLE};
+        child_send(ctx->setup_fd, &d);
+    }
     /* A supervisor that dies takes its cells along. Set before waiting for the maps: if the
      * parent died before this line, the read below sees EOF instead (the usual race). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         _exit(EXIT_FAILURE);
-    /* v1: into the cell's cgroups before anything else, while the parent writes the maps. */
-    if (cgroup_enter(ctx) < 0)
-        child_fail(ctx);
     if (read(ctx->setup_fd, &go, 1) != 1 || go != 'M')
         _exit(EXIT_FAILURE);
     if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -312,13 +320,27 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || poll(&alive, 1, 0) < 0 ||
         (alive.revents & (POLLHUP | POLLERR)))
         _exit(EXIT_FAILURE);
-    if (mounts_build_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
+    if (mounts_build_root(ctx) < 0)
+        child_fail(ctx);
+    /* v1: the parent made the cgroups while we built the root; we move ourselves in while the
+     * host's /sys is still in view, then take a cgroup namespace rooted there. */
+    struct go_msg g;
+    if (read(ctx->setup_fd, &g, sizeof(g)) != (ssize_t)sizeof(g) || g.kind != 'G')
+        _exit(EXIT_FAILURE);
+    g.memory_path[sizeof(g.memory_path) - 1] = g.pids_path[sizeof(g.pids_path) - 1] = '\0';
+    ctx->cg_memory = g.memory;
+    ctx->cg_pids = g.pids;
+    if (!ctx->cgroup_v2 && cgroup_enter(ctx, g.memory_path, g.pids_path) < 0)
+        child_fail(ctx);
+    if (!ctx->cgroup_v2 && unshare(CLONE_NEWCGROUP) < 0)
+        ctx->step = "cgroup namespace", child_fail(ctx);
+    if (mounts_enter_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
         child_fail(ctx);
     /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
     if (setsid() < 0)
         ctx->step = "setsid", child_fail(ctx);
     if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 ||
-        limits_apply(ctx, ctx->cg->memory, ctx->cg->pids))
+        limits_apply(ctx, ctx->cg_memory, ctx->cg_pids))
         child_fail(ctx);
     if (caps_drop_all(ctx) < 0)
         child_fail(ctx);
@@ -464,6 +486,29 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
     }
 }
 
+/* Waits for MSG_DUMPABLE (see child_main), or the child's failure or death. */
+static int wait_dumpable(struct cell *c, char *err, size_t errsz)
+{
+    struct pollfd pfd = {.fd = c->setup_fd, .events = POLLIN};
+    for (;;) {
+        int r = poll(&pfd, 1, CELL_SETUP_TIMEOUT_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return errf(err, errsz, "set-up failed at dumpable: %s",
+                        r == 0 ? "timed out" : strerror(errno));
+        struct setup_msg m;
+        r = recv_msg(c->setup_fd, &m, NULL);
+        if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
+            continue;
+        if (r == 1 && m.kind == MSG_DUMPABLE)
+            return 0;
+        if (r == 1 && m.kind == MSG_FAIL)
+            return errf(err, errsz, "set-up failed at %s: %s", m.step, strerror(m.err));
+        return errf(err, errsz, "set-up failed: the cell died during set-up");
+    }
+}
+
 /* A child that failed has already said why: prefer its message to our EPIPE. */
 static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_t errsz)
 {
@@ -475,14 +520,12 @@ static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_
     return errf(err, errsz, "set-up failed at go: %s", strerror(e));
 }
 
-/* The cell's cgroups (v2 if it can, else v1; none is not an error), and the janitor that
- * removes them should agentbox be SIGKILLed. -1 only if the janitor cannot be started. */
+/* The cell's cgroups of this version (none is not an error), and the janitor that removes
+ * them should agentbox be SIGKILLed. -1 only if the janitor cannot be started. */
 static int make_cgroups(struct cell *c, const struct cell_config *cfg, int version)
 {
     cgroup_destroy(&c->cg);
     cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
-    if (c->cg.version == 0 && version == 2)
-        cgroup_create(&c->cg, 1, &c->slot, &cfg->limits);
     if (c->cg.version && cgroup_janitor_start(&c->cg, c->slot.lock_fd) < 0) {
         int e = errno;
         cgroup_destroy(&c->cg);
@@ -517,8 +560,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
-    /* Before clone: v2, the cell is born in its cgroup (CLONE_INTO_CGROUP, Linux 5.7); v1,
-     * pid 1 moves itself in first thing (cgroup_enter). */
+    /* v2, before clone: the cell is born in its cgroup (CLONE_INTO_CGROUP, Linux 5.7). */
     if (make_cgroups(c, cfg, 2) < 0) {
         errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
         goto fail;
@@ -528,10 +570,10 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
         goto fail;
     }
-    /* v1: pid 1 makes its cgroup namespace itself once it is in its cgroups (cgroup_enter);
-     * one made at clone would be rooted at ours and replaced at once. */
+    /* Without v2, pid 1 makes its cgroup namespace itself once it is in its v1 cgroups (or
+     * knows there are none): one made at clone would be rooted at ours. */
     uint64_t nsflags = ns_clone_flags(cfg);
-    if (c->cg.version == 1)
+    if (c->cg.version != 2)
         nsflags &= ~(uint64_t)CLONE_NEWCGROUP;
     struct clone_args ca = {.flags = nsflags | CLONE_PIDFD,
                             .pidfd = (uint64_t)(uintptr_t)&c->pidfd,
@@ -544,14 +586,10 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     if (pid < 0 && c->cg.version == 2 && errno != ENOMEM && errno != EAGAIN) {
         /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
          * without a cgroup, the limits fall back to rlimits. */
-        ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+        cgroup_destroy(&c->cg);
+        ca.flags &= ~((uint64_t)CLONE_INTO_CGROUP | (uint64_t)CLONE_NEWCGROUP);
         ca.cgroup = 0;
-        pid = -1;
-        if (make_cgroups(c, cfg, 1) == 0) {
-            if (c->cg.version == 1)
-                ca.flags &= ~(uint64_t)CLONE_NEWCGROUP;
-            pid = syscall(SYS_clone3, &ca, sizeof(ca));
-        }
+        pid = syscall(SYS_clone3, &ca, sizeof(ca));
     }
     if (pid == 0) {
         (void)close(sp[0]);
@@ -560,7 +598,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
                                  .seed_fd = -1,
                                  .exe_fd = -1,
                                  .root_caller = root,
-                                 .cg = &c->cg,
+                                 .cgroup_v2 = c->cg.version == 2,
                                  .undumpable_parent = !root && undumpable,
                                  .enforced = 0};
         child_main(&ctx);
@@ -573,24 +611,30 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     }
     c->pid = (pid_t)pid;
-    /* An undumpable parent must wait until the child is dumpable again: until then its
-     * /proc/PID/{setgroups,uid_map} belong to root and the writes below fail. */
-    if (!root && undumpable) {
-        struct pollfd pfd = {.fd = c->setup_fd, .events = POLLIN};
-        char d = 0;
-        errno = 0;
-        if (poll(&pfd, 1, CELL_SETUP_TIMEOUT_MS) != 1 || read(c->setup_fd, &d, 1) != 1 ||
-            d != 'D') {
-            errf(err, errsz, "set-up failed at dumpable handshake: %s",
-                 errno ? strerror(errno) : "no answer");
-            goto fail;
-        }
-    }
+    if (!root && undumpable && wait_dumpable(c, err, errsz) < 0)
+        goto fail;
     if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0) {
         errf(err, errsz, "set-up failed at %s", why);
         goto fail;
     }
     if (send_go(c, "M", 1, err, errsz) < 0)
+        goto fail;
+    /* v1, while pid 1 builds its root: the cgroups, whose "tasks" it may then write itself
+     * (see cgroup_enter), and their janitor. */
+    if (c->cg.version == 0 && make_cgroups(c, cfg, 1) < 0) {
+        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
+        goto fail;
+    }
+    if (c->cg.version == 1 && root && cgroup_grant_tasks(&c->cg, c->slot.uid, c->slot.gid) < 0) {
+        errf(err, errsz, "set-up failed at cgroup tasks: %s", strerror(errno));
+        goto fail;
+    }
+    struct go_msg g = {.kind = 'G', .memory = c->cg.memory, .pids = c->cg.pids};
+    if (c->cg.version == 1) {
+        snprintf(g.memory_path, sizeof(g.memory_path), "%s", c->cg.memory ? c->cg.path : "");
+        snprintf(g.pids_path, sizeof(g.pids_path), "%s", c->cg.pids ? c->cg.pids_path : "");
+    }
+    if (send_go(c, (const char *)&g, sizeof(g), err, errsz) < 0)
         goto fail;
     if (wait_ready(c, err, errsz) < 0)
         goto fail;

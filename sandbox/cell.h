@@ -98,7 +98,10 @@ struct cell_record {
 
 struct cell;
 
-/* Returns once the cell is fully set up and running (pid 1 is running the command's init or
+/* Threads: the cell functions are not thread-safe (janitor bookkeeping, the clone3 child);
+ * drive every cell from one thread, the one that spawns and reaps it.
+ *
+ * Returns once the cell is fully set up and running (pid 1 is running the command's init or
  * has exec'd the agent), or -1 with "set-up failed at STEP: strerror" in err; nothing of the
  * cell is left then. Call from the thread that will reap: PR_SET_PDEATHSIG fires when the
  * thread that created pid 1 exits.

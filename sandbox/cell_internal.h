@@ -16,13 +16,14 @@
 /* ---- child side ---- */
 struct cell_child {
     const struct cell_config *cfg;
-    const char *step;       /* the step that failed */
-    int setup_fd;           /* SOCK_SEQPACKET end to the parent, close-on-exec */
-    int seed_fd;            /* O_PATH of the seed dir (opened before the new root hides it), -1 */
-    int exe_fd;             /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
-    bool root_caller;       /* the parent runs as host root (per-slot uid mapping) */
-    bool undumpable_parent; /* unprivileged parent with PR_SET_DUMPABLE 0 */
-    const struct cell_cgroup *cg; /* made by the parent before clone */
+    const char *step;        /* the step that failed */
+    int setup_fd;            /* SOCK_SEQPACKET end to the parent, close-on-exec */
+    int seed_fd;             /* O_PATH of the seed dir (opened before the new root hides it), -1 */
+    int exe_fd;              /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
+    bool root_caller;        /* the parent runs as host root (per-slot uid mapping) */
+    bool undumpable_parent;  /* unprivileged parent with PR_SET_DUMPABLE 0 */
+    bool cgroup_v2;          /* cloned into its v2 cgroup */
+    bool cg_memory, cg_pids; /* which limits a cgroup holds (else rlimits) */
     uint32_t enforced, unavailable;
     int landlock_abi;
     const char *seed_mode;
@@ -33,8 +34,10 @@ struct cell_child {
 uint64_t ns_clone_flags(const struct cell_config *cfg);
 int ns_become_user(struct cell_child *ctx); /* setgroups/setresgid/setresuid, caps kept */
 int ns_set_hostname_and_lo(struct cell_child *ctx);
-/* mounts.c: everything up to and including pivot_root and chdir /workspace. */
+/* mounts.c: the new root, built under a tmpfs while the host's tree is still visible;
+ * then pivot_root onto it, the old root detached, cwd /workspace. */
 int mounts_build_root(struct cell_child *ctx);
+int mounts_enter_root(struct cell_child *ctx);
 /* Adds mount attributes (MOUNT_ATTR_*), never clears any; remount fallback before 5.12. */
 int mounts_restrict(const char *path, unsigned attrs, bool recursive);
 /* workspace.c: mounts the /workspace tmpfs under newroot, seeds it (overlay or copy) and
@@ -83,12 +86,14 @@ struct cell_cgroup {
  * version 2: before clone, for CLONE_INTO_CGROUP; version 1: after clone, then attach. */
 void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *slot,
                    const struct policy_limits *lim);
-/* Child side, v1: moves the calling thread into the cell's cgroups by writing "0" to their
- * "tasks" files, then gives it a cgroup namespace rooted there. A thread moving itself
- * skips the kernel's global cgroup_threadgroup_rwsem (cgroup_procs_write_start), whose
- * write side waits for an RCU grace period: milliseconds per cell when the parent moved
- * pid 1 by pid. Must run while the child still has the caller's credentials. */
-int cgroup_enter(struct cell_child *ctx);
+/* Child side, v1: moves the calling thread into the cgroups at these paths ("" = none) by
+ * writing "0" to their "tasks" files. A thread moving itself skips the kernel's global
+ * cgroup_threadgroup_rwsem (cgroup_procs_write_start), whose write side waits for an RCU
+ * grace period: milliseconds per cell when the parent moved pid 1 by pid. The files must be
+ * writable by the cell's uid (cgroup_grant_tasks) and visible (before pivot_root). */
+int cgroup_enter(struct cell_child *ctx, const char *memory_path, const char *pids_path);
+/* Parent side, v1 as root: lets the cell's host uid write the "tasks" files. */
+int cgroup_grant_tasks(const struct cell_cgroup *cg, uid_t uid, gid_t gid);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
 /* Removes the cgroups (and the shared parent once empty), then stops the janitor. */

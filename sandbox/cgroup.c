@@ -314,19 +314,26 @@ static int enter(const char *dir)
     return n == 1 ? 0 : -1;
 }
 
-int cgroup_enter(struct cell_child *ctx)
+int cgroup_enter(struct cell_child *ctx, const char *memory_path, const char *pids_path)
 {
-    const struct cell_cgroup *cg = ctx->cg;
-    if (cg->version != 1)
-        return 0;
-    if (cg->memory && enter(cg->path) < 0)
+    if (memory_path[0] && enter(memory_path) < 0)
         return CHILD_FAIL(ctx, "enter memory cgroup");
-    if (cg->pids && enter(cg->pids_path) < 0)
+    if (pids_path[0] && enter(pids_path) < 0)
         return CHILD_FAIL(ctx, "enter pids cgroup");
-    /* The cgroup namespace made at clone is rooted at the parent's cgroups: a new one, rooted
-     * here, hides the host's cgroup paths from the cell. */
-    if (unshare(CLONE_NEWCGROUP) < 0)
-        return CHILD_FAIL(ctx, "cgroup namespace");
+    return 0;
+}
+
+int cgroup_grant_tasks(const struct cell_cgroup *cg, uid_t uid, gid_t gid)
+{
+    const char *dirs[] = {cg->memory ? cg->path : "", cg->pids ? cg->pids_path : ""};
+    for (size_t i = 0; i < 2; i++) {
+        char path[640];
+        if (!dirs[i][0])
+            continue;
+        snprintf(path, sizeof(path), "%s/tasks", dirs[i]);
+        if (chown(path, uid, gid) < 0)
+            return -1;
+    }
     return 0;
 }
 

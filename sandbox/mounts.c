@@ -146,17 +146,27 @@ static int bind_host(struct cell_child *ctx, const struct policy_bind *b)
     return 0;
 }
 
+/* Scratch tmpfs (/tmp, /dev/shm) get the workspace's inode limit, or this without one: an
+ * unbounded nr_inodes is half of RAM in inodes, kernel memory no rlimit holds. */
+#define SCRATCH_INODES_DEFAULT 65536ull
+
 static int mount_tmpfs(struct cell_child *ctx, const char *path, unsigned long flags,
-                       const char *mode, uint64_t size, const char *step)
+                       const char *mode, uint64_t size, uint64_t inodes, const char *step)
 {
     char opts[128];
+    int n = snprintf(opts, sizeof(opts), "mode=%s", mode);
     if (size)
-        snprintf(opts, sizeof(opts), "mode=%s,size=%llu", mode, (unsigned long long)size);
-    else
-        snprintf(opts, sizeof(opts), "mode=%s", mode);
+        n += snprintf(opts + n, sizeof(opts) - (size_t)n, ",size=%llu", (unsigned long long)size);
+    if (inodes)
+        snprintf(opts + n, sizeof(opts) - (size_t)n, ",nr_inodes=%llu", (unsigned long long)inodes);
     if (mkdirs(path, 0755) < 0 || mount("tmpfs", path, "tmpfs", flags, opts) < 0)
         return CHILD_FAIL(ctx, step);
     return 0;
+}
+
+static uint64_t scratch_inodes(const struct cell_child *ctx)
+{
+    return ctx->cfg->limits.inodes ? ctx->cfg->limits.inodes : SCRATCH_INODES_DEFAULT;
 }
 
 static int make_dev(struct cell_child *ctx)
@@ -168,7 +178,7 @@ static int make_dev(struct cell_child *ctx)
                                            {"stderr", "/proc/self/fd/2"}};
     char host[64], target[PATH_MAX];
     /* No tty, no pts: a cell has no terminal to inject into (CVE-2017-5226). */
-    if (mount_tmpfs(ctx, NEWROOT "/dev", MS_NOSUID | MS_NOEXEC, "0755", 64 << 10, "/dev tmpfs"))
+    if (mount_tmpfs(ctx, NEWROOT "/dev", MS_NOSUID | MS_NOEXEC, "0755", 64 << 10, 64, "/dev tmpfs"))
         return -1;
     for (size_t i = 0; i < ARRAY_SIZE(nodes); i++) {
         snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
@@ -184,7 +194,8 @@ static int make_dev(struct cell_child *ctx)
     }
     /* Private and sized: a shared /dev/shm would be a channel between cells. */
     uint64_t shm = ctx->cfg->policy->shm_bytes;
-    if (mount_tmpfs(ctx, NEWROOT "/dev/shm", MS_NOSUID | MS_NODEV, "1777", shm, "/dev/shm tmpfs"))
+    if (mount_tmpfs(ctx, NEWROOT "/dev/shm", MS_NOSUID | MS_NODEV, "1777", shm, scratch_inodes(ctx),
+                    "/dev/shm tmpfs"))
         return -1;
     /* The /dev tmpfs belongs to the cell's uid (it mounted it): read-only, so nothing can be
      * added to it. Writing to the device nodes is unaffected. */
@@ -244,14 +255,16 @@ int mounts_build_root(struct cell_child *ctx)
     /* Nothing we mount may propagate back to the host's mount namespace. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return CHILD_FAIL(ctx, "make / private");
-    if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1M") < 0)
+    if (mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1M,nr_inodes=4096") <
+        0)
         return CHILD_FAIL(ctx, "new root tmpfs");
     for (size_t i = 0; i < p->nbinds; i++)
         if (bind_host(ctx, &p->binds[i]) < 0)
             return -1;
     if (make_dev(ctx) < 0 || make_proc(ctx) < 0)
         return -1;
-    if (mount_tmpfs(ctx, NEWROOT "/tmp", MS_NOSUID | MS_NODEV, "1777", p->tmp_bytes, "/tmp tmpfs"))
+    if (mount_tmpfs(ctx, NEWROOT "/tmp", MS_NOSUID | MS_NODEV, "1777", p->tmp_bytes,
+                    scratch_inodes(ctx), "/tmp tmpfs"))
         return -1;
     if (mkdirs(NEWROOT "/run/agentbox", 0755) < 0)
         return CHILD_FAIL(ctx, "mkdir /run/agentbox");
@@ -259,6 +272,11 @@ int mounts_build_root(struct cell_child *ctx)
         return -1;
     if (ctx->cfg->pid1 == CELL_PID1_AGENT && bind_agent_binary(ctx) < 0)
         return -1;
+    return 0;
+}
+
+int mounts_enter_root(struct cell_child *ctx)
+{
     /* pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no
      * path back to the host's tree (as runc does). */
     if (chdir(NEWROOT) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)

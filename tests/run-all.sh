@@ -30,13 +30,30 @@ run() { # label, command...
 run "units" bash tests/run-units.sh $(ls "$BUILD"/tests/test_* 2>/dev/null)
 run "units (asan+ubsan)" bash tests/run-units.sh $(ls "$BUILD"/san/tests/test_* 2>/dev/null)
 
+# The unprivileged runs need a tree user nobody can read. A checkout below a private
+# directory (/root/...) is not one: then the binary, the data and the tests are staged in a
+# world-readable temporary copy, removed at the end.
+unpriv_root=$PWD
+if [ "$(id -u)" = 0 ] && ! runuser -u nobody -- test -x "$AGENTBOX" 2>/dev/null; then
+  unpriv_root=$(mktemp -d /tmp/agentbox-check.XXXXXX)
+  chmod 755 "$unpriv_root"
+  cp -a "$AGENTBOX" policies catalog examples tests "$unpriv_root/"
+  mkdir -p "$unpriv_root/$BUILD" && cp -a "$BUILD/helpers" "$unpriv_root/$BUILD/" 2>/dev/null || true
+  chmod -R a+rX "$unpriv_root"
+  trap 'rm -f "$log"; rm -rf "$unpriv_root"' EXIT
+  echo "(unprivileged suites run from a readable copy in $unpriv_root)"
+fi
+unpriv_bin=$AGENTBOX
+[ "$unpriv_root" != "$PWD" ] && unpriv_bin=$unpriv_root/$(basename "$AGENTBOX")
+
 for dir in tests/*/; do
   ls "$dir"test_*.py >/dev/null 2>&1 || continue
   name=$(basename "$dir")
   run "$name" env AGENTBOX="$AGENTBOX" "$PYTHON" tests/pyrun.py "$dir" "$name"
   if [ "$(id -u)" = 0 ] && [ -f "$dir/.unprivileged" ]; then
-    run "$name (unprivileged)" runuser -u nobody -- env HOME=/tmp AGENTBOX="$AGENTBOX" \
-      AGENTBOX_DATA_DIR="$AGENTBOX_DATA_DIR" HELPERS_DIR="$HELPERS_DIR" AGENTBOX_TEST_UNPRIVILEGED=1 \
+    run "$name (unprivileged)" runuser -u nobody -- env -C "$unpriv_root" HOME=/tmp \
+      AGENTBOX="$unpriv_bin" AGENTBOX_DATA_DIR="$unpriv_root" \
+      HELPERS_DIR="$unpriv_root/$BUILD/helpers" AGENTBOX_TEST_UNPRIVILEGED=1 \
       "$PYTHON" tests/pyrun.py "$dir" "$name-unprivileged"
   fi
   if [ -n "${AGENTBOX_SAN:-}" ] && [ -f "$dir/.sanitizer" ]; then

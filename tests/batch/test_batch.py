@@ -7,7 +7,8 @@ import signal
 import time
 import xml.etree.ElementTree as ET
 
-from batchtest_util import (AGENTBOX, BatchTestCase, call, derived_id, fnv1a64, task)
+from batchtest_util import (AGENTBOX, BatchTestCase, call, derived_id, fake_openrouter, fnv1a64,
+                            task)
 
 
 class Shards(BatchTestCase):
@@ -369,3 +370,78 @@ class Help(BatchTestCase):
         self.assertEqual(p.returncode, 0)
         for opt in ("--jobs", "--out", "--shard", "--resume", "--junit", "--replay", "--events-dir"):
             self.assertIn(opt, p.stdout)
+
+
+class Progress(BatchTestCase):
+    def test_progress_bar_on_a_terminal_counts_tokens(self):
+        import pty
+        import subprocess
+        def steps(seconds):
+            return [{"tool_calls": [call("execute_bash", command=f"sleep {seconds}")]},
+                    {"tool_calls": [call("finish", message="fine")]}]
+        # one conversation per task (the fake consumes a conversation globally); the tasks
+        # end one after the other, so the bar shows partial states
+        self.serve({f"ok{i}": steps(0.3 + 0.9 * i) for i in range(3)})
+        path = self.batch_file([task(f"p{i}", prompt=f"[conv:ok{i}] go") for i in range(3)])
+        master, slave = pty.openpty()
+        p = subprocess.Popen(self.argv(path, "--jobs", "3", replay=False), env=self.env(live=True),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+        self.procs.append(p)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        self.assertEqual(p.wait(60), 0)
+        text = b"".join(chunks).decode(errors="replace")
+        self.assertIn("\r\x1b[K[", text)            # redrawn in place
+        self.assertIn("running", text)
+        self.assertRegex(text, r"1/3 done, 0 failed, 2 running, ETA \d+s, [1-9]\d* tok")
+        self.assertRegex(text, r"2/3 done, 0 failed, 1 running, ETA \d+s, [1-9]\d* tok")
+        self.assertIn("3 tasks: 3 succeeded", text)
+        # the fake reports 19 tokens and $0.0000123 per reply: 2 replies x 3 tasks
+        self.assertIn("114 tokens", text)
+        self.assertIn("$0.0001", text)
+        self.assertNotIn("[1/3]", text)             # per-task lines are for logs, not terminals
+
+
+class SharedBreaker(BatchTestCase):
+    """--jobs cells share one broker: a dead upstream trips one breaker for the whole batch
+    instead of every task retrying on its own (the control runs with the breaker off)."""
+    TASKS = 12
+    ATTEMPTS_PER_CALL = 4  # the first attempt + RETRY_WITH_BACKOFF x3 (the default chain)
+
+    def run_dead(self, **env):
+        self.fake = fake_openrouter.FakeOpenRouter(
+            script={"key": self.key, "default": {"kind": "error", "status": 503,
+                                                 "message": "Service temporarily unavailable",
+                                                 "error_type": "provider_overloaded"}},
+            key=self.key)
+        self.fake.start()
+        path = self.batch_file([task(f"d{i}") for i in range(self.TASKS)])
+        b = self.run_batch(path, "--jobs", str(self.TASKS), replay=False,
+                           env=self.env(live=True, **env))
+        self.assertEqual(b.rc, 1, b)
+        self.assertEqual(len(b.results), self.TASKS, b)
+        for r in b.results:
+            self.assertEqual(r["status"], "failed", r)
+        return b
+
+    def test_one_breaker_for_the_batch(self):
+        b = self.run_dead(OPENHANDS_ENABLE_CIRCUIT_BREAKER="true",
+                          OPENHANDS_CB_FAILURE_THRESHOLD="4", OPENHANDS_CB_OPEN_SECONDS="60")
+        sent = len(self.fake.requests())
+        self.assertLess(sent, self.TASKS * self.ATTEMPTS_PER_CALL / 3, f"{sent} requests")
+        tripped = [r for r in b.results
+                   if "CIRCUIT_BREAK" in ((r.get("error") or {}).get("strategies") or [])]
+        self.assertGreater(len(tripped), self.TASKS // 2, b)
+
+    def test_control_without_breaker(self):
+        self.run_dead(OPENHANDS_ENABLE_CIRCUIT_BREAKER="false")
+        self.assertGreaterEqual(len(self.fake.requests()), self.TASKS * self.ATTEMPTS_PER_CALL)

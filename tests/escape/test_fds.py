@@ -55,6 +55,22 @@ class FdLeaks(CellTest):
                       cwd=self.hostdir)
         self.assertNotIn(self.mark_name, r.out, "a host directory is reachable from the cell: %r" % r)
 
+    def test_directory_as_stdin(self):
+        # stdio passes through, so a caller who runs `agentbox exec ... < DIR` hands the cell an
+        # open host directory: from it, openat() and ".." reach the host file system outside
+        # every namespace (the CVE-2024-21626 shape). Host side: the canary's text and the
+        # marker file's name must not come out of the cell, and nothing may be created.
+        fd = os.open(self.hostdir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            r = self.cell(["/bin/sh", "-c", "cat /proc/self/fd/0/abx-canary.txt; ls -a /proc/self/fd/0/ /proc/self/fd/0/..;"
+                           " echo x > /proc/self/fd/0/new.txt; true"], stdin=fd)
+        finally:
+            os.close(fd)
+        self.ran(r)
+        self.assertFalse(os.path.exists(os.path.join(self.hostdir, "new.txt")), "the cell wrote into a host directory")
+        self.assertNotIn("unchanged", r.out, "the cell read a host file through a directory on stdin")
+        self.assertNotIn(self.mark_name, r.out, "the cell listed a host directory through stdin")
+
     def test_stdio_is_only_what_we_pass(self):
         # stdin is /dev/null here: the cell must not find a tty or any other fd of ours.
         r = self.cell(["/bin/sh", "-c", "ls -l /proc/self/fd/"])

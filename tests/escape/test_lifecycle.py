@@ -65,6 +65,37 @@ class Lifecycle(CellTest):
                 a.communicate()
 
 
+class SlotReuse(CellTest):
+    def test_cleanup_of_one_cell_never_hits_the_next(self):
+        # Slots are reused as soon as a cell ends. Whatever cleans up after a cell (in line or a
+        # janitor process) must not touch the cgroups of the next cell in the same slot: it
+        # would SIGKILL that cell's processes or remove its cgroup under it. Two slots, four
+        # callers back to back; each run must either work or be refused for want of a slot.
+        import collections
+        import threading
+        seen = collections.Counter()
+        lock = threading.Lock()
+        env = dict(os.environ, AGENTBOX_SLOTS="2", TMPDIR=self.tmpdir)
+
+        def loop():
+            for _ in range(40):
+                p = subprocess.run([AGENTBOX, "exec", "--", "/bin/sh", "-c", "sleep 0.01; echo ok"], env=env,
+                                   capture_output=True, text=True, timeout=60)
+                busy = p.returncode == 125 and "slots are in use" in p.stderr
+                with lock:
+                    seen["ok" if p.returncode == 0 and p.stdout.strip() == "ok" else "busy" if busy else
+                         "rc=%d %s" % (p.returncode, p.stderr.strip()[:80])] += 1
+
+        threads = [threading.Thread(target=loop) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        bad = {k: v for k, v in seen.items() if k not in ("ok", "busy")}
+        self.assertEqual(bad, {}, "runs broken by another cell's cleanup: %r" % dict(seen))
+        self.assertGreater(seen["ok"], 0, dict(seen))
+
+
 class Record(CellTest):
     def test_record_says_what_was_enforced(self):
         # Root gets memory and pids cgroups; an unprivileged caller cannot, and the record must

@@ -66,6 +66,23 @@ class Limits(CellTest):
         if "memory" in enforced(r.meta) and r.rc == 137:
             self.assertEqual(r.meta.get("status"), "memory", "killed by the memory limit, but the record says %r" % r.meta)
 
+    def test_memory_bomb_spread_over_processes(self):
+        # Six processes of 40 MiB each against --memory 64M: a per-process limit (RLIMIT_AS)
+        # lets 240 MiB through, a cgroup does not. Unprivileged, no cgroup can be had: then the
+        # record must say "memory" is unavailable, and each process still stops at the rlimit.
+        seed = self.seed("membomb")
+        r = self.cell(["/bin/sh", "-c", "for i in 1 2 3 4 5 6; do /workspace/membomb 40 & done; wait"], seed=seed,
+                      opts=["--memory", "64M", "--pids", "64", "--timeout", "60"])
+        if "memory" in enforced(r.meta):
+            # the OOM killer frees memory as it goes, so the processes' own tallies add up to
+            # more than was ever held at once; the cgroup's peak is the figure
+            self.assertLessEqual(r.meta.get("max_rss_kb", 1 << 30), 64 * 1024, r)
+        else:
+            self.assertIn("memory", unavailable(r.meta), r)
+            for line in r.out.split():
+                if line.startswith("touched="):
+                    self.assertLessEqual(int(line.split("=")[1]), 64, r)
+
     def test_disk_fill_bytes(self):
         r = self.probe("fill", "bytes", "/workspace", "256", opts=["--disk", "8M"])
         written = int(r.kv.get("written", -1))
@@ -113,6 +130,16 @@ class Limits(CellTest):
         self.assertLess(r.wall_s, 6, r)
         self.assertEqual((r.meta or {}).get("status"), "timeout", r)
         self.assertEqual(processes_with(mark), [])
+
+    def test_stopped_cell_still_times_out(self):
+        # A command that stops itself (SIGSTOP) with a child behind it must still end at the
+        # timeout, and the stopped processes must go too.
+        mark = marker("stop")
+        r = self.cell(["/bin/sh", "-c", "sleep 300 & kill -STOP $$; echo resumed", mark], opts=["--timeout", "1"],
+                      timeout=20)
+        self.assertEqual(r.rc, 124, r)
+        self.assertLess(r.wall_s, 6, r)
+        self.assertNotIn("resumed", r.out)
 
     def test_rlimits(self):
         r = self.cell(["/bin/cat", "/proc/self/limits"])

@@ -5,7 +5,7 @@ import os
 import socket
 import unittest
 
-from cellcheck import CellTest, marker
+from cellcheck import AGENTBOX, CellTest, marker
 
 
 class Listener:
@@ -69,6 +69,41 @@ class Network(CellTest):
         name = marker("sock")
         lst = Listener(socket.AF_UNIX, socket.SOCK_STREAM, "\0" + name)
         self.attack(lst, "abstract", name)
+
+    def test_cells_cannot_reach_each_other(self):
+        # Cell A listens on an abstract socket and on 127.0.0.1; cell B, running at the same
+        # time, tries both. Each cell has its own network namespace, so neither is reachable.
+        import subprocess
+        name = marker("cell")
+        listener = ("import socket,sys\n"
+                    "u=socket.socket(socket.AF_UNIX);u.bind('\\0%s');u.listen(4);u.settimeout(0.2)\n"
+                    "t=socket.socket();t.bind(('127.0.0.1',0));t.listen(4);t.settimeout(0.2)\n"
+                    "print('port', t.getsockname()[1], flush=True)\n"
+                    "sys.stdin.readline()\n"
+                    "for s in (u,t):\n"
+                    "    try: s.accept(); print('ACCEPTED', flush=True)\n"
+                    "    except OSError: pass\n" % name)
+        a = subprocess.Popen([AGENTBOX, "exec", "--timeout", "30", "--", "/usr/bin/python3", "-c", listener],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            line = a.stdout.readline().decode()
+            self.assertTrue(line.startswith("port "), (line, a.stderr.read(2000) if not line else ""))
+            port = line.split()[1]
+            r = self.probe("connect", "abstract", name)
+            r2 = self.probe("connect", "tcp4", port)
+            a.stdin.write(b"go\n")
+            a.stdin.close()
+            rest = a.stdout.read().decode()
+            a.wait(timeout=30)
+        finally:
+            if a.poll() is None:
+                a.kill()
+                a.wait()
+            a.stdout.close()
+            a.stderr.close()
+        self.assertNotIn("ACCEPTED", rest, "one cell reached another")
+        self.assertNotIn("connect=0", r.out + r2.out, (r, r2))
+        self.assertRegex(r.out + r2.out, r"connect=E", (r, r2))
 
     def test_only_loopback_interface(self):
         r = self.cell(["/bin/cat", "/proc/net/dev"])

@@ -144,6 +144,20 @@ class SeedTricks(CellTest):
         r = self.cell(["/bin/true"], seed=seed, check_setup=False, timeout=30)
         self.assertIn(r.rc, (0, 125), r)
 
+    def test_seed_very_deep_tree(self):
+        # 400 nested directories (a copier recursing per level must cope): seeding must end promptly, either copying the tree or
+        # refusing it (125), and leave the seed as it was.
+        seed = self.seed()
+        d = seed
+        for _ in range(400):
+            d = os.path.join(d, "d")
+            os.mkdir(d)
+        digest = tree_digest(seed)
+        r = self.cell(["/bin/true"], seed=seed, check_setup=False, timeout=60)
+        self.assertIn(r.rc, (0, 125), r)
+        self.assertLess(r.wall_s, 30, r)
+        self.assertEqual(tree_digest(seed), digest)
+
     def test_seed_larger_than_quota(self):
         # The quota bounds what the cell stores: a seed above --disk either fails cleanly (125,
         # copy seeding) or stays on the read-only lower layer (overlay seeding), where changing

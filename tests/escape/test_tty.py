@@ -56,6 +56,13 @@ class TtyInjection(CellTest):
         # on a pty the kernel itself says EINVAL; the filter must answer first
         self.assertNotRegex(out, r"tioclinux=(0|EINVAL)", out)
 
+    def test_line_disciplines(self):
+        # This kernel has neither n_hdlc nor n_gsm (EINVAL unfiltered); where they exist the
+        # filter's EPERM is all that stands before them.
+        out = self.inject("setd")
+        self.assertIn("tiocsetd_13=", out, "the probe did not run")
+        self.assertNotRegex(out, r"tiocsetd_\d+=0", out)
+
     def test_new_session(self):
         # The cell runs in its own session (setsid), so it has no controlling terminal of ours.
         master, slave = os.openpty()

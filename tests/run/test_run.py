@@ -187,8 +187,11 @@ class AgentTasks(RunTestCase):
         while time.monotonic() < deadline and len(self.fake.requests()) < 1:
             time.sleep(0.05)
         time.sleep(1.0)
+        t_sig = time.monotonic()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
+        # the agent is told inside its tool (not only between steps): no 5 s grace wait
+        self.assertLess(time.monotonic() - t_sig, 3.0)
         self.assertEqual(p.returncode, 1, err)
         res = json.loads(out)
         self.assertEqual(res["status"], "cancelled")
@@ -266,6 +269,22 @@ class TextToolCalling(RunTestCase):
         for req in self.fake.requests():
             self.assertFalse(req["body"].get("tools"), "text mode must not send tools")
         self.assertIn("<function=", json.dumps(self.fake.requests()[0]["body"]["messages"][0]))
+
+
+    def test_switch_to_text_mode_after_no_tool_endpoints(self):
+        marker = self.serve([
+            {"status": 404, "message": "No endpoints found that support tool use. To learn more "
+             "about provider routing, visit: https://openrouter.ai/docs/provider-routing"},
+            {"content": "<function=execute_bash>\n<parameter=command>echo switched</parameter>\n</function>"},
+            {"content": "<function=finish>\n<parameter=message>ok</parameter>\n</function>"},
+        ])
+        run = self.run_agent(f"{marker} go")
+        self.assertStatus(run, "succeeded", 0)
+        self.assertIn("switched", run.observations()[0])
+        reqs = self.fake.requests()
+        self.assertTrue(reqs[0]["body"].get("tools"))
+        self.assertFalse(reqs[1]["body"].get("tools"))
+        self.assertEqual([e["mode"] for e in run.of("tool_mode")], ["text"])
 
 
 class Replay(RunTestCase):

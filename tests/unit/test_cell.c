@@ -192,6 +192,28 @@ static void test_output_goes_to_given_fds(void **state)
     assert_int_equal(rec.exit_code, 5);
 }
 
+/* A supervisor makes itself non-dumpable (its memory holds the API key); its cells must still
+ * start, also unprivileged (whose map writes need a dumpable child). */
+static void test_undumpable_parent_can_spawn(void **state)
+{
+    struct fixture *f = *state;
+    char *argv[] = {"true", NULL};
+    struct cell_config cfg = base_config(f);
+    cfg.pid1 = CELL_PID1_COMMAND;
+    cfg.argv = argv;
+    struct cell_record rec;
+    char err[ERR_MSG_MAX] = "";
+    assert_int_equal(prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), 0);
+    int r = cell_run(&cfg, &rec, err, sizeof(err));
+    assert_int_equal(prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
+    if (r < 0 && userns_refused(err))
+        skip();
+    if (r < 0)
+        fail_msg("%s", err);
+    assert_int_equal(rec.status, CELL_EXITED);
+    assert_int_equal(rec.exit_code, 0);
+}
+
 static void test_setup_failure_names_the_step(void **state)
 {
     struct fixture *f = *state;
@@ -241,6 +263,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_agent_cell_gets_channel_as_fd3_only),
         cmocka_unit_test(test_run_times_out_and_kills),
         cmocka_unit_test(test_output_goes_to_given_fds),
+        cmocka_unit_test(test_undumpable_parent_can_spawn),
         cmocka_unit_test(test_setup_failure_names_the_step),
         cmocka_unit_test(test_network_host_needs_the_policy),
     };

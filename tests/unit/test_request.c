@@ -176,6 +176,36 @@ static void test_nul_escapes_dropped_not_truncating(void **state)
     llm_reply_free(&r);
 }
 
+static void test_spliced_body_equals_built_body(void **state)
+{
+    (void)state;
+    const char *msgs = "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\","
+                       "\"content\":\"he said \\\"messages\\\":[1]\"}]";
+    cJSON *base = cJSON_CreateObject();
+    cJSON_AddItemToObject(base, "tools", llm_request_tools(false));
+    cJSON_AddNumberToObject(base, "max_tokens", 77);
+    char err[256];
+    char *spliced =
+        llm_request_body_spliced(base, msgs, strlen(msgs), "m/x", true, 100, err, sizeof(err));
+    assert_non_null(spliced);
+    cJSON_AddItemToObject(base, "messages", cJSON_Parse(msgs));
+    char *built = llm_request_body(base, "m/x", true, 100, err, sizeof(err));
+    assert_non_null(built);
+    cJSON *a = cJSON_Parse(spliced), *b = cJSON_Parse(built);
+    assert_non_null(a);
+    assert_true(cJSON_Compare(a, b, true));
+    /* the array is spliced verbatim, in the right member */
+    assert_non_null(strstr(spliced, msgs));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(spliced);
+    free(built);
+    /* not an array, or empty text: refused */
+    assert_null(llm_request_body_spliced(base, "{}", 2, "m/x", false, 100, err, sizeof(err)));
+    assert_null(llm_request_body_spliced(base, "", 0, "m/x", false, 100, err, sizeof(err)));
+    cJSON_Delete(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_response_tool_call_arguments_verbatim),
         cmocka_unit_test(test_response_errors_and_junk),
         cmocka_unit_test(test_nul_escapes_dropped_not_truncating),
+        cmocka_unit_test(test_spliced_body_equals_built_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
