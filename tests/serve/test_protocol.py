@@ -1,6 +1,7 @@
 """The socket protocol against the real `agentbox serve`: every op's shape, every error code a
 client can provoke, and hostile clients (malformed, oversized, stalled, never reading) that
 must not stop the server from serving everyone else."""
+import json
 import os
 import socket
 import subprocess
@@ -249,3 +250,27 @@ class ProtocolTest(ServeTestCase):
         self.assertEqual(c.line()["task"]["status"], "succeeded")
         with self.assertRaises(EOFError):  # the torn last line is dropped, then the close
             c.line()
+
+    def test_client_exit_codes_follow_the_result(self):
+        # a reply without a tool call, then the replay runs dry: the task fails
+        bad = self.write_replay([{"content": "no tool call"}], "bad.json")
+        self.start_server(replay=bad)
+        task_file = os.path.join(self.tmp, "task.json")
+        with open(task_file, "w") as f:
+            json.dump({"prompt": "x", "id": "will-fail", "metadata": {"k": 1}}, f)
+        r = self.client("submit", "--task-file", task_file, "--wait")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        res = json.loads(r.stdout)
+        self.assertEqual(res["status"], "failed")
+        self.assertEqual(res["metadata"]["k"], 1)
+        self.assertIn("will-fail", r.stderr)
+        r = self.client("wait", "will-fail")
+        self.assertEqual(r.returncode, 1)
+        r = self.client("cancel", "will-fail")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(json.loads(r.stdout)["status"], "failed")
+        r = self.client("submit", "--task-file", os.path.join(self.tmp, "missing.json"))
+        self.assertEqual(r.returncode, 2)
+        r = self.client("submit", "x", "--id", "bad id!")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("invalid_task", r.stderr)
