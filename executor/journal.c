@@ -26,6 +26,7 @@ static int append(struct journal *j, cJSON *rec)
     text[n] = '\n'; /* replaces the NUL: written with its length, one write(2) */
     if (write_all(j->fd, text, n + 1) < 0)
         return -1;
+    j->appended += n + 1;
     return fdatasync(j->fd);
 }
 
@@ -175,8 +176,12 @@ static int write_compacted(const char *path, const struct journal_entry *e, size
         return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
+        /* a finished task's JSON is needed by nobody: its result is on disk */
+        cJSON *task =
+            e[i].status[0] || !e[i].task ? cJSON_CreateObject() : cJSON_Duplicate(e[i].task, 1);
         cJSON *rec = record("submitted", e[i].id, e[i].submitted);
-        if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(e[i].task, 1))) {
+        if (!rec || !task || !cJSON_AddItemToObject(rec, "task", task)) {
+            cJSON_Delete(task);
             cJSON_Delete(rec);
             rc = -1;
             break;
@@ -215,10 +220,26 @@ static int write_compacted(const char *path, const struct journal_entry *e, size
     return rc;
 }
 
+int journal_rewrite(struct journal *j, const struct journal_entry *entries, size_t n, char *err,
+                    size_t errsz)
+{
+    if (write_compacted(j->path, entries, n) < 0)
+        return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(errno));
+    int fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return errf(err, errsz, "%s: %s", j->path, strerror(errno));
+    if (j->fd >= 0)
+        (void)close(j->fd);
+    j->fd = fd;
+    j->appended = 0;
+    return 0;
+}
+
 int journal_open(struct journal *j, const char *state_dir, struct journal_entry **entries,
                  size_t *nentries, char *err, size_t errsz)
 {
     j->fd = -1;
+    j->appended = 0;
     snprintf(j->path, sizeof(j->path), "%s/journal.jsonl", state_dir);
     *entries = NULL;
     *nentries = 0;

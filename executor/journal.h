@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "task.h"
 
@@ -24,6 +25,7 @@ struct journal_entry {
 struct journal {
     int fd;
     char path[4096];
+    uint64_t appended; /* bytes written since the last compaction */
 };
 
 /* Reads STATE/journal.jsonl (a torn last line from a crash is ignored), compacts it
@@ -39,5 +41,10 @@ int journal_started(struct journal *j, const char *id, double ts);
 int journal_finished(struct journal *j, const char *id, const char *status, double ts);
 /* The task's records are dropped at the next compaction (retention). */
 int journal_forget(struct journal *j, const char *id);
+/* Compacts a running journal from the caller's view of its tasks (entries in submission
+ * order; task NULL for a finished one, whose task JSON is no longer needed): written beside
+ * it, fsync'd, renamed over it, reopened. On failure the old journal stays in use. */
+int journal_rewrite(struct journal *j, const struct journal_entry *entries, size_t n, char *err,
+                    size_t errsz);
 
 #endif

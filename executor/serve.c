@@ -149,6 +149,35 @@ static void housekeeping(struct server *s)
     }
 }
 
+/* The journal grows by every transition; a long-lived server rewrites it from what it
+ * knows now (finished tasks without their task JSON) once it has grown past --journal-max. */
+static void compact_journal(struct server *s)
+{
+    if (s->journal.appended < s->journal_max)
+        return;
+    struct journal_entry *e = calloc(s->store.count ? s->store.count : 1, sizeof(*e));
+    if (!e) {
+        log_warn("journal compaction: out of memory");
+        return;
+    }
+    size_t n = 0;
+    for (struct stask *t = s->store.head; t; t = t->next, n++) {
+        snprintf(e[n].id, sizeof(e[n].id), "%s", t->id);
+        e[n].task = task_status_terminal(t->status) ? NULL : t->task_json; /* borrowed */
+        e[n].submitted = t->submitted;
+        e[n].started = t->started;
+        e[n].ended = t->ended;
+        if (task_status_terminal(t->status))
+            snprintf(e[n].status, sizeof(e[n].status), "%s", task_status_name(t->status));
+    }
+    char err[ERR_MSG_MAX];
+    if (journal_rewrite(&s->journal, e, n, err, sizeof(err)) < 0) {
+        log_warn("%s", err);
+        s->journal.appended = 0; /* try again after as much again, not at every turn */
+    }
+    free(e);
+}
+
 static bool all_flushed(const struct server *s)
 {
     for (const struct client *c = s->clients; c; c = c->next)
@@ -208,6 +237,7 @@ static void run_loop(struct server *s)
         serve_step_runners(s);
         serve_start_queued(s);
         housekeeping(s);
+        compact_journal(s);
     }
 }
 
@@ -276,6 +306,7 @@ static void usage(FILE *out)
             "  --queue-max N          queued tasks accepted (default %d)\n"
             "  --grace SECONDS        on SIGTERM, running tasks get this long (default %.0f)\n"
             "  --client-queue SIZE    a client's unread output bound (default 16M)\n"
+            "  --journal-max SIZE     compact the journal when it grew by this much (default 64M)\n"
             "  --requeue-interrupted  after a crash, queue interrupted tasks again (default:\n"
             "                         mark them failed)\n"
             "  --replay FILE          offline: every task takes its LLM replies from FILE\n\n"
@@ -298,6 +329,7 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_QMAX,
         O_GRACE,
         O_CQUEUE,
+        O_JMAX,
         O_REQUEUE,
         O_REPLAY,
         O_HELP
@@ -313,6 +345,7 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"queue-max", required_argument, 0, O_QMAX},
         {"grace", required_argument, 0, O_GRACE},
         {"client-queue", required_argument, 0, O_CQUEUE},
+        {"journal-max", required_argument, 0, O_JMAX},
         {"requeue-interrupted", no_argument, 0, O_REQUEUE},
         {"replay", required_argument, 0, O_REPLAY},
         {"help", no_argument, 0, O_HELP},
@@ -386,6 +419,13 @@ static int parse_args(int argc, char **argv, struct server *s)
                 return -1;
             }
             s->client_queue = (size_t)u;
+            break;
+        case O_JMAX:
+            if (size_parse(optarg, &u) < 0 || u < 4096) {
+                fprintf(stderr, "agentbox serve: --journal-max: expected a size >= 4K\n");
+                return -1;
+            }
+            s->journal_max = u;
             break;
         case O_REQUEUE:
             s->requeue = true;
@@ -469,6 +509,7 @@ int cmd_serve(int argc, char **argv)
     s->queue_max = SERVE_DEFAULT_QUEUE_MAX;
     s->grace_s = SERVE_DEFAULT_GRACE_S;
     s->client_queue = SERVE_DEFAULT_CLIENT_QUEUE;
+    s->journal_max = SERVE_DEFAULT_JOURNAL_MAX;
     s->socket_mode = 0660;
     s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = -1;
     s->journal.fd = -1;

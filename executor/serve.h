@@ -25,6 +25,7 @@
 #define SERVE_DEFAULT_GRACE_S      30.0
 #define SERVE_DEFAULT_QUEUE_MAX    100000
 #define SERVE_DEFAULT_CLIENT_QUEUE (16u << 20)
+#define SERVE_DEFAULT_JOURNAL_MAX  (64u << 20)
 #define SERVE_CLIENTS_MAX          4096
 #define SERVE_ALLOW_MAX            64
 #define SERVE_POLICY_CACHE_MAX     16
@@ -102,6 +103,7 @@ struct server {
     unsigned jobs;
     unsigned long retain, queue_max;
     size_t client_queue;
+    uint64_t journal_max; /* compact the running journal past this many appended bytes */
     double grace_s;
     bool requeue;
     uid_t allow_uid[SERVE_ALLOW_MAX];

@@ -149,3 +149,32 @@ class LifecycleTest(ServeTestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("another server is listening there", r.stderr)
         self.assertEqual(self.conn().ask({"op": "health"})["status"], "ok")
+
+    def test_running_journal_is_compacted(self):
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--journal-max", "4K", replay=replay)
+        c = self.conn()
+        big = "x" * 3000  # each submitted record carries the task: ~3 KB
+        ids = [self.submit(c, {"prompt": big, "id": f"j{i}"}) for i in range(30)]
+        for tid in ids:
+            self.wait_result(c, tid)
+        # small tasks after them: their records push the journal past 4K again
+        small = [self.submit(c, {"prompt": "y", "id": f"s{i}"}) for i in range(30)]
+        for tid in small:
+            self.wait_result(c, tid)
+        ids += small
+        path = os.path.join(self.state, "journal.jsonl")
+        # ~90 KB of big tasks were appended; the compacted journal keeps none of their JSON
+        self.assertLess(os.path.getsize(path), 30 * 3000 / 2)
+        with open(path) as f:
+            recs = [json.loads(x) for x in f]
+        self.assertFalse([r["id"] for r in recs
+                          if r["op"] == "submitted" and len(r["task"].get("prompt", "")) >= 3000])
+        # a restart still knows every task and its result
+        self.proc.kill()
+        self.proc.wait(10)
+        self.start_server(replay=replay)
+        c = self.conn()
+        tasks = {t["id"]: t["status"] for t in c.ask({"op": "list"})["tasks"]}
+        self.assertEqual(tasks, {t: "succeeded" for t in ids})
+        self.assertEqual(self.wait_result(c, "j0")["status"], "succeeded")
