@@ -67,6 +67,8 @@ static long loop_timeout_ms(struct server *s)
     }
     for (struct slot *sl = s->running; sl; sl = sl->next) {
         double w = runner_next_wakeup(sl->runner);
+        if (w > 0 && w == sl->woken_for)
+            w = sl->rewake_at; /* handled already: no busy loop while the cell dies */
         if (w > 0)
             next = fmin(next, w);
         if (sl->own_broker && broker_timeout_ms(sl->own_broker) >= 0)

@@ -35,6 +35,7 @@
 #define SERVE_RESULT_MAX_BYTES     (256u << 20)
 #define SERVE_EXIT_FLUSH_S         2.0
 #define SERVE_EPOLL_BATCH          256
+#define SERVE_REWAKE_S             0.05
 
 enum kind { K_LISTEN = 1, K_SIGNAL, K_CLIENT, K_RUNNER, K_BROKER };
 
@@ -85,6 +86,7 @@ struct slot {
     short revents[4];
     int nfds;
     bool ready;
+    double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     char state_dir[4400]; /* the runner borrows it for its whole life */
     struct slot *prev, *next;

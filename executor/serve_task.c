@@ -472,8 +472,13 @@ void serve_step_runners(struct server *s)
             runner_handle(sl->runner, pfd, n);
         } else {
             double wake = runner_next_wakeup(sl->runner);
-            if (wake > 0 && now >= wake)
+            /* a handled wake-up stays in the past until the cell is reaped (the kill was
+             * sent, its pidfd will say when it is gone): look again only now and then */
+            if (wake > 0 && now >= wake && (wake != sl->woken_for || now >= sl->rewake_at)) {
+                sl->woken_for = wake;
+                sl->rewake_at = now + SERVE_REWAKE_S;
                 runner_handle(sl->runner, NULL, 0);
+            }
         }
         if (runner_done(sl->runner)) {
             finish_running(s, sl);
