@@ -244,8 +244,7 @@ const char *self_exe_path(void)
     return path;
 }
 
-static int try_candidate(const char *dir, const char *mid, const char *rel, char *out,
-                         size_t outsz)
+static int try_candidate(const char *dir, const char *mid, const char *rel, char *out, size_t outsz)
 {
     int n = snprintf(out, outsz, "%s%s/%s", dir, mid, rel);
     if (n < 0 || (size_t)n >= outsz)

@@ -21,6 +21,7 @@ struct pending {
     broker_done_fn done;
     void *opaque;
     cJSON *outcome;
+    struct event_log *events;
     char task_id[128];
 };
 
@@ -295,6 +296,7 @@ int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn
     p->done = done;
     p->opaque = opaque;
     p->outcome = o;
+    p->events = call->events;
     snprintf(p->task_id, sizeof(p->task_id), "%s", call->task_id ? call->task_id : "");
     return 0;
 }
@@ -340,8 +342,20 @@ int broker_step(struct broker *b)
     memcpy(batch, b->pending, n * sizeof(*batch));
     memmove(b->pending, b->pending + n, (b->npending - n) * sizeof(*batch));
     b->npending -= n;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(batch[i].outcome, "status");
+        if (batch[i].events && cJSON_IsString(st) && strcmp(st->valuestring, "ok") == 0) {
+            /* the same event the live client emits for an answer */
+            cJSON *f = cJSON_CreateObject();
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(batch[i].outcome, "model");
+            const cJSON *u = cJSON_GetObjectItemCaseSensitive(batch[i].outcome, "usage");
+            cJSON_AddStringToObject(f, "model", cJSON_IsString(m) ? m->valuestring : "");
+            cJSON_AddItemToObject(f, "usage", u ? cJSON_Duplicate(u, 1) : cJSON_CreateObject());
+            cJSON_AddBoolToObject(f, "replay", true);
+            events_emit(batch[i].events, "llm_response", f);
+        }
         batch[i].done(batch[i].opaque, batch[i].outcome);
+    }
     free(batch);
     return 0;
 }

@@ -24,10 +24,11 @@
 #include "policy.h"
 #include "runner.h"
 #include "task.h"
+#include "taskprep.h"
 #include "util.h"
 
 #define RUN_TASK_FILE_MAX_BYTES (80u << 20)
-#define RUN_DEFAULT_MAX_ITER    100
+#define RUN_DEFAULT_MAX_ITER    TASKPREP_DEFAULT_MAX_ITER
 #define RUN_POLL_FDS_MAX        512
 
 static void usage(FILE *out)
@@ -304,22 +305,6 @@ static int load_task(const struct run_args *a, struct task *t, char *err, size_t
     return task_parse(json, t, err, errsz);
 }
 
-static void limits_from_task(struct policy_limits *l, const struct task *t)
-{
-    if (t->limits_set & TASK_LIMIT_DISK)
-        l->disk_bytes = t->disk_bytes;
-    if (t->limits_set & TASK_LIMIT_INODES)
-        l->inodes = t->inodes;
-    if (t->limits_set & TASK_LIMIT_MEMORY)
-        l->memory_bytes = t->memory_bytes;
-    if (t->limits_set & TASK_LIMIT_PIDS)
-        l->pids = t->pids;
-    if (t->limits_set & TASK_LIMIT_CPU)
-        l->cpu_s = t->cpu_s;
-    if ((t->limits_set & TASK_LIMIT_DISK) && (!l->fsize_bytes || l->fsize_bytes > l->disk_bytes))
-        l->fsize_bytes = l->disk_bytes;
-}
-
 /* One progress line per step on a terminal: iteration, tool, duration, tokens. */
 struct progress {
     unsigned step;
@@ -444,14 +429,12 @@ int cmd_run(int argc, char **argv)
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
-    struct policy *pol = NULL;
-    struct sock_fprog prog = {0};
+    struct taskprep prep = {0};
     struct broker *b = NULL;
     struct runner *r = NULL;
     struct event_log events;
     struct progress prog_state = {0};
     int events_fd = -1, sigfd = -1;
-    char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     sigset_t mask, oldmask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
@@ -461,16 +444,8 @@ int cmd_run(int argc, char **argv)
 
     if (load_task(&a, &t, err, sizeof(err)) < 0)
         goto usage_error;
-    if (catalog_load(&cat, NULL, err, sizeof(err)) < 0)
-        goto usage_error;
-    if (policy_load(t.policy ? t.policy : "default", &pol, err, sizeof(err)) < 0)
-        goto usage_error;
-    if (t.network_host && !pol->allow_network_host) {
-        snprintf(err, sizeof(err), "task.network: policy '%s' does not allow network host",
-                 pol->name);
-        goto usage_error;
-    }
-    if (policy_seccomp_build(pol, !t.network_host, &prog, err, sizeof(err)) < 0)
+    if (catalog_load(&cat, NULL, err, sizeof(err)) < 0 ||
+        taskprep_build(&prep, &t, &cfg, &cat, err, sizeof(err)) < 0)
         goto usage_error;
     if (a.replay) {
         if (broker_new_replay(a.replay, &b, err, sizeof(err)) < 0)
@@ -491,30 +466,9 @@ int cmd_run(int argc, char **argv)
             goto usage_error;
     }
 
-    const char *primary = t.model ? t.model : cfg.model;
-    const char *extra[TASK_MODELS_MAX + 1] = {0};
-    for (size_t i = 0; i < t.nfallback; i++)
-        extra[i] = t.fallback_models[i];
-    int nmodels = catalog_model_chain(&cat, &cfg, primary, extra, models, RUNNER_MODELS_MAX);
-    const struct catalog_model *cm = catalog_find(&cat, primary);
-
-    struct runner_opts o = {
-        .task = &t,
-        .policy = pol,
-        .seccomp = &prog,
-        .limits = pol->limits,
-        .network_host = t.network_host,
-        .timeout_s = t.timeout_s > 0 ? t.timeout_s : cfg.timeout_s,
-        .max_iterations = t.max_iterations ? (unsigned)t.max_iterations : RUN_DEFAULT_MAX_ITER,
-        .max_tokens_per_call = cfg.max_tokens,
-        .context_tokens = cm && cm->context_length ? cm->context_length : 32768,
-        .native_tools = cm ? cm->tool_calls : true,
-        .events = &events,
-        .broker = b,
-    };
-    for (int i = 0; i < nmodels; i++)
-        o.models[i] = models[i];
-    limits_from_task(&o.limits, &t);
+    struct runner_opts o = prep.opts;
+    o.events = &events;
+    o.broker = b;
 
     char state_dir[4096];
     if (ensure_dir(cfg.workspace_root) < 0) {
@@ -573,9 +527,7 @@ out:
         (void)close(events_fd);
     if (sigfd >= 0)
         (void)close(sigfd);
-    if (prog.filter)
-        policy_bpf_free(&prog);
-    policy_free(pol);
+    taskprep_free(&prep);
     task_free(&t);
     config_free(&cfg);
     sigprocmask(SIG_SETMASK, &oldmask, NULL);

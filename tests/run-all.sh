@@ -37,7 +37,10 @@ unpriv_root=$PWD
 if [ "$(id -u)" = 0 ] && ! runuser -u nobody -- test -x "$AGENTBOX" 2>/dev/null; then
   unpriv_root=$(mktemp -d /tmp/agentbox-check.XXXXXX)
   chmod 755 "$unpriv_root"
-  cp -a "$AGENTBOX" policies catalog examples tests "$unpriv_root/"
+  for f in * .[!.]*; do
+    case "$f" in .git|build|build-*|"$BUILD") ;; *) cp -a "$f" "$unpriv_root/" ;; esac
+  done
+  cp -a "$AGENTBOX" "$unpriv_root/" 2>/dev/null || true
   mkdir -p "$unpriv_root/$BUILD" && cp -a "$BUILD/helpers" "$unpriv_root/$BUILD/" 2>/dev/null || true
   chmod -R a+rX "$unpriv_root"
   trap 'rm -f "$log"; rm -rf "$unpriv_root"' EXIT

@@ -305,6 +305,40 @@ class Replay(RunTestCase):
         self.assertEqual(files.get("README.md"), "modified", run.result["files"])
         self.assertEqual(files.get("primes.c"), "added")
 
+    def test_progress_lines_on_a_terminal(self):
+        import pty
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "demo")
+        env = self.env()
+        env.pop("OPENROUTER_API_KEY", None)
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run([AGENTBOX, "run", "--task-file", os.path.join(root, "task.json"),
+                                "--replay", os.path.join(root, "replay.json")],
+                               env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+            os.close(slave)
+            slave = -1
+            chunks = []
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            if slave >= 0:
+                os.close(slave)
+            os.close(master)
+        text = b"".join(chunks).decode(errors="replace")
+        self.assertEqual(p.returncode, 0, text)
+        self.assertIn("OFFLINE REPLAY", text)
+        steps = [l for l in text.splitlines() if "agentbox: step" in l]
+        self.assertEqual(len(steps), 8, text)
+        self.assertIn("execute_bash", steps[0])
+        self.assertRegex(steps[-1], r"finish\s+[0-9.]+s\s+17935 tokens")
+        self.assertIn("task_completed (succeeded)", text)
+
     def test_no_key_no_replay_is_a_usage_error(self):
         env = self.env()
         env.pop("OPENROUTER_API_KEY", None)
