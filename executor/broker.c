@@ -16,6 +16,7 @@
 #include "util.h"
 
 #define REPLAY_FILE_MAX_BYTES (16u << 20)
+#define REPLAY_CURSORS_MAX    1024
 
 struct pending {
     broker_done_fn done;
@@ -37,7 +38,13 @@ struct broker {
     /* replay */
     char *replay_path;
     cJSON *replies;
-    int next_reply;
+    /* each task replays the file from its first reply: one cursor per task id (a ring, so
+     * a long-running supervisor's table stays bounded) */
+    struct replay_cursor {
+        char task_id[128];
+        int next;
+    } cursors[REPLAY_CURSORS_MAX];
+    size_t ncursors, cursor_next;
     struct pending *pending;
     size_t npending, cap;
 };
@@ -178,6 +185,21 @@ static void live_done(void *opaque, struct llm_outcome *o)
     free(ctx);
 }
 
+static int *replay_cursor(struct broker *b, const char *task_id)
+{
+    const char *id = task_id ? task_id : "";
+    for (size_t i = 0; i < b->ncursors; i++)
+        if (strcmp(b->cursors[i].task_id, id) == 0)
+            return &b->cursors[i].next;
+    struct replay_cursor *c = &b->cursors[b->cursor_next];
+    b->cursor_next = (b->cursor_next + 1) % REPLAY_CURSORS_MAX;
+    if (b->ncursors < REPLAY_CURSORS_MAX)
+        b->ncursors++;
+    snprintf(c->task_id, sizeof(c->task_id), "%s", id);
+    c->next = 0;
+    return &c->next;
+}
+
 static cJSON *replay_outcome(struct broker *b, const struct broker_call *call)
 {
     cJSON *o = cJSON_CreateObject();
@@ -197,7 +219,8 @@ static cJSON *replay_outcome(struct broker *b, const struct broker_call *call)
         cJSON_AddArrayToObject(e, "strategies");
         return o;
     }
-    cJSON *reply = cJSON_GetArrayItem(b->replies, b->next_reply);
+    int *cursor = replay_cursor(b, call->task_id);
+    cJSON *reply = cJSON_GetArrayItem(b->replies, *cursor);
     if (!reply) {
         cJSON_AddStringToObject(o, "status", "failed");
         cJSON *e = cJSON_AddObjectToObject(o, "error");
@@ -206,7 +229,7 @@ static cJSON *replay_outcome(struct broker *b, const struct broker_call *call)
         cJSON_AddArrayToObject(e, "strategies");
         return o;
     }
-    b->next_reply++;
+    (*cursor)++;
     cJSON *msg = cJSON_CreateObject();
     cJSON_AddStringToObject(msg, "role", "assistant");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(reply, "content");

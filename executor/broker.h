@@ -38,7 +38,8 @@ typedef void (*broker_done_fn)(void *opaque, cJSON *outcome);
 int broker_new_live(const struct agentbox_config *cfg, struct broker **out, char *err,
                     size_t errsz);
 /* Replay file: {"description": str, "replies": [assistant message, ...]} where each reply is
- * {"content": str|null, "tool_calls": [...], "usage": {...}?}. Each call takes the next. */
+ * {"content": str|null, "tool_calls": [...], "usage": {...}?}. Each call of a task takes
+ * that task's next reply: every task replays the file from its start. */
 int broker_new_replay(const char *path, struct broker **out, char *err, size_t errsz);
 void broker_free(struct broker *b);
 bool broker_is_replay(const struct broker *b);

@@ -379,6 +379,8 @@ static void run_loop(struct runner *r, struct broker *b, int sigfd)
         n += broker_poll_fds(b, fds + n, RUN_POLL_FDS_MAX - n);
         double wake = runner_next_wakeup(r);
         long timeout = wake > 0 ? (long)ceil((wake - monotonic_s()) * 1000) : -1;
+        if (wake > 0 && timeout < 0)
+            timeout = 0; /* already due */
         long bt = broker_timeout_ms(b);
         if (bt >= 0 && (timeout < 0 || bt < timeout))
             timeout = bt;

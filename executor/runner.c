@@ -35,7 +35,7 @@ struct runner {
     int outputs_dirfd;
     struct channel_reader rd;
     double start_mono, start_wall, deadline, kill_at;
-    bool cancel_sent, cancelled, timed_out, chan_closed, reaped;
+    bool cancel_sent, kill_sent, cancelled, timed_out, chan_closed, reaped;
     /* LLM accounting, all from the supervisor's own view */
     bool llm_inflight;
     struct llm_ctx *llm_pending; /* the call in flight, detached if the runner goes first */
@@ -221,7 +221,8 @@ int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
 
 double runner_next_wakeup(const struct runner *r)
 {
-    if (r->reaped)
+    /* once the kill is sent only the pidfd matters: a past time here would spin a loop */
+    if (r->reaped || r->kill_sent)
         return 0;
     return r->cancel_sent ? r->kill_at : r->deadline;
 }
@@ -798,11 +799,12 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
     if (!r->cancel_sent && now >= r->deadline) {
         r->timed_out = true;
         wrap_up(r, "timeout");
-    } else if (r->cancel_sent && now >= r->kill_at) {
+    } else if (r->cancel_sent && !r->kill_sent && now >= r->kill_at) {
         if (r->timed_out)
             (void)cell_timeout(r->cell);
         else
             (void)cell_kill(r->cell);
+        r->kill_sent = true;
     }
     if (!pid_ready)
         return;

@@ -44,7 +44,8 @@ struct runner;
 int runner_start(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz);
 /* fds to poll (channel, cell pidfd); returns the count */
 int runner_poll_fds(struct runner *r, struct pollfd *fds, int max);
-/* the next time (monotonic_s) the runner wants runner_handle called, 0 = none */
+/* the next time (monotonic_s) the runner wants runner_handle called, 0 = none (it may be
+ * in the past: then call runner_handle at once) */
 double runner_next_wakeup(const struct runner *r);
 /* Handles whatever is ready (pass the polled fds back; NULL/0 for a timer wake-up). */
 void runner_handle(struct runner *r, const struct pollfd *fds, int nfds);
