@@ -4,7 +4,8 @@
   1. loop overhead per step with a 200-event, ~2 MB history: the time from one tool result
      to the next tool call (history, condensation check, channel, supervisor, replay, events);
   2. a tool round trip: `true` through execute_bash (the tool_result's duration_s);
-  3. throughput of 3-step tasks next to the same commands run by plain bash in the same run.
+  3. the broker's own cost per LLM call on the live path (fake OpenRouter on loopback);
+  4. throughput of 3-step tasks next to the same commands run by plain bash in the same run.
 Prints medians and ratios. usage: bench_run.py [--tasks N]   (env AGENTBOX)"""
 import argparse
 import json
@@ -91,6 +92,34 @@ def throughput(tmp, tasks):
     return ab, sh
 
 
+def broker_overhead(tmp, steps, out_bytes):
+    """The live path (fake OpenRouter on loopback): the supervisor's own time per LLM call
+    (validation, serialization, channel), from the terminal event's broker_overhead_ms."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    import fake_openrouter
+    key = "sk-or-v1-bench" + "0" * 50
+    conv = [{"tool_calls": [{"name": "execute_bash",
+                             "arguments": {"command": f"head -c {out_bytes} /dev/zero | tr '\\0' 'a'; echo {i}"}}]}
+            for i in range(steps)] + [{"tool_calls": [{"name": "finish", "arguments": {"message": "done"}}]}]
+    fake = fake_openrouter.FakeOpenRouter(script={"key": key, "conversations": {"b": conv}}, key=key)
+    fake.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROUTER_", "OPENHANDS_"))}
+        env.update({"OPENHANDS_WORKSPACE_ROOT": os.path.join(tmp, "state"), "OPENROUTER_API_KEY": key,
+                    "OPENHANDS_BASE_URL": fake.base_url, "OPENHANDS_CATALOG_FALLBACK": "false",
+                    "OPENHANDS_RATE_LIMIT_FREE_RPM": "0"})
+        p = subprocess.run([AGENTBOX, "run", "--quiet", "--model", "gemini-flash", "--max-iterations",
+                            str(steps + 1), "[conv:b] bench"], env=env, capture_output=True, text=True,
+                           timeout=600)
+        res = json.loads(p.stdout)
+        assert res["status"] == "succeeded", (res.get("error"), p.stderr[-500:])
+        with open(res["events_file"]) as f:
+            last = [json.loads(line) for line in f][-1]
+        return last["broker_overhead_ms"], last["broker_overhead_mean_ms"], last["llm_calls"]
+    finally:
+        fake.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=50)
@@ -107,6 +136,11 @@ def main():
         print(f"tool round trip (`true` via execute_bash, {len(rt)} calls): median "
               f"{statistics.median(rt) * 1e3:.2f} ms, p90 {sorted(rt)[int(len(rt) * 0.9)] * 1e3:.2f} ms"
               f"  (target <= 1.5 ms)")
+        for steps, size in ((20, 100), (200, 10_000)):
+            med, mean, calls = broker_overhead(tmp, steps, size)
+            print(f"broker overhead per LLM call, live path ({calls} calls, history up to "
+                  f"~{steps * (size + 100) / 1e6:.2f} MB): median {med:.3f} ms, mean {mean:.3f} ms"
+                  f"  (target <= 0.3 ms)")
         ab, sh = throughput(tmp, args.tasks)
         m_ab, m_sh = statistics.median(ab), statistics.median(sh)
         print(f"3-step tasks ({args.tasks}, sequential, instant replay LLM): median {m_ab * 1e3:.1f} ms "

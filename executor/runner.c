@@ -20,10 +20,11 @@
 #include "log.h"
 #include "util.h"
 
-#define CELL_TEXT_MAX_BYTES (1u << 20) /* the agent's final message */
-#define CELL_DIFF_MAX_BYTES (8u << 20)
-#define CELL_FILES_MAX      10000
-#define LLM_MESSAGES_MAX    5000
+#define RUNNER_OVERHEAD_SAMPLES 4096
+#define CELL_TEXT_MAX_BYTES     (1u << 20) /* the agent's final message */
+#define CELL_DIFF_MAX_BYTES     (8u << 20)
+#define CELL_FILES_MAX          10000
+#define LLM_MESSAGES_MAX        5000
 
 struct llm_ctx;
 
@@ -40,6 +41,11 @@ struct runner {
     bool llm_inflight;
     struct llm_ctx *llm_pending; /* the call in flight, detached if the runner goes first */
     unsigned llm_calls, llm_call_cap;
+    double broker_s; /* time this side spent on the calls (HTTP excluded): its overhead */
+    double client_s; /* of which inside the client (not overhead) */
+    double call_s;   /* this call's overhead so far */
+    float overhead_ms[RUNNER_OVERHEAD_SAMPLES];
+    size_t noverhead;
     double prompt_tokens, completion_tokens, total_tokens, cost_usd;
     bool mock_used;
     char last_model[256];
@@ -288,6 +294,7 @@ static double num_or_zero(const cJSON *o, const char *name)
 
 static void llm_done(void *opaque, cJSON *outcome)
 {
+    double t0 = monotonic_s();
     struct llm_ctx *ctx = opaque;
     struct runner *r = ctx->r;
     double id = ctx->id;
@@ -326,6 +333,10 @@ static void llm_done(void *opaque, cJSON *outcome)
     cJSON_Delete(r->last_outcome);
     r->last_outcome = cJSON_Duplicate(outcome, 1);
     reply_llm(r, id, outcome);
+    double post = monotonic_s() - t0;
+    r->broker_s += post;
+    if (r->noverhead < RUNNER_OVERHEAD_SAMPLES)
+        r->overhead_ms[r->noverhead++] = (float)((r->call_s + post) * 1000.0);
 }
 
 static bool message_is_valid(const cJSON *m)
@@ -377,30 +388,43 @@ static int apply_messages(struct runner *r, double keep, const cJSON *fresh)
         if (!message_is_valid(m))
             return -1;
     }
+    /* the common step only appends: the array text grows at its end, nothing is copied */
+    bool append = (size_t)keep == r->nmsg && r->msgs_len >= 2;
     drop_messages_from(r, (size_t)keep);
     if (grow_messages(r, r->nmsg + nfresh) < 0)
         return -1;
+    size_t first_new = r->nmsg;
+    size_t add = 0;
     cJSON_ArrayForEach(m, fresh)
     {
         char *text = cJSON_PrintUnformatted(m);
         if (!text)
             return -1;
         r->msg_len[r->nmsg] = strlen(text);
+        add += r->msg_len[r->nmsg] + 1;
         r->msg_text[r->nmsg++] = text;
     }
-    size_t total = 2;
-    for (size_t i = 0; i < r->nmsg; i++)
-        total += r->msg_len[i] + 1;
+    size_t total = append ? r->msgs_len + add + 1 : 2;
+    if (!append)
+        for (size_t i = 0; i < r->nmsg; i++)
+            total += r->msg_len[i] + 1;
     if (total > r->msgs_cap) {
-        char *b = realloc(r->msgs_buf, total);
+        size_t cap = total * 2;
+        char *b = realloc(r->msgs_buf, cap);
         if (!b)
             return -1;
         r->msgs_buf = b;
-        r->msgs_cap = total;
+        r->msgs_cap = cap;
     }
     char *p = r->msgs_buf;
-    *p++ = '[';
-    for (size_t i = 0; i < r->nmsg; i++) {
+    size_t from = 0;
+    if (append) {
+        p += r->msgs_len - 1; /* over the closing ']' */
+        from = first_new;
+    } else {
+        *p++ = '[';
+    }
+    for (size_t i = from; i < r->nmsg; i++) {
         if (i)
             *p++ = ',';
         memcpy(p, r->msg_text[i], r->msg_len[i]);
@@ -414,7 +438,20 @@ static int apply_messages(struct runner *r, double keep, const cJSON *fresh)
 /* A request carries only what changed since the last one: header {id, native_tools, keep},
  * payload the JSON array of the messages that follow the first `keep` of the previous
  * request (the whole history after a condensation). */
+static void handle_llm_timed(struct runner *r, const struct channel_msg *m);
+
 static void handle_llm(struct runner *r, const struct channel_msg *m)
+{
+    double t0 = monotonic_s();
+    r->client_s = 0;
+    handle_llm_timed(r, m);
+    /* the client's own work (building the body, starting the transfer) is what a direct
+     * call does too: it is not the broker's overhead */
+    r->call_s = monotonic_s() - t0 - r->client_s;
+    r->broker_s += r->call_s;
+}
+
+static void handle_llm_timed(struct runner *r, const struct channel_msg *m)
 {
     const cJSON *h = m->header;
     const cJSON *idj = cJSON_GetObjectItemCaseSensitive(h, "id");
@@ -429,6 +466,7 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
     if (r->llm_inflight || !cJSON_IsNumber(keepj) ||
         apply_messages(r, keepj->valuedouble, fresh) < 0) {
         drop_messages_from(r, 0); /* the cell must send everything again */
+        r->msgs_len = 0;
         reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", "malformed llm request"));
         return;
     }
@@ -464,7 +502,10 @@ static void handle_llm(struct runner *r, const struct channel_msg *m)
     r->llm_calls++;
     r->llm_inflight = true;
     r->llm_pending = ctx;
-    if (broker_call(r->o.broker, &call, llm_done, ctx, err, sizeof(err)) < 0) {
+    double tc = monotonic_s();
+    int brc = broker_call(r->o.broker, &call, llm_done, ctx, err, sizeof(err));
+    r->client_s += monotonic_s() - tc;
+    if (brc < 0) {
         free(ctx);
         r->llm_inflight = false;
         r->llm_pending = NULL;
@@ -653,6 +694,20 @@ static cJSON *error_object(const char *type, const char *message, const cJSON *s
     return e;
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static double overhead_median_ms(struct runner *r)
+{
+    if (!r->noverhead)
+        return 0;
+    qsort(r->overhead_ms, r->noverhead, sizeof(float), cmp_float);
+    return r->overhead_ms[r->noverhead / 2];
+}
+
 /* Decides status and error from what the supervisor knows; returns the terminal event. */
 static const char *decide_status(struct runner *r, const char **status, cJSON **error)
 {
@@ -770,6 +825,12 @@ static void build_result(struct runner *r)
     cJSON_AddNumberToObject(f, "execution_time", monotonic_s() - r->start_mono);
     if (strcmp(status, "mock") == 0)
         cJSON_AddBoolToObject(f, "mock", true);
+    cJSON_AddNumberToObject(f, "llm_calls", r->llm_calls);
+    /* what brokering cost per call on this side (validation, serialization, channel), the
+     * HTTP exchange itself excluded */
+    cJSON_AddNumberToObject(f, "broker_overhead_ms", overhead_median_ms(r));
+    cJSON_AddNumberToObject(f, "broker_overhead_mean_ms",
+                            r->llm_calls ? r->broker_s * 1000.0 / r->llm_calls : 0);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(res, "error");
     if (cJSON_IsObject(e))
         cJSON_AddItemToObject(f, "error", cJSON_Duplicate(e, 1));
