@@ -269,3 +269,14 @@ int data_path(const char *rel, char *out, size_t outsz)
     errno = ENOENT;
     return -1;
 }
+
+int dir_ensure(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0;
+        errno = ENOTDIR;
+    }
+    return -1;
+}

@@ -258,17 +258,6 @@ static void print_refusal(const struct batch_input *in, const char *file)
         fprintf(stderr, "  ... and %zu more\n", in->nerrors_all - BATCH_ERRORS_SHOWN);
 }
 
-static int ensure_dir(const char *path)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        errno = ENOTDIR;
-    }
-    return -1;
-}
-
 static bool path_exists(const char *path)
 {
     struct stat st;
@@ -401,7 +390,7 @@ static int move_aside(const struct batch *b, const char *id, char *err, size_t e
     char from[PATH_MAX], dir[BATCH_ROOT_MAX + 16], to[PATH_MAX];
     snprintf(from, sizeof(from), "%s/%s", b->state_root, id);
     snprintf(dir, sizeof(dir), "%s/.superseded", b->state_root);
-    if (ensure_dir(dir) < 0)
+    if (dir_ensure(dir) < 0)
         return errf(err, errsz, "%s: %s", dir, strerror(errno));
     for (unsigned n = 0; n < 1000; n++) {
         snprintf(to, sizeof(to), "%s/%s.%lld.%u", dir, id, (long long)time(NULL), n);
@@ -980,7 +969,7 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
         return -1;
     b->have_cat = true;
     const char *root = b->a.state_dir ? b->a.state_dir : b->cfg.workspace_root;
-    if (ensure_dir(root) < 0)
+    if (dir_ensure(root) < 0)
         return errf(err, errsz, "%s %s: %s",
                     b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", root,
                     strerror(errno));
@@ -990,7 +979,7 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     if (strlen(real) >= sizeof(b->state_root))
         return errf(err, errsz, "%s: path longer than %d bytes", real, BATCH_ROOT_MAX - 1);
     memcpy(b->state_root, real, strlen(real) + 1);
-    if (b->a.events_dir && ensure_dir(b->a.events_dir) < 0)
+    if (b->a.events_dir && dir_ensure(b->a.events_dir) < 0)
         return errf(err, errsz, "--events-dir %s: %s", b->a.events_dir, strerror(errno));
     if (b->a.replay) {
         struct broker *probe = NULL; /* refuse a bad replay file before any cell starts */
@@ -1038,7 +1027,7 @@ int cmd_batch(int argc, char **argv)
         fprintf(stderr, "agentbox batch: %s\n", err);
         return EXIT_USAGE;
     }
-    taskprep_scrub_key_env();
+    config_scrub_env();
     sigset_t mask, oldmask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);

@@ -355,17 +355,6 @@ static int open_events_sink(const char *path)
     return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
-static int ensure_dir(const char *path)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        errno = ENOTDIR;
-    }
-    return -1;
-}
-
 /* The loop: poll the runner's fds and the broker's sockets; signals come in by signalfd. */
 static void run_loop(struct runner *r, struct broker *b, int sigfd)
 {
@@ -473,7 +462,7 @@ int cmd_run(int argc, char **argv)
     o.broker = b;
 
     char state_dir[4096];
-    if (ensure_dir(cfg.workspace_root) < 0) {
+    if (dir_ensure(cfg.workspace_root) < 0) {
         snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %.400s: %s", cfg.workspace_root,
                  strerror(errno));
         goto usage_error;

@@ -455,16 +455,6 @@ static int parse_args(int argc, char **argv, struct server *s)
     return 0;
 }
 
-static void scrub_key_from_environment(void)
-{
-    extern char **environ;
-    static const char prefix[] = "OPENROUTER_API_KEY=";
-    for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
-            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
-    (void)unsetenv("OPENROUTER_API_KEY");
-}
-
 static int add_fd(int ep, int fd, struct tag *tag)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
@@ -524,7 +514,7 @@ int cmd_serve(int argc, char **argv)
         config_free(&s->cfg);
         return EXIT_USAGE;
     }
-    scrub_key_from_environment();
+    config_scrub_env();
     int rc = EXIT_USAGE;
     sigset_t mask;
     sigemptyset(&mask);
@@ -541,7 +531,7 @@ int cmd_serve(int argc, char **argv)
     if (!s->state_dir[0])
         snprintf(s->state_dir, sizeof(s->state_dir), "%.*s", (int)sizeof(s->state_dir) - 1,
                  s->cfg.workspace_root);
-    if (serve_ensure_dir(s->state_dir) < 0) {
+    if (dir_ensure(s->state_dir) < 0) {
         snprintf(err, sizeof(err), "state dir %.300s: %s", s->state_dir, strerror(errno));
         goto fail;
     }

@@ -141,7 +141,6 @@ struct server {
 /* serve_task.c */
 void serve_remove_tree(const char *path);
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz);
-int serve_ensure_dir(const char *path);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);
 void serve_unregister_slot_fds(struct slot *sl);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "taskprep.h"
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -41,17 +42,6 @@ void serve_remove_tree(const char *path)
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz)
 {
     snprintf(out, outsz, "%s/%s", s->state_dir, id);
-}
-
-int serve_ensure_dir(const char *path)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        errno = ENOTDIR;
-    }
-    return -1;
 }
 
 /* ---------------------------------------------------------------- results */
@@ -220,7 +210,7 @@ void serve_finish_without_runner(struct server *s, struct stask *t, enum task_st
 {
     char dir[4400];
     serve_task_dir(s, t->id, dir, sizeof(dir));
-    if (serve_ensure_dir(dir) < 0)
+    if (dir_ensure(dir) < 0)
         log_warn("%s: %s", dir, strerror(errno));
     cJSON *res = synth_result(s, t, st, error_type, message);
     if (res && write_result_file(s, t->id, res) < 0 && errno != EEXIST)
@@ -309,22 +299,6 @@ int serve_policy_get(struct server *s, const char *name, bool network_none,
     return 0;
 }
 
-static void limits_from_task(struct policy_limits *l, const struct task *t)
-{
-    if (t->limits_set & TASK_LIMIT_DISK)
-        l->disk_bytes = t->disk_bytes;
-    if (t->limits_set & TASK_LIMIT_INODES)
-        l->inodes = t->inodes;
-    if (t->limits_set & TASK_LIMIT_MEMORY)
-        l->memory_bytes = t->memory_bytes;
-    if (t->limits_set & TASK_LIMIT_PIDS)
-        l->pids = t->pids;
-    if (t->limits_set & TASK_LIMIT_CPU)
-        l->cpu_s = t->cpu_s;
-    if ((t->limits_set & TASK_LIMIT_DISK) && (!l->fsize_bytes || l->fsize_bytes > l->disk_bytes))
-        l->fsize_bytes = l->disk_bytes;
-}
-
 static void start_task(struct server *s, struct stask *t)
 {
     char err[ERR_MSG_MAX];
@@ -375,7 +349,7 @@ static void start_task(struct server *s, struct stask *t)
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];
-    limits_from_task(&o.limits, tk);
+    taskprep_apply_limits(&o.limits, tk);
     events_init(&sl->events, t->id);
     (void)events_add_callback(&sl->events, slot_event_sink, sl);
 

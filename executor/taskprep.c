@@ -90,13 +90,3 @@ void taskprep_free(struct taskprep *tp)
     policy_free(tp->policy);
     tp->policy = NULL;
 }
-
-void taskprep_scrub_key_env(void)
-{
-    extern char **environ;
-    static const char prefix[] = "OPENROUTER_API_KEY=";
-    for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, prefix, sizeof(prefix) - 1) == 0)
-            explicit_bzero(*e + sizeof(prefix) - 1, strlen(*e + sizeof(prefix) - 1));
-    (void)unsetenv("OPENROUTER_API_KEY");
-}

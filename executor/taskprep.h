@@ -38,6 +38,5 @@ void taskprep_free(struct taskprep *tp);
 void taskprep_apply_limits(struct policy_limits *l, const struct task *t);
 /* Wipes OPENROUTER_API_KEY from this process's environment in place (so /proc/PID/environ
  * of the supervisor and of everything it starts never shows it); call after config_load. */
-void taskprep_scrub_key_env(void);
 
 #endif
