@@ -245,8 +245,44 @@ static void run_loop(struct server *s)
 
 /* ---------------------------------------------------------------- start-up */
 
+/* systemd socket activation (sd_listen_fds(3)): LISTEN_PID is ours and LISTEN_FDS names one
+ * fd, 3, which must be a listening Unix stream socket. Returns 1 when it was taken, 0 when
+ * there is none, -1 when it is there but unusable. The variables are cleared either way, so
+ * nothing started later (cells never see our environment anyway) inherits them. */
+static int inherit_socket(struct server *s, char *err, size_t errsz)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    uint64_t p = 0, n = 0;
+    bool ours = pid && fds && uint_parse(pid, INT32_MAX, &p) == 0 && (pid_t)p == getpid() &&
+                uint_parse(fds, 1024, &n) == 0 && n > 0;
+    (void)unsetenv("LISTEN_PID");
+    (void)unsetenv("LISTEN_FDS");
+    (void)unsetenv("LISTEN_FDNAMES");
+    if (!ours)
+        return 0;
+    if (n != 1)
+        return errf(err, errsz, "socket activation: expected one socket, got %llu",
+                    (unsigned long long)n);
+    int domain = 0, type = 0, listening = 0;
+    socklen_t len = sizeof(int);
+    if (getsockopt(3, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+        getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || domain != AF_UNIX ||
+        type != SOCK_STREAM || !listening)
+        return errf(err, errsz, "socket activation: fd 3 is not a listening Unix stream socket");
+    int fl = fcntl(3, F_GETFL);
+    if (fl < 0 || fcntl(3, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+        return errf(err, errsz, "socket activation: fd 3: %s", strerror(errno));
+    s->lfd = 3;
+    s->socket_inherited = true;
+    return 1;
+}
+
 static int open_socket(struct server *s, char *err, size_t errsz)
 {
+    int inherited = inherit_socket(s, err, errsz);
+    if (inherited != 0)
+        return inherited < 0 ? -1 : 0;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(s->socket_path) >= sizeof(sa.sun_path))
         return errf(err, errsz, "--socket %s: path too long", s->socket_path);
@@ -483,7 +519,8 @@ static void teardown(struct server *s)
     }
     if (s->lfd >= 0) {
         (void)close(s->lfd);
-        (void)unlink(s->socket_path);
+        if (!s->socket_inherited) /* systemd's socket is systemd's to remove */
+            (void)unlink(s->socket_path);
     }
     for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd}, i = 0; i < 4; i++)
         if (fd[i] >= 0)

@@ -123,7 +123,8 @@ struct server {
     int npolicies;
 
     int ep, lfd, sigfd, bep;
-    int lockfd; /* STATE/.serve.lock, flock'ed: one server per state dir */
+    bool socket_inherited; /* from systemd (LISTEN_FDS): not ours to unlink */
+    int lockfd;            /* STATE/.serve.lock, flock'ed: one server per state dir */
     struct tag listen_tag, signal_tag, broker_tag;
     int bfds[256];
     int nbfds;
