@@ -101,3 +101,16 @@ char *json_print(const cJSON *obj)
 {
     return cJSON_PrintUnformatted(obj);
 }
+
+cJSON *json_read_object_file(const char *path, size_t max)
+{
+    cleanup_free char *text = NULL;
+    if (read_file(path, max, &text, NULL) < 0)
+        return NULL;
+    cJSON *r = cJSON_Parse(text);
+    if (!cJSON_IsObject(r)) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    return r;
+}

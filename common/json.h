@@ -30,6 +30,9 @@ int json_get_size(const cJSON *obj, const char *ctx, const char *name, uint64_t 
 /* Refuses members of obj not named in allowed (NULL-terminated): typos must not pass silently. */
 int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowed, char *err,
                     size_t errsz);
+/* Reads a file of at most max bytes holding one JSON object; NULL if it cannot be read, is
+ * not JSON or not an object. */
+cJSON *json_read_object_file(const char *path, size_t max);
 /* Prints compactly into a malloc'd string; NULL on allocation failure. */
 char *json_print(const cJSON *obj);
 

@@ -372,15 +372,7 @@ static cJSON *read_state_result(const char *dir)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/result.json", dir);
-    cleanup_free char *text = NULL;
-    if (read_file(path, BATCH_RESULT_MAX_BYTES, &text, NULL) < 0)
-        return NULL;
-    cJSON *r = cJSON_Parse(text);
-    if (!cJSON_IsObject(r)) {
-        cJSON_Delete(r);
-        return NULL;
-    }
-    return r;
+    return json_read_object_file(path, BATCH_RESULT_MAX_BYTES);
 }
 
 /* An earlier run's state dir without a finished result (cancelled, or the batch was killed)

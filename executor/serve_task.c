@@ -50,15 +50,7 @@ cJSON *serve_load_result(const struct server *s, const char *id)
 {
     char path[4400];
     snprintf(path, sizeof(path), "%s/%s/result.json", s->state_dir, id);
-    cleanup_free char *text = NULL;
-    if (read_file(path, SERVE_RESULT_MAX_BYTES, &text, NULL) < 0)
-        return NULL;
-    cJSON *r = cJSON_Parse(text);
-    if (!cJSON_IsObject(r)) {
-        cJSON_Delete(r);
-        return NULL;
-    }
-    return r;
+    return json_read_object_file(path, SERVE_RESULT_MAX_BYTES);
 }
 
 /* A result for a task that no runner finished (cancelled in the queue, failed to start,
