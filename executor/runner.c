@@ -147,7 +147,11 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         return -1;
     }
     cJSON *f = cJSON_CreateObject();
-    events_emit(r->o.events, "task_queued", NULL);
+    /* a supervisor with a queue says when the task entered it; the event is written here,
+     * where the task's event file begins */
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddNumberToObject(q, "queued_at", opts->queued_at > 0 ? opts->queued_at : r->start_wall);
+    events_emit(r->o.events, "task_queued", q);
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {

@@ -37,6 +37,7 @@ struct runner_opts {
     const char *state_dir;    /* created by runner_start (must not exist) */
     struct event_log *events; /* sinks set by the caller; the runner adds the file */
     struct broker *broker;    /* shared */
+    double queued_at;         /* wall clock when the task was queued (0: when it starts) */
 };
 
 struct runner;

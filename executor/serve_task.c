@@ -338,6 +338,7 @@ static void start_task(struct server *s, struct stask *t)
         .state_dir = sl->state_dir,
         .events = &sl->events,
         .broker = sl->own_broker ? sl->own_broker : s->broker,
+        .queued_at = t->submitted,
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];

@@ -104,6 +104,12 @@ class TaskTest(ServeTestCase):
             self.wait_result(c, tid)
             starts.append(c.ask({"op": "status", "id": tid})["task"]["started"])
         self.assertEqual(starts, sorted(starts))
+        # the last task waited behind the others: its task_queued says when it was queued
+        with open(os.path.join(self.state, ids[-1], "events.jsonl")) as f:
+            events = [json.loads(line) for line in f]
+        self.assertEqual(events[0]["type"], "task_queued")
+        started = next(e for e in events if e["type"] == "task_started")
+        self.assertLess(events[0]["queued_at"], started["ts"] - 0.3)
 
     def test_retention(self):
         replay = self.write_replay([finish_reply()])
