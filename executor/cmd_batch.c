@@ -704,6 +704,7 @@ static int slot_start(struct batch *b, struct slot *s, struct job *j, char *err,
     o.state_dir = s->state_dir;
     o.events = &s->events;
     o.broker = slot_broker(s);
+    o.queued_at = wallclock_s() - (monotonic_s() - b->t0); /* every task is queued at start */
     return runner_start(&o, &s->runner, err, errsz);
 }
 
