@@ -115,15 +115,27 @@ int broker_new_replay(const char *path, struct broker **out, char *err, size_t e
     return 0;
 }
 
-static cJSON *cancelled_outcome(void)
+cJSON *broker_error_object(const char *type, const char *message, const cJSON *strategies)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddItemToObject(e, "strategies",
+                          strategies ? cJSON_Duplicate(strategies, 1) : cJSON_CreateArray());
+    return e;
+}
+
+cJSON *broker_error_outcome(const char *status, const char *type, const char *message)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "failed");
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "type", "UNKNOWN_ERROR");
-    cJSON_AddStringToObject(e, "message", "cancelled");
-    cJSON_AddArrayToObject(e, "strategies");
+    cJSON_AddStringToObject(o, "status", status);
+    cJSON_AddItemToObject(o, "error", broker_error_object(type, message, NULL));
     return o;
+}
+
+static cJSON *cancelled_outcome(void)
+{
+    return broker_error_outcome("failed", "UNKNOWN_ERROR", "cancelled");
 }
 
 /* Every call still pending gets its one callback (a cancelled outcome) before the broker
@@ -213,20 +225,18 @@ static cJSON *replay_outcome(struct broker *b, const struct broker_call *call)
     cJSON_AddBoolToObject(o, "replay", true);
     if (call->deadline_mono > 0 && monotonic_s() >= call->deadline_mono) {
         cJSON_AddStringToObject(o, "status", "timeout");
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "type", "TIMEOUT_ERROR");
-        cJSON_AddStringToObject(e, "message", "the task's wall clock ran out");
-        cJSON_AddArrayToObject(e, "strategies");
+        cJSON_AddItemToObject(
+            o, "error",
+            broker_error_object("TIMEOUT_ERROR", "the task's wall clock ran out", NULL));
         return o;
     }
     int *cursor = replay_cursor(b, call->task_id);
     cJSON *reply = cJSON_GetArrayItem(b->replies, *cursor);
     if (!reply) {
         cJSON_AddStringToObject(o, "status", "failed");
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "type", "SDK_ERROR");
-        cJSON_AddStringToObject(e, "message", "the replay has no more recorded replies");
-        cJSON_AddArrayToObject(e, "strategies");
+        cJSON_AddItemToObject(
+            o, "error",
+            broker_error_object("SDK_ERROR", "the replay has no more recorded replies", NULL));
         return o;
     }
     (*cursor)++;

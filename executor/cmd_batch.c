@@ -522,38 +522,9 @@ out:
 static cJSON *synthetic_result(const struct task *t, const char *status, const char *etype,
                                const char *message, double elapsed)
 {
-    cJSON *r = cJSON_CreateObject();
-    if (!r)
-        return NULL;
-    cJSON_AddStringToObject(r, "id", t->id);
-    cJSON_AddStringToObject(r, "status", status);
-    cJSON_AddBoolToObject(r, "success", false);
-    cJSON_AddStringToObject(r, "output", "");
-    cJSON_AddNumberToObject(r, "execution_time", elapsed);
-    if (etype) {
-        cJSON *e = cJSON_AddObjectToObject(r, "error");
-        cJSON_AddStringToObject(e, "type", etype);
-        cJSON_AddStringToObject(e, "message", message);
-        cJSON_AddArrayToObject(e, "strategies");
-    } else {
-        cJSON_AddNullToObject(r, "error");
-    }
-    cJSON_AddNumberToObject(r, "iterations", 0);
-    cJSON_AddStringToObject(r, "model", "");
-    cJSON_AddArrayToObject(r, "models_tried");
-    cJSON *u = cJSON_AddObjectToObject(r, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", 0);
-    cJSON_AddNumberToObject(u, "completion_tokens", 0);
-    cJSON_AddNumberToObject(u, "total_tokens", 0);
-    cJSON_AddNumberToObject(u, "cost_usd", 0);
-    cJSON_AddArrayToObject(r, "files");
-    cJSON_AddStringToObject(r, "diff", "");
-    cJSON_AddNullToObject(r, "outputs_dir");
-    cJSON_AddNullToObject(r, "events_file");
-    cJSON_AddNullToObject(r, "sandbox");
-    cJSON_AddItemToObject(r, "metadata",
-                          t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject());
-    return r;
+    return runner_result_unrun(t->id, status,
+                               etype ? broker_error_object(etype, message, NULL) : NULL, elapsed,
+                               NULL, NULL, t->metadata);
 }
 
 static void clear_bar(struct batch *b)

@@ -267,17 +267,6 @@ struct llm_ctx {
     double id;
 };
 
-static cJSON *refusal(const char *status, const char *type, const char *message)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", status);
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddArrayToObject(e, "strategies");
-    return o;
-}
-
 static void reply_llm(struct runner *r, double id, cJSON *outcome)
 {
     cJSON *f = cJSON_CreateObject();
@@ -310,7 +299,7 @@ static void llm_done(void *opaque, cJSON *outcome)
     r->llm_inflight = false;
     r->llm_pending = NULL;
     if (!outcome)
-        outcome = refusal("failed", "UNKNOWN_ERROR", "out of memory");
+        outcome = broker_error_outcome("failed", "UNKNOWN_ERROR", "out of memory");
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(outcome, "usage");
     r->prompt_tokens += num_or_zero(usage, "prompt_tokens");
     r->completion_tokens += num_or_zero(usage, "completion_tokens");
@@ -464,24 +453,27 @@ static void handle_llm_timed(struct runner *r, const struct channel_msg *m)
     cleanup_json cJSON *fresh =
         m->payload ? cJSON_ParseWithLength(m->payload, m->payload_len) : NULL;
     if (r->cancel_sent) {
-        reply_llm(r, id, refusal("failed", "UNKNOWN_ERROR", "the task is ending"));
+        reply_llm(r, id, broker_error_outcome("failed", "UNKNOWN_ERROR", "the task is ending"));
         return;
     }
     if (r->llm_inflight || !cJSON_IsNumber(keepj) ||
         apply_messages(r, keepj->valuedouble, fresh) < 0) {
         drop_messages_from(r, 0); /* the cell must send everything again */
         r->msgs_len = 0;
-        reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", "malformed llm request"));
+        reply_llm(r, id,
+                  broker_error_outcome("failed", "VALIDATION_ERROR", "malformed llm request"));
         return;
     }
     const struct task *t = r->o.task;
     if (r->llm_calls >= r->llm_call_cap) {
-        reply_llm(r, id, refusal("budget", "VALIDATION_ERROR", "LLM call limit reached"));
+        reply_llm(r, id,
+                  broker_error_outcome("budget", "VALIDATION_ERROR", "LLM call limit reached"));
         return;
     }
     if ((t->max_tokens && r->total_tokens >= (double)t->max_tokens) ||
         (t->max_cost_usd > 0 && r->cost_usd >= t->max_cost_usd)) {
-        reply_llm(r, id, refusal("budget", "VALIDATION_ERROR", "the task's budget is spent"));
+        reply_llm(r, id,
+                  broker_error_outcome("budget", "VALIDATION_ERROR", "the task's budget is spent"));
         return;
     }
     const cJSON *nt = cJSON_GetObjectItemCaseSensitive(h, "native_tools");
@@ -498,7 +490,7 @@ static void handle_llm_timed(struct runner *r, const struct channel_msg *m)
     struct llm_ctx *ctx = calloc(1, sizeof(*ctx));
     char err[ERR_MSG_MAX];
     if (!ctx) {
-        reply_llm(r, id, refusal("failed", "UNKNOWN_ERROR", "out of memory"));
+        reply_llm(r, id, broker_error_outcome("failed", "UNKNOWN_ERROR", "out of memory"));
         return;
     }
     ctx->r = r;
@@ -513,7 +505,7 @@ static void handle_llm_timed(struct runner *r, const struct channel_msg *m)
         free(ctx);
         r->llm_inflight = false;
         r->llm_pending = NULL;
-        reply_llm(r, id, refusal("failed", "VALIDATION_ERROR", err));
+        reply_llm(r, id, broker_error_outcome("failed", "VALIDATION_ERROR", err));
     }
 }
 
@@ -688,16 +680,6 @@ static cJSON *checked_files(const cJSON *rep)
     return out;
 }
 
-static cJSON *error_object(const char *type, const char *message, const cJSON *strategies)
-{
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddItemToObject(e, "strategies",
-                          strategies ? cJSON_Duplicate(strategies, 1) : cJSON_CreateArray());
-    return e;
-}
-
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
@@ -722,7 +704,7 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     if (r->timed_out) {
         snprintf(msg, sizeof(msg), "the task's wall clock (%g s) ran out", r->o.timeout_s);
         *status = "timeout";
-        *error = error_object("TIMEOUT_ERROR", msg, NULL);
+        *error = broker_error_object("TIMEOUT_ERROR", msg, NULL);
         return "task_timeout";
     }
     if (r->cancelled) {
@@ -736,7 +718,7 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
                  "signal %d)",
                  how, cell_status_name(r->rec.status), r->rec.exit_code, r->rec.signal);
         *status = "failed";
-        *error = error_object("SDK_ERROR", msg, NULL);
+        *error = broker_error_object("SDK_ERROR", msg, NULL);
         return "task_failed";
     }
     if (strcmp(end, "finished") == 0) {
@@ -771,7 +753,7 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     const char *why = report_string(rep, "error", 1000);
     snprintf(msg, sizeof(msg), "%s", why ? why : end);
     *status = "failed";
-    *error = error_object("SDK_ERROR", msg, NULL);
+    *error = broker_error_object("SDK_ERROR", msg, NULL);
     cJSON_AddStringToObject(*error, "reason", end);
     return "task_failed";
 }
@@ -930,4 +912,40 @@ void runner_free(struct runner *r)
     cJSON_Delete(r->report);
     cJSON_Delete(r->result);
     free(r);
+}
+
+cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, double elapsed,
+                           const char *model, const char *events_file, const cJSON *metadata)
+{
+    cJSON *r = cJSON_CreateObject();
+    if (!r) {
+        cJSON_Delete(error);
+        return NULL;
+    }
+    cJSON_AddStringToObject(r, "id", id);
+    cJSON_AddStringToObject(r, "status", status);
+    cJSON_AddBoolToObject(r, "success", false);
+    cJSON_AddStringToObject(r, "output", "");
+    cJSON_AddNumberToObject(r, "execution_time", elapsed);
+    cJSON_AddItemToObject(r, "error", error ? error : cJSON_CreateNull());
+    cJSON_AddNumberToObject(r, "iterations", 0);
+    cJSON_AddStringToObject(r, "model", model ? model : "");
+    cJSON_AddArrayToObject(r, "models_tried");
+    cJSON *u = cJSON_AddObjectToObject(r, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", 0);
+    cJSON_AddNumberToObject(u, "completion_tokens", 0);
+    cJSON_AddNumberToObject(u, "total_tokens", 0);
+    cJSON_AddNumberToObject(u, "cost_usd", 0);
+    cJSON_AddArrayToObject(r, "files");
+    cJSON_AddStringToObject(r, "diff", "");
+    cJSON_AddNullToObject(r, "outputs_dir");
+    if (events_file)
+        cJSON_AddStringToObject(r, "events_file", events_file);
+    else
+        cJSON_AddNullToObject(r, "events_file");
+    cJSON_AddNullToObject(r, "sandbox");
+    cJSON_AddItemToObject(r, "metadata",
+                          cJSON_IsObject(metadata) ? cJSON_Duplicate(metadata, 1)
+                                                   : cJSON_CreateObject());
+    return r;
 }

@@ -59,4 +59,10 @@ const cJSON *runner_result(const struct runner *r);
 int runner_exit_code(const struct runner *r);
 void runner_free(struct runner *r);
 
+/* SPEC's result for a task that never ran to a report (refused at set-up, cancelled in a
+ * queue, interrupted by a restart): every field present, with what is known. error (may be
+ * NULL) is consumed; model, events_file and metadata may be NULL. */
+cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, double elapsed,
+                           const char *model, const char *events_file, const cJSON *metadata);
+
 #endif

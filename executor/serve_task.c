@@ -58,42 +58,16 @@ cJSON *serve_load_result(const struct server *s, const char *id)
 static cJSON *synth_result(const struct server *s, const struct stask *t, enum task_status st,
                            const char *error_type, const char *message)
 {
-    cJSON *r = cJSON_CreateObject();
-    if (!r)
-        return NULL;
-    char dir[4400];
+    char dir[4400], ev[4500];
     serve_task_dir(s, t->id, dir, sizeof(dir));
-    cJSON_AddStringToObject(r, "id", t->id);
-    cJSON_AddStringToObject(r, "status", task_status_name(st));
-    cJSON_AddBoolToObject(r, "success", false);
-    cJSON_AddStringToObject(r, "output", "");
-    /* 0 for a task that never ran here (queued, or running before a restart) */
-    cJSON_AddNumberToObject(r, "execution_time",
-                            t->start_mono > 0 ? fmax(0, monotonic_s() - t->start_mono) : 0);
-    cJSON *e = cJSON_AddObjectToObject(r, "error");
-    cJSON_AddStringToObject(e, "type", error_type);
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddArrayToObject(e, "strategies");
-    cJSON_AddNumberToObject(r, "iterations", 0);
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(t->task_json, "model");
-    cJSON_AddStringToObject(r, "model", cJSON_IsString(model) ? model->valuestring : "");
-    cJSON_AddArrayToObject(r, "models_tried");
-    cJSON *u = cJSON_AddObjectToObject(r, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", 0);
-    cJSON_AddNumberToObject(u, "completion_tokens", 0);
-    cJSON_AddNumberToObject(u, "total_tokens", 0);
-    cJSON_AddNumberToObject(u, "cost_usd", 0);
-    cJSON_AddArrayToObject(r, "files");
-    cJSON_AddStringToObject(r, "diff", "");
-    cJSON_AddNullToObject(r, "outputs_dir");
-    char ev[4500];
     snprintf(ev, sizeof(ev), "%s/events.jsonl", dir);
-    cJSON_AddStringToObject(r, "events_file", ev);
-    cJSON_AddNullToObject(r, "sandbox");
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(t->task_json, "metadata");
-    cJSON_AddItemToObject(r, "metadata",
-                          cJSON_IsObject(md) ? cJSON_Duplicate(md, 1) : cJSON_CreateObject());
-    return r;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(t->task_json, "model");
+    /* 0 for a task that never ran here (queued, or running before a restart) */
+    double elapsed = t->start_mono > 0 ? fmax(0, monotonic_s() - t->start_mono) : 0;
+    return runner_result_unrun(t->id, task_status_name(st),
+                               broker_error_object(error_type, message, NULL), elapsed,
+                               cJSON_IsString(model) ? model->valuestring : NULL, ev,
+                               cJSON_GetObjectItemCaseSensitive(t->task_json, "metadata"));
 }
 
 /* ---------------------------------------------------------------- events */
