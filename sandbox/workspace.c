@@ -46,10 +46,22 @@ static int copy_file(int sfd, int dfd)
     }
 }
 
+/* The seed entry a failed copy stopped at, relative to the seed ("sub/file"): the error names
+ * it (e.g. a 0600 file the cell's uid cannot read). */
+static char copy_failed_at[PATH_MAX];
+
+static void note_failure(const char *rel, const char *name)
+{
+    int e = errno;
+    if (!copy_failed_at[0])
+        snprintf(copy_failed_at, sizeof(copy_failed_at), "%s%s", rel, name);
+    errno = e;
+}
+
 /* Copies the directory sdir into ddir: regular files, directories and symlinks (as
- * symlinks); devices, fifos and sockets are skipped. fdopendir mallocs: fine in this
- * single-threaded child. */
-static int copy_tree(int sdir, int ddir, int depth)
+ * symlinks); devices, fifos and sockets are skipped. rel is sdir's path below the seed ("" or
+ * "a/b/"). fdopendir mallocs: fine in this single-threaded child. */
+static int copy_tree(int sdir, int ddir, const char *rel, int depth)
 {
     if (depth > SEED_MAX_DEPTH) {
         errno = ELOOP;
@@ -71,6 +83,7 @@ static int copy_tree(int sdir, int ddir, int depth)
             continue;
         struct stat st;
         if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            note_failure(rel, name);
             rc = -1;
             break;
         }
@@ -78,13 +91,19 @@ static int copy_tree(int sdir, int ddir, int depth)
         if (S_ISDIR(st.st_mode)) {
             int s = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (s < 0 || mkdirat(ddir, name, 0700) < 0) {
+                note_failure(rel, name);
                 if (s >= 0)
                     (void)close(s);
                 rc = -1;
                 break;
             }
             int t = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            rc = t < 0 ? -1 : copy_tree(s, t, depth + 1);
+            char sub[PATH_MAX];
+            if (snprintf(sub, sizeof(sub), "%s%s/", rel, name) >= (int)sizeof(sub)) {
+                errno = ENAMETOOLONG;
+                t = t < 0 ? t : (close(t), -1);
+            }
+            rc = t < 0 ? -1 : copy_tree(s, t, sub, depth + 1);
             if (rc == 0 && fchmod(t, mode | 0700) < 0)
                 rc = -1;
             (void)close(s);
@@ -111,6 +130,12 @@ static int copy_tree(int sdir, int ddir, int depth)
                 rc = symlinkat(target, ddir, name);
             }
         }
+        if (rc < 0)
+            note_failure(rel, name);
+    }
+    if (rc == 0 && errno != 0) { /* readdir failed */
+        note_failure(rel, ".");
+        rc = -1;
     }
     int e2 = errno;
     (void)closedir(d);
@@ -128,13 +153,18 @@ static int copy_seed(struct cell_child *ctx, const char *seed, const char *ws)
         (void)close(s);
         return CHILD_FAIL(ctx, "open /workspace");
     }
-    int rc = copy_tree(s, t, 0);
+    copy_failed_at[0] = '\0';
+    int rc = copy_tree(s, t, "", 0);
     int e = errno;
     (void)close(s);
     (void)close(t);
     errno = e;
-    if (rc < 0)
-        return CHILD_FAIL(ctx, "copy seed into /workspace");
+    if (rc < 0) {
+        static char step[PATH_MAX + 40];
+        snprintf(step, sizeof(step), "copy seed into /workspace: %s",
+                 copy_failed_at[0] ? copy_failed_at : ".");
+        return CHILD_FAIL(ctx, step);
+    }
     ctx->seed_mode = "copy";
     return 0;
 }

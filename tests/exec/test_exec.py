@@ -304,6 +304,19 @@ class ExecTest(unittest.TestCase):
         self.assertEqual(os.readlink(seed + "/link"), canary)
         self.assertIn(self.record()["workspace_seed"], ("overlay", "copy"))
 
+    def test_seed_file_the_cell_cannot_read_is_named(self):
+        # As root the cell runs as a slot uid that owns nothing on the host; unprivileged, files
+        # of other owners may be unreadable too. The copy stops, the error names the file, and
+        # nothing runs.
+        seed, _ = self.make_seed()
+        os.chmod(seed + "/sub/b.txt", 0o600)
+        if not ROOT:
+            self.skipTest("an unprivileged caller owns its seed: the cell (its uid) reads it")
+        r = run("--workspace-from", seed, "--", "echo", "RAN")
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertNotIn("RAN", r.stdout)
+        self.assertIn("copy seed into /workspace: sub/b.txt: Permission denied", r.stderr)
+
     # ---- nothing left behind ----
     def test_no_mounts_left_on_host(self):
         before = mountinfo()
