@@ -526,7 +526,7 @@ static int make_cgroups(struct cell *c, const struct cell_config *cfg, int versi
 {
     cgroup_destroy(&c->cg);
     cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
-    if (c->cg.version && cgroup_janitor_start(&c->cg, c->slot.lock_fd) < 0) {
+    if (c->cg.version && janitor_register(&c->cg, c->slot.lock_fd, &c->cg.janitor_id) < 0) {
         int e = errno;
         cgroup_destroy(&c->cg);
         errno = e;
@@ -549,7 +549,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     c->pidfd = c->setup_fd = c->ws_fd = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
-    c->cg.dir_fd = c->cg.janitor_fd = c->cg.janitor_pidfd = -1;
+    c->cg.dir_fd = -1;
     c->mode = cfg->pid1;
     c->start = monotonic_s();
     bool root = geteuid() == 0;

@@ -79,7 +79,7 @@ struct cell_cgroup {
     char path[512];      /* v2: the cell cgroup; v1: the memory one */
     char pids_path[512]; /* v1 */
     bool memory, pids;
-    int janitor_fd, janitor_pidfd; /* see cgroup_janitor_start; -1 = none */
+    uint64_t janitor_id; /* registered with the janitor (janitor.c); 0 = not */
 };
 /* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
  * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders.
@@ -96,9 +96,16 @@ int cgroup_enter(struct cell_child *ctx, const char *memory_path, const char *pi
 int cgroup_grant_tasks(const struct cell_cgroup *cg, uid_t uid, gid_t gid);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
-/* Removes the cgroups (and the shared parent once empty), then stops the janitor. */
+/* Removes the cgroups (and the shared parent once empty), then unregisters them from the
+ * janitor. */
 void cgroup_destroy(struct cell_cgroup *cg);
-/* Starts a process that removes the cgroups should agentbox die without cell_reap. */
-int cgroup_janitor_start(struct cell_cgroup *cg, int slot_lock_fd);
+/* Removes one cgroup (v1: kills what is left in it; v2: cgroup.kill) and the shared "agentbox"
+ * parent once empty, waiting up to wait_ms for the last tasks to be reaped. */
+void cgroup_remove(const char *path, int version, int wait_ms);
+/* janitor.c: registers the cgroups with this process's janitor (started on first use), which
+ * removes them should agentbox die without cgroup_destroy; it holds slot_lock_fd's lock until
+ * then. *id for janitor_unregister. -1 only if no janitor can be started. */
+int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id);
+void janitor_unregister(uint64_t id);
 
 #endif

@@ -7,10 +7,6 @@
 #include "cell_internal.h"
 
 #include <dirent.h>
-#include <linux/sched.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -22,10 +18,6 @@
 #include <unistd.h>
 
 #include "util.h"
-
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 #define V2_ROOT     "/sys/fs/cgroup"
 #define V2_ALT_ROOT "/sys/fs/cgroup/unified"
@@ -103,11 +95,10 @@ static int own_path(const char *key, char *out, size_t outsz)
     return -1;
 }
 
-/* How long removal waits for the last tasks to be reaped: short in line, long in the janitor
- * (a pid 1 orphaned by a SIGKILLed agentbox is reaped by the host's init, in its own time). */
-static int rm_wait_ms = 200;
+/* How long removal waits in line for the last tasks to be reaped (the janitor waits longer). */
+#define RM_WAIT_MS 200
 
-static void rm_cgroup(const char *path, int version)
+void cgroup_remove(const char *path, int version, int wait_ms)
 {
     if (version == 2)
         (void)put(path, "cgroup.kill", "1"); /* Linux 5.14 */
@@ -119,7 +110,7 @@ static void rm_cgroup(const char *path, int version)
                     (void)kill(atoi(l), SIGKILL);
     }
     /* Tasks leave the cgroup only once fully reaped; a short retry covers that. */
-    for (int i = 0; i < rm_wait_ms; i++) {
+    for (int i = 0; i < wait_ms; i++) {
         if (rmdir(path) == 0 || errno == ENOENT)
             break;
         if (errno != EBUSY)
@@ -159,7 +150,7 @@ static void sweep(const char *parent, int version, const struct cell_slot *mine)
             continue;
         char path[640];
         snprintf(path, sizeof(path), "%s/%s", parent, e->d_name);
-        rm_cgroup(path, version);
+        cgroup_remove(path, version, RM_WAIT_MS);
         slot_release(&other);
     }
     (void)closedir(d);
@@ -183,7 +174,7 @@ static int fresh(const char *parent, const char *enable, const struct cell_slot 
         if (mkdir(out, 0755) == 0)
             return 0;
         if (errno == EEXIST)
-            rm_cgroup(out, version);
+            cgroup_remove(out, version, RM_WAIT_MS);
         else if (errno != ENOENT)
             return -1;
     }
@@ -235,7 +226,7 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     }
     cg->dir_fd = open(cg->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cg->dir_fd < 0 || (!cg->memory && !cg->pids)) {
-        rm_cgroup(cg->path, 2);
+        cgroup_remove(cg->path, 2, RM_WAIT_MS);
         if (cg->dir_fd >= 0)
             (void)close(cg->dir_fd);
         cg->dir_fd = -1;
@@ -261,7 +252,7 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
                 /* memory+swap too where swap accounting is on, or the limit leaks to swap */
                 (void)put(cg->path, "memory.memsw.limit_in_bytes", v);
                 if (!cg->memory)
-                    rm_cgroup(cg->path, 1);
+                    cgroup_remove(cg->path, 1, RM_WAIT_MS);
             }
         }
     }
@@ -276,7 +267,7 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
             snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
             cg->pids = put(cg->pids_path, "pids.max", v) == 0;
             if (!cg->pids)
-                rm_cgroup(cg->pids_path, 1);
+                cgroup_remove(cg->pids_path, 1, RM_WAIT_MS);
         }
     }
     if (!cg->pids)
@@ -290,7 +281,7 @@ void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *
                    const struct policy_limits *lim)
 {
     memset(cg, 0, sizeof(*cg));
-    cg->dir_fd = cg->janitor_fd = cg->janitor_pidfd = -1;
+    cg->dir_fd = -1;
     if ((!lim->memory_bytes && !lim->pids) || slot->index < 0)
         return;
     if (version == 2)
@@ -366,107 +357,17 @@ void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_kil
     }
 }
 
-/* The janitor: a small process outside the cell that removes the cell's cgroups if agentbox
- * dies without doing it (SIGKILL). It waits for EOF on a pipe whose write end only agentbox
- * holds, so it wakes when agentbox is gone or has cleaned up. exit_signal 0: no SIGCHLD, and
- * a caller reaping with waitpid(-1) does not take it. */
-int cgroup_janitor_start(struct cell_cgroup *cg, int slot_lock_fd)
-{
-    int p[2];
-    if (cg->version == 0 || pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    int pidfd = -1;
-    struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd};
-    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
-    if (pid == 0) {
-        /* Only the pipe and the slot's lock: holding the cell's set-up socket would hide
-         * agentbox's death. Holding the lock (the same open file, so the same flock) keeps the
-         * slot, and so these cgroup names, from being reused until the janitor is done. */
-        int lock = slot_lock_fd >= 0 ? fcntl(slot_lock_fd, F_DUPFD, 10) : -1;
-        if (dup2(p[0], 3) < 0 || (lock >= 0 && dup2(lock, 4) < 0))
-            _exit(1);
-        (void)syscall(SYS_close_range, lock >= 0 ? 5 : 4, ~0u, 0);
-        struct sigaction ign = {.sa_handler = SIG_IGN};
-        (void)sigaction(SIGINT, &ign, NULL);
-        (void)sigaction(SIGTERM, &ign, NULL);
-        (void)sigaction(SIGHUP, &ign, NULL);
-        char c;
-        ssize_t n;
-        while ((n = read(3, &c, 1)) < 0 && errno == EINTR)
-            ;
-        if (n == 1)
-            _exit(0); /* agentbox removed them itself */
-        struct cell_cgroup copy = *cg;
-        copy.dir_fd = -1;
-        rm_wait_ms = 10000;
-        cgroup_destroy(&copy);
-        _exit(0);
-    }
-    (void)close(p[0]);
-    if (pid < 0) {
-        (void)close(p[1]);
-        return -1;
-    }
-    cg->janitor_fd = p[1];
-    cg->janitor_pidfd = pidfd;
-    return 0;
-}
-
-/* Janitors told to stop are reaped later, without waiting: waking one and waiting for its
- * exit would put a scheduling round trip on every cell's critical path. */
-#define JANITORS_PENDING_MAX 64
-static int pending[JANITORS_PENDING_MAX];
-static size_t npending;
-
-static void reap_pending(bool block_oldest)
-{
-    bool block = block_oldest;
-    for (size_t i = 0; i < npending;) {
-        siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        int flags = WEXITED | __WALL | (block ? 0 : WNOHANG);
-        block = false;
-        long r = syscall(SYS_waitid, P_PIDFD, pending[i], &si, flags, NULL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0 && si.si_pid == 0) {
-            i++; /* still running */
-            continue;
-        }
-        (void)close(pending[i]);
-        pending[i] = pending[--npending];
-    }
-}
-
-static void janitor_stop(struct cell_cgroup *cg)
-{
-    if (cg->janitor_fd >= 0) {
-        /* "done": it exits without touching anything. Should the byte not get through, EOF
-         * makes it remove what is already gone: harmless, as it still holds the slot. */
-        ssize_t n = write(cg->janitor_fd, "D", 1);
-        (void)n;
-        (void)close(cg->janitor_fd);
-    }
-    cg->janitor_fd = -1;
-    if (cg->janitor_pidfd >= 0) {
-        if (npending == JANITORS_PENDING_MAX)
-            reap_pending(true);
-        pending[npending++] = cg->janitor_pidfd;
-    }
-    cg->janitor_pidfd = -1;
-    reap_pending(false);
-}
-
 void cgroup_destroy(struct cell_cgroup *cg)
 {
     if (cg->dir_fd >= 0)
         (void)close(cg->dir_fd);
     cg->dir_fd = -1;
     if (cg->version && cg->path[0])
-        rm_cgroup(cg->path, cg->version);
+        cgroup_remove(cg->path, cg->version, RM_WAIT_MS);
     if (cg->version == 1 && cg->pids_path[0])
-        rm_cgroup(cg->pids_path, 1);
-    janitor_stop(cg); /* after the removal: it then finds nothing left to do */
+        cgroup_remove(cg->pids_path, 1, RM_WAIT_MS);
+    janitor_unregister(cg->janitor_id); /* after the removal: nothing is left for it */
+    cg->janitor_id = 0;
     cg->version = 0;
     cg->memory = cg->pids = false;
 }

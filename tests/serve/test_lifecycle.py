@@ -16,6 +16,41 @@ def mount_lines():
         return f.read().splitlines()
 
 
+def cgroups_of(pid):
+    """Host paths of the agentbox cell cgroups pid is in (none without cgroups)."""
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if "/agentbox/u" not in path:
+            continue
+        roots = (["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] if ctrls == "" else
+                 ["/sys/fs/cgroup/" + c for c in ctrls.split(",")])
+        found += [r + path for r in roots if os.path.isdir(r + path)]
+    return found
+
+
+def janitors_of(ppid):
+    """Pids of the cgroup janitors (comm "agentbox-janitor") whose parent is ppid."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if comm.startswith("agentbox-janit") and int(stat[stat.rindex(")") + 2:].split()[1]) == ppid:
+            found.append(int(d))
+    return found
+
+
 class LifecycleTest(ServeTestCase):
     def wait_running(self, c, ids, n):
         deadline = time.monotonic() + 30
@@ -89,6 +124,10 @@ class LifecycleTest(ServeTestCase):
             pids += [e["cell_pid"] for e in evs if e["type"] == "task_started"]
         self.assertEqual(len(pids), 3)
         self.assertTrue(all(pid_alive(p) for p in pids))
+        cgroups = [d for p in pids for d in cgroups_of(p)]
+        if cgroups:
+            # one janitor for the supervisor, not one per cell
+            self.assertEqual(len(janitors_of(self.proc.pid)), 1, "janitors: %r" % janitors_of(self.proc.pid))
         c.close()
         self.proc.kill()
         self.proc.wait(10)
@@ -96,6 +135,10 @@ class LifecycleTest(ServeTestCase):
         while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertEqual([p for p in pids if pid_alive(p)], [], "a cell outlived its supervisor")
+        # the janitor removed the three cells' cgroups without the supervisor
+        while any(os.path.exists(d) for d in cgroups) and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+        self.assertEqual([d for d in cgroups if os.path.exists(d)], [], "cgroups left behind")
         after = mount_lines()
         self.assertEqual([m for m in after if self.tmp in m], [])
         self.assertLessEqual(len(after), len(mounts_before))
@@ -133,6 +176,36 @@ class LifecycleTest(ServeTestCase):
             r = self.wait_result(c, tid)
             self.assertEqual(r["status"], "succeeded")
             self.assertEqual(r["output"], "second life")
+
+    def test_a_killed_janitor_is_replaced(self):
+        # The janitor is one process for the whole supervisor: killed from outside, the next
+        # cell starts a new one, and that one does its job when the supervisor is SIGKILLed.
+        slow = self.write_replay([bash_reply("sleep 120"), finish_reply()], "slow.json")
+        self.start_server("--jobs", "2", replay=slow)
+        c = self.conn()
+        first = self.submit(c, {"prompt": "x", "id": "j0"})
+        self.wait_running(c, [first], 1)
+        old = janitors_of(self.proc.pid)
+        if not old:
+            self.skipTest("no cgroups here (unprivileged or none usable): no janitor")
+        self.assertEqual(len(old), 1)
+        os.kill(old[0], signal.SIGKILL)
+        second = self.submit(c, {"prompt": "x", "id": "j1"})
+        self.wait_running(c, [first, second], 2)
+        new = janitors_of(self.proc.pid)
+        self.assertEqual(len(new), 1, new)
+        self.assertNotEqual(new, old)
+        with open(os.path.join(self.state, second, "events.jsonl")) as f:
+            pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
+        cgroups = cgroups_of(pid)
+        self.assertTrue(cgroups)
+        c.close()
+        self.proc.kill()
+        self.proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(d) for d in cgroups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual([d for d in cgroups if os.path.exists(d)], [], "cgroups left behind")
 
     def test_one_server_per_state_dir_and_socket(self):
         replay = self.write_replay([finish_reply()])

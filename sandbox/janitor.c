@@ -1,0 +1,246 @@
+/* janitor: one small process per agentbox process (not per cell) that removes cells' cgroups
+ * should agentbox die without doing it (SIGKILL). agentbox registers each cell's cgroups with
+ * it and unregisters them once it has removed them itself; when its socket reaches EOF
+ * (agentbox is gone), it removes whatever is still registered and exits. Each registration
+ * carries the slot's lock fd (the same open file, so the same flock): the slot, and so the
+ * cgroup names, cannot be reused until the janitor is done with them.
+ *
+ * Started on first use, with clone3 and no exit signal: a caller reaping with waitpid(-1)
+ * does not take it, and no SIGCHLD arrives. It allocates nothing with malloc (the caller may
+ * have had other threads, e.g. libcurl's resolver, when it was cloned): its table is mmap'ed.
+ * One janitor instead of one per cell: a supervisor holding 500 cells paid ~314 KiB of
+ * copy-on-write pages and a fork per cell for them. */
+#include "cell_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define JANITOR_WAIT_MS 10000 /* an orphaned pid 1 is reaped by the host's init, in its time */
+
+enum { MSG_ADD = 'A', MSG_DONE = 'D' };
+
+struct janitor_msg {
+    char kind;
+    char version;
+    uint64_t id;
+    char path[512], pids_path[512];
+};
+
+struct entry {
+    uint64_t id; /* 0 = free */
+    int version;
+    int lock_fd;
+    char path[512], pids_path[512];
+};
+
+static int sock = -1;  /* our end; -1 = no janitor */
+static pid_t pid = -1; /* the janitor */
+static uint64_t last_id;
+
+/* ---- the janitor process ---- */
+static void remove_entry(struct entry *e)
+{
+    if (e->path[0])
+        cgroup_remove(e->path, e->version, JANITOR_WAIT_MS);
+    if (e->pids_path[0])
+        cgroup_remove(e->pids_path, 1, JANITOR_WAIT_MS);
+}
+
+static ssize_t recv_msg(int fd, struct janitor_msg *m, int *passed)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    *passed = -1;
+    ssize_t n;
+    do
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(passed, CMSG_DATA(cm), sizeof(int));
+    return n;
+}
+
+static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
+{
+    static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    (void)prctl(PR_SET_NAME, "agentbox-janitor", 0, 0, 0); /* what ps shows */
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    for (size_t i = 0; i < ARRAY_SIZE(ignored); i++)
+        (void)sigaction(ignored[i], &ign, NULL);
+    /* Only our socket: holding anything of agentbox's (a cell's set-up socket, a client
+     * connection, a listening socket) would keep it open after agentbox is gone. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (dup2(fd, 3) < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+        _exit(1);
+    (void)syscall(SYS_close_range, 4, ~0u, 0);
+    struct entry *table = mmap(NULL, capacity * sizeof(*table), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (table == MAP_FAILED)
+        _exit(1);
+    size_t used = 0; /* entries [0, used) may be live */
+    for (;;) {
+        struct janitor_msg m;
+        int lock = -1;
+        ssize_t n = recv_msg(3, &m, &lock);
+        if (n <= 0)
+            break; /* EOF: agentbox is gone (or an error we cannot wait out) */
+        if (n != (ssize_t)sizeof(m)) {
+            if (lock >= 0)
+                (void)close(lock);
+            continue;
+        }
+        m.path[sizeof(m.path) - 1] = m.pids_path[sizeof(m.pids_path) - 1] = '\0';
+        if (m.kind == MSG_ADD) {
+            size_t i = 0;
+            while (i < used && table[i].id)
+                i++;
+            if (i == capacity) { /* cannot happen: one entry per slot */
+                if (lock >= 0)
+                    (void)close(lock);
+                continue;
+            }
+            table[i].id = m.id;
+            table[i].version = m.version;
+            table[i].lock_fd = lock;
+            memcpy(table[i].path, m.path, sizeof(m.path));
+            memcpy(table[i].pids_path, m.pids_path, sizeof(m.pids_path));
+            if (i == used)
+                used++;
+        } else {
+            if (lock >= 0)
+                (void)close(lock);
+            for (size_t i = 0; i < used; i++)
+                if (m.kind == MSG_DONE && table[i].id == m.id) {
+                    if (table[i].lock_fd >= 0)
+                        (void)close(table[i].lock_fd);
+                    table[i].id = 0;
+                    break;
+                }
+        }
+    }
+    for (size_t i = 0; i < used; i++)
+        if (table[i].id)
+            remove_entry(&table[i]);
+    _exit(0); /* and with it, every slot lock still held */
+}
+
+/* ---- agentbox's side ---- */
+static void forget_janitor(void)
+{
+    if (sock >= 0)
+        (void)close(sock);
+    sock = -1;
+    if (pid > 0) {
+        /* It is dead or dying (its socket failed): reap it. */
+        siginfo_t si;
+        while (waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL) < 0 && errno == EINTR)
+            ;
+    }
+    pid = -1;
+}
+
+static int start_janitor(void)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        return -1;
+    size_t capacity = slot_count();
+    struct clone_args ca = {.exit_signal = 0};
+    long child = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (child == 0) {
+        (void)close(sp[0]);
+        janitor_main(sp[1], capacity);
+    }
+    int e = errno;
+    (void)close(sp[1]);
+    if (child < 0) {
+        (void)close(sp[0]);
+        errno = e;
+        return -1;
+    }
+    sock = sp[0];
+    pid = (pid_t)child;
+    return 0;
+}
+
+static int send_msg(const struct janitor_msg *m, int lock_fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (lock_fd >= 0) {
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &lock_fd, sizeof(int));
+    }
+    ssize_t n;
+    do
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(*m) ? 0 : -1;
+}
+
+int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
+{
+    struct janitor_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = MSG_ADD;
+    m.version = (char)cg->version;
+    m.id = ++last_id;
+    snprintf(m.path, sizeof(m.path), "%s", cg->path);
+    if (cg->version == 1)
+        snprintf(m.pids_path, sizeof(m.pids_path), "%s", cg->pids_path);
+    /* A janitor that died (killed from outside) is replaced; the cells it knew lose their
+     * safety net (the next agentbox's sweep of free slots remains). */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (sock < 0 && start_janitor() < 0)
+            return -1;
+        if (send_msg(&m, slot_lock_fd) == 0) {
+            *id = m.id;
+            return 0;
+        }
+        forget_janitor();
+    }
+    return -1;
+}
+
+void janitor_unregister(uint64_t id)
+{
+    if (!id || sock < 0)
+        return;
+    struct janitor_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = MSG_DONE;
+    m.id = id;
+    /* Should it not get through, the janitor would remove what is already gone: harmless,
+     * as it still holds the slot's lock until then. */
+    if (send_msg(&m, -1) < 0)
+        forget_janitor();
+}
