@@ -224,7 +224,7 @@ def bench_memory(m, delay):
                 return None
         own_ns = pidns(srv.proc.pid)
         # in a cell's pid namespace: the cell; in the supervisor's: its helpers (the sandbox's
-        # per-cell cgroup janitor, forked without exec)
+        # cgroup janitor, one per supervisor, forked without exec)
         cells = [v for p, v in per.items() if p != srv.proc.pid and pidns(p) != own_ns]
         helpers = [v for p, v in per.items() if p != srv.proc.pid and pidns(p) == own_ns]
         total_pss = sum(v.get("Pss", 0) for v in per.values())
@@ -308,7 +308,7 @@ def bench_overhead(steps):
 def dominant(mem):
     parts = {"the cells' pid 1 processes (private heap, stack, page tables; the binary's text "
              "is shared)": mem["cells_pss_kb"],
-             "the janitors (copy-on-write pages of the supervisor they were forked from, "
+             "the cgroup janitor (copy-on-write pages of the supervisor it was forked from, "
              "page tables)": mem["helpers_pss_kb"],
              "the supervisor itself": mem["supervisor_pss_kb"]}
     name = max(parts, key=parts.get)
@@ -378,9 +378,9 @@ def main():
             f"{mem['cells_pss_kb'] / 1024:.1f} MiB, of which anonymous "
             f"{mem['cell_pss_anon_kb'] / 1024:.1f} MiB and file-backed "
             f"{mem['cell_pss_file_kb'] / 1024:.1f} MiB; {mem['helper_processes']} helpers in the "
-            f"supervisor's pid namespace (the sandbox's per-cell cgroup janitors, forked "
-            f"without exec, sharing the supervisor's pages): {mem['helpers_pss_kb'] / 1024:.1f} "
-            f"MiB. Largest share: {dominant(mem)}.",
+            f"supervisor's pid namespace (the sandbox's cgroup janitor, one per supervisor, "
+            f"forked without exec, sharing the supervisor's pages): "
+            f"{mem['helpers_pss_kb'] / 1024:.1f} MiB. Largest share: {dominant(mem)}.",
             "",
         ]
     lines += [
