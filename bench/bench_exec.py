@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """bench_exec: start-up cost of a cell. Times, interleaved round-robin in one run, plain fork+exec
-of /bin/true, `agentbox exec -- /bin/true`, and bubblewrap with every namespace
+of /bin/true, `agentbox exec -- /bin/true`, bubblewrap with every namespace
 (`bwrap --unshare-all --die-with-parent --new-session --ro-bind / / --dev /dev --proc /proc
---tmpfs /tmp --cap-drop ALL /bin/true`); prints median, p90 and ratios, and the peak RSS of a
-cell's pid 1 (VmHWM read from inside) and of agentbox itself (its VmHWM while the cell runs).
-Each run is os.posix_spawn + os.waitpid timed with time.perf_counter, so the Python overhead is
-the same for all three. usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH]
+--tmpfs /tmp --cap-drop ALL /bin/true`) and two floors built from bench/cell_floor.c: "floor"
+(clone with every namespace, one tmpfs mount, exec: what no sandbox can go below here) and
+"floor+root" (the same with uid maps, a tmpfs root with /usr and /etc bound read-only, a fresh
+/proc and pivot_root). Prints median, p90 and min wall time, the median CPU time (user+system of
+the process and the children it reaped, from wait4), ratios, and the peak RSS of a cell's pid 1
+(VmHWM read from inside) and of agentbox itself (its VmHWM while the cell runs).
+Each run is os.posix_spawn + os.wait4 timed with time.perf_counter, so the Python overhead is
+the same for all. usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH] [--cc CC]
 """
 import argparse
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
@@ -22,11 +27,18 @@ def spawn(argv, devnull):
     fa = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
     t0 = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa)
-    _, status = os.waitpid(pid, 0)
+    _, status, ru = os.wait4(pid, 0)
     dt = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("%s failed with status %d" % (" ".join(argv), os.waitstatus_to_exitcode(status)))
-    return dt
+    return dt, ru.ru_utime + ru.ru_stime
+
+
+def build_floor(cc, outdir):
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cell_floor.c")
+    exe = os.path.join(outdir, "cell_floor")
+    subprocess.run([cc, "-O2", "-D_GNU_SOURCE", "-o", exe, src], check=True)
+    return exe
 
 
 def pct(xs, p):
@@ -40,17 +52,25 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--agentbox", default=os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..",
                                                                                "agentbox")))
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     a = ap.parse_args()
     agentbox = os.path.abspath(a.agentbox)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_exec.")
+    os.chmod(tmp.name, 0o755)  # runnable by whoever runs this (nobody too)
+    floor = build_floor(a.cc, tmp.name)
     cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec", "--", "/bin/true"]),
-             ("bwrap", [subprocess.check_output(["which", "bwrap"]).decode().strip()] + BWRAP[1:])]
+             ("bwrap", [subprocess.check_output(["which", "bwrap"]).decode().strip()] + BWRAP[1:]),
+             ("floor", [floor]), ("floor+root", [floor, "--root"])]
     devnull = os.open(os.devnull, os.O_RDWR)
+    load0 = os.getloadavg()[0]
     times = {name: [] for name, _ in cases}
+    cpu = {name: [] for name, _ in cases}
     for i in range(a.warmup + a.runs):
-        for name, argv in cases:  # round-robin: drift and noise hit all three alike
-            dt = spawn(argv, devnull)
+        for name, argv in cases:  # round-robin: drift and noise hit all alike
+            dt, ct = spawn(argv, devnull)
             if i >= a.warmup:
                 times[name].append(dt)
+                cpu[name].append(ct)
     pid1 = []
     for _ in range(5):
         out = subprocess.run([agentbox, "exec", "--", "/bin/sh", "-c", "grep VmHWM /proc/1/status"],
@@ -67,13 +87,18 @@ def main():
     med = {n: statistics.median(t) for n, t in times.items()}
     print("kernel %s, %d CPUs, %d timed runs each after %d warm-up, interleaved" % (
         os.uname().release, os.cpu_count(), a.runs, a.warmup))
-    print("%-14s %10s %10s %10s %10s" % ("", "median ms", "p90 ms", "mean ms", "min ms"))
+    print("load average before: %.2f" % load0)
+    print("%-14s %10s %10s %10s %10s %12s" % ("", "median ms", "p90 ms", "mean ms", "min ms", "CPU ms (med)"))
     for n, t in times.items():
-        print("%-14s %10.3f %10.3f %10.3f %10.3f" % (n, med[n] * 1e3, pct(t, 90) * 1e3, statistics.fmean(t) * 1e3,
-                                                     min(t) * 1e3))
+        print("%-14s %10.3f %10.3f %10.3f %10.3f %12.3f" % (n, med[n] * 1e3, pct(t, 90) * 1e3,
+                                                            statistics.fmean(t) * 1e3, min(t) * 1e3,
+                                                            statistics.median(cpu[n]) * 1e3))
     print("agentbox / bwrap (median): %.2fx" % (med["agentbox exec"] / med["bwrap"]))
     print("agentbox / fork+exec (median): %.2fx" % (med["agentbox exec"] / med["fork+exec"]))
     print("bwrap / fork+exec (median): %.2fx" % (med["bwrap"] / med["fork+exec"]))
+    print("floor / bwrap (median): %.2fx   floor+root / bwrap: %.2fx" % (med["floor"] / med["bwrap"],
+                                                                      med["floor+root"] / med["bwrap"]))
+    print("agentbox - floor+root (median): %.3f ms" % ((med["agentbox exec"] - med["floor+root"]) * 1e3))
     print("peak RSS of a cell's pid 1 (VmHWM from /proc/1/status inside, 5 cells): %d-%d kB" % (min(pid1), max(pid1)))
     print("peak RSS of agentbox exec itself while its cell runs (VmHWM, 5 runs): %d-%d kB" % (min(sup), max(sup)))
     return 0
