@@ -81,6 +81,9 @@ struct cell_cgroup {
     bool memory, pids;
     uint64_t janitor_id; /* registered with the janitor (janitor.c); 0 = not */
 };
+/* Our own cgroup path in hierarchy key ("" for v2, "memory", "pids") from the text of
+ * /proc/self/cgroup ("" for the root); -1 if that hierarchy is not listed. */
+int cgroup_parse_own_path(const char *proc_cgroup, const char *key, char *out, size_t outsz);
 /* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
  * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders.
  * version 2: before clone, for CLONE_INTO_CGROUP; version 1: after clone, then attach. */

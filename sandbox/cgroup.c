@@ -72,11 +72,10 @@ static bool has_word_list(const char *list, const char *word)
     return false;
 }
 
-/* Our own cgroup path in hierarchy `key` ("" for v2, "memory", "pids") from /proc/self/cgroup. */
-static int own_path(const char *key, char *out, size_t outsz)
+int cgroup_parse_own_path(const char *proc_cgroup, const char *key, char *out, size_t outsz)
 {
     char buf[4096];
-    if (get("/proc/self", "cgroup", buf, sizeof(buf)) < 0)
+    if (snprintf(buf, sizeof(buf), "%s", proc_cgroup) >= (int)sizeof(buf))
         return -1;
     char *save = NULL;
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -84,7 +83,7 @@ static int own_path(const char *key, char *out, size_t outsz)
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)
             continue;
-        *c2 = '\0';
+        *c1 = *c2 = '\0'; /* line: the hierarchy id ("0" is v2's); c1 + 1: its controllers */
         const char *ctrls = c1 + 1;
         bool match = key[0] ? has_word_list(ctrls, key) : (strcmp(line, "0") == 0 && !*ctrls);
         if (match) {
@@ -93,6 +92,14 @@ static int own_path(const char *key, char *out, size_t outsz)
         }
     }
     return -1;
+}
+
+static int own_path(const char *key, char *out, size_t outsz)
+{
+    char buf[4096];
+    if (get("/proc/self", "cgroup", buf, sizeof(buf)) < 0)
+        return -1;
+    return cgroup_parse_own_path(buf, key, out, outsz);
 }
 
 /* How long removal waits in line for the last tasks to be reaped (the janitor waits longer). */

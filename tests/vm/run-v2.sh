@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# run-v2.sh: the exec and escape suites on a cgroup v2-only host, which this machine is not (its
+# controllers are bound to v1). Boots Debian's kernel under qemu (software emulation, no KVM
+# needed) with this machine's root shared read-only over 9p, a cgroup2-only /sys/fs/cgroup and a
+# tmpfs /tmp, and runs the suites there as root against this checkout's binary. Prints each
+# suite's tally and one closing line "cgroupv2: N passed, N failed, N skipped" (run-all.sh adds
+# it up). Without qemu, busybox-static or cpio (make deps installs them), or when Debian's kernel
+# package cannot be fetched, it says why and counts one skip.
+#
+# env: AGENTBOX (binary under test), BUILD (kernel and initramfs cache: $BUILD/vm), PYTHON,
+# HELPERS_DIR, VM_TIMEOUT (seconds, default 1200).
+set -u
+cd "$(dirname "$0")/../.."
+: "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=1200}"
+: "${HELPERS_DIR:=$PWD/$BUILD/helpers}"
+label=cgroupv2
+
+skip() {
+  echo "cgroup v2 VM: skipped: $*"
+  echo "$label: 0 passed, 0 failed, 1 skipped"
+  exit 0
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root (qemu shares / with the guest)"
+for tool in qemu-system-x86_64 busybox cpio; do
+  command -v "$tool" >/dev/null || skip "$tool is not installed (make deps)"
+done
+busybox_bin=$(command -v busybox)
+ldd "$busybox_bin" 2>&1 | grep -q "not a dynamic" || skip "busybox is not static (busybox-static)"
+
+# ---- the kernel: Debian's current one, unpacked (not installed) into $BUILD/vm ----
+vm=$PWD/$BUILD/vm
+mkdir -p "$vm"
+pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$pkg" ] || skip "no linux-image-amd64 in the apt cache (apt-get update)"
+kver=${pkg#linux-image-}
+if [ ! -f "$vm/$kver/vmlinuz" ]; then
+  rm -rf "$vm/dl" && mkdir -p "$vm/dl"
+  (cd "$vm/dl" && apt-get download "$pkg" >/dev/null 2>&1) || skip "apt-get download $pkg failed"
+  dpkg-deb -x "$vm"/dl/*.deb "$vm/dl/root" || skip "cannot unpack $pkg"
+  mods=$vm/dl/root/lib/modules/$kver/kernel
+  mkdir -p "$vm/$kver/initrd/bin" "$vm/$kver/initrd/lib/modules" "$vm/$kver/initrd/"{proc,sys,dev,mnt}
+  for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+           drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci fs/netfs/netfs \
+           fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p fs/overlayfs/overlay; do
+    cp "$mods/$m.ko" "$vm/$kver/initrd/lib/modules/" || skip "$pkg has no $m.ko"
+  done
+  cp "$busybox_bin" "$vm/$kver/initrd/bin/busybox"
+  install -m 0755 tests/vm/init "$vm/$kver/initrd/init"
+  (cd "$vm/$kver/initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$vm/$kver/initrd.gz"
+  cp "$vm/dl/root/boot/vmlinuz-$kver" "$vm/$kver/vmlinuz"
+  rm -rf "$vm/dl" "$vm/$kver/initrd"
+fi
+# the init may have changed since the cache was made
+if ! zcat "$vm/$kver/initrd.gz" | cpio -i --to-stdout init 2>/dev/null | cmp -s - tests/vm/init; then
+  tmpi=$(mktemp -d)
+  (cd "$tmpi" && zcat "$vm/$kver/initrd.gz" | cpio -id 2>/dev/null && install -m 0755 "$OLDPWD/tests/vm/init" init &&
+    find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$vm/$kver/initrd.gz.new" &&
+    mv "$vm/$kver/initrd.gz.new" "$vm/$kver/initrd.gz"
+  rm -rf "$tmpi"
+fi
+
+# ---- the job: this checkout's suites, in the guest ----
+job=$(mktemp -d /tmp/agentbox-vm.XXXXXX)
+out=$(mktemp /tmp/agentbox-vm-out.XXXXXX)
+trap 'rm -rf "$job" "$out"' EXIT
+cat >"$job/job.sh" <<EOF
+cd '$PWD' || exit 1
+export AGENTBOX='$AGENTBOX' AGENTBOX_DATA_DIR='$PWD' HELPERS_DIR='$HELPERS_DIR' HOME=/tmp
+for suite in exec escape; do
+  '$PYTHON' tests/pyrun.py tests/\$suite/ \$suite-$label
+done
+EOF
+echo "cgroup v2 VM: kernel $kver under qemu (TCG), suites exec and escape"
+timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+  -nographic -no-reboot -kernel "$vm/$kver/vmlinuz" -initrd "$vm/$kver/initrd.gz" \
+  -append "console=ttyS0 quiet panic=-1 lsm=landlock,yama" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$job,mount_tag=job,security_model=none" </dev/null 2>&1 |
+  tr -d '\r' | tee "$out" |
+  grep -E '(^|[^a-z])vm:|^ERROR:|^FAIL:|^Traceback|^  File|^[A-Za-z]*Error|\.\.\. skipped|: [0-9]+ passed'
+rc=${PIPESTATUS[0]}
+p=0 f=0 s=0 n=0
+while read -r line; do
+  n=$((n + 1))
+  p=$((p + $(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$line")))
+  f=$((f + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+  s=$((s + $(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")))
+done < <(grep -E "^(exec|escape)-$label: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped" "$out")
+if [ "$n" -ne 2 ]; then
+  echo "cgroup v2 VM: $n of 2 suites reported (qemu exit $rc); the last lines:"
+  tail -20 "$out"
+  f=$((f + 1))
+fi
+grep -q "cgroup2 controllers: .*memory.*pids" "$out" || {
+  echo "cgroup v2 VM: the guest had no memory and pids controllers on cgroup2"
+  f=$((f + 1))
+}
+echo "$label: $p passed, $f failed, $s skipped"
