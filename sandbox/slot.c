@@ -39,10 +39,14 @@ static unsigned first_uid(void)
     return env_uint("AGENTBOX_FIRST_UID", DEFAULT_FIRST_UID, 0x7fffffffu - MAX_SLOTS);
 }
 
+/* Why lock_dir failed, for the error message ("" = errno says it). */
+static char lock_dir_problem[4400];
+
 /* /run/agentbox (root), $XDG_RUNTIME_DIR/agentbox, or /tmp/agentbox-UID; made 0700 and
  * checked to be ours, so another user cannot pre-create it and hold our locks. */
 static int lock_dir(char *out, size_t outsz)
 {
+    lock_dir_problem[0] = '\0';
     const char *xdg = getenv("XDG_RUNTIME_DIR");
     int n;
     if (geteuid() == 0)
@@ -59,6 +63,13 @@ static int lock_dir(char *out, size_t outsz)
     if (lstat(out, &st) < 0)
         return -1;
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077)) {
+        /* Not ours to use: someone else made it (a squatter in /tmp), or it is open to others.
+         * Never "repaired": it is not ours to chmod or remove. */
+        snprintf(lock_dir_problem, sizeof(lock_dir_problem),
+                 "%s: %s (uid %u, mode %03o; it must be a directory of uid %u, mode 0700%s)", out,
+                 !S_ISDIR(st.st_mode) ? "not a directory" : "refused", (unsigned)st.st_uid,
+                 (unsigned)(st.st_mode & 0777), (unsigned)geteuid(),
+                 geteuid() != 0 && !(xdg && xdg[0] == '/') ? "; or set XDG_RUNTIME_DIR" : "");
         errno = EPERM;
         return -1;
     }
@@ -96,6 +107,8 @@ int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
     unsigned start = (unsigned)getpid() % n;
     for (unsigned i = 0; i < n; i++) {
         int r = slot_try((int)((start + i) % n), s);
+        if (r < 0 && lock_dir_problem[0])
+            return errf(err, errsz, "slot lock directory %s", lock_dir_problem);
         if (r < 0)
             return errf(err, errsz, "slot lock: %s", strerror(errno));
         if (r == 1)

@@ -317,6 +317,28 @@ class ExecTest(unittest.TestCase):
         self.assertNotIn("RAN", r.stdout)
         self.assertIn("copy seed into /workspace: sub/b.txt: Permission denied", r.stderr)
 
+    def test_squatted_lock_directory_is_refused_and_named(self):
+        # Another user pre-creates the caller's lock directory (in /tmp, anyone can): agentbox
+        # must not use it (its owner could hold or read our slot locks) and must say why.
+        if not ROOT or not shutil.which("runuser"):
+            self.skipTest("needs root to act as two users")
+        xdg = os.path.join(self.tmp, "xdg")
+        os.mkdir(xdg, 0o700)
+        os.chown(xdg, 65534, 65534)
+        os.chmod(self.tmp, 0o755)
+        squat = os.path.join(xdg, "agentbox")
+        os.mkdir(squat, 0o777)  # root's, not nobody's
+        os.chmod(squat, 0o777)
+        r = subprocess.run(["runuser", "-u", "nobody", "--", "env", "XDG_RUNTIME_DIR=" + xdg,
+                            AGENTBOX, "exec", "--", "echo", "RAN"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertNotIn("RAN", r.stdout)
+        self.assertIn("slot lock directory " + squat, r.stderr)
+        self.assertIn("uid 0, mode 777", r.stderr)
+        self.assertEqual(os.listdir(squat), [])  # nothing created in it
+        self.assertEqual(os.stat(squat).st_mode & 0o777, 0o777)  # nor "repaired"
+
     # ---- nothing left behind ----
     def test_no_mounts_left_on_host(self):
         before = mountinfo()
