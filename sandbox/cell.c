@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "util.h"
 
 #ifndef SYS_pidfd_send_signal
@@ -177,20 +178,7 @@ static int send_workspace_fd(struct cell_child *ctx)
     if (fd < 0)
         return CHILD_FAIL(ctx, "open /workspace");
     struct setup_msg m = {.kind = MSG_WORKSPACE};
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    ssize_t n = sendmsg(ctx->setup_fd, &mh, MSG_NOSIGNAL);
+    ssize_t n = fdpass_send(ctx->setup_fd, &m, sizeof(m), fd);
     int e = errno;
     (void)close(fd);
     errno = e;
@@ -369,32 +357,14 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
 /* ---- parent ---- */
 static int recv_msg(int fd, struct setup_msg *m, int *passed_fd)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
-    ssize_t n;
-    do
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    int got;
+    ssize_t n = fdpass_recv(fd, m, sizeof(*m), MSG_DONTWAIT, &got);
     if (n < 0)
         return -1;
-    int got = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int f;
-            memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (got < 0 && m->kind == MSG_WORKSPACE && n == (ssize_t)sizeof(*m))
-                got = f;
-            else
-                (void)close(f);
-        }
+    /* Only a whole workspace message may carry a descriptor. */
+    if (got >= 0 && !(m->kind == MSG_WORKSPACE && n == (ssize_t)sizeof(*m))) {
+        (void)close(got);
+        got = -1;
     }
     if (n == 0)
         return 0; /* EOF */

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "util.h"
 
 #define JANITOR_WAIT_MS 10000 /* an orphaned pid 1 is reaped by the host's init, in its time */
@@ -58,27 +59,6 @@ static void remove_entry(struct entry *e)
         cgroup_remove(e->pids_path, 1, JANITOR_WAIT_MS);
 }
 
-static ssize_t recv_msg(int fd, struct janitor_msg *m, int *passed)
-{
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
-    *passed = -1;
-    ssize_t n;
-    do
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-        cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(passed, CMSG_DATA(cm), sizeof(int));
-    return n;
-}
-
 static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
 {
     static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
@@ -100,7 +80,7 @@ static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
     for (;;) {
         struct janitor_msg m;
         int lock = -1;
-        ssize_t n = recv_msg(3, &m, &lock);
+        ssize_t n = fdpass_recv(3, &m, sizeof(m), 0, &lock);
         if (n <= 0)
             break; /* EOF: agentbox is gone (or an error we cannot wait out) */
         if (n != (ssize_t)sizeof(m)) {
@@ -184,27 +164,7 @@ static int start_janitor(void)
 
 static int send_msg(const struct janitor_msg *m, int lock_fd)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (lock_fd >= 0) {
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof(u.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &lock_fd, sizeof(int));
-    }
-    ssize_t n;
-    do
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof(*m) ? 0 : -1;
+    return fdpass_send(sock, m, sizeof(*m), lock_fd) == (ssize_t)sizeof(*m) ? 0 : -1;
 }
 
 int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
