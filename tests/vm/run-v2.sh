@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# run-v2.sh: the exec and escape suites on a cgroup v2-only host, which this machine is not (its
-# controllers are bound to v1). Boots Debian's kernel under qemu (software emulation, no KVM
+# run-v2.sh: the exec, escape, run, serve and batch suites on a cgroup v2-only host, which this
+# machine is not (its controllers are bound to v1). Boots Debian's kernel under qemu (software emulation, no KVM
 # needed) with this machine's root shared read-only over 9p, a cgroup2-only /sys/fs/cgroup and a
 # tmpfs /tmp, and runs the suites there as root against this checkout's binary. Prints each
 # suite's tally and one closing line "cgroupv2: N passed, N failed, N skipped" (run-all.sh adds
@@ -14,6 +14,8 @@ cd "$(dirname "$0")/../.."
 : "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=1200}"
 : "${HELPERS_DIR:=$PWD/$BUILD/helpers}"
 label=cgroupv2
+suites="exec escape run serve batch"
+nsuites=5
 
 skip() {
   echo "cgroup v2 VM: skipped: $*"
@@ -67,18 +69,18 @@ trap 'rm -rf "$job" "$out"' EXIT
 cat >"$job/job.sh" <<EOF
 cd '$PWD' || exit 1
 export AGENTBOX='$AGENTBOX' AGENTBOX_DATA_DIR='$PWD' HELPERS_DIR='$HELPERS_DIR' HOME=/tmp
-for suite in exec escape; do
+for suite in $suites; do
   '$PYTHON' tests/pyrun.py tests/\$suite/ \$suite-$label
 done
 EOF
-echo "cgroup v2 VM: kernel $kver under qemu (TCG), suites exec and escape"
-timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+echo "cgroup v2 VM: kernel $kver under qemu (TCG), suites: $suites"
+timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 3072 \
   -nographic -no-reboot -kernel "$vm/$kver/vmlinuz" -initrd "$vm/$kver/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 lsm=landlock,yama" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$job,mount_tag=job,security_model=none" </dev/null 2>&1 |
   tr -d '\r' | tee "$out" |
-  grep -E '(^|[^a-z])vm:|^ERROR:|^FAIL:|^Traceback|^  File|^[A-Za-z]*Error|\.\.\. skipped|: [0-9]+ passed'
+  grep -E '(^|[^a-z-])vm:|^ERROR:|^FAIL:|^Traceback|^  File|^[A-Za-z]*Error|\.\.\. skipped|: [0-9]+ passed'
 rc=${PIPESTATUS[0]}
 p=0 f=0 s=0 n=0
 while read -r line; do
@@ -86,9 +88,9 @@ while read -r line; do
   p=$((p + $(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$line")))
   f=$((f + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
   s=$((s + $(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")))
-done < <(grep -E "^(exec|escape)-$label: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped" "$out")
-if [ "$n" -ne 2 ]; then
-  echo "cgroup v2 VM: $n of 2 suites reported (qemu exit $rc); the last lines:"
+done < <(grep -E "^(${suites// /|})-$label: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped" "$out")
+if [ "$n" -ne "$nsuites" ]; then
+  echo "cgroup v2 VM: $n of $nsuites suites reported (qemu exit $rc); the last lines:"
   tail -20 "$out"
   f=$((f + 1))
 fi
