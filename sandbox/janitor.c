@@ -68,8 +68,11 @@ static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
         (void)sigaction(ignored[i], &ign, NULL);
     /* Only our socket: holding anything of agentbox's (a cell's set-up socket, a client
      * connection, a listening socket) would keep it open after agentbox is gone. */
+    /* The socket out of the way first: /dev/null may be opened as 3. */
+    int sock_fd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (dup2(fd, 3) < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+    if (sock_fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+        dup2(sock_fd, 3) < 0)
         _exit(1);
     (void)syscall(SYS_close_range, 4, ~0u, 0);
     struct entry *table = mmap(NULL, capacity * sizeof(*table), PROT_READ | PROT_WRITE,
