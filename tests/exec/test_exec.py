@@ -329,8 +329,20 @@ class ExecTest(unittest.TestCase):
         squat = os.path.join(xdg, "agentbox")
         os.mkdir(squat, 0o777)  # root's, not nobody's
         os.chmod(squat, 0o777)
-        r = subprocess.run(["runuser", "-u", "nobody", "--", "env", "XDG_RUNTIME_DIR=" + xdg,
-                            AGENTBOX, "exec", "--", "echo", "RAN"],
+        # a copy nobody can run (the checkout may be below a private directory), with the
+        # policies beside it
+        stage = os.path.join(self.tmp, "bin")
+        os.mkdir(stage, 0o755)
+        shutil.copy2(AGENTBOX, os.path.join(stage, "agentbox"))
+        data = os.environ.get("AGENTBOX_DATA_DIR", os.path.dirname(os.path.abspath(AGENTBOX)))
+        shutil.copytree(os.path.join(data, "policies"), os.path.join(stage, "policies"))
+        for d, _, files in os.walk(stage):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o755 if f == "agentbox" else 0o644)
+        r = subprocess.run(["runuser", "-u", "nobody", "--", "env", "-u", "AGENTBOX_DATA_DIR",
+                            "XDG_RUNTIME_DIR=" + xdg, os.path.join(stage, "agentbox"), "exec",
+                            "--", "echo", "RAN"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 125, r.stderr)
         self.assertNotIn("RAN", r.stdout)
