@@ -93,6 +93,97 @@ class Deploy(unittest.TestCase):
             out, _ = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 0, out)
 
+    def test_wrapper_delegates_its_cgroup_on_v2(self):
+        # What systemd's Delegate=yes hands the service on a cgroup v2 host: a cgroup of its
+        # own, holding the service's process. agentbox-serve must move itself into a leaf and
+        # have the cells made below the service's cgroup, with their limits. Runs where
+        # cgroup v2 has the memory and pids controllers (make check's VM), as root.
+        root = "/sys/fs/cgroup"
+        try:
+            with open(root + "/cgroup.controllers") as f:
+                ctrls = f.read().split()
+        except OSError:
+            ctrls = []
+        if os.geteuid() != 0 or "memory" not in ctrls or "pids" not in ctrls:
+            self.skipTest("needs root on a cgroup v2 host with memory and pids (the VM of make check)")
+        with open(root + "/cgroup.subtree_control", "w") as f:
+            f.write("+memory +pids")
+        svc = os.path.join(root, "agentbox-test-svc-%d" % os.getpid())
+        os.mkdir(svc)
+        sock = os.path.join(self.tmp, "agentbox.sock")
+        replay = os.path.join(self.tmp, "replay.json")
+
+        def call(name, args):
+            return {"id": "c" + name, "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)}}
+        with open(replay, "w") as f:
+            json.dump({"replies": [{"content": None, "tool_calls": [call("execute_bash", {"command": "sleep 3"})]},
+                                   {"content": None, "tool_calls": [call("finish", {"message": "ok"})]}]}, f)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENHANDS_", "OPENROUTER_"))}
+        env.update({"AGENTBOX": AGENTBOX, "AGENTBOX_SOCKET": sock, "AGENTBOX_GROUP": "root",
+                    "OPENHANDS_WORKSPACE_ROOT": os.path.join(self.tmp, "state"),
+                    "AGENTBOX_DATA_DIR": DATA_DIR, "AGENTBOX_JOBS": "1"})
+        env.pop("AGENTBOX_CGROUP", None)
+        # the service's process starts in the service's cgroup, as systemd starts it
+        p = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/cgroup.procs" && shift && exec sh "$@"', "sh",
+                              svc, os.path.join(DEPLOY, "agentbox-serve"), "--replay", replay],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            def ask(req):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(60)
+                    s.connect(sock)
+                    s.sendall(json.dumps(req).encode() + b"\n")
+                    buf = b""
+                    while not buf.endswith(b"\n"):
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        buf += chunk
+                    return json.loads(buf)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if ask({"op": "health"}).get("ok"):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            r = ask({"op": "submit", "task": {"prompt": "x"}})
+            self.assertTrue(r.get("ok"), r)
+            tid = r["id"]
+            cells = []
+            while not cells and time.monotonic() < deadline:
+                time.sleep(0.05)
+                if os.path.isdir(svc + "/agentbox"):
+                    cells = [d for d in os.listdir(svc + "/agentbox") if d.startswith("u0-s")]
+            self.assertEqual(len(cells), 1, "no cell cgroup below the service's cgroup")
+            cell = os.path.join(svc, "agentbox", cells[0])
+            with open(cell + "/memory.max") as f:
+                self.assertEqual(int(f.read()), 2 << 30)  # the default policy's 2G
+            with open(cell + "/pids.max") as f:
+                self.assertEqual(int(f.read()), 512)
+            with open("/proc/%d/cgroup" % p.pid) as f:
+                self.assertIn("0::/%s/supervisor" % os.path.basename(svc), f.read())
+            r = ask({"op": "wait", "id": tid, "timeout_s": 60})
+            self.assertEqual(r["result"]["status"], "succeeded", r)
+            self.assertEqual(r["result"]["sandbox"]["cgroup"], "v2")
+            self.assertFalse(os.path.exists(cell), "the cell's cgroup outlived it")
+        finally:
+            p.send_signal(signal.SIGTERM)
+            out, _ = p.communicate(timeout=30)
+            # the supervisor's janitor may still be on its way out (it exits on its own once
+            # the supervisor is gone, as systemd would also see)
+            end = time.monotonic() + 10
+            while os.path.exists(svc) and time.monotonic() < end:
+                for d in (svc + "/agentbox", svc + "/supervisor", svc):
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass
+                time.sleep(0.05)
+        self.assertEqual(p.returncode, 0, out)
+        self.assertFalse(os.path.exists(svc), "the service's cgroup could not be removed")
+
     def test_slurm_script_shard_from_array_variables(self):
         stub = os.path.join(self.tmp, "bin")
         os.mkdir(stub)

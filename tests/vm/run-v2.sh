@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# run-v2.sh: the exec, escape, run, serve and batch suites on a cgroup v2-only host, which this
-# machine is not (its controllers are bound to v1). Boots Debian's kernel under qemu (software emulation, no KVM
+# run-v2.sh: the exec, escape, run, serve, batch and deploy suites on a cgroup v2-only host,
+# which this machine is not (its controllers are bound to v1). Boots Debian's kernel under qemu (software emulation, no KVM
 # needed) with this machine's root shared read-only over 9p, a cgroup2-only /sys/fs/cgroup and a
 # tmpfs /tmp, and runs the suites there as root against this checkout's binary. Prints each
 # suite's tally and one closing line "cgroupv2: N passed, N failed, N skipped" (run-all.sh adds
@@ -14,8 +14,8 @@ cd "$(dirname "$0")/../.."
 : "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=1200}"
 : "${HELPERS_DIR:=$PWD/$BUILD/helpers}"
 label=cgroupv2
-suites="exec escape run serve batch"
-nsuites=5
+suites="exec escape run serve batch deploy"
+nsuites=6
 
 skip() {
   echo "cgroup v2 VM: skipped: $*"
