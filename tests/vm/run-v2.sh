@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # run-v2.sh: the exec, escape, run, serve, batch and deploy suites on a cgroup v2-only host,
-# which this machine is not (its controllers are bound to v1). Boots Debian's kernel under qemu (software emulation, no KVM
-# needed) with this machine's root shared read-only over 9p, a cgroup2-only /sys/fs/cgroup and a
-# tmpfs /tmp, and runs the suites there as root against this checkout's binary. Prints each
-# suite's tally and one closing line "cgroupv2: N passed, N failed, N skipped" (run-all.sh adds
-# it up). Without qemu, busybox-static or cpio (make deps installs them), or when Debian's kernel
-# package cannot be fetched, it says why and counts one skip.
+# which this machine is not (its controllers are bound to v1). Boots Debian's kernel under qemu
+# (software emulation, no KVM needed) with this machine's root shared read-only over 9p, a
+# cgroup2-only /sys/fs/cgroup and a tmpfs /tmp, and runs the suites there as root against this
+# checkout's binary. Prints each suite's tally and one closing line "cgroupv2: N passed, N
+# failed, N skipped" (run-all.sh adds it up). Without qemu, busybox-static or cpio (make deps
+# installs them), or when Debian's kernel package cannot be fetched, it says why and counts one
+# skip.
 #
 # env: AGENTBOX (binary under test), BUILD (kernel and initramfs cache: $BUILD/vm), PYTHON,
 # HELPERS_DIR, VM_TIMEOUT (seconds, default 1200).
