@@ -94,12 +94,11 @@ int cgroup_parse_own_path(const char *proc_cgroup, const char *key, char *out, s
     return -1;
 }
 
-static int own_path(const char *key, char *out, size_t outsz)
+/* /proc/self/cgroup, read once per cgroup_create ("" when unreadable: no hierarchy matches). */
+static void read_own_cgroups(char *buf, size_t bufsz)
 {
-    char buf[4096];
-    if (get("/proc/self", "cgroup", buf, sizeof(buf)) < 0)
-        return -1;
-    return cgroup_parse_own_path(buf, key, out, outsz);
+    if (get("/proc/self", "cgroup", buf, bufsz) < 0)
+        buf[0] = '\0';
 }
 
 /* How long removal waits in line for the last tasks to be reaped (the janitor waits longer). */
@@ -197,7 +196,9 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
         snprintf(base, sizeof(base), "%s", env);
     else {
         const char *root = access(V2_ROOT "/cgroup.controllers", F_OK) == 0 ? V2_ROOT : V2_ALT_ROOT;
-        if (own_path("", own, sizeof(own)) < 0)
+        char procs[4096];
+        read_own_cgroups(procs, sizeof(procs));
+        if (cgroup_parse_own_path(procs, "", own, sizeof(own)) < 0)
             return false;
         snprintf(base, sizeof(base), "%s%s", root, own);
     }
@@ -247,9 +248,10 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
 static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
                    const struct policy_limits *lim)
 {
-    char own[256], parent[560], v[32];
+    char own[256], parent[560], v[32], procs[4096];
+    read_own_cgroups(procs, sizeof(procs));
     if (lim->memory_bytes && access(V1_MEMORY "/memory.limit_in_bytes", F_OK) == 0 &&
-        own_path("memory", own, sizeof(own)) == 0) {
+        cgroup_parse_own_path(procs, "memory", own, sizeof(own)) == 0) {
         snprintf(parent, sizeof(parent), V1_MEMORY "%s/agentbox", own);
         if (access(V1_MEMORY, W_OK) == 0) {
             sweep(parent, 1, slot);
@@ -267,7 +269,7 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
         cg->path[0] = '\0';
     /* The root of a hierarchy has no pids.max: test for the controller's own file. */
     if (lim->pids && access(V1_PIDS "/cgroup.procs", F_OK) == 0 && access(V1_PIDS, W_OK) == 0 &&
-        own_path("pids", own, sizeof(own)) == 0) {
+        cgroup_parse_own_path(procs, "pids", own, sizeof(own)) == 0) {
         snprintf(parent, sizeof(parent), V1_PIDS "%s/agentbox", own);
         sweep(parent, 1, slot);
         if (fresh(parent, NULL, slot, 1, cg->pids_path, sizeof(cg->pids_path)) == 0) {
