@@ -133,7 +133,9 @@ static void forget_janitor(void)
         (void)close(sock);
     sock = -1;
     if (pid > 0) {
-        /* It is dead or dying (its socket failed): reap it. */
+        /* Its socket failed, so it is dead or dying; SIGKILL makes sure the wait cannot block
+         * on one that is not (it could no longer be told anything anyway). */
+        (void)kill(pid, SIGKILL);
         siginfo_t si;
         while (waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL) < 0 && errno == EINTR)
             ;
