@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "util.h"
 
 #define JANITOR_WAIT_MS 10000 /* an orphaned pid 1 is reaped by the host's init, in its time */
+#define JANITOR_ACK_MS  5000  /* it only stores an entry: silence this long means stopped */
 
 enum { MSG_ADD = 'A', MSG_DONE = 'D' };
 
@@ -99,6 +101,7 @@ static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
             if (i == capacity) { /* cannot happen: one entry per slot */
                 if (lock >= 0)
                     (void)close(lock);
+                (void)send(3, "f", 1, MSG_NOSIGNAL); /* full: agentbox fails the cell */
                 continue;
             }
             table[i].id = m.id;
@@ -108,6 +111,9 @@ static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
             memcpy(table[i].pids_path, m.pids_path, sizeof(m.pids_path));
             if (i == used)
                 used++;
+            /* Only now is the cell covered: agentbox waits for this byte. */
+            if (send(3, "k", 1, MSG_NOSIGNAL) != 1)
+                break;
         } else {
             if (lock >= 0)
                 (void)close(lock);
@@ -172,6 +178,29 @@ static int send_msg(const struct janitor_msg *m, int lock_fd)
     return fdpass_send(sock, m, sizeof(*m), lock_fd) == (ssize_t)sizeof(*m) ? 0 : -1;
 }
 
+/* The janitor's answer to a registration: 'k' (stored), 'f' (table full), or -1 when it did
+ * not answer. A send can succeed into the socket of a janitor already SIGKILLed: a dying
+ * process closes its files only after tearing down its memory (slow for a large one, e.g.
+ * under ASan), so only the answer proves that the cell is covered. */
+static int await_ack(void)
+{
+    struct pollfd p = {.fd = sock, .events = POLLIN};
+    double deadline = monotonic_s() + JANITOR_ACK_MS / 1000.0;
+    for (;;) {
+        double left = deadline - monotonic_s();
+        int r = poll(&p, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1; /* stopped or stuck: treated as dead */
+        char ack;
+        ssize_t n = recv(sock, &ack, 1, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        return n == 1 ? ack : -1;
+    }
+}
+
 int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
 {
     struct janitor_msg m;
@@ -187,9 +216,14 @@ int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *i
     for (int attempt = 0; attempt < 2; attempt++) {
         if (sock < 0 && start_janitor() < 0)
             return -1;
-        if (send_msg(&m, slot_lock_fd) == 0) {
+        int ack = send_msg(&m, slot_lock_fd) == 0 ? await_ack() : -1;
+        if (ack == 'k') {
             *id = m.id;
             return 0;
+        }
+        if (ack == 'f') {
+            errno = ENOSPC;
+            return -1;
         }
         forget_janitor();
     }
