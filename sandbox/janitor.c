@@ -3,7 +3,9 @@
  * it and unregisters them once it has removed them itself; when its socket reaches EOF
  * (agentbox is gone), it removes whatever is still registered and exits. Each registration
  * carries the slot's lock fd (the same open file, so the same flock): the slot, and so the
- * cgroup names, cannot be reused until the janitor is done with them.
+ * cgroup names, cannot be reused until the janitor is done with them. A registration counts
+ * once the janitor has answered it; a janitor found dead or silent is killed, reaped and
+ * replaced, and the new one is told every cell still registered.
  *
  * Started on first use, with clone3 and no exit signal: a caller reaping with waitpid(-1)
  * does not take it, and no SIGCHLD arrives. It allocates nothing with malloc (the caller may
@@ -18,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -48,6 +51,15 @@ struct entry {
     char path[512], pids_path[512];
 };
 
+/* agentbox's record of what the janitor was told, to tell a replacement. Each lock_fd is the
+ * cell's own slot lock, open until after the cell unregisters. */
+struct registration {
+    struct janitor_msg msg;
+    int lock_fd;
+    struct registration *next;
+};
+
+static struct registration *registrations;
 static int sock = -1;  /* our end; -1 = no janitor */
 static pid_t pid = -1; /* the janitor */
 static uint64_t last_id;
@@ -201,45 +213,87 @@ static int await_ack(void)
     }
 }
 
+/* Sends a registration and waits for the answer (see await_ack). */
+static int tell(const struct janitor_msg *m, int lock_fd)
+{
+    return send_msg(m, lock_fd) == 0 ? await_ack() : -1;
+}
+
+/* A janitor to talk to: started if there is none, and a new one is told every cell still
+ * registered, so that replacing a janitor killed from outside loses no cell's safety net. */
+static int ensure_janitor(void)
+{
+    for (int attempt = 0; attempt < 2 && sock < 0; attempt++) {
+        if (start_janitor() < 0)
+            return -1;
+        const struct registration *r = registrations;
+        while (r && tell(&r->msg, r->lock_fd) == 'k')
+            r = r->next;
+        if (r)
+            forget_janitor();
+    }
+    if (sock < 0)
+        errno = EPIPE;
+    return sock < 0 ? -1 : 0;
+}
+
 int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
 {
-    struct janitor_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = MSG_ADD;
-    m.version = (char)cg->version;
-    m.id = ++last_id;
-    snprintf(m.path, sizeof(m.path), "%s", cg->path);
+    struct registration *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -1;
+    r->msg.kind = MSG_ADD;
+    r->msg.version = (char)cg->version;
+    r->msg.id = ++last_id;
+    snprintf(r->msg.path, sizeof(r->msg.path), "%s", cg->path);
     if (cg->version == 1)
-        snprintf(m.pids_path, sizeof(m.pids_path), "%s", cg->pids_path);
-    /* A janitor that died (killed from outside) is replaced; the cells it knew lose their
-     * safety net (the next agentbox's sweep of free slots remains). */
+        snprintf(r->msg.pids_path, sizeof(r->msg.pids_path), "%s", cg->pids_path);
+    r->lock_fd = slot_lock_fd;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (sock < 0 && start_janitor() < 0)
-            return -1;
-        int ack = send_msg(&m, slot_lock_fd) == 0 ? await_ack() : -1;
+        if (ensure_janitor() < 0)
+            break;
+        int ack = tell(&r->msg, r->lock_fd);
         if (ack == 'k') {
-            *id = m.id;
+            r->next = registrations;
+            registrations = r;
+            *id = r->msg.id;
             return 0;
         }
         if (ack == 'f') {
             errno = ENOSPC;
-            return -1;
+            break;
         }
-        forget_janitor();
+        forget_janitor(); /* dead, dying or stopped: the next attempt replaces it */
+        errno = EPIPE;
     }
+    int e = errno;
+    free(r);
+    errno = e;
     return -1;
 }
 
 void janitor_unregister(uint64_t id)
 {
-    if (!id || sock < 0)
+    if (!id)
+        return;
+    for (struct registration **p = &registrations; *p; p = &(*p)->next)
+        if ((*p)->msg.id == id) {
+            struct registration *gone = *p;
+            *p = gone->next;
+            free(gone);
+            break;
+        }
+    if (sock < 0)
         return;
     struct janitor_msg m;
     memset(&m, 0, sizeof(m));
     m.kind = MSG_DONE;
     m.id = id;
     /* Should it not get through, the janitor would remove what is already gone: harmless,
-     * as it still holds the slot's lock until then. */
-    if (send_msg(&m, -1) < 0)
+     * as it still holds the slot's lock until then. A janitor found dead here is replaced
+     * at once, for the cells still running. */
+    if (send_msg(&m, -1) < 0) {
         forget_janitor();
+        (void)ensure_janitor();
+    }
 }

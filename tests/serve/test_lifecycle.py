@@ -198,10 +198,12 @@ class LifecycleTest(ServeTestCase):
         new = janitors_of(self.proc.pid)
         self.assertEqual(len(new), 1, new)
         self.assertNotEqual(new, old)
-        with open(os.path.join(self.state, second, "events.jsonl")) as f:
-            pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
-        cgroups = cgroups_of(pid)
-        self.assertTrue(cgroups)
+        cgroups = []
+        for tid in (first, second):  # the new janitor was told of the first cell too
+            with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+                pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
+            self.assertTrue(cgroups_of(pid), tid)
+            cgroups += cgroups_of(pid)
         c.close()
         self.proc.kill()
         self.proc.wait(10)
