@@ -51,6 +51,16 @@ def janitors_of(ppid):
     return found
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat, or None once the pid is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
 class LifecycleTest(ServeTestCase):
     def wait_running(self, c, ids, n):
         deadline = time.monotonic() + 30
@@ -218,6 +228,39 @@ class LifecycleTest(ServeTestCase):
     def test_a_stopped_janitor_is_replaced(self):
         # It answers nothing for 5 s: agentbox kills it and starts another.
         self.check_janitor_replaced(signal.SIGSTOP)
+
+    def test_a_janitor_found_dead_at_a_cell_end_is_replaced(self):
+        # No new cell needed: the end of another cell finds the janitor gone, and the
+        # replacement is told of the cell still running.
+        slow = self.write_replay([bash_reply("sleep 120"), finish_reply()], "slow.json")
+        self.start_server("--jobs", "2", replay=slow)
+        c = self.conn()
+        ids = [self.submit(c, {"prompt": "x", "id": f"k{i}"}) for i in range(2)]
+        self.wait_running(c, ids, 2)
+        old = janitors_of(self.proc.pid)
+        if not old:
+            self.skipTest("no cgroups here (unprivileged or none usable): no janitor")
+        with open(os.path.join(self.state, ids[0], "events.jsonl")) as f:
+            pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
+        cgroups = cgroups_of(pid)
+        self.assertTrue(cgroups)
+        os.kill(old[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while proc_state(old[0]) not in ("Z", None):  # its socket is closed by then
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        self.assertTrue(c.ask({"op": "cancel", "id": ids[1]})["cancelling"])
+        self.assertEqual(self.wait_result(c, ids[1])["status"], "cancelled")
+        new = janitors_of(self.proc.pid)
+        self.assertEqual(len(new), 1, new)
+        self.assertNotEqual(new, old)
+        c.close()
+        self.proc.kill()
+        self.proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(d) for d in cgroups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual([d for d in cgroups if os.path.exists(d)], [], "cgroups left behind")
 
     def test_one_server_per_state_dir_and_socket(self):
         replay = self.write_replay([finish_reply()])
