@@ -136,9 +136,13 @@ class LoadMode(LLMTestCase):
 
     def test_hung_requests_do_not_stall_the_others(self):
         # a quarter of the requests hang: each is cut by the 1 s call timeout and retried,
-        # while the other calls on the same event loop go on
+        # while the other calls on the same event loop go on. No breaker: with 10 in flight,
+        # hung requests pile up in the slots and time out together, and 5 timeouts in a row
+        # open it (rightly; how often depends on timing: CI saw it once under ASan), which is
+        # the breaker tests' subject, not this one's.
         self.serve({"default": {"content": "x"}, "faults": {"rate": 0.25, "seed": 3, "kinds": ["hang"]}})
-        run = self.llm("hi", "--count", "40", "--parallel", "10", env={"OPENHANDS_LLM_TIMEOUT": "1"})
+        run = self.llm("hi", "--count", "40", "--parallel", "10",
+                       env={"OPENHANDS_LLM_TIMEOUT": "1", "OPENHANDS_ENABLE_CIRCUIT_BREAKER": "false"})
         j = run.json
         hung = sum(1 for r in self.reqs() if r["how"] == "fault:hang")
         self.assertGreater(hung, 3)

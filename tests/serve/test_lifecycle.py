@@ -34,31 +34,25 @@ def cgroups_of(pid):
     return found
 
 
+def proc_stat(pid):
+    """(comm, state letter, ppid) from /proc/PID/stat, or None once the pid is gone."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rindex(")") + 2:].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], rest[0], int(rest[1])
+
+
 def janitors_of(ppid):
     """Pids of the cgroup janitors (comm "agentbox-janitor") whose parent is ppid."""
     found = []
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        if comm.startswith("agentbox-janit") and int(stat[stat.rindex(")") + 2:].split()[1]) == ppid:
+        st = proc_stat(d) if d.isdigit() else None
+        if st and st[0].startswith("agentbox-janit") and st[2] == ppid:
             found.append(int(d))
     return found
-
-
-def proc_state(pid):
-    """The state letter of /proc/PID/stat, or None once the pid is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()[0]
 
 
 class LifecycleTest(ServeTestCase):
@@ -70,6 +64,24 @@ class LifecycleTest(ServeTestCase):
                 return st
             self.assertLess(time.monotonic(), deadline, st)
             time.sleep(0.05)
+
+    def cell_cgroups(self, tid):
+        """Host paths of the cgroups of task tid's cell (asserted to exist)."""
+        with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+            pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
+        found = cgroups_of(pid)
+        self.assertTrue(found, tid)
+        return found
+
+    def kill_server_expect_removed(self, c, cgroups):
+        """SIGKILLs the supervisor; its janitor must remove cgroups within 15 s."""
+        c.close()
+        self.proc.kill()
+        self.proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(d) for d in cgroups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual([d for d in cgroups if os.path.exists(d)], [], "cgroups left behind")
 
     def test_sigterm_drains(self):
         replay = self.write_replay([bash_reply("sleep 1.5"), finish_reply("ok")])
@@ -208,19 +220,8 @@ class LifecycleTest(ServeTestCase):
         new = janitors_of(self.proc.pid)
         self.assertEqual(len(new), 1, new)
         self.assertNotEqual(new, old)
-        cgroups = []
-        for tid in (first, second):  # the new janitor was told of the first cell too
-            with open(os.path.join(self.state, tid, "events.jsonl")) as f:
-                pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
-            self.assertTrue(cgroups_of(pid), tid)
-            cgroups += cgroups_of(pid)
-        c.close()
-        self.proc.kill()
-        self.proc.wait(10)
-        deadline = time.monotonic() + 15
-        while any(os.path.exists(d) for d in cgroups) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertEqual([d for d in cgroups if os.path.exists(d)], [], "cgroups left behind")
+        # the new janitor was told of the first cell too
+        self.kill_server_expect_removed(c, self.cell_cgroups(first) + self.cell_cgroups(second))
 
     def test_a_killed_janitor_is_replaced(self):
         self.check_janitor_replaced(signal.SIGKILL)
@@ -240,27 +241,18 @@ class LifecycleTest(ServeTestCase):
         old = janitors_of(self.proc.pid)
         if not old:
             self.skipTest("no cgroups here (unprivileged or none usable): no janitor")
-        with open(os.path.join(self.state, ids[0], "events.jsonl")) as f:
-            pid = [json.loads(x)["cell_pid"] for x in f if '"task_started"' in x][0]
-        cgroups = cgroups_of(pid)
-        self.assertTrue(cgroups)
+        cgroups = self.cell_cgroups(ids[0])
         os.kill(old[0], signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while proc_state(old[0]) not in ("Z", None):  # its socket is closed by then
-            self.assertLess(time.monotonic(), deadline)
+        while (proc_stat(old[0]) or ("", "Z", 0))[1] != "Z":  # gone or a zombie: its
+            self.assertLess(time.monotonic(), deadline)      # socket is closed by then
             time.sleep(0.02)
         self.assertTrue(c.ask({"op": "cancel", "id": ids[1]})["cancelling"])
         self.assertEqual(self.wait_result(c, ids[1])["status"], "cancelled")
         new = janitors_of(self.proc.pid)
         self.assertEqual(len(new), 1, new)
         self.assertNotEqual(new, old)
-        c.close()
-        self.proc.kill()
-        self.proc.wait(10)
-        deadline = time.monotonic() + 15
-        while any(os.path.exists(d) for d in cgroups) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertEqual([d for d in cgroups if os.path.exists(d)], [], "cgroups left behind")
+        self.kill_server_expect_removed(c, cgroups)
 
     def test_one_server_per_state_dir_and_socket(self):
         replay = self.write_replay([finish_reply()])
