@@ -147,13 +147,15 @@ static __attribute__((noreturn)) void janitor_main(int fd, size_t capacity)
 /* ---- agentbox's side ---- */
 static void forget_janitor(void)
 {
+    /* Dead, dying, or silent (stopped, or stuck): SIGKILL before our end is closed, so that a
+     * live one never sees EOF and removes the cgroups of cells that are still running (the
+     * replacement is told of them), and so that the wait cannot block. */
+    if (pid > 0)
+        (void)kill(pid, SIGKILL);
     if (sock >= 0)
         (void)close(sock);
     sock = -1;
     if (pid > 0) {
-        /* Its socket failed, so it is dead or dying; SIGKILL makes sure the wait cannot block
-         * on one that is not (it could no longer be told anything anyway). */
-        (void)kill(pid, SIGKILL);
         siginfo_t si;
         while (waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL) < 0 && errno == EINTR)
             ;
