@@ -222,21 +222,21 @@ static int tell(const struct janitor_msg *m, int lock_fd)
 }
 
 /* A janitor to talk to: started if there is none, and a new one is told every cell still
- * registered, so that replacing a janitor killed from outside loses no cell's safety net. */
+ * registered, so that replacing a janitor killed from outside loses no cell's safety net.
+ * One attempt; callers that must succeed try again. */
 static int ensure_janitor(void)
 {
-    for (int attempt = 0; attempt < 2 && sock < 0; attempt++) {
-        if (start_janitor() < 0)
-            return -1;
-        const struct registration *r = registrations;
-        while (r && tell(&r->msg, r->lock_fd) == 'k')
-            r = r->next;
-        if (r)
+    if (sock >= 0)
+        return 0;
+    if (start_janitor() < 0)
+        return -1;
+    for (const struct registration *r = registrations; r; r = r->next)
+        if (tell(&r->msg, r->lock_fd) != 'k') {
             forget_janitor();
-    }
-    if (sock < 0)
-        errno = EPIPE;
-    return sock < 0 ? -1 : 0;
+            errno = EPIPE;
+            return -1;
+        }
+    return 0;
 }
 
 int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
@@ -253,7 +253,7 @@ int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *i
     r->lock_fd = slot_lock_fd;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (ensure_janitor() < 0)
-            break;
+            continue;
         int ack = tell(&r->msg, r->lock_fd);
         if (ack == 'k') {
             r->next = registrations;
