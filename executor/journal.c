@@ -1,6 +1,8 @@
 /* journal: see journal.h. Each record is one JSON line written with one write(2) and then
- * fdatasync'd: a crash can tear at most the last line, which the reader skips. The
- * compacted copy is written beside the journal, fsync'd, then renamed over it. */
+ * fdatasync'd; a write or sync that fails is cut back to the last good offset, and a crash
+ * can tear at most the last line, which the reader skips and the next open cuts off. The
+ * compacted copy is written beside the journal, fsync'd, renamed over it, and the directory
+ * fsync'd; with no room for the copy (a full disk) the journal is kept as it is. */
 #include "journal.h"
 
 #include <errno.h>
@@ -13,21 +15,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "json.h"
+#include "log.h"
 #include "util.h"
 
+/* A record is all there or not at all: a failed write or sync (a full disk) is cut back to
+ * the last good offset, so the next record never lands glued to half of this one. */
 static int append(struct journal *j, cJSON *rec)
 {
     cleanup_free char *text = cJSON_PrintUnformatted(rec);
     cJSON_Delete(rec);
     if (!text)
         return -1;
+    if (j->torn) {
+        if (ftruncate(j->fd, (off_t)j->size) < 0)
+            return -1;
+        j->torn = false;
+    }
     size_t n = strlen(text);
     text[n] = '\n'; /* replaces the NUL: written with its length, one write(2) */
-    if (write_all(j->fd, text, n + 1) < 0)
+    if (write_all(j->fd, text, n + 1) < 0 || fdatasync(j->fd) < 0) {
+        int e = errno;
+        if (ftruncate(j->fd, (off_t)j->size) < 0)
+            j->torn = true; /* cut back before the next record */
+        errno = e;
         return -1;
+    }
+    j->size += n + 1;
     j->appended += n + 1;
-    return fdatasync(j->fd);
+    return 0;
 }
 
 static cJSON *record(const char *op, const char *id, double ts)
@@ -105,10 +122,19 @@ static struct journal_entry *find(struct reader *r, const char *id)
     return i < r->n ? &r->e[i] : NULL;
 }
 
-/* One line; anything malformed is skipped (a torn write, or a hand edit). */
+/* One line; anything malformed is skipped (a torn write, or a hand edit). A line that does
+ * not parse may be a torn record with a whole one glued after it (a journal written by an
+ * older agentbox): the last record start in it is tried. */
 static void apply(struct reader *r, const char *line)
 {
     cleanup_json cJSON *rec = cJSON_Parse(line);
+    if (!rec) {
+        const char *p = line, *last = NULL;
+        while ((p = strstr(p + 1, "{\"op\":")) != NULL)
+            last = p;
+        if (last)
+            rec = cJSON_Parse(last);
+    }
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(rec, "op");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(rec, "ts");
@@ -213,11 +239,18 @@ static int write_compacted(const char *path, const struct journal_entry *e, size
         rc = -1;
     if (close(out.fd) < 0)
         rc = -1;
-    if (rc == 0 && rename(tmp, path) < 0)
+    int saved = errno;
+    if (rc == 0 && rename(tmp, path) < 0) {
         rc = -1;
-    if (rc < 0)
+        saved = errno;
+    }
+    if (rc < 0) {
         (void)unlink(tmp);
-    return rc;
+        errno = saved;
+        return -1;
+    }
+    (void)fsync_parent_dir(path); /* the rename is done; this only hastens its durability */
+    return 0;
 }
 
 int journal_rewrite(struct journal *j, const struct journal_entry *entries, size_t n, char *err,
@@ -228,9 +261,17 @@ int journal_rewrite(struct journal *j, const struct journal_entry *entries, size
     int fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0)
         return errf(err, errsz, "%s: %s", j->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        (void)close(fd);
+        return errf(err, errsz, "%s: %s", j->path, strerror(e));
+    }
     if (j->fd >= 0)
         (void)close(j->fd);
     j->fd = fd;
+    j->size = (uint64_t)st.st_size;
+    j->torn = false;
     j->appended = 0;
     return 0;
 }
@@ -240,6 +281,7 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
 {
     j->fd = -1;
     j->appended = 0;
+    j->torn = false;
     snprintf(j->path, sizeof(j->path), "%s/journal.jsonl", state_dir);
     *entries = NULL;
     *nentries = 0;
@@ -274,13 +316,26 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
         free(r.keys[i]);
     free(r.keys);
     r.n = w;
+    /* a torn last line is cut off either way: the next record must start a line */
+    const char *lastnl = len ? memrchr(text, '\n', len) : NULL;
+    j->size = lastnl ? (uint64_t)(lastnl - text) + 1 : 0;
     if (write_compacted(j->path, r.e, r.n) < 0) {
         int saved = errno;
-        journal_entries_free(r.e, r.n);
-        return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(saved));
+        if (!errno_is_no_space(saved)) {
+            journal_entries_free(r.e, r.n);
+            return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(saved));
+        }
+        /* a full disk has no room for a copy: keep the journal as it is (it reads the same)
+         * and compact at a later start or past --journal-max */
+        log_warn("%s: not compacted (%s): kept as it is", j->path, strerror(saved));
+    } else {
+        j->size = 0;
+        struct stat st;
+        if (stat(j->path, &st) == 0)
+            j->size = (uint64_t)st.st_size;
     }
-    j->fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (j->fd < 0) {
+    j->fd = open(j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (j->fd < 0 || ftruncate(j->fd, (off_t)j->size) < 0) {
         int saved = errno;
         journal_entries_free(r.e, r.n);
         return errf(err, errsz, "%s: %s", j->path, strerror(saved));

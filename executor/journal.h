@@ -26,16 +26,21 @@ struct journal {
     int fd;
     char path[4096];
     uint64_t appended; /* bytes written since the last compaction */
+    uint64_t size;     /* the end of the last whole record */
+    bool torn;         /* a failed record could not be cut back yet */
 };
 
-/* Reads STATE/journal.jsonl (a torn last line from a crash is ignored), compacts it
- * (forgotten tasks dropped, one line per transition kept) and opens it for appending.
+/* Reads STATE/journal.jsonl (a torn last line from a crash is cut off), compacts it
+ * (forgotten tasks dropped, one line per transition kept; skipped when the disk has no room
+ * for the copy) and opens it for appending.
  * Fills a malloc'd array of entries in submission order. */
 int journal_open(struct journal *j, const char *state_dir, struct journal_entry **entries,
                  size_t *nentries, char *err, size_t errsz);
 void journal_entries_free(struct journal_entry *entries, size_t n);
 void journal_close(struct journal *j);
 
+/* Each returns 0 once the record is durable, or -1 with errno (ENOSPC: the disk is full)
+ * and nothing of the record left in the file. */
 int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts);
 int journal_started(struct journal *j, const char *id, double ts);
 int journal_finished(struct journal *j, const char *id, const char *status, double ts);

@@ -14,7 +14,7 @@ static const char *const error_names[] = {
     [PERR_DUPLICATE_ID] = "duplicate_id", [PERR_INVALID_TASK] = "invalid_task",
     [PERR_FORBIDDEN] = "forbidden",       [PERR_SHUTTING_DOWN] = "shutting_down",
     [PERR_QUEUE_FULL] = "queue_full",     [PERR_TIMEOUT] = "timeout",
-    [PERR_INTERNAL] = "internal",
+    [PERR_INTERNAL] = "internal",         [PERR_NO_SPACE] = "no_space",
 };
 
 static const struct {

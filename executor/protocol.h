@@ -37,6 +37,7 @@ enum protocol_error {
     PERR_QUEUE_FULL,
     PERR_TIMEOUT,
     PERR_INTERNAL,
+    PERR_NO_SPACE, /* the state disk is full: nothing new can be made durable */
 };
 
 struct request {

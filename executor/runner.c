@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "channel.h"
+#include "crashpoint.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -64,6 +66,9 @@ struct runner {
     struct cell_record rec;
     cJSON *result;
     int exit_code;
+    bool result_saved;     /* result.json is durable */
+    unsigned outputs_lost; /* output files the disk refused (not the limits) */
+    int outputs_errno;
     char outputs_path[4096];
     char events_path[4096];
 };
@@ -584,8 +589,13 @@ static void handle_output(struct runner *r, const struct channel_msg *m)
     cleanup_fd int fd =
         openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 || write_all(fd, m->payload ? m->payload : "", m->payload_len) < 0) {
+        int e = errno;
         log_warn("task %s: cannot save output %s: %s", r->o.task->id, path->valuestring,
-                 strerror(errno));
+                 strerror(e));
+        if (fd >= 0)
+            (void)unlinkat(dfd, leaf, 0); /* no half file that looks saved */
+        r->outputs_lost++;                /* the result says so: a success must not hide a loss */
+        r->outputs_errno = e;
         return;
     }
     r->output_files++;
@@ -721,6 +731,16 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
         *error = broker_error_object("SDK_ERROR", msg, NULL);
         return "task_failed";
     }
+    if (strcmp(end, "finished") == 0 && r->outputs_lost) {
+        snprintf(msg, sizeof(msg),
+                 "the agent finished, but %u of its output files could not be saved (%s): "
+                 "they are lost",
+                 r->outputs_lost, strerror(r->outputs_errno));
+        *status = "failed";
+        *error = broker_error_object("UNKNOWN_ERROR", msg, NULL);
+        cJSON_AddStringToObject(*error, "reason", "not_saved");
+        return "task_failed";
+    }
     if (strcmp(end, "finished") == 0) {
         if (r->mock_used) {
             *status = "mock";
@@ -756,6 +776,69 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     *error = broker_error_object("SDK_ERROR", msg, NULL);
     cJSON_AddStringToObject(*error, "reason", end);
     return "task_failed";
+}
+
+int runner_write_result(const char *path, const cJSON *res, const char *crash_point)
+{
+    cleanup_free char *text = cJSON_Print(res);
+    if (!text) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    if (!line)
+        return -1;
+    text = line;
+    memcpy(text + n, "\n", 2);
+    return atomic_write_file(path, text, n + 1, 0600, crash_point);
+}
+
+/* The fields of a terminal event for a result replaced by save_result. */
+static cJSON *terminal_fields(const struct runner *r, double iters)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "status", "failed");
+    cJSON_AddNumberToObject(f, "iterations", fmin(iters, r->llm_calls));
+    cJSON_AddNumberToObject(f, "execution_time", monotonic_s() - r->start_mono);
+    cJSON_AddNumberToObject(f, "llm_calls", r->llm_calls);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->result, "error");
+    if (cJSON_IsObject(e))
+        cJSON_AddItemToObject(f, "error", cJSON_Duplicate(e, 1));
+    return f;
+}
+
+/* Writes result.json atomically. When the disk refuses it (full), the result becomes a
+ * small failed one that says what was lost, saved if there is room for that. Returns false
+ * when the result was replaced. */
+static bool save_result(struct runner *r)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
+    if (runner_write_result(path, r->result, "result-half") == 0) {
+        r->result_saved = true;
+        return true;
+    }
+    int e = errno;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(r->result, "status");
+    char msg[700];
+    snprintf(msg, sizeof(msg),
+             "the task's result could not be saved (%s): it ended '%s', and its output, diff, "
+             "file list and output files are lost",
+             strerror(e), cJSON_IsString(st) ? st->valuestring : "failed");
+    log_warn("task %s: %s", r->o.task->id, msg);
+    cJSON *err = broker_error_object("UNKNOWN_ERROR", msg, NULL);
+    cJSON_AddStringToObject(err, "reason", "not_saved");
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(r->result, "metadata");
+    cJSON *small = runner_result_unrun(r->o.task->id, "failed", err, monotonic_s() - r->start_mono,
+                                       r->last_model, r->events_path, md);
+    if (small) {
+        cJSON_Delete(r->result);
+        r->result = small;
+    }
+    r->exit_code = 1;
+    r->result_saved = small && runner_write_result(path, small, NULL) == 0;
+    return false;
 }
 
 static void build_result(struct runner *r)
@@ -820,15 +903,15 @@ static void build_result(struct runner *r)
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(res, "error");
     if (cJSON_IsObject(e))
         cJSON_AddItemToObject(f, "error", cJSON_Duplicate(e, 1));
+    /* durable first: a terminal event is a promise that the result can be read */
+    if (!save_result(r)) {
+        cJSON_Delete(f);
+        f = terminal_fields(r, iters);
+        terminal = "task_failed";
+    }
+    crashpoint("after-result");
     events_emit(r->o.events, terminal, f);
-
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
-    cleanup_free char *text = cJSON_Print(res);
-    cleanup_fd int fd =
-        text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
-    if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
-        log_warn("cannot write %s: %s", path, strerror(errno));
+    crashpoint("after-event");
 }
 
 void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
@@ -872,6 +955,11 @@ bool runner_done(const struct runner *r)
 const cJSON *runner_result(const struct runner *r)
 {
     return r->result;
+}
+
+bool runner_result_saved(const struct runner *r)
+{
+    return r->result_saved;
 }
 
 int runner_exit_code(const struct runner *r)

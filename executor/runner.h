@@ -55,6 +55,11 @@ void runner_cancel(struct runner *r);
 bool runner_done(const struct runner *r);
 /* The result (SPEC.md) once done; owned by the runner. */
 const cJSON *runner_result(const struct runner *r);
+/* Whether result.json is durable (false: the disk refused even the failed result that
+ * says what was lost; the caller may try again with runner_write_result). */
+bool runner_result_saved(const struct runner *r);
+/* Writes a result to path atomically (atomicfile.h); -1 with errno on failure. */
+int runner_write_result(const char *path, const cJSON *res, const char *crash_point);
 /* SPEC's exit code for the result: 0, 1, 3 or 4. */
 int runner_exit_code(const struct runner *r);
 void runner_free(struct runner *r);

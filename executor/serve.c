@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "crashpoint.h"
 #include "log.h"
 #include "util.h"
 #include "serve.h"
@@ -121,7 +122,9 @@ static void housekeeping(struct server *s)
             serve_client_close(c);
     }
     struct stask *old;
-    while ((old = taskstore_evictable(&s->store, s->retain)) != NULL) {
+    serve_retry_unsaved(s);
+    /* a task whose result is not saved yet stays (and holds the ones after it) */
+    while ((old = taskstore_evictable(&s->store, s->retain)) != NULL && !old->unsaved) {
         char dir[4400];
         serve_task_dir(s, old->id, dir, sizeof(dir));
         serve_remove_tree(dir);
@@ -552,6 +555,7 @@ int cmd_serve(int argc, char **argv)
         return EXIT_USAGE;
     }
     config_scrub_env();
+    crashpoint_init();
     int rc = EXIT_USAGE;
     sigset_t mask;
     sigemptyset(&mask);

@@ -1,7 +1,7 @@
-/* serve (private): the state shared by the supervisor's three files: serve.c (the loop,
- * signals, start-up), serve_task.c (tasks: start, finish, results, events, recovery) and
- * serve_client.c (socket clients: I/O, the ops, event streams). Not an interface for anything
- * outside `agentbox serve`. */
+/* serve (private): the state shared by the supervisor's files: serve.c (the loop, signals,
+ * start-up), serve_task.c (tasks: start, finish, events, recovery), serve_result.c (results
+ * made durable, read back, rebuilt) and serve_client.c (socket clients: I/O, the ops, event
+ * streams). Not an interface for anything outside `agentbox serve`. */
 #ifndef AGENTBOX_SERVE_H
 #define AGENTBOX_SERVE_H
 
@@ -136,10 +136,27 @@ struct server {
     unsigned long nqueued;
     double started_mono;
     bool draining, cancelled_all, exiting;
+    bool no_space;           /* the last state write found the disk full */
+    unsigned long nunsaved;  /* finished tasks whose result or record is not durable yet */
+    double unsaved_retry_at; /* monotonic */
     double drain_deadline, exit_deadline;
 };
 
+/* serve_result.c */
+cJSON *serve_load_result(const struct server *s, const char *id);
+const char *serve_terminal_event_type(enum task_status st);
+bool serve_is_terminal_event(const char *type);
+cJSON *serve_terminal_event(const struct server *s, const char *id);
+void serve_emit_own_event(struct server *s, struct stask *t, const char *type, cJSON *fields);
+cJSON *serve_terminal_fields(const cJSON *res);
+cJSON *serve_rebuild_result(const struct server *s, const struct stask *t, const cJSON *ev);
+bool serve_save_result(struct server *s, const char *id, const cJSON *res, const char *crash_point);
+void serve_persist_finished(struct server *s, struct stask *t);
+void serve_retry_unsaved(struct server *s);
+cJSON *serve_result_get(struct server *s, struct stask *t);
+
 /* serve_task.c */
+void serve_slot_event_sink(void *opaque, const char *line, size_t len);
 void serve_remove_tree(const char *path);
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
@@ -153,7 +170,6 @@ void serve_dequeue(struct server *s, struct stask *t);
 void serve_step_runners(struct server *s);
 void serve_cancel_queued(struct server *s, const char *why);
 int serve_recover(struct server *s, char *err, size_t errsz);
-cJSON *serve_load_result(const struct server *s, const char *id);
 
 /* serve_client.c */
 void serve_client_interest(struct client *c);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "commands.h"
 #include "json.h"
 #include "log.h"
@@ -200,12 +201,27 @@ static void op_submit(struct client *c, const struct request *req)
     t->parsed = true;
     t->task_json = json;
     t->submitted = wallclock_s();
+    /* acknowledged only once its record is durable */
     if (journal_submitted(&s->journal, t->id, json, t->submitted) < 0) {
-        snprintf(err, sizeof(err), "journal: %s", strerror(errno));
+        int e = errno;
         taskstore_remove(&s->store, t);
-        serve_reply_error(c, PERR_INTERNAL, err);
+        if (errno_is_no_space(e)) {
+            if (!s->no_space)
+                log_error("state disk %s is full: new tasks are refused until it has room",
+                          s->state_dir);
+            s->no_space = true;
+            serve_reply_error(c, PERR_NO_SPACE,
+                              "the server's state disk is full: the task was not accepted "
+                              "(try again later)");
+        } else {
+            snprintf(err, sizeof(err), "journal: %s: the task was not accepted", strerror(e));
+            serve_reply_error(c, PERR_INTERNAL, err);
+        }
         return;
     }
+    if (s->no_space)
+        log_info("state disk: writable again");
+    s->no_space = false;
     serve_enqueue(s, t);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "id", t->id);
@@ -215,16 +231,14 @@ static void op_submit(struct client *c, const struct request *req)
 
 static void send_result(struct client *c, struct stask *t)
 {
-    /* results of tasks from before a restart are read on demand and not kept: retention
-     * bounds the disk, and this bounds the memory */
-    cleanup_json cJSON *loaded = t->result ? NULL : serve_load_result(c->srv, t->id);
-    const cJSON *res = t->result ? t->result : loaded;
+    /* results live on disk and are read on demand: memory holds only the summary */
+    cJSON *res = serve_result_get(c->srv, t);
     if (!res) {
-        serve_reply_error(c, PERR_INTERNAL, "the task's result.json is missing or unreadable");
+        serve_reply_error(c, PERR_INTERNAL, "the task's result cannot be read or rebuilt");
         return;
     }
     cJSON *f = cJSON_CreateObject();
-    cJSON_AddItemToObject(f, "result", cJSON_Duplicate(res, 1));
+    cJSON_AddItemToObject(f, "result", res);
     reply_ok(c, f);
 }
 
@@ -390,6 +404,8 @@ static void op_health(struct client *c)
     struct server *s = c->srv;
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "status", s->draining ? "draining" : "ok");
+    cJSON_AddStringToObject(f, "state_disk", s->no_space ? "full" : "ok");
+    cJSON_AddNumberToObject(f, "unsaved_results", (double)s->nunsaved);
     cJSON_AddStringToObject(f, "version", AGENTBOX_VERSION);
     cJSON_AddNumberToObject(f, "running", s->nrunning);
     cJSON_AddNumberToObject(f, "queued", (double)s->nqueued);

@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -46,13 +47,6 @@ void serve_task_dir(const struct server *s, const char *id, char *out, size_t ou
 
 /* ---------------------------------------------------------------- results */
 
-cJSON *serve_load_result(const struct server *s, const char *id)
-{
-    char path[4400];
-    snprintf(path, sizeof(path), "%s/%s/result.json", s->state_dir, id);
-    return json_read_object_file(path, SERVE_RESULT_MAX_BYTES);
-}
-
 /* A result for a task that no runner finished (cancelled in the queue, failed to start,
  * interrupted by a restart): SPEC's shape, every field present. */
 static cJSON *synth_result(const struct server *s, const struct stask *t, enum task_status st,
@@ -72,17 +66,6 @@ static cJSON *synth_result(const struct server *s, const struct stask *t, enum t
 
 /* ---------------------------------------------------------------- events */
 
-static const char *const terminal_events[] = {"task_completed", "task_failed", "task_timeout",
-                                              "task_cancelled", "task_escalated"};
-
-static bool is_terminal_event(const char *type)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(terminal_events); i++)
-        if (strcmp(type, terminal_events[i]) == 0)
-            return true;
-    return false;
-}
-
 /* Every event of every task passes here: metrics, the cell's pid, live subscribers. */
 static void on_event(struct server *s, struct stask *t, const char *line, size_t len)
 {
@@ -96,7 +79,7 @@ static void on_event(struct server *s, struct stask *t, const char *line, size_t
             if (cJSON_IsNumber(pid))
                 t->cell_pid = (long)pid->valuedouble;
         }
-        terminal = is_terminal_event(type->valuestring);
+        terminal = serve_is_terminal_event(type->valuestring);
     }
     for (struct client *c = s->clients; c; c = c->next) {
         if (c->dead || c->pending != P_STREAM || !c->live)
@@ -109,68 +92,39 @@ static void on_event(struct server *s, struct stask *t, const char *line, size_t
     }
 }
 
-static void slot_event_sink(void *opaque, const char *line, size_t len)
+void serve_slot_event_sink(void *opaque, const char *line, size_t len)
 {
     struct slot *sl = opaque;
     on_event(sl->srv, sl->t, line, len);
 }
 
-/* Events of a task that no runner produced go to its events file and to subscribers. */
-static void emit_own_event(struct server *s, struct stask *t, const char *type, cJSON *fields)
-{
-    char path[4500];
-    snprintf(path, sizeof(path), "%s/%s/events.jsonl", s->state_dir, t->id);
-    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    struct event_log log;
-    events_init(&log, t->id);
-    /* continue the task's seq numbers when a runner wrote some already */
-    cleanup_free char *old = NULL;
-    size_t oldlen = 0;
-    if (read_file(path, 64u << 20, &old, &oldlen) == 0)
-        for (size_t i = 0; i < oldlen; i++)
-            log.seq += old[i] == '\n';
-    if (fd >= 0)
-        (void)events_add_fd(&log, fd);
-    struct slot tmp = {.srv = s, .t = t};
-    (void)events_add_callback(&log, slot_event_sink, &tmp);
-    (void)events_emit(&log, type, fields);
-}
-
 /* ---------------------------------------------------------------- finishing */
 
-static int write_result_file(const struct server *s, const char *id, const cJSON *res)
-{
-    char path[4400];
-    snprintf(path, sizeof(path), "%s/%s/result.json", s->state_dir, id);
-    cleanup_free char *text = cJSON_Print(res);
-    cleanup_fd int fd =
-        text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
-    if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
-        return -1;
-    return close(steal_fd(&fd));
-}
-
-static void record_finished(struct server *s, struct stask *t, enum task_status st, cJSON *res)
+/* The task is finished in memory (waiters answered); its result and journal record are
+ * made durable here, or retried later when the disk refuses them. */
+static void record_finished(struct server *s, struct stask *t, enum task_status st, cJSON *res,
+                            bool result_saved)
 {
     t->ended = wallclock_s();
     taskstore_set_status(&s->store, t, st);
     cJSON_Delete(t->result);
     t->result = res;
+    t->result_saved = result_saved;
+    t->journal_saved = false;
     if (t->started > 0)
         metrics_task_finished(&s->metrics, t->ended - t->started);
-    if (journal_finished(&s->journal, t->id, task_status_name(st), t->ended) < 0)
-        log_error("journal: %s", strerror(errno));
+    serve_persist_finished(s, t);
     if (t->parsed) {
         task_free(&t->task);
         t->parsed = false;
     }
+    serve_answer_waiters(s, t);
     /* the journal keeps the task for a restart; memory need not */
     cJSON_Delete(t->task_json);
     t->task_json = NULL;
-    serve_answer_waiters(s, t);
 }
 
-/* A task ends without a runner: result.json and the terminal event written here. */
+/* A task ends without a runner: result.json, then the terminal event, then the journal. */
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message)
 {
@@ -179,16 +133,11 @@ void serve_finish_without_runner(struct server *s, struct stask *t, enum task_st
     if (dir_ensure(dir) < 0)
         log_warn("%s: %s", dir, strerror(errno));
     cJSON *res = synth_result(s, t, st, error_type, message);
-    if (res && write_result_file(s, t->id, res) < 0 && errno != EEXIST)
-        log_warn("task %s: cannot write its result: %s", t->id, strerror(errno));
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "status", task_status_name(st));
-    cJSON_AddNumberToObject(f, "iterations", 0);
-    if (res)
-        cJSON_AddItemToObject(f, "error",
-                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(res, "error"), 1));
-    emit_own_event(s, t, st == TS_CANCELLED ? "task_cancelled" : "task_failed", f);
-    record_finished(s, t, st, res);
+    bool saved = res && serve_save_result(s, t->id, res, "synth-result-half");
+    crashpoint("synth-after-result");
+    serve_emit_own_event(s, t, serve_terminal_event_type(st), serve_terminal_fields(res));
+    crashpoint("synth-after-event");
+    record_finished(s, t, st, res, saved);
 }
 
 void serve_unregister_slot_fds(struct slot *sl)
@@ -204,6 +153,7 @@ static void finish_running(struct server *s, struct slot *sl)
     struct stask *t = sl->t;
     const cJSON *r = runner_result(sl->runner);
     cJSON *res = r ? cJSON_Duplicate(r, 1) : NULL;
+    bool saved = runner_result_saved(sl->runner);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
     int status = cJSON_IsString(st) ? task_status_parse(st->valuestring) : -1;
     serve_unregister_slot_fds(sl);
@@ -223,7 +173,7 @@ static void finish_running(struct server *s, struct slot *sl)
                                     "the task ended without a result");
         return;
     }
-    record_finished(s, t, status < 0 ? TS_FAILED : (enum task_status)status, res);
+    record_finished(s, t, status < 0 ? TS_FAILED : (enum task_status)status, res, saved);
 }
 
 /* ---------------------------------------------------------------- starting tasks */
@@ -318,7 +268,7 @@ static void start_task(struct server *s, struct stask *t)
         o.models[i] = sl->models[i];
     taskprep_apply_limits(&o.limits, tk);
     events_init(&sl->events, t->id);
-    (void)events_add_callback(&sl->events, slot_event_sink, sl);
+    (void)events_add_callback(&sl->events, serve_slot_event_sink, sl);
 
     t->started = wallclock_s();
     t->start_mono = monotonic_s();
@@ -451,6 +401,37 @@ void serve_cancel_queued(struct server *s, const char *why)
     }
 }
 
+/* A task the journal does not call finished may have ended before the crash: its result
+ * saved (maybe without its terminal event yet), or its terminal event out (so its result
+ * was durable; if it is unreadable now it is rebuilt). Such a task is finished here, with
+ * exactly one terminal event; true when it was. One whose terminal event went out is
+ * never run again, --requeue-interrupted or not. */
+static bool recover_ended(struct server *s, struct stask *t)
+{
+    cleanup_json cJSON *ev = serve_terminal_event(s, t->id);
+    cJSON *res = serve_load_result(s, t->id);
+    bool saved = res != NULL;
+    if (!res && !ev)
+        return false;
+    if (!res)
+        res = serve_rebuild_result(s, t, ev);
+    if (!res)
+        return false;
+    if (!saved)
+        saved = serve_save_result(s, t->id, res, "recovery-result-half");
+    if (!ev) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
+        int code = cJSON_IsString(st) ? task_status_parse(st->valuestring) : TS_FAILED;
+        serve_emit_own_event(s, t, serve_terminal_event_type((enum task_status)code),
+                             serve_terminal_fields(res));
+        crashpoint("recovery-after-event");
+    }
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
+    int code = cJSON_IsString(st) ? task_status_parse(st->valuestring) : -1;
+    record_finished(s, t, code < 0 ? TS_FAILED : (enum task_status)code, res, saved);
+    return true;
+}
+
 /* Every task the journal knows comes back: finished ones as they ended; interrupted ones
  * failed (or queued again). Their cells died with the old supervisor (PDEATHSIG), and with
  * them their mount namespaces: nothing else to clean. */
@@ -477,16 +458,10 @@ int serve_recover(struct server *s, char *err, size_t errsz)
             finished++;
             continue;
         }
-        /* the runner may have written its result just before the crash */
-        cJSON *res = serve_load_result(s, t->id);
-        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(res, "status");
-        st = cJSON_IsString(rs) ? task_status_parse(rs->valuestring) : -1;
-        if (st >= 0) {
-            record_finished(s, t, (enum task_status)st, res);
+        if (recover_ended(s, t)) {
             finished++;
             continue;
         }
-        cJSON_Delete(res);
         char dir[4400], perr[ERR_MSG_MAX];
         serve_task_dir(s, t->id, dir, sizeof(dir));
         if (s->requeue && task_parse(t->task_json, &t->task, perr, sizeof(perr)) == 0) {

@@ -32,7 +32,9 @@ struct stask {
     cJSON *task_json; /* as accepted (id filled in); freed once finished */
     struct task task; /* parsed; freed once finished */
     bool parsed;
-    cJSON *result; /* once finished; NULL for a recovered task (read from disk) */
+    cJSON *result; /* only while the disk refuses it: results are read from disk */
+    bool result_saved, journal_saved; /* result.json and the `finished` record durable */
+    bool unsaved;                     /* finished, and one of the two is not durable yet */
     /* live state, owned by the serve loop */
     void *slot;    /* while running: the loop's per-task state */
     long cell_pid; /* from task_started */

@@ -3,7 +3,7 @@ an adapter with the seed orchestrator's agent interface (OpenHandsAgentProxy). P
 from .client import DEFAULT_SOCKET, AgentboxClient, EventStream, default_socket
 from .errors import (AgentboxConnectionError, AgentboxError, AgentboxProtocolError,
                      AgentboxServerError, BadRequest, DuplicateId, Forbidden, InternalError,
-                     InvalidTask, NotFound, QueueFull, ShuttingDown, TooLarge, UnknownOp,
+                     InvalidTask, NoSpace, NotFound, QueueFull, ShuttingDown, TooLarge, UnknownOp,
                      WaitTimeout)
 from .proxy import AgentboxAgentProxy, OpenHandsAgentProxy, SyncAgentboxAgentProxy
 
@@ -14,4 +14,5 @@ __all__ = [
     "AgentboxError", "AgentboxConnectionError", "AgentboxProtocolError", "AgentboxServerError",
     "BadRequest", "TooLarge", "UnknownOp", "NotFound", "DuplicateId", "InvalidTask", "Forbidden",
     "ShuttingDown", "QueueFull", "WaitTimeout", "InternalError",
+    "NoSpace",
 ]

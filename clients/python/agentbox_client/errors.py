@@ -80,9 +80,15 @@ class InternalError(AgentboxServerError):
     code = "internal"
 
 
+class NoSpace(AgentboxServerError):
+    """The server's state disk is full: the task was not accepted (try again later)."""
+
+    code = "no_space"
+
+
 _BY_CODE = {cls.code: cls for cls in (BadRequest, TooLarge, UnknownOp, NotFound, DuplicateId,
                                       InvalidTask, Forbidden, ShuttingDown, QueueFull,
-                                      WaitTimeout, InternalError)}
+                                      WaitTimeout, InternalError, NoSpace)}
 
 
 def server_error(code, message):

@@ -25,6 +25,7 @@ _SERVER_CODE_TO_ERROR_TYPE = {
     "invalid_task": "VALIDATION_ERROR", "bad_request": "VALIDATION_ERROR",
     "too_large": "VALIDATION_ERROR", "duplicate_id": "VALIDATION_ERROR",
     "forbidden": "AUTHENTICATION_ERROR", "queue_full": "RATE_LIMIT_ERROR",
+    "no_space": "RATE_LIMIT_ERROR",
     "shutting_down": "CONNECTION_ERROR", "connection_error": "CONNECTION_ERROR",
     "timeout": "TIMEOUT_ERROR",
 }
