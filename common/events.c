@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -29,6 +30,18 @@ int events_add_callback(struct event_log *log, event_sink_fn fn, void *opaque)
     log->fns[log->nfns] = fn;
     log->fn_opaque[log->nfns++] = opaque;
     return 0;
+}
+
+/* A line is in a file sink whole or not at all: a write cut short (a full disk) is cut
+ * back, so the next line never lands glued to half of this one. Pipes cannot be cut back
+ * and need not: their reader sees a stream. */
+static void write_whole_line(int fd, const char *line, size_t len)
+{
+    off_t at = lseek(fd, 0, SEEK_END);
+    if (write_all(fd, line, len) == 0 || at < 0)
+        return;
+    if (ftruncate(fd, at) == 0)
+        (void)lseek(fd, at, SEEK_SET);
 }
 
 uint64_t events_emit(struct event_log *log, const char *type, cJSON *fields)
@@ -70,7 +83,7 @@ uint64_t events_emit(struct event_log *log, const char *type, cJSON *fields)
     line[len] = '\n';
     line[len + 1] = '\0';
     for (int i = 0; i < log->nfds; i++)
-        (void)write_all(log->fds[i], line, len + 1);
+        write_whole_line(log->fds[i], line, len + 1);
     for (int i = 0; i < log->nfns; i++)
         log->fns[i](log->fn_opaque[i], line, len + 1);
     free(line);

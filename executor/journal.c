@@ -289,6 +289,9 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
     size_t len = 0;
     if (read_file(j->path, JOURNAL_FILE_MAX_BYTES, &text, &len) < 0 && errno != ENOENT)
         return errf(err, errsz, "%s: %s", j->path, strerror(errno));
+    /* a torn last line is cut off either way: the next record must start a line */
+    const char *lastnl = len ? memrchr(text, '\n', len) : NULL;
+    j->size = lastnl ? (uint64_t)(lastnl - text) + 1 : 0;
     struct reader r = {0};
     size_t lines = 0;
     for (size_t i = 0; i < len; i++)
@@ -316,9 +319,6 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
         free(r.keys[i]);
     free(r.keys);
     r.n = w;
-    /* a torn last line is cut off either way: the next record must start a line */
-    const char *lastnl = len ? memrchr(text, '\n', len) : NULL;
-    j->size = lastnl ? (uint64_t)(lastnl - text) + 1 : 0;
     if (write_compacted(j->path, r.e, r.n) < 0) {
         int saved = errno;
         if (!errno_is_no_space(saved)) {

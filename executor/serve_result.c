@@ -104,7 +104,8 @@ cJSON *serve_terminal_event(const struct server *s, const char *id)
 
 /* Events of a task that no runner produced go to its events file (after a torn last line
  * is cut off, so the new line stands alone) and to subscribers. */
-void serve_emit_own_event(struct server *s, struct stask *t, const char *type, cJSON *fields)
+static void emit_event(struct server *s, struct stask *t, const char *type, cJSON *fields,
+                       bool live)
 {
     char path[4500];
     events_path(s, t->id, path, sizeof(path));
@@ -125,8 +126,14 @@ void serve_emit_own_event(struct server *s, struct stask *t, const char *type, c
     if (fd >= 0)
         (void)events_add_fd(&log, fd);
     struct slot tmp = {.srv = s, .t = t};
-    (void)events_add_callback(&log, serve_slot_event_sink, &tmp);
+    if (live)
+        (void)events_add_callback(&log, serve_slot_event_sink, &tmp);
     (void)events_emit(&log, type, fields);
+}
+
+void serve_emit_own_event(struct server *s, struct stask *t, const char *type, cJSON *fields)
+{
+    emit_event(s, t, type, fields, true);
 }
 
 /* The terminal event's fields for a result. */
@@ -243,8 +250,14 @@ void serve_retry_unsaved(struct server *s)
     for (struct stask *t = s->store.head; t && s->nunsaved; t = t->next) {
         if (!t->unsaved)
             continue;
-        if (!t->result_saved && t->result)
+        if (!t->result_saved && t->result) {
             t->result_saved = serve_save_result(s, t->id, t->result, NULL);
+            /* subscribers saw the terminal event; the file may have refused it */
+            cleanup_json cJSON *ev = t->result_saved ? serve_terminal_event(s, t->id) : NULL;
+            if (t->result_saved && !ev)
+                emit_event(s, t, serve_terminal_event_type(t->status),
+                           serve_terminal_fields(t->result), false);
+        }
         if (t->result_saved)
             serve_persist_finished(s, t);
         if (!t->result_saved || !t->journal_saved)
