@@ -80,6 +80,8 @@ static long loop_timeout_ms(struct server *s)
             next = fmin(next, c->deadline);
     if (s->draining && !s->cancelled_all)
         next = fmin(next, s->drain_deadline);
+    if (s->listen_paused_until > 0)
+        next = fmin(next, s->listen_paused_until);
     long ms = (long)ceil((next - now) * 1000.0);
     return ms < 0 ? 0 : ms;
 }
@@ -101,6 +103,13 @@ static void handle_signal(struct server *s)
 static void housekeeping(struct server *s)
 {
     double now = monotonic_s();
+    if (s->listen_paused_until > 0 && now >= s->listen_paused_until) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->listen_tag};
+        if (s->spare_fd < 0)
+            s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (epoll_ctl(s->ep, EPOLL_CTL_MOD, s->lfd, &ev) == 0)
+            s->listen_paused_until = 0;
+    }
     for (struct client *c = s->clients; c; c = c->next)
         if (!c->dead && c->pending == P_WAIT && c->deadline > 0 && now >= c->deadline) {
             c->pending = P_NONE;
@@ -525,7 +534,7 @@ static void teardown(struct server *s)
         if (!s->socket_inherited) /* systemd's socket is systemd's to remove */
             (void)unlink(s->socket_path);
     }
-    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd}, i = 0; i < 4; i++)
+    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd, s->spare_fd}, i = 0; i < 5; i++)
         if (fd[i] >= 0)
             (void)close(fd[i]);
     config_free(&s->cfg);
@@ -544,6 +553,7 @@ int cmd_serve(int argc, char **argv)
     s->journal_max = SERVE_DEFAULT_JOURNAL_MAX;
     s->socket_mode = 0660;
     s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = -1;
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* see refuse_for_want_of_fds */
     s->journal.fd = -1;
     int prc = parse_args(argc, argv, s);
     if (prc != 0)

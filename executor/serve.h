@@ -31,11 +31,13 @@
 #define SERVE_POLICY_CACHE_MAX     16
 #define SERVE_DEFAULT_MAX_ITER     100
 #define SERVE_READ_CHUNK           65536
+#define SERVE_INPUT_TOTAL_MAX      (64u << 20) /* all clients' input buffers together */
 #define SERVE_REPLAY_LOW_WATER     (256u << 10)
 #define SERVE_RESULT_MAX_BYTES     (256u << 20)
 #define SERVE_EXIT_FLUSH_S         2.0
 #define SERVE_EPOLL_BATCH          256
 #define SERVE_REWAKE_S             0.05
+#define SERVE_LISTEN_PAUSE_S       0.1 /* out of fds and no spare: listener not polled */
 
 enum kind { K_LISTEN = 1, K_SIGNAL, K_CLIENT, K_RUNNER, K_BROKER };
 
@@ -130,6 +132,11 @@ struct server {
     int nbfds;
     struct client *clients;
     int nclients;
+    size_t in_bytes;            /* all clients' input buffers (SERVE_INPUT_TOTAL_MAX) */
+    int spare_fd;               /* /dev/null, given up to accept-and-refuse when out of fds */
+    unsigned long fd_refused;   /* connections refused for want of an fd, since the last log */
+    double fd_log_at;           /* monotonic: when that count was last logged */
+    double listen_paused_until; /* monotonic; 0 = the listener is polled */
     struct slot *running;
     unsigned nrunning;
     struct stask *qhead, *qtail;

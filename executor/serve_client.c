@@ -479,6 +479,37 @@ static void handle_request(struct client *c, const char *line, size_t len)
 
 /* ---------------------------------------------------------------- clients: input */
 
+/* Every client's input buffer is accounted in s->in_bytes (bounded by SERVE_INPUT_TOTAL_MAX):
+ * sized here only. 0 frees it. */
+static int set_in_cap(struct client *c, size_t ncap)
+{
+    struct server *s = c->srv;
+    if (ncap == 0) {
+        free(c->in);
+        c->in = NULL;
+    } else {
+        char *ni = realloc(c->in, ncap);
+        if (!ni)
+            return -1;
+        c->in = ni;
+    }
+    s->in_bytes = s->in_bytes - c->incap + ncap;
+    c->incap = ncap;
+    return 0;
+}
+
+/* The line being read is dropped (too long, or no room left for it); what follows its
+ * newline is read again. The buffer goes back to nothing: a peer that stops mid-line holds
+ * no memory. */
+static void start_discard(struct client *c, const char *why)
+{
+    if (!c->discarding)
+        serve_reply_error(c, PERR_TOO_LARGE, why);
+    c->discarding = true;
+    c->inlen = 0;
+    (void)set_in_cap(c, 0);
+}
+
 /* One request at a time per connection: while a wait or a stream is pending, the next
  * lines stay in the buffer (and the socket is not read: the peer's writes block). */
 void serve_client_process(struct client *c)
@@ -495,35 +526,56 @@ void serve_client_process(struct client *c)
             handle_request(c, c->in + off, len);
         off += len + 1;
     }
+    if (c->discarding && off == 0)
+        off = c->inlen; /* still inside the dropped line: nothing of it is kept */
     if (off) {
         memmove(c->in, c->in + off, c->inlen - off);
         c->inlen -= off;
     }
     if (!c->dead && c->pending == P_NONE && c->inlen > PROTOCOL_REQUEST_MAX_BYTES) {
-        if (!c->discarding) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "request: longer than %u bytes", PROTOCOL_REQUEST_MAX_BYTES);
-            serve_reply_error(c, PERR_TOO_LARGE, msg);
-        }
-        c->discarding = true;
-        c->inlen = 0;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request: longer than %u bytes", PROTOCOL_REQUEST_MAX_BYTES);
+        start_discard(c, msg);
     }
+    /* a buffer grown for one large request shrinks back once it is handled */
+    if (c->incap > 2 * SERVE_READ_CHUNK && c->inlen <= SERVE_READ_CHUNK)
+        (void)set_in_cap(c, c->inlen ? 2 * SERVE_READ_CHUNK : 0);
+    else if (c->discarding && c->inlen == 0 && c->incap)
+        (void)set_in_cap(c, 0);
     serve_client_interest(c);
+}
+
+/* Room for one more read: the buffer grows by doubling up to one request's bound, and only
+ * while all clients' buffers together stay within SERVE_INPUT_TOTAL_MAX. */
+static int grow_input(struct client *c)
+{
+    if (c->incap - c->inlen >= SERVE_READ_CHUNK)
+        return 0;
+    size_t ncap = c->incap ? c->incap * 2 : SERVE_READ_CHUNK * 2;
+    size_t most = PROTOCOL_REQUEST_MAX_BYTES + 2 * SERVE_READ_CHUNK;
+    if (ncap > most)
+        ncap = most;
+    if (ncap <= c->incap)
+        return 0; /* full: the next process() discards */
+    if (c->srv->in_bytes - c->incap + ncap > SERVE_INPUT_TOTAL_MAX) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "request: the server's input buffers are full (%u MiB for all clients): "
+                 "send it again later",
+                 SERVE_INPUT_TOTAL_MAX >> 20);
+        start_discard(c, msg);
+        return c->incap - c->inlen >= SERVE_READ_CHUNK ? 0 : set_in_cap(c, SERVE_READ_CHUNK * 2);
+    }
+    return set_in_cap(c, ncap);
 }
 
 void serve_client_read(struct client *c)
 {
     /* bounded per wake-up so one fast writer cannot starve the others */
     for (int rounds = 0; rounds < 16 && !c->dead && c->pending == P_NONE; rounds++) {
-        if (c->incap - c->inlen < SERVE_READ_CHUNK) {
-            size_t ncap = c->incap ? c->incap * 2 : SERVE_READ_CHUNK * 2;
-            char *ni = realloc(c->in, ncap);
-            if (!ni) {
-                c->dead = true;
-                return;
-            }
-            c->in = ni;
-            c->incap = ncap;
+        if (grow_input(c) < 0) {
+            c->dead = true;
+            return;
         }
         ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
         if (n == 0) {
@@ -557,7 +609,7 @@ void serve_client_close(struct client *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nclients--;
-    free(c->in);
+    (void)set_in_cap(c, 0);
     free(c->out);
     free(c->carry);
     free(c);
@@ -576,12 +628,52 @@ static bool peer_allowed(const struct server *s, const struct ucred *cr)
     return false;
 }
 
+/* Out of fds (EMFILE, ENFILE): the level-triggered listener would wake the loop forever.
+ * The spare fd is given up to accept the connection and refuse it with a reason, then
+ * taken back; without a spare the listener is paused for a moment. One log line per 10 s.
+ * Returns true when a connection was taken off the backlog. */
+static bool refuse_for_want_of_fds(struct server *s)
+{
+    int why = errno;
+    double now = monotonic_s();
+    s->fd_refused++;
+    if (now >= s->fd_log_at + 10.0) {
+        log_warn("accept: %s: %lu connection(s) refused since the last such line", strerror(why),
+                 s->fd_refused);
+        s->fd_refused = 0;
+        s->fd_log_at = now;
+    }
+    bool taken = false;
+    if (s->spare_fd >= 0) {
+        (void)close(s->spare_fd);
+        s->spare_fd = -1;
+        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            cleanup_free char *line = protocol_error_line(
+                PERR_INTERNAL, "the server is out of file descriptors: try again later");
+            if (line)
+                (void)send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)close(fd);
+            taken = true;
+        }
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (!taken) {
+        struct epoll_event ev = {.events = 0, .data.ptr = &s->listen_tag};
+        if (epoll_ctl(s->ep, EPOLL_CTL_MOD, s->lfd, &ev) == 0)
+            s->listen_paused_until = now + SERVE_LISTEN_PAUSE_S;
+    }
+    return taken;
+}
+
 void serve_accept(struct server *s)
 {
     for (;;) {
         int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if ((errno == EMFILE || errno == ENFILE) && refuse_for_want_of_fds(s))
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 log_warn("accept: %s", strerror(errno));

@@ -130,7 +130,7 @@ class ServeTestCase(unittest.TestCase):
         env.update(extra or {})
         return env
 
-    def start_server(self, *args, replay=None, env=None, wait=True):
+    def start_server(self, *args, replay=None, env=None, wait=True, preexec_fn=None):
         cmd = [AGENTBOX, "serve", "--socket", self.sock, "--state-dir", self.state]
         if replay:
             cmd += ["--replay", replay]
@@ -138,7 +138,7 @@ class ServeTestCase(unittest.TestCase):
         self.log = open(os.path.join(self.tmp, "serve.log"), "ab")
         self.addCleanup(self.log.close)
         self.proc = subprocess.Popen(cmd, env=self.env(env), stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         self.addCleanup(self.kill_server)
         if wait:
             deadline = time.monotonic() + 10
