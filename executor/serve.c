@@ -352,7 +352,7 @@ static void usage(FILE *out)
             "                         own uid are always served)\n"
             "  --allow-gid GID        also serve callers whose primary gid is GID (repeatable)\n"
             "  --socket-mode 0660|0600  (default 0660)\n"
-            "  --retain N             finished tasks kept, results and all (default %d)\n"
+            "  --retain N             finished tasks kept (results on disk) (default %d)\n"
             "  --queue-max N          queued tasks accepted (default %d)\n"
             "  --grace SECONDS        on SIGTERM, running tasks get this long (default %.0f)\n"
             "  --client-queue SIZE    a client's unread output bound (default 16M)\n"
