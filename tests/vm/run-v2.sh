@@ -96,7 +96,7 @@ guest_path "$AGENTBOX" && g_agentbox=$gp && guest_path "$HELPERS_DIR" && g_helpe
 }
 cat >"$job/job.sh" <<EOF
 cd /mnt/src && [ -f tests/pyrun.py ] || { echo "vm: the checkout is not at /mnt/src in the guest"; exit 1; }
-export AGENTBOX=$(quote "$g_agentbox") AGENTBOX_DATA_DIR=/mnt/src HELPERS_DIR=$(quote "$g_helpers") HOME=/tmp
+export AGENTBOX=$(quote "$g_agentbox") AGENTBOX_DATA_DIR=/mnt/src HELPERS_DIR=$(quote "$g_helpers") HOME=/tmp AGENTBOX_IN_VM=1
 for suite in $suites; do
   $(quote "$g_python") tests/pyrun.py tests/\$suite/ \$suite-$label
 done
