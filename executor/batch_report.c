@@ -254,6 +254,10 @@ static void write_case(FILE *f, const struct batch_case *c, const char *suite)
         fprintf(f,
                 "      <skipped message=\"resumed: finished in an earlier run with status %s\"/>\n",
                 batch_outcome_name(o));
+    } else if (c->missing) {
+        fputs("      <failure type=\"missing\" message=\"missing: no shard's output has a result "
+              "for this task\">status: missing</failure>\n",
+              f);
     } else if (o == BATCH_NOT_RUN) {
         fputs("      <skipped message=\"not run: the batch was interrupted first\"/>\n", f);
     } else if (o != BATCH_SUCCEEDED) {
@@ -293,7 +297,9 @@ int batch_junit_write(const char *path, const char *suite, const struct batch_ca
     unsigned failures = 0, skipped = 0;
     for (size_t i = 0; i < n; i++) {
         enum batch_outcome o = batch_outcome_of(cases[i].result);
-        if (cases[i].resumed || o == BATCH_NOT_RUN)
+        if (cases[i].missing)
+            failures++;
+        else if (cases[i].resumed || o == BATCH_NOT_RUN)
             skipped++;
         else if (o != BATCH_SUCCEEDED)
             failures++;

@@ -47,9 +47,11 @@ struct batch_case {
     const char *id;
     const cJSON *result; /* NULL: not run */
     bool resumed;
+    bool missing; /* (batch merge) no shard's output has a result for it: a failure */
 };
 /* JUnit XML (the dialect Jenkins, GitLab and GitHub reporters read): one testcase per task;
- * <failure> for every outcome but succeeded, <skipped> for resumed and never-run tasks.
+ * <failure> for every outcome but succeeded and for missing tasks, <skipped> for resumed and
+ * never-run tasks.
  * Written to path.tmp and renamed, so a reader never sees half a report. */
 int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases, size_t n,
                       double wall_s, char *err, size_t errsz);

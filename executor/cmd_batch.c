@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "batch_input.h"
+#include "batch_merge.h"
 #include "batch_report.h"
 #include "broker.h"
 #include "catalog.h"
@@ -44,7 +45,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: agentbox batch FILE.jsonl [OPTIONS]\n\n"
+            "usage: agentbox batch FILE.jsonl [OPTIONS]\n"
+            "       agentbox batch merge OUT.jsonl... --out FILE [--junit FILE] [--tasks FILE]\n\n"
             "Runs a batch of agent tasks, one JSON task per line (SPEC.md; blank lines and\n"
             "lines starting with '#' are skipped; FILE '-' is stdin). Every line is checked\n"
             "before anything runs: one bad line refuses the whole batch (exit 2).\n\n"
@@ -982,6 +984,8 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
 
 int cmd_batch(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "merge") == 0) /* a batch file named merge: ./merge */
+        return cmd_batch_merge(argc - 1, argv + 1);
     struct batch b = {.out_fd = -1};
     int prc = parse_args(argc, argv, &b.a);
     if (prc != 0)

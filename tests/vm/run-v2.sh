@@ -3,7 +3,8 @@
 # which this machine is not (its controllers are bound to v1). Boots Debian's kernel under qemu
 # (software emulation, no KVM needed) with this machine's root shared read-only over 9p, a
 # cgroup2-only /sys/fs/cgroup and a tmpfs /tmp, and runs the suites there as root against this
-# checkout's binary. Prints each suite's tally and one closing line "cgroupv2: N passed, N
+# checkout's binary; the checkout is shared on its own (read-only, at /mnt/src in the guest),
+# so a clone anywhere (below /tmp, in a path with spaces) works. Prints each suite's tally and one closing line "cgroupv2: N passed, N
 # failed, N skipped" (run-all.sh adds it up). Without qemu, busybox-static or cpio (make deps
 # installs them), or when Debian's kernel package cannot be fetched, it says why and counts one
 # skip.
@@ -31,47 +32,44 @@ done
 busybox_bin=$(command -v busybox)
 ldd "$busybox_bin" 2>&1 | grep -q "not a dynamic" || skip "busybox is not static (busybox-static)"
 
-# ---- the kernel: Debian's current one, unpacked (not installed) into $BUILD/vm ----
-vm=$PWD/$BUILD/vm
-mkdir -p "$vm"
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$pkg" ] || skip "no linux-image-amd64 in the apt cache (apt-get update)"
-kver=${pkg#linux-image-}
-if [ ! -f "$vm/$kver/vmlinuz" ]; then
-  rm -rf "$vm/dl" && mkdir -p "$vm/dl"
-  (cd "$vm/dl" && apt-get download "$pkg" >/dev/null 2>&1) || skip "apt-get download $pkg failed"
-  dpkg-deb -x "$vm"/dl/*.deb "$vm/dl/root" || skip "cannot unpack $pkg"
-  mods=$vm/dl/root/lib/modules/$kver/kernel
-  mkdir -p "$vm/$kver/initrd/bin" "$vm/$kver/initrd/lib/modules" "$vm/$kver/initrd/"{proc,sys,dev,mnt}
-  for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
-           drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci fs/netfs/netfs \
-           fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p fs/overlayfs/overlay; do
-    cp "$mods/$m.ko" "$vm/$kver/initrd/lib/modules/" || skip "$pkg has no $m.ko"
-  done
-  cp "$busybox_bin" "$vm/$kver/initrd/bin/busybox"
-  install -m 0755 tests/vm/init "$vm/$kver/initrd/init"
-  (cd "$vm/$kver/initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$vm/$kver/initrd.gz"
-  cp "$vm/dl/root/boot/vmlinuz-$kver" "$vm/$kver/vmlinuz"
-  rm -rf "$vm/dl" "$vm/$kver/initrd"
-fi
-# the init may have changed since the cache was made
-if ! zcat "$vm/$kver/initrd.gz" | cpio -i --to-stdout init 2>/dev/null | cmp -s - tests/vm/init; then
-  tmpi=$(mktemp -d)
-  (cd "$tmpi" && zcat "$vm/$kver/initrd.gz" | cpio -id 2>/dev/null && install -m 0755 "$OLDPWD/tests/vm/init" init &&
-    find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$vm/$kver/initrd.gz.new" &&
-    mv "$vm/$kver/initrd.gz.new" "$vm/$kver/initrd.gz"
-  rm -rf "$tmpi"
-fi
+# ---- the kernel and initramfs (cached in $BUILD/vm): sets vm and kver ----
+. tests/vm/kernel.sh
 
 # ---- the job: this checkout's suites, in the guest ----
+# The guest sees the host's root read-only but gets a fresh /tmp, /run and /dev, so the
+# checkout (which may be a clone below /tmp, its path may have spaces) is shared on its own
+# and appears at /mnt/src; paths below it are translated, and a binary or helpers directory
+# outside it that the guest would not see (below /tmp, /run or /dev) is copied into the job.
 job=$(mktemp -d /tmp/agentbox-vm.XXXXXX)
 out=$(mktemp /tmp/agentbox-vm-out.XXXXXX)
 trap 'rm -rf "$job" "$out"' EXIT
+mkdir "$job/src"
+quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+n_copied=0
+guest_path() { # host path -> where the guest sees it; prints it in $gp
+  local p
+  p=$(realpath -m -- "$1")
+  case "$p" in
+    "$PWD") gp=/mnt/src ;;
+    "$PWD"/*) gp=/mnt/src/${p#"$PWD"/} ;;
+    /tmp/* | /run/* | /dev/*)
+      n_copied=$((n_copied + 1))
+      mkdir -p "$job/copy$n_copied" && cp -a -- "$p" "$job/copy$n_copied/" || return 1
+      gp=/mnt/copy$n_copied/$(basename -- "$p") ;;
+    *) gp=$p ;;
+  esac
+}
+guest_path "$AGENTBOX" && g_agentbox=$gp && guest_path "$HELPERS_DIR" && g_helpers=$gp &&
+  guest_path "$PYTHON" && g_python=$gp || {
+  echo "cgroup v2 VM: cannot stage $AGENTBOX or $HELPERS_DIR for the guest"
+  echo "$label: 0 passed, 1 failed, 0 skipped"
+  exit 0
+}
 cat >"$job/job.sh" <<EOF
-cd '$PWD' || exit 1
-export AGENTBOX='$AGENTBOX' AGENTBOX_DATA_DIR='$PWD' HELPERS_DIR='$HELPERS_DIR' HOME=/tmp
+cd /mnt/src && [ -f tests/pyrun.py ] || { echo "vm: the checkout is not at /mnt/src in the guest"; exit 1; }
+export AGENTBOX=$(quote "$g_agentbox") AGENTBOX_DATA_DIR=/mnt/src HELPERS_DIR=$(quote "$g_helpers") HOME=/tmp AGENTBOX_IN_VM=1
 for suite in $suites; do
-  '$PYTHON' tests/pyrun.py tests/\$suite/ \$suite-$label
+  $(quote "$g_python") tests/pyrun.py tests/\$suite/ \$suite-$label
 done
 EOF
 echo "cgroup v2 VM: kernel $kver under qemu (TCG), suites: $suites"
@@ -79,7 +77,9 @@ timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2
   -nographic -no-reboot -kernel "$vm/$kver/vmlinuz" -initrd "$vm/$kver/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 lsm=landlock,yama" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-  -virtfs "local,path=$job,mount_tag=job,security_model=none" </dev/null 2>&1 |
+  -virtfs "local,path=${job//,/,,},mount_tag=job,security_model=none" \
+  -virtfs "local,path=${PWD//,/,,},mount_tag=src,security_model=none,readonly=on,multidevs=remap" \
+  </dev/null 2>&1 |
   tr -d '\r' | tee "$out" |
   grep -E '(^|[^a-z-])vm:|^ERROR:|^FAIL:|^Traceback|^  File|^[A-Za-z]*Error|\.\.\. skipped|: [0-9]+ passed'
 rc=${PIPESTATUS[0]}
