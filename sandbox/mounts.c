@@ -241,9 +241,17 @@ static int bind_agent_binary(struct cell_child *ctx)
 {
     char src[64];
     snprintf(src, sizeof(src), "/proc/self/fd/%d", ctx->exe_fd);
-    if (touch(NEWROOT CELL_AGENT_BIN) < 0 ||
-        mount(src, NEWROOT CELL_AGENT_BIN, NULL, MS_BIND, NULL) < 0 ||
-        mounts_restrict(NEWROOT CELL_AGENT_BIN,
+    if (touch(NEWROOT CELL_AGENT_BIN) < 0)
+        return CHILD_FAIL(ctx, "bind agent binary");
+    if (ctx->exe_tree_fd >= 0) {
+        /* root's parent cloned the mount: move it here, no longer a peer of the host's */
+        if (syscall(SYS_move_mount, ctx->exe_tree_fd, "", AT_FDCWD, NEWROOT CELL_AGENT_BIN,
+                    MOVE_MOUNT_F_EMPTY_PATH) < 0 ||
+            mount(NULL, NEWROOT CELL_AGENT_BIN, NULL, MS_PRIVATE, NULL) < 0)
+            return CHILD_FAIL(ctx, "bind agent binary");
+    } else if (mount(src, NEWROOT CELL_AGENT_BIN, NULL, MS_BIND, NULL) < 0)
+        return CHILD_FAIL(ctx, "bind agent binary");
+    if (mounts_restrict(NEWROOT CELL_AGENT_BIN,
                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false) < 0)
         return CHILD_FAIL(ctx, "bind agent binary");
     return 0;
