@@ -10,8 +10,6 @@
 #include "task.h"
 #include "utf8.h"
 
-#define FILE_ENTRY_JSON_BYTES 128 /* an entry's keys, status, size and sha256 as JSON */
-
 static bool is_hex64(const char *s)
 {
     if (strlen(s) != 64)
@@ -51,7 +49,7 @@ static cJSON *checked_entry(const cJSON *f, size_t *json_bytes)
         return NULL;
     }
     cJSON_AddStringToObject(e, "path", name);
-    *json_bytes = json_len(name) + FILE_ENTRY_JSON_BYTES;
+    *json_bytes = json_len(name);
     free(name);
     if (escaped)
         cJSON_AddBoolToObject(e, "path_escaped", true);
@@ -70,7 +68,7 @@ static cJSON *checked_entry(const cJSON *f, size_t *json_bytes)
 static cJSON *checked_files(const cJSON *files, struct result_cut *cut)
 {
     cJSON *out = cJSON_CreateArray();
-    size_t listed = 0, bytes = 2;
+    size_t listed = 0, bytes = 0;
     const cJSON *f;
     cJSON_ArrayForEach(f, files)
     {
@@ -80,14 +78,14 @@ static cJSON *checked_files(const cJSON *files, struct result_cut *cut)
             cut->files_refused++;
             continue;
         }
-        if (listed >= RESULT_FILES_MAX || bytes + n + 1 > RESULT_FILES_MAX_BYTES) {
+        if (listed >= RESULT_FILES_MAX || bytes + n > RESULT_FILES_PATH_BYTES) {
             cut->files++;
             cJSON_Delete(e);
             continue;
         }
         cJSON_AddItemToArray(out, e);
         listed++;
-        bytes += n + 1;
+        bytes += n;
     }
     return out;
 }

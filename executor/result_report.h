@@ -10,9 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* What one result may carry from its cell (about 4 MiB in all with the final message). */
+/* What one result may carry from its cell: about 5 MiB in all at the very most. */
 #define RESULT_FILES_MAX        10000      /* entries of `files` */
-#define RESULT_FILES_MAX_BYTES  (1u << 20) /* `files` as JSON */
+#define RESULT_FILES_PATH_BYTES (1u << 20) /* their paths together, as JSON strings */
 #define RESULT_DIFF_MAX_BYTES   (2u << 20) /* `diff` */
 #define RESULT_OUTPUT_MAX_BYTES (1u << 20) /* the agent's final message */
 
