@@ -581,14 +581,18 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)c->cg.dir_fd;
     }
-    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    /* As root, the user namespace is created as the slot's uid: it owns it, and is charged
+     * for what the cell holds of the kernel's per-user counters (namespaces.c). */
+    long pid =
+        root ? ns_clone3_as(&ca, c->slot.uid, c->slot.gid) : syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0 && c->cg.version == 2 && errno != ENOMEM && errno != EAGAIN) {
         /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
          * without a cgroup, the limits fall back to rlimits. */
         cgroup_destroy(&c->cg);
         ca.flags &= ~((uint64_t)CLONE_INTO_CGROUP | (uint64_t)CLONE_NEWCGROUP);
         ca.cgroup = 0;
-        pid = syscall(SYS_clone3, &ca, sizeof(ca));
+        pid = root ? ns_clone3_as(&ca, c->slot.uid, c->slot.gid)
+                   : syscall(SYS_clone3, &ca, sizeof(ca));
     }
     if (pid == 0) {
         (void)close(sp[0]);

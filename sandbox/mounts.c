@@ -216,6 +216,9 @@ static int make_proc(struct cell_child *ctx)
     if (mkdirs(NEWROOT "/proc", 0755) < 0 ||
         mount("proc", NEWROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return CHILD_FAIL(ctx, "mount /proc");
+    /* while its /proc/sys is still writable (and we still hold the namespace's caps) */
+    if (limits_cap_ucounts(ctx, NEWROOT "/proc/sys/user") < 0)
+        return -1;
     for (size_t i = 0; i < ARRAY_SIZE(masked); i++) {
         snprintf(target, sizeof(target), NEWROOT "/proc/%s", masked[i]);
         if (access(target, F_OK) < 0)
