@@ -30,11 +30,13 @@
 #include "util.h"
 #include "workspace_diff.h"
 
-#define AGENT_TASK_WAIT_MS       30000
-#define AGENT_EVENT_TEXT_CHARS   2000 /* tool arguments / observations copied into events */
-#define AGENT_CONTEXT_FRACTION   0.75 /* condense when a request would pass this share */
-#define AGENT_KEEP_TURNS         4
-#define AGENT_RESULT_DIFF_BYTES  (4u << 20)
+#define AGENT_TASK_WAIT_MS     30000
+#define AGENT_EVENT_TEXT_CHARS 2000 /* tool arguments / observations copied into events */
+#define AGENT_CONTEXT_FRACTION 0.75 /* condense when a request would pass this share */
+#define AGENT_KEEP_TURNS       4
+/* below RESULT_DIFF_MAX_BYTES (what a result carries), so that the note saying where the
+ * diff was cut fits in too */
+#define AGENT_RESULT_DIFF_BYTES  ((2u << 20) - 4096)
 #define AGENT_OUTPUT_FILE_BYTES  (32u << 20)
 #define AGENT_OUTPUT_TOTAL_BYTES (128u << 20)
 #define AGENT_MANIFEST_FILES     10000
@@ -589,14 +591,19 @@ static void send_result(struct agent *a, const char *seed)
     char err[ERR_MSG_MAX];
     if (wsdiff_manifest(seed, CELL_WORKSPACE, &lim, &man, err, sizeof(err)) == 0) {
         cJSON_AddItemToObject(h, "files", wsdiff_manifest_json(&man));
+        if (man.truncated)
+            cJSON_AddBoolToObject(h, "files_truncated", true);
         wsdiff_manifest_free(&man);
     }
     cleanup_free char *diff = NULL;
     bool truncated = false;
     if (wsdiff_unified(seed, CELL_WORKSPACE, AGENT_RESULT_DIFF_BYTES, AGENT_DIFF_TIMEOUT_S, NULL,
                        &diff, &truncated, err, sizeof(err)) == 0 &&
-        diff)
+        diff) {
         cJSON_AddStringToObject(h, "diff", diff);
+        if (truncated)
+            cJSON_AddBoolToObject(h, "diff_truncated", true);
+    }
     send_outputs(a);
     (void)channel_send_type(a->chan, "result", h, NULL, 0);
 }

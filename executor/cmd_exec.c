@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "commands.h"
 #include "json.h"
 #include "log.h"
+#include "seed_open.h"
 #include "util.h"
 
 static const char usage_text[] =
@@ -181,6 +183,17 @@ static int write_meta(int fd, const struct cell_record *rec)
     return 0;
 }
 
+static int seed_open_arg(const char *dir, char *abs, char *err, size_t errsz)
+{
+    char why[ERR_MSG_MAX];
+    if (seed_absolute_path(dir, abs, PATH_MAX) < 0)
+        return errf(err, errsz, "--workspace-from %s: %s", dir, strerror(ENAMETOOLONG));
+    int fd = seed_open(abs, NULL, why, sizeof(why));
+    if (fd < 0)
+        return errf(err, errsz, "--workspace-from %s", why);
+    return fd;
+}
+
 static int usage_error(const char *msg)
 {
     fprintf(stderr, "agentbox exec: %s\n", msg);
@@ -238,19 +251,13 @@ int cmd_exec(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
-    if (o.workspace_from) {
-        struct stat st;
-        if (stat(o.workspace_from, &st) < 0) {
-            snprintf(err, sizeof(err), "--workspace-from %s: %s", o.workspace_from,
-                     strerror(errno));
-            return usage_error(err);
-        }
-        if (!S_ISDIR(st.st_mode) || access(o.workspace_from, R_OK | X_OK) < 0) {
-            snprintf(err, sizeof(err), "--workspace-from %s: %s", o.workspace_from,
-                     S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
-            return usage_error(err);
-        }
-    }
+    /* The seed is opened here, with our own rights (as root: never through a name another
+     * user controls); the cell only ever gets this descriptor. */
+    cleanup_fd int seed_fd = -1;
+    char seed_path[PATH_MAX];
+    if (o.workspace_from &&
+        (seed_fd = seed_open_arg(o.workspace_from, seed_path, err, sizeof(err))) < 0)
+        return usage_error(err);
     struct policy *pol = NULL;
     if (policy_load(o.policy, &pol, err, sizeof(err)) < 0)
         return usage_error(err);
@@ -278,7 +285,8 @@ int cmd_exec(int argc, char **argv)
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,
                               .network_host = host,
-                              .workspace_from = o.workspace_from,
+                              .workspace_from = o.workspace_from ? seed_path : NULL,
+                              .seed_fd = seed_fd,
                               .pid1 = CELL_PID1_COMMAND,
                               .argv = o.argv,
                               .envp = NULL,

@@ -20,12 +20,11 @@
 #include "crashpoint.h"
 #include "json.h"
 #include "log.h"
+#include "result_report.h"
+#include "utf8.h"
 #include "util.h"
 
 #define RUNNER_OVERHEAD_SAMPLES 4096
-#define CELL_TEXT_MAX_BYTES     (1u << 20) /* the agent's final message */
-#define CELL_DIFF_MAX_BYTES     (8u << 20)
-#define CELL_FILES_MAX          10000
 #define LLM_MESSAGES_MAX        5000
 
 struct llm_ctx;
@@ -62,6 +61,7 @@ struct runner {
     size_t msgs_cap, msgs_len;
     /* the agent's report */
     cJSON *report;
+    struct result_cut cut; /* what result_report_clean cut from the report */
     size_t output_bytes, output_files;
     struct cell_record rec;
     cJSON *result;
@@ -184,6 +184,7 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         .limits = opts->limits,
         .network_host = opts->network_host,
         .workspace_from = opts->task->workspace_from,
+        .seed_fd = opts->seed_fd,
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
         .envp = cell_env,
@@ -607,6 +608,8 @@ static void handle_report(struct runner *r, cJSON *h)
     if (r->report)
         return; /* one report per task; a second is ignored */
     r->report = cJSON_Duplicate(h, 1);
+    /* checked, bounded and made valid UTF-8 once, before anything is written */
+    result_report_clean(r->report, &r->cut);
 }
 
 static void handle_channel(struct runner *r)
@@ -621,6 +624,12 @@ static void handle_channel(struct runner *r)
                 log_debug("task %s: channel closed: %s", r->o.task->id, strerror(errno));
             r->chan_closed = true;
             return;
+        }
+        /* Every string out of the cell is valid UTF-8 before it goes anywhere (events, the
+         * LLM request, logs); the report gets its own treatment (escaped names, marks). */
+        if (strcmp(m.type, "result") != 0 && utf8_fix_json(m.header) != 0) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(m.header, "t");
+            m.type = cJSON_IsString(t) ? t->valuestring : ""; /* the old one may be freed */
         }
         if (strcmp(m.type, "llm") == 0)
             handle_llm(r, &m);
@@ -644,50 +653,6 @@ static const char *report_string(const cJSON *rep, const char *name, size_t max)
     if (!cJSON_IsString(v) || strlen(v->valuestring) > max)
         return NULL;
     return v->valuestring;
-}
-
-static bool is_hex64(const char *s)
-{
-    if (strlen(s) != 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-            return false;
-    return true;
-}
-
-static cJSON *checked_files(const cJSON *rep)
-{
-    cJSON *out = cJSON_CreateArray();
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(rep, "files");
-    const cJSON *f;
-    int n = 0;
-    cJSON_ArrayForEach(f, files)
-    {
-        if (++n > CELL_FILES_MAX)
-            break;
-        const cJSON *path = cJSON_GetObjectItemCaseSensitive(f, "path");
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
-        const cJSON *size = cJSON_GetObjectItemCaseSensitive(f, "size");
-        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "sha256");
-        if (!cJSON_IsString(path) || !task_path_is_safe(path->valuestring) || !cJSON_IsString(st) ||
-            (strcmp(st->valuestring, "added") && strcmp(st->valuestring, "modified") &&
-             strcmp(st->valuestring, "deleted")))
-            continue;
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "path", path->valuestring);
-        cJSON_AddStringToObject(e, "status", st->valuestring);
-        if (cJSON_IsNumber(size) && size->valuedouble >= 0)
-            cJSON_AddNumberToObject(e, "size", floor(size->valuedouble));
-        else
-            cJSON_AddNullToObject(e, "size");
-        if (cJSON_IsString(sha) && is_hex64(sha->valuestring))
-            cJSON_AddStringToObject(e, "sha256", sha->valuestring);
-        else
-            cJSON_AddNullToObject(e, "sha256");
-        cJSON_AddItemToArray(out, e);
-    }
-    return out;
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -851,7 +816,8 @@ static void build_result(struct runner *r)
     cJSON_AddStringToObject(res, "id", t->id);
     cJSON_AddStringToObject(res, "status", status);
     cJSON_AddBoolToObject(res, "success", strcmp(status, "succeeded") == 0);
-    const char *output = r->report ? report_string(r->report, "output", CELL_TEXT_MAX_BYTES) : NULL;
+    const char *output =
+        r->report ? report_string(r->report, "output", RESULT_OUTPUT_MAX_BYTES) : NULL;
     cJSON_AddStringToObject(res, "output", output ? output : "");
     cJSON_AddNumberToObject(res, "execution_time", monotonic_s() - r->start_mono);
     cJSON_AddItemToObject(res, "error", error ? error : cJSON_CreateNull());
@@ -865,9 +831,11 @@ static void build_result(struct runner *r)
     cJSON_AddNumberToObject(usage, "completion_tokens", r->completion_tokens);
     cJSON_AddNumberToObject(usage, "total_tokens", r->total_tokens);
     cJSON_AddNumberToObject(usage, "cost_usd", r->cost_usd);
-    cJSON_AddItemToObject(res, "files", checked_files(r->report));
-    const char *diff = r->report ? report_string(r->report, "diff", CELL_DIFF_MAX_BYTES) : NULL;
+    const cJSON *files = r->report ? cJSON_GetObjectItemCaseSensitive(r->report, "files") : NULL;
+    cJSON_AddItemToObject(res, "files", files ? cJSON_Duplicate(files, 1) : cJSON_CreateArray());
+    const char *diff = r->report ? report_string(r->report, "diff", RESULT_DIFF_MAX_BYTES) : NULL;
     cJSON_AddStringToObject(res, "diff", diff ? diff : "");
+    result_report_add_cut(res, r->report ? &r->cut : NULL);
     if (r->output_files)
         cJSON_AddStringToObject(res, "outputs_dir", r->outputs_path);
     else
@@ -1026,6 +994,7 @@ cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, dou
     cJSON_AddNumberToObject(u, "cost_usd", 0);
     cJSON_AddArrayToObject(r, "files");
     cJSON_AddStringToObject(r, "diff", "");
+    result_report_add_cut(r, NULL);
     cJSON_AddNullToObject(r, "outputs_dir");
     if (events_file)
         cJSON_AddStringToObject(r, "events_file", events_file);

@@ -28,6 +28,7 @@ struct runner_opts {
     const struct sock_fprog *seccomp; /* borrowed */
     struct policy_limits limits;      /* effective */
     bool network_host;
+    int seed_fd; /* with task->workspace_from: the seed, opened by seed_open (borrowed) */
     const char *models[RUNNER_MODELS_MAX + 1]; /* chain, NULL-terminated; borrowed strings */
     double timeout_s;
     unsigned max_iterations;

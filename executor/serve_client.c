@@ -169,6 +169,14 @@ static void op_submit(struct client *c, const struct request *req)
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;
     }
+    /* The seed is opened now, with this client's rights, never the server's. */
+    struct seed_requester who;
+    if (tk.workspace_from && (seed_requester_from_socket(c->fd, &who) < 0 ||
+                              task_open_seed(&tk, &who, err, sizeof(err)) < 0)) {
+        task_free(&tk);
+        serve_reply_error(c, PERR_INVALID_TASK, err);
+        return;
+    }
     struct policy_entry *pe = NULL;
     if (serve_policy_get(s, tk.policy ? tk.policy : "default", !tk.network_host, &pe, err,
                          sizeof(err)) < 0) {

@@ -225,6 +225,14 @@ static void start_task(struct server *s, struct stask *t)
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
+    if (tk->workspace_from && tk->seed_fd < 0) {
+        /* queued again after a restart: the submitter's rights were not kept */
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
+                                    "task.workspace.from_dir: the seed is opened with the "
+                                    "submitter's rights at submission; after a supervisor "
+                                    "restart it cannot be, submit the task again");
+        return;
+    }
     struct slot *sl = calloc(1, sizeof(*sl));
     if (!sl) {
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", "out of memory");
@@ -253,6 +261,7 @@ static void start_task(struct server *s, struct stask *t)
         .seccomp = &pe->prog,
         .limits = pe->pol->limits,
         .network_host = tk->network_host,
+        .seed_fd = tk->seed_fd,
         .timeout_s = tk->timeout_s > 0 ? tk->timeout_s : s->cfg.timeout_s,
         .max_iterations =
             tk->max_iterations ? (unsigned)tk->max_iterations : SERVE_DEFAULT_MAX_ITER,

@@ -143,15 +143,13 @@ static int parse_workspace(const cJSON *json, struct task *t, char *err, size_t 
     if (json_get_string(ws, "task.workspace", "from_dir", &dir, err, errsz) < 0)
         return -1;
     if (dir) {
-        char real[PATH_MAX];
-        if (!realpath(dir, real))
-            return errf(err, errsz, "task.workspace.from_dir: %s: %s", dir, strerror(errno));
-        struct stat st;
-        if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
-            return errf(err, errsz, "task.workspace.from_dir: %s: not a directory", dir);
-        if (access(real, R_OK | X_OK) < 0)
-            return errf(err, errsz, "task.workspace.from_dir: %s: %s", dir, strerror(errno));
-        if (!(t->workspace_from = strdup(real)))
+        /* Only made absolute here: the name is resolved once, by seed_open, with the rights
+         * of whoever asked (this process checking it would be a probe with its rights). */
+        char abs[PATH_MAX];
+        if (!*dir || seed_absolute_path(dir, abs, sizeof(abs)) < 0)
+            return errf(err, errsz, "task.workspace.from_dir: %s: %s", dir,
+                        *dir ? strerror(ENAMETOOLONG) : "empty");
+        if (!(t->workspace_from = strdup(abs)))
             return errf(err, errsz, "out of memory");
     }
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(ws, "files");
@@ -285,6 +283,7 @@ static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
 int task_parse(const cJSON *json, struct task *out, char *err, size_t errsz)
 {
     memset(out, 0, sizeof(*out));
+    out->seed_fd = -1;
     if (!cJSON_IsObject(json))
         return errf(err, errsz, "task: expected a JSON object");
     if (parse_all(json, out, err, errsz) < 0) {
@@ -306,8 +305,22 @@ int task_parse_text(const char *text, struct task *out, char *err, size_t errsz)
     return task_parse(json, out, err, errsz);
 }
 
+int task_open_seed(struct task *t, const struct seed_requester *who, char *err, size_t errsz)
+{
+    if (!t->workspace_from || t->seed_fd >= 0)
+        return 0;
+    char why[ERR_MSG_MAX];
+    t->seed_fd = seed_open(t->workspace_from, who, why, sizeof(why));
+    if (t->seed_fd < 0)
+        return errf(err, errsz, "task.workspace.from_dir: %s", why);
+    return 0;
+}
+
 void task_free(struct task *t)
 {
+    if (t->seed_fd > 2)
+        (void)close(t->seed_fd);
+    t->seed_fd = -1;
     free(t->prompt);
     free(t->model);
     for (size_t i = 0; i < t->nfallback; i++)

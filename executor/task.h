@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "seed_open.h"
+
 #define TASK_ID_MAX           128
 #define TASK_PROMPT_MAX_BYTES (1u << 20)
 #define TASK_FILES_MAX        1000
@@ -39,7 +41,8 @@ struct task {
     unsigned limits_set;
     uint64_t disk_bytes, inodes, memory_bytes, pids;
     double cpu_s;
-    char *workspace_from; /* host directory (absolute after task_parse) */
+    char *workspace_from; /* host directory (absolute after task_parse, not resolved) */
+    int seed_fd;          /* -1, or workspace_from opened for its submitter (task_open_seed) */
     cJSON *files;         /* object: relative path -> content */
     char *outputs[TASK_OUTPUTS_MAX];
     size_t noutputs;
@@ -52,6 +55,9 @@ struct task {
 int task_parse(const cJSON *json, struct task *out, char *err, size_t errsz);
 int task_parse_text(const char *text, struct task *out, char *err, size_t errsz);
 void task_free(struct task *t);
+/* Opens workspace_from (if any, and not yet open) into seed_fd with the rights of who (NULL:
+ * this process's own; see seed_open.h). Errors name the field. */
+int task_open_seed(struct task *t, const struct seed_requester *who, char *err, size_t errsz);
 /* Makes a fresh id ("task-" + 16 hex digits) when the caller gave none. */
 void task_make_id(char *buf, size_t bufsz);
 /* A relative path that stays inside its root: no "..", no absolute, no empty or "."

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -46,6 +47,13 @@ int taskprep_check(const struct task *t, char *err, size_t errsz)
     if (load_policy(t, &p, err, errsz) < 0)
         return -1;
     policy_free(p);
+    if (t->workspace_from && t->seed_fd < 0) {
+        char why[ERR_MSG_MAX];
+        int fd = seed_open(t->workspace_from, NULL, why, sizeof(why));
+        if (fd < 0)
+            return errf(err, errsz, "task.workspace.from_dir: %s", why);
+        (void)close(fd);
+    }
     return 0;
 }
 
@@ -80,6 +88,15 @@ int taskprep_build(struct taskprep *tp, const struct task *t, const struct agent
         o->models[i] = tp->models[i];
     o->models[nmodels] = NULL;
     taskprep_apply_limits(&o->limits, t);
+    o->seed_fd = t->seed_fd;
+    if (t->workspace_from && t->seed_fd < 0) {
+        char why[ERR_MSG_MAX];
+        tp->seed_fd = seed_open(t->workspace_from, NULL, why, sizeof(why));
+        if (tp->seed_fd < 0)
+            return errf(err, errsz, "task.workspace.from_dir: %s", why);
+        tp->have_seed = true;
+        o->seed_fd = tp->seed_fd;
+    }
     return 0;
 }
 
@@ -89,4 +106,7 @@ void taskprep_free(struct taskprep *tp)
         policy_bpf_free(&tp->prog);
     policy_free(tp->policy);
     tp->policy = NULL;
+    if (tp->have_seed)
+        (void)close(tp->seed_fd);
+    tp->have_seed = false;
 }

@@ -19,16 +19,20 @@
 struct taskprep {
     struct policy *policy;
     struct sock_fprog prog;
+    int seed_fd; /* the task's seed opened with this process's rights (valid if have_seed) */
+    bool have_seed;
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     /* filled except state_dir, events and broker, which belong to the caller */
     struct runner_opts opts;
 };
 
 /* Checks what task_parse cannot check alone (the policy exists, it allows the network the
- * task asks for) without building anything: cheap enough to run on every line of a batch
- * before the first task starts. Errors name the field ("task.policy: ..."). */
+ * task asks for, this process may read the seed directory) without building anything: cheap enough
+ * to run on every line of a batch before the first task starts. Errors name the field
+ * ("task.policy: ..."). */
 int taskprep_check(const struct task *t, char *err, size_t errsz);
-/* Loads the policy, compiles its filter, resolves models (cat may be NULL). tp must be
+/* Loads the policy, compiles its filter, resolves models (cat may be NULL), opens the seed
+ * with this process's rights unless the task already holds it open (seed_fd). tp must be
  * zeroed; release with taskprep_free whether this succeeds or not. tp must not move while
  * a runner uses tp->opts (it points into tp). */
 int taskprep_build(struct taskprep *tp, const struct task *t, const struct agentbox_config *cfg,

@@ -69,3 +69,90 @@ char *utf8_sanitize(const char *data, size_t len, size_t *outlen)
     char *shrunk = realloc(out, o + 1);
     return shrunk ? shrunk : out;
 }
+
+static bool needs_escape(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = seq_len(p + i, len - i);
+        if (!n || (n == 1 && (p[i] < 0x20 || p[i] == 0x7f)))
+            return true;
+        i += n;
+    }
+    return false;
+}
+
+char *utf8_escape_name(const char *s, bool *escaped)
+{
+    size_t len = strlen(s);
+    *escaped = needs_escape(s, len);
+    if (!*escaped)
+        return strdup(s);
+    if (len > (SIZE_MAX - 1) / 4)
+        return NULL;
+    char *out = malloc(len * 4 + 1); /* worst case: every byte as \xNN */
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = seq_len(p + i, len - i);
+        if (n == 1 && p[i] == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else if (n > 1 || (n == 1 && p[i] >= 0x20 && p[i] != 0x7f)) {
+            memcpy(out + o, p + i, n);
+            o += n;
+        } else {
+            n = 1;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[p[i] >> 4];
+            out[o++] = hex[p[i] & 15];
+        }
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Replaces *s (a cJSON-owned string) by its sanitized copy if it is not valid UTF-8. */
+static int fix_string(char **s)
+{
+    if (!*s || utf8_valid(*s, strlen(*s)))
+        return 0;
+    char *clean = utf8_sanitize(*s, strlen(*s), NULL);
+    if (!clean)
+        return -1;
+    cJSON_free(*s);
+    /* cJSON frees with its own hooks; agentbox never installs any, so malloc'd is right */
+    *s = clean;
+    return 1;
+}
+
+long utf8_fix_json(cJSON *item)
+{
+    long n = 0;
+    for (; item; item = item->next) {
+        if (item->string && !(item->type & cJSON_StringIsConst)) {
+            int r = fix_string(&item->string);
+            if (r < 0)
+                return -1;
+            n += r;
+        }
+        if (cJSON_IsString(item) && !(item->type & cJSON_IsReference)) {
+            int r = fix_string(&item->valuestring);
+            if (r < 0)
+                return -1;
+            n += r;
+        }
+        if (item->child) {
+            long c = utf8_fix_json(item->child);
+            if (c < 0)
+                return -1;
+            n += c;
+        }
+    }
+    return n;
+}

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -289,13 +290,11 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
         _exit(EXIT_FAILURE);
     if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         _exit(EXIT_FAILURE);
-    /* Opened before the new root hides the host's paths and while still the caller's uid. */
-    if (cfg->workspace_from) {
-        ctx->seed_fd = open(cfg->workspace_from, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (ctx->seed_fd < 0)
-            ctx->step = "open seed directory", child_fail(ctx);
-    }
-    if (cfg->pid1 == CELL_PID1_AGENT) {
+    /* The seed was opened by the parent with the requester's rights (seed_open.c); as root
+     * this child resolves no host path by name (the parent cloned the mounts it needs). */
+    if (workspace_reopen_seed(ctx) < 0)
+        child_fail(ctx);
+    if (cfg->pid1 == CELL_PID1_AGENT && ctx->exe_tree_fd < 0) {
         ctx->exe_fd = open(self_exe_path(), O_PATH | O_CLOEXEC);
         if (ctx->exe_fd < 0)
             ctx->step = "open agentbox binary", child_fail(ctx);
@@ -513,6 +512,11 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     if (cfg->network_host && !cfg->policy->allow_network_host)
         return errf(err, errsz, "set-up failed: policy '%s' does not allow network host",
                     cfg->policy->name);
+    struct stat seed_st;
+    if (cfg->workspace_from &&
+        (cfg->seed_fd <= 2 || fstat(cfg->seed_fd, &seed_st) < 0 || !S_ISDIR(seed_st.st_mode)))
+        return errf(err, errsz, "set-up failed: the seed directory %s was not opened",
+                    cfg->workspace_from);
     struct cell *c = calloc(1, sizeof(*c));
     if (!c)
         return errf(err, errsz, "set-up failed: out of memory");
@@ -535,9 +539,34 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
         goto fail;
     }
+    /* Our descriptors belong to our mount namespace, which the cell's cannot bind from: as
+     * root, detached copies of the binary's and the seed's mounts, which the cell moves into
+     * place (an unprivileged parent cannot make them; its child, with the same rights, opens
+     * the names itself, the seed checked to be the directory opened here). */
+    int exe_fd = -1;
+    if (cfg->pid1 == CELL_PID1_AGENT && root &&
+        (exe_fd = (int)syscall(SYS_open_tree, AT_FDCWD, self_exe_path(),
+                               OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0) {
+        errf(err, errsz, "set-up failed at clone agentbox binary mount: %s", strerror(errno));
+        goto fail;
+    }
+    int seed_tree = -1;
+    if (cfg->workspace_from && root &&
+        (seed_tree = (int)syscall(SYS_open_tree, cfg->seed_fd, "",
+                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+                                      AT_RECURSIVE)) < 0) {
+        errf(err, errsz, "set-up failed at clone seed mount: %s", strerror(errno));
+        if (exe_fd >= 0)
+            (void)close(exe_fd);
+        goto fail;
+    }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
+        if (exe_fd >= 0)
+            (void)close(exe_fd);
+        if (seed_tree >= 0)
+            (void)close(seed_tree);
         goto fail;
     }
     /* Without v2, pid 1 makes its cgroup namespace itself once it is in its v1 cgroups (or
@@ -552,21 +581,27 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)c->cg.dir_fd;
     }
-    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    /* As root, the user namespace is created as the slot's uid: it owns it, and is charged
+     * for what the cell holds of the kernel's per-user counters (namespaces.c). */
+    long pid =
+        root ? ns_clone3_as(&ca, c->slot.uid, c->slot.gid) : syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0 && c->cg.version == 2 && errno != ENOMEM && errno != EAGAIN) {
         /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
          * without a cgroup, the limits fall back to rlimits. */
         cgroup_destroy(&c->cg);
         ca.flags &= ~((uint64_t)CLONE_INTO_CGROUP | (uint64_t)CLONE_NEWCGROUP);
         ca.cgroup = 0;
-        pid = syscall(SYS_clone3, &ca, sizeof(ca));
+        pid = root ? ns_clone3_as(&ca, c->slot.uid, c->slot.gid)
+                   : syscall(SYS_clone3, &ca, sizeof(ca));
     }
     if (pid == 0) {
         (void)close(sp[0]);
         struct cell_child ctx = {.cfg = cfg,
                                  .setup_fd = sp[1],
-                                 .seed_fd = -1,
+                                 .seed_fd = cfg->workspace_from ? cfg->seed_fd : -1,
+                                 .seed_tree_fd = seed_tree,
                                  .exe_fd = -1,
+                                 .exe_tree_fd = exe_fd,
                                  .root_caller = root,
                                  .cgroup_v2 = c->cg.version == 2,
                                  .undumpable_parent = !root && undumpable,
@@ -575,6 +610,10 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     }
     int e = errno;
     (void)close(sp[1]);
+    if (exe_fd >= 0)
+        (void)close(exe_fd);
+    if (seed_tree >= 0)
+        (void)close(seed_tree);
     c->setup_fd = sp[0];
     if (pid < 0) {
         errf(err, errsz, "set-up failed at clone: %s", strerror(e));

@@ -31,7 +31,9 @@ struct cell_config {
                                          = no filter (tests only; "seccomp" not enforced) */
     struct policy_limits limits;      /* effective limits (policy defaults overridden) */
     bool network_host;                /* false: own empty netns with lo up */
-    const char *workspace_from;       /* host dir to seed /workspace from, or NULL */
+    const char *workspace_from;       /* host dir to seed /workspace from (for messages), or NULL */
+    int seed_fd; /* with workspace_from: that directory, opened by seed_open() with the rights
+                    of whoever asked for it; the cell never resolves the host path itself */
     enum cell_pid1 pid1;
     char *const *argv; /* CELL_PID1_COMMAND: the command (PATH searched inside the cell);
                           CELL_PID1_AGENT: extra arguments after `agentbox __agent`, or NULL */

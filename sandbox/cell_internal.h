@@ -18,8 +18,10 @@ struct cell_child {
     const struct cell_config *cfg;
     const char *step;        /* the step that failed */
     int setup_fd;            /* SOCK_SEQPACKET end to the parent, close-on-exec */
-    int seed_fd;             /* O_PATH of the seed dir (opened before the new root hides it), -1 */
-    int exe_fd;              /* O_PATH of this binary (CELL_PID1_AGENT), -1 */
+    int seed_fd;             /* the seed dir as the parent opened it (seed_open), -1 */
+    int seed_tree_fd;        /* root: a detached clone of its mount (open_tree), else -1 */
+    int exe_fd;              /* O_PATH of this binary (CELL_PID1_AGENT, unprivileged), -1 */
+    int exe_tree_fd;         /* root: a detached clone of its mount (open_tree), else -1 */
     bool root_caller;        /* the parent runs as host root (per-slot uid mapping) */
     bool undumpable_parent;  /* unprivileged parent with PR_SET_DUMPABLE 0 */
     bool cgroup_v2;          /* cloned into its v2 cgroup */
@@ -33,6 +35,12 @@ struct cell_child {
 /* namespaces.c */
 uint64_t ns_clone_flags(const struct cell_config *cfg);
 int ns_become_user(struct cell_child *ctx); /* setgroups/setresgid/setresuid, caps kept */
+/* Parent, as root: clone3 with this thread's effective uid and gid switched to the cell's
+ * host ids for the call, so the new user namespace belongs to them: the kernel charges what
+ * the cell holds of the per-user counters (inotify, queued signals, ...) to that uid, never
+ * to root. Returns as clone3; the ids are restored in the parent (abort if they cannot be). */
+struct clone_args;
+long ns_clone3_as(struct clone_args *ca, uid_t uid, gid_t gid);
 int ns_set_hostname_and_lo(struct cell_child *ctx);
 /* mounts.c: the new root, built under a tmpfs while the host's tree is still visible;
  * then pivot_root onto it, the old root detached, cwd /workspace. */
@@ -43,8 +51,16 @@ int mounts_restrict(const char *path, unsigned attrs, bool recursive);
 /* workspace.c: mounts the /workspace tmpfs under newroot, seeds it (overlay or copy) and
  * exposes the seed read-only at CELL_SEED_DIR. */
 int workspace_mount(struct cell_child *ctx, const char *newroot);
+/* Unprivileged parent: the seed descriptor it opened belongs to its mount namespace, which
+ * this one cannot bind from. The child (same rights) opens the name again, before the new
+ * root hides it, and keeps it only if it is the same directory (device and inode), so a
+ * swap in between fails. No-op when root's parent passed a cloned mount. */
+int workspace_reopen_seed(struct cell_child *ctx);
 /* limits.c */
 int limits_apply(struct cell_child *ctx, bool cgroup_memory, bool cgroup_pids);
+/* Lowers the cell's user namespace's inotify and fanotify counters (sys_user_dir: its
+ * /proc/sys/user, from a procfs mounted inside the cell's namespaces) to the cell's share. */
+int limits_cap_ucounts(struct cell_child *ctx, const char *sys_user_dir);
 /* caps.c: securebits locked, bounding/inheritable/ambient/effective/permitted cleared. */
 int caps_drop_all(struct cell_child *ctx);
 /* landlock.c: writes only below /workspace /tmp /dev/shm (and to /dev's nodes). Records the

@@ -4,8 +4,27 @@
  * gives it its own count). Never raises a limit above what the cell inherited. */
 #include "cell_internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Each cell's share of the kernel's per-user counters (docs/sandbox.md, "Kernel counters"):
+ * below the usual per-user defaults (128 inotify instances, 8192+ watches, 819200 mqueue
+ * bytes, RLIMIT_SIGPENDING in the tens of thousands), so no one cell can take all of them
+ * from the user's other cells. */
+#define CELL_INOTIFY_INSTANCES 32
+#define CELL_INOTIFY_WATCHES   16384
+#define CELL_FANOTIFY_GROUPS   8
+#define CELL_FANOTIFY_MARKS    8192
+#define CELL_SIGPENDING        1024
+#define CELL_MSGQUEUE_BYTES    204800
 
 static int cap_limit(int resource, rlim_t value)
 {
@@ -20,11 +39,57 @@ static int cap_limit(int resource, rlim_t value)
     return setrlimit(resource, &r);
 }
 
+/* Lowers one of the cell's user namespace's counters ("max_inotify_instances"...) below dir
+ * (its /proc/sys/user); 0 if this kernel has no such counter. Never raises one. */
+static int lower_ucount(const char *dir, const char *name, long value)
+{
+    char path[256], cur[32];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    ssize_t n = read(fd, cur, sizeof(cur) - 1);
+    if (n > 0) {
+        cur[n] = '\0';
+        long now = strtol(cur, NULL, 10);
+        if (now >= 0 && now <= value) {
+            (void)close(fd);
+            return 0;
+        }
+    }
+    int len = snprintf(cur, sizeof(cur), "%ld\n", value);
+    int rc = pwrite(fd, cur, (size_t)len, 0) == len ? 0 : -1;
+    int e = errno;
+    (void)close(fd);
+    errno = e;
+    return rc;
+}
+
+int limits_cap_ucounts(struct cell_child *ctx, const char *sys_user_dir)
+{
+    static const struct {
+        const char *name;
+        long value;
+    } caps[] = {{"max_inotify_instances", CELL_INOTIFY_INSTANCES},
+                {"max_inotify_watches", CELL_INOTIFY_WATCHES},
+                {"max_fanotify_groups", CELL_FANOTIFY_GROUPS},
+                {"max_fanotify_marks", CELL_FANOTIFY_MARKS}};
+    for (size_t i = 0; i < ARRAY_SIZE(caps); i++)
+        if (lower_ucount(sys_user_dir, caps[i].name, caps[i].value) < 0)
+            return CHILD_FAIL(ctx, caps[i].name);
+    return 0;
+}
+
 int limits_apply(struct cell_child *ctx, bool cgroup_memory, bool cgroup_pids)
 {
     const struct policy_limits *lim = &ctx->cfg->limits;
     if (cap_limit(RLIMIT_CORE, 0) < 0)
         return CHILD_FAIL(ctx, "RLIMIT_CORE");
+    /* counted per user namespace and uid, so these are the cell's own shares */
+    if (cap_limit(RLIMIT_SIGPENDING, CELL_SIGPENDING) < 0)
+        return CHILD_FAIL(ctx, "RLIMIT_SIGPENDING");
+    if (cap_limit(RLIMIT_MSGQUEUE, CELL_MSGQUEUE_BYTES) < 0)
+        return CHILD_FAIL(ctx, "RLIMIT_MSGQUEUE");
     if (lim->nofile) {
         if (cap_limit(RLIMIT_NOFILE, (rlim_t)lim->nofile) < 0)
             return CHILD_FAIL(ctx, "RLIMIT_NOFILE");

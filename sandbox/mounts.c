@@ -216,6 +216,9 @@ static int make_proc(struct cell_child *ctx)
     if (mkdirs(NEWROOT "/proc", 0755) < 0 ||
         mount("proc", NEWROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return CHILD_FAIL(ctx, "mount /proc");
+    /* while its /proc/sys is still writable (and we still hold the namespace's caps) */
+    if (limits_cap_ucounts(ctx, NEWROOT "/proc/sys/user") < 0)
+        return -1;
     for (size_t i = 0; i < ARRAY_SIZE(masked); i++) {
         snprintf(target, sizeof(target), NEWROOT "/proc/%s", masked[i]);
         if (access(target, F_OK) < 0)
@@ -241,9 +244,17 @@ static int bind_agent_binary(struct cell_child *ctx)
 {
     char src[64];
     snprintf(src, sizeof(src), "/proc/self/fd/%d", ctx->exe_fd);
-    if (touch(NEWROOT CELL_AGENT_BIN) < 0 ||
-        mount(src, NEWROOT CELL_AGENT_BIN, NULL, MS_BIND, NULL) < 0 ||
-        mounts_restrict(NEWROOT CELL_AGENT_BIN,
+    if (touch(NEWROOT CELL_AGENT_BIN) < 0)
+        return CHILD_FAIL(ctx, "bind agent binary");
+    if (ctx->exe_tree_fd >= 0) {
+        /* root's parent cloned the mount: move it here, no longer a peer of the host's */
+        if (syscall(SYS_move_mount, ctx->exe_tree_fd, "", AT_FDCWD, NEWROOT CELL_AGENT_BIN,
+                    MOVE_MOUNT_F_EMPTY_PATH) < 0 ||
+            mount(NULL, NEWROOT CELL_AGENT_BIN, NULL, MS_PRIVATE, NULL) < 0)
+            return CHILD_FAIL(ctx, "bind agent binary");
+    } else if (mount(src, NEWROOT CELL_AGENT_BIN, NULL, MS_BIND, NULL) < 0)
+        return CHILD_FAIL(ctx, "bind agent binary");
+    if (mounts_restrict(NEWROOT CELL_AGENT_BIN,
                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false) < 0)
         return CHILD_FAIL(ctx, "bind agent binary");
     return 0;

@@ -7,11 +7,16 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
+#include <linux/sched.h>
+#include <linux/securebits.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -55,6 +60,33 @@ int ns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, bool root_caller, c
         return -1;
     snprintf(map, sizeof(map), "%u %u 1\n", CELL_GID, (unsigned)host_gid);
     return write_proc(pid, "gid_map", map, err, errsz);
+}
+
+long ns_clone3_as(struct clone_args *ca, uid_t uid, gid_t gid)
+{
+    /* Only this thread's ids change (raw system calls; glibc's would change every thread),
+     * for the clone only. SECBIT_NO_SETUID_FIXUP keeps the capabilities in effect while the
+     * effective uid is not 0 (CLONE_INTO_CGROUP writes a root-owned cgroup). */
+    int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+    if (bits < 0 ||
+        prctl(PR_SET_SECUREBITS, (unsigned long)bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0)
+        return -1;
+    long pid = -1;
+    int e = 0;
+    if (syscall(SYS_setresgid, -1, gid, -1) < 0 || syscall(SYS_setresuid, -1, uid, -1) < 0)
+        e = errno;
+    else {
+        pid = syscall(SYS_clone3, ca, sizeof(*ca));
+        if (pid == 0)
+            return 0; /* the child: its ids and bits are its own user namespace's now */
+        e = errno;
+    }
+    /* Going on as root with the wrong ids would be worse than stopping. */
+    if (syscall(SYS_setresuid, -1, 0, -1) < 0 || syscall(SYS_setresgid, -1, 0, -1) < 0 ||
+        prctl(PR_SET_SECUREBITS, (unsigned long)bits, 0, 0, 0) < 0)
+        abort();
+    errno = e;
+    return pid;
 }
 
 int ns_become_user(struct cell_child *ctx)

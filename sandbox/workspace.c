@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -245,6 +246,40 @@ static int try_overlay(struct cell_child *ctx, const char *newroot, const char *
     return 0;
 }
 
+/* Mounts the seed at target: root's parent cloned its mount (open_tree), which is moved into
+ * place and made private (the clone is a peer of the host's mount); otherwise seed_fd is
+ * this namespace's own copy (workspace_reopen_seed), bound through /proc. */
+static int attach_seed(struct cell_child *ctx, const char *target)
+{
+    if (ctx->seed_tree_fd >= 0) {
+        if (syscall(SYS_move_mount, ctx->seed_tree_fd, "", AT_FDCWD, target,
+                    MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return -1;
+        return mount(NULL, target, NULL, MS_REC | MS_PRIVATE, NULL);
+    }
+    char src[64];
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", ctx->seed_fd);
+    return mount(src, target, NULL, MS_BIND | MS_REC, NULL);
+}
+
+int workspace_reopen_seed(struct cell_child *ctx)
+{
+    if (ctx->seed_fd < 0 || ctx->seed_tree_fd >= 0)
+        return 0;
+    struct stat want, got;
+    int fd = open(ctx->cfg->workspace_from, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return CHILD_FAIL(ctx, "open seed directory");
+    if (fstat(ctx->seed_fd, &want) < 0 || fstat(fd, &got) < 0 || want.st_dev != got.st_dev ||
+        want.st_ino != got.st_ino) {
+        (void)close(fd);
+        errno = ESTALE;
+        return CHILD_FAIL(ctx, "open seed directory (it was replaced)");
+    }
+    ctx->seed_fd = fd;
+    return 0;
+}
+
 int workspace_mount(struct cell_child *ctx, const char *newroot)
 {
     const struct policy_limits *lim = &ctx->cfg->limits;
@@ -263,10 +298,8 @@ int workspace_mount(struct cell_child *ctx, const char *newroot)
         return 0;
     }
     /* The pristine seed, read-only, where the agent loop can diff against it. */
-    char src[64];
-    snprintf(src, sizeof(src), "/proc/self/fd/%d", ctx->seed_fd);
     snprintf(seed, sizeof(seed), "%s" CELL_SEED_DIR, newroot);
-    if (mkdir(seed, 0755) < 0 || mount(src, seed, NULL, MS_BIND | MS_REC, NULL) < 0)
+    if (mkdir(seed, 0755) < 0 || attach_seed(ctx, seed) < 0)
         return CHILD_FAIL(ctx, "bind seed");
     if (mounts_restrict(seed, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true) < 0)
         return CHILD_FAIL(ctx, "seed read-only");

@@ -48,9 +48,48 @@ static void test_invalid_replaced(void **state)
     assert_false(utf8_valid("\xe0\x80\x80", 3));
 }
 
+static void check_name(const char *in, const char *want, bool want_escaped)
+{
+    bool escaped = !want_escaped;
+    char *out = utf8_escape_name(in, &escaped);
+    assert_non_null(out);
+    assert_string_equal(out, want);
+    assert_int_equal(escaped, want_escaped);
+    assert_true(utf8_valid(out, strlen(out)));
+    free(out);
+}
+
+static void test_names_escaped_only_when_needed(void **state)
+{
+    (void)state;
+    check_name("src/caf\xc3\xa9.c", "src/caf\xc3\xa9.c", false);
+    check_name("back\\slash", "back\\slash", false); /* a backslash alone: unchanged */
+    check_name("bad-\xff\xfe.txt", "bad-\\xff\\xfe.txt", true);
+    check_name("nl\nname", "nl\\x0aname", true);
+    check_name("tab\t\\\x7f", "tab\\x09\\\\\\x7f", true); /* once escaping, \ doubles */
+    check_name("d\xc3(/\xc3\xa9", "d\\xc3(/\xc3\xa9", true);
+}
+
+static void test_json_strings_made_valid(void **state)
+{
+    (void)state;
+    cJSON *j = cJSON_Parse("{\"ok\":\"fine\",\"a\":[\"x\xffy\",{\"k\xfe\":\"\xc3\xa9\"}]}");
+    assert_non_null(j);
+    assert_int_equal(utf8_fix_json(j), 2);
+    char *text = cJSON_PrintUnformatted(j);
+    assert_true(utf8_valid(text, strlen(text)));
+    assert_non_null(strstr(text, "x\xef\xbf\xbdy"));
+    assert_non_null(strstr(text, "\"fine\""));
+    assert_int_equal(utf8_fix_json(j), 0);
+    free(text);
+    cJSON_Delete(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names_escaped_only_when_needed),
+        cmocka_unit_test(test_json_strings_made_valid),
         cmocka_unit_test(test_valid_unchanged),
         cmocka_unit_test(test_invalid_replaced),
     };
