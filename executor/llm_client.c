@@ -742,6 +742,13 @@ static void on_done(struct call *k, CURLcode cc)
     char detail[ERR_MSG_MAX] = "";
     if (cc == CURLE_OK && status >= 200 && status < 300) {
         int rc;
+        if (!k->is_sse && llm_body_is_sse(k->resp.p, k->resp.len)) {
+            /* an event stream under a wrong Content-Type (text/plain, application/json):
+             * the body decides, it cannot be JSON anyway */
+            k->is_sse = true;
+            sse_init(&k->sse);
+            (void)sse_feed(&k->sse, k->resp.p, k->resp.len);
+        }
         if (k->is_sse) {
             rc = sse_finish(&k->sse, &r, perr, sizeof(perr));
             s.truncated = rc == -2;
