@@ -645,10 +645,18 @@ static void decide(struct call *k, const struct llm_error_info *e)
 {
     struct llm_client *c = k->c;
     double now = monotonic_s();
+    /* OPENHANDS_MAX_ATTEMPTS bounds HTTP attempts only: once it is reached, the chain's
+     * steps that would send another request (retries, the next model) are skipped, its
+     * other steps (CIRCUIT_BREAK, FALLBACK_MOCK, ESCALATE) still apply */
+    bool capped = k->out->attempts >= c->cfg.max_attempts;
+    struct llm_error_info no_more_http = *e;
+    no_more_http.retryable = false;
+    const struct llm_error_info *chain_e = capped ? &no_more_http : e;
     for (int guard = 0; guard < 4 * RECOVERY_CHAIN_MAX; guard++) {
         struct recovery_decision d;
-        bool have_next = next_model(k, now) >= 0;
-        recovery_next(&c->cfg.recovery, &k->cursor, e, have_next, c->cfg.fallback_to_mock, &d);
+        bool have_next = !capped && next_model(k, now) >= 0;
+        recovery_next(&c->cfg.recovery, &k->cursor, chain_e, have_next, c->cfg.fallback_to_mock,
+                      &d);
         double delay = 0;
         if (d.action == ACT_RETRY) {
             if (d.strategy == RETRY_WITH_BACKOFF)
@@ -722,6 +730,13 @@ static void decide(struct call *k, const struct llm_error_info *e)
             finish(k, LLM_CONDENSE);
             return;
         case ACT_FAIL:
+            if (capped) {
+                char msg[600];
+                snprintf(msg, sizeof(msg),
+                         "gave up after %u attempts (OPENHANDS_MAX_ATTEMPTS); last: %s",
+                         k->out->attempts, e->message);
+                set_error(k, e->type, e->http_status, msg);
+            }
             finish(k, LLM_FAILED);
             return;
         }

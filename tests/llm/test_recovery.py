@@ -180,6 +180,42 @@ class Mock(LLMTestCase):
         self.assertIn("mock", run.json["message"]["content"].lower(), "a mock answer says it is one")
         self.assertEqual(len(self.reqs()), 4)
 
+    def test_attempt_cap_still_reaches_the_mock(self):
+        # four models all answering 503: 4 x (1 + 3 retries) would be 16 attempts, the cap
+        # (12) comes first; it bounds HTTP attempts, not the chain's FALLBACK_MOCK
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--fallback", "test/b", "--fallback", "test/c", "--fallback", "test/d",
+                       env={"OPENHANDS_FALLBACK_TO_MOCK": "true", "OPENHANDS_ENABLE_CIRCUIT_BREAKER": "false"})
+        self.assertResult(run, "mock", 4)
+        self.assertEqual(len(self.reqs()), 12, run)
+        self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
+        self.assertIs(run.json["success"], False)
+        self.assertEqual(run.json["models_tried"], ["test/primary", "test/b", "test/c"])
+
+    def test_attempt_cap_small(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--fallback", "test/b",
+                       env={"OPENHANDS_FALLBACK_TO_MOCK": "true", "OPENHANDS_MAX_ATTEMPTS": "2"})
+        self.assertResult(run, "mock", 4)
+        self.assertEqual(len(self.reqs()), 2, run)
+        self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
+
+    def test_attempt_cap_still_escalates(self):
+        # a chain ending in ESCALATE escalates at the cap instead of failing quietly
+        self.serve({"default": DEAD})
+        run = self.llm("hi", env={"OPENHANDS_MAX_ATTEMPTS": "2",
+                                  "OPENHANDS_RECOVERY_CONNECTION_ERROR": "RETRY*5,ESCALATE"})
+        self.assertResult(run, "escalated", 3)
+        self.assertEqual(len(self.reqs()), 2, run)
+        self.assertEqual(run.strategies[-1], "ESCALATE", run)
+
+    def test_attempt_cap_without_mock_fails_and_says_why(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", env={"OPENHANDS_MAX_ATTEMPTS": "2"})
+        self.assertResult(run, "failed", 1)
+        self.assertEqual(len(self.reqs()), 2, run)
+        self.assertIn("OPENHANDS_MAX_ATTEMPTS", run.error.get("message", ""), run)
+
     def test_no_mock_by_default(self):
         self.serve({"default": DEAD})
         run = self.llm("hi")
