@@ -74,7 +74,8 @@ struct agent {
     size_t sent;       /* messages the supervisor holds from earlier requests */
     char *text_suffix; /* tool descriptions for the system prompt, in text tool-calling mode */
     const char
-        *end; /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
+        *end; /* finished, max_iterations, stuck, no_tool_calls, budget, llm_error, cancelled,
+                 timeout, error */
     char *output; /* the final message */
     char error[512];
 };
@@ -521,9 +522,9 @@ static void loop(struct agent *a)
                 cJSON *sev = cJSON_CreateObject();
                 cJSON_AddStringToObject(sev, "kind", "monologue");
                 send_event(a, "stuck", sev);
-                snprintf(a->error, sizeof(a->error),
-                         "stuck: %d replies in a row without a tool call", STUCK_MONOLOGUE_STEPS);
-                end_with(a, "stuck", text);
+                snprintf(a->error, sizeof(a->error), "%d replies in a row without a tool call",
+                         STUCK_MONOLOGUE_STEPS);
+                end_with(a, "no_tool_calls", text);
             } else {
                 (void)history_add_user(a->hist, nudge_text);
                 send_event(a, "nudge", NULL);

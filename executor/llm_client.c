@@ -17,6 +17,7 @@
 #include "curl_dl.h"
 #include "llm_request.h"
 #include "log.h"
+#include "model_memo.h"
 #include "sse.h"
 #include "util.h"
 
@@ -27,6 +28,7 @@ struct model_state {
     struct breaker br;
     double rpm, tokens, refilled_at;
 };
+
 
 struct call {
     struct llm_client *c;
@@ -82,6 +84,7 @@ struct llm_client {
     CURL *idle[64];       /* easy handles kept for reuse */
     int nidle;
     struct llm_client_stats st;
+    struct model_memo memo; /* models found unavailable */
 };
 
 static const char *const status_names[] = {"succeeded", "failed",  "escalated",
@@ -181,6 +184,35 @@ static bool model_usable(struct llm_client *c, const char *id, double now)
         if (!strcmp(c->models[i].id, id))
             return breaker_peek(&c->models[i].br, now);
     return true;
+}
+
+/* A model that answered "unavailable" (404, "No endpoints found", availability.retryable
+ * false): this task never asks it again, other tasks not for OPENHANDS_MODEL_UNAVAILABLE_TTL.
+ * "No endpoints that support tool use" is about tools, not the model (the agent goes on in
+ * text mode with the same model): not remembered. */
+static void remember_unavailable(struct call *k, const struct llm_error_info *e, double now)
+{
+    if (!e->model_unavailable || strcasestr(e->message, "tool use") || !k->ms)
+        return;
+    model_memo_mark(&k->c->memo, k->task_id, k->ms->id, now, k->c->cfg.model_unavailable_ttl_s);
+}
+
+static bool remembered_unavailable(struct call *k, const char *id, double now)
+{
+    return model_memo_dead(&k->c->memo, k->task_id, id, now);
+}
+
+/* Models remembered unavailable are skipped while a model after them is not: the memory
+ * never leaves a call with nothing to ask. */
+static bool skip_remembered(struct call *k, int j, double now)
+{
+    if (!remembered_unavailable(k, k->models[j], now))
+        return false;
+    for (int i = j + 1; i < k->nmodels; i++)
+        if (!k->dead[i] && model_usable(k->c, k->models[i], now) &&
+            !remembered_unavailable(k, k->models[i], now))
+            return true;
+    return false;
 }
 
 static int next_model(struct call *k, double now)
@@ -394,6 +426,40 @@ static void attempt_failed_setup(struct call *k, const char *why)
     finish(k, LLM_FAILED);
 }
 
+/* Moves k->cur past models this call gave up on, models whose breaker is open and models
+ * found unavailable before (each passed-over model is a model_fallback event). */
+static void skip_unusable(struct call *k, double now)
+{
+    struct llm_client *c = k->c;
+    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now) ||
+                                   skip_remembered(k, k->cur, now))) {
+        int from = k->cur;
+        bool open = !k->dead[k->cur];
+        const char *why = model_usable(c, k->models[from], now) ? "unavailable" : "circuit_open";
+        k->cur++;
+        while (k->cur < k->nmodels && k->dead[k->cur])
+            k->cur++;
+        if (open) {
+            /* a model remembered unavailable is passed over quietly (an event, no strategy:
+             * this call met no error); an open breaker is this call's fallback */
+            if (strcmp(why, "circuit_open") == 0) {
+                push_strategy(k, FALLBACK_MODEL);
+                k->out->fallbacks++;
+            }
+            cJSON *f = cJSON_CreateObject();
+            if (f) {
+                cJSON_AddStringToObject(f, "from", k->models[from]);
+                if (k->cur < k->nmodels)
+                    cJSON_AddStringToObject(f, "to", k->models[k->cur]);
+                else
+                    cJSON_AddNullToObject(f, "to");
+                cJSON_AddStringToObject(f, "reason", why);
+            }
+            emit(k, "model_fallback", f);
+        }
+    }
+}
+
 static void try_attempt(struct call *k)
 {
     struct llm_client *c = k->c;
@@ -413,28 +479,7 @@ static void try_attempt(struct call *k)
         finish(k, LLM_FAILED);
         return;
     }
-    /* skip models this call gave up on, and models whose breaker is open */
-    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now))) {
-        int from = k->cur;
-        bool open = !k->dead[k->cur];
-        k->cur++;
-        while (k->cur < k->nmodels && k->dead[k->cur])
-            k->cur++;
-        if (open) {
-            push_strategy(k, FALLBACK_MODEL);
-            k->out->fallbacks++;
-            cJSON *f = cJSON_CreateObject();
-            if (f) {
-                cJSON_AddStringToObject(f, "from", k->models[from]);
-                if (k->cur < k->nmodels)
-                    cJSON_AddStringToObject(f, "to", k->models[k->cur]);
-                else
-                    cJSON_AddNullToObject(f, "to");
-                cJSON_AddStringToObject(f, "reason", "circuit_open");
-            }
-            emit(k, "model_fallback", f);
-        }
-    }
+    skip_unusable(k, now);
     if (k->cur >= k->nmodels) {
         if (!k->has_last || k->out->n_strategies == 0 ||
             k->out->strategies[k->out->n_strategies - 1] != CIRCUIT_BREAK)
@@ -818,6 +863,7 @@ static void on_done(struct call *k, CURLcode cc)
         k->admitted = false;
         breaker_event(k, k->ms, before);
     }
+    remember_unavailable(k, &e, now);
     k->last = e;
     k->has_last = true;
     release_attempt(k);
