@@ -34,8 +34,8 @@ struct agentbox_config {
     double breaker_open_s;
     double model_unavailable_ttl_s; /* a model found unavailable (404, no endpoints) is skipped
                                        by every task of the process this long; 0: not shared */
-    double rate_limit_free_rpm; /* requests/minute per ':free' model; 0 = no limit */
-    double rate_limit_rpm;      /* ... per other model */
+    double rate_limit_free_rpm;     /* requests/minute per ':free' model; 0 = no limit */
+    double rate_limit_rpm;          /* ... per other model */
     unsigned rate_limit_burst;
     char fallback_models[CONFIG_FALLBACKS_MAX][CONFIG_MODEL_MAX];
     int n_fallback_models;

@@ -29,7 +29,6 @@ struct model_state {
     double rpm, tokens, refilled_at;
 };
 
-
 struct call {
     struct llm_client *c;
     struct call *prev, *next; /* c->calls: every pending call */

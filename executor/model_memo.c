@@ -45,8 +45,7 @@ void model_memo_mark(struct model_memo *m, const char *task_id, const char *mode
     m->tasks[ti].dead |= 1ull << mi;
 }
 
-bool model_memo_dead(const struct model_memo *m, const char *task_id, const char *model,
-                     double now)
+bool model_memo_dead(const struct model_memo *m, const char *task_id, const char *model, double now)
 {
     int mi = model_index((struct model_memo *)m, model, false);
     if (mi < 0)

@@ -757,8 +757,8 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     const char *why = report_string(rep, "error", 1000);
     snprintf(msg, sizeof(msg), "%s", why ? why : end);
     *status = "failed";
-    *error = broker_error_object(strcmp(end, "budget") == 0 ? "VALIDATION_ERROR" : "SDK_ERROR",
-                                 msg, NULL);
+    *error = broker_error_object(strcmp(end, "budget") == 0 ? "VALIDATION_ERROR" : "SDK_ERROR", msg,
+                                 NULL);
     cJSON_AddStringToObject(*error, "reason", end);
     return "task_failed";
 }
