@@ -459,6 +459,38 @@ static void skip_unusable(struct call *k, double now)
     }
 }
 
+/* The attempt's libcurl options; non-zero when libcurl refused one. */
+static int set_options(struct call *k, CURL *h, long timeout_ms)
+{
+    struct llm_client *c = k->c;
+    const struct curl_api *cu = c->curl;
+    long connect_ms = (long)(c->cfg.connect_timeout_s * 1000.0);
+    int bad = 0;
+    bad |= cu->easy_setopt(h, CURLOPT_URL, c->url);
+    bad |= cu->easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
+    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDS, k->req);
+    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(k->req));
+    bad |= cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    bad |= cu->easy_setopt(h, CURLOPT_WRITEDATA, k);
+    bad |= cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    bad |= cu->easy_setopt(h, CURLOPT_HEADERDATA, k);
+    bad |= cu->easy_setopt(h, CURLOPT_PRIVATE, k);
+    bad |= cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                           connect_ms < timeout_ms ? connect_ms : timeout_ms);
+    bad |= cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* never follow a redirect: it would carry the Authorization header elsewhere */
+    bad |= cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
+     * TLS connection per concurrent call */
+    if (!strncasecmp(c->url, "https://", 8))
+        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    return bad;
+}
+
 static void try_attempt(struct call *k)
 {
     struct llm_client *c = k->c;
@@ -536,32 +568,9 @@ static void try_attempt(struct call *k)
     long timeout_ms = (long)(left * 1000.0);
     if (timeout_ms < 1)
         timeout_ms = 1;
-    long connect_ms = (long)(c->cfg.connect_timeout_s * 1000.0);
     k->retry_after_hdr = -1;
     k->is_sse = false;
-    int bad = 0;
-    bad |= cu->easy_setopt(h, CURLOPT_URL, c->url);
-    bad |= cu->easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
-    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDS, k->req);
-    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(k->req));
-    bad |= cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    bad |= cu->easy_setopt(h, CURLOPT_WRITEDATA, k);
-    bad |= cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    bad |= cu->easy_setopt(h, CURLOPT_HEADERDATA, k);
-    bad |= cu->easy_setopt(h, CURLOPT_PRIVATE, k);
-    bad |= cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                           connect_ms < timeout_ms ? connect_ms : timeout_ms);
-    bad |= cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    /* never follow a redirect: it would carry the Authorization header elsewhere */
-    bad |= cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-    bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
-     * TLS connection per concurrent call */
-    if (!strncasecmp(c->url, "https://", 8))
-        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    int bad = set_options(k, h, timeout_ms);
     if (bad) {
         cu->easy_cleanup(h);
         attempt_failed_setup(k, "libcurl refused an option");
