@@ -100,6 +100,11 @@ deps:
 	  libc6-dev ca-certificates clang libclang-rt-14-dev \
 	  qemu-system-x86 busybox-static cpio \
 	  slurmctld slurmd slurm-client munge python3-yaml
+	# node and npm for the independent OpenAI-compatible mock server of the llm and run suites
+	# (tests/mock-npm); Debian's, unless a node with npm is installed already
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; fi
+	cd tests/mock-npm && npm ci --no-audit --no-fund
 
 install: agentbox
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agentbox/policies \

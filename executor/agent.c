@@ -75,9 +75,9 @@ struct agent {
     unsigned llm_id;
     size_t sent;       /* messages the supervisor holds from earlier requests */
     char *text_suffix; /* tool descriptions for the system prompt, in text tool-calling mode */
-    const char
-        *end; /* finished, max_iterations, stuck, budget, llm_error, cancelled, timeout, error */
-    char *output; /* the final message */
+    const char *end;   /* finished, max_iterations, stuck, no_tool_calls, budget, llm_error,
+                          cancelled,   timeout, error */
+    char *output;      /* the final message */
     char error[512];
 };
 
@@ -284,9 +284,10 @@ static void end_with(struct agent *a, const char *end, const char *output)
     a->output = strdup(output ? output : "");
 }
 
-static void run_tool_call(struct agent *a, const cJSON *call, bool *finished)
+/* call: the model's call as it came (its arguments text is what the tool validates);
+ * call_id: the id the history gave it (unique in the conversation), which the result answers */
+static void run_tool_call(struct agent *a, const cJSON *call, const char *call_id, bool *finished)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(call, "id");
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
@@ -326,7 +327,6 @@ static void run_tool_call(struct agent *a, const cJSON *call, bool *finished)
     cJSON_AddStringToObject(ev, "observation", obs_clip ? obs_clip : "");
     send_event(a, "tool_result", ev);
 
-    const char *call_id = cJSON_IsString(id) ? id->valuestring : "call";
     (void)history_add_tool_result(a->hist, call_id, out.tool ? out.tool : n, obs);
     cleanup_free char *sig = tools_signature(n, args_text);
     stuck_feed(&a->stuck, sig ? sig : n, obs, out.is_error, true);
@@ -424,6 +424,31 @@ static bool lacks_tool_endpoints(const cJSON *outcome)
     return cJSON_IsString(m) && strcasestr(m->valuestring, "support tool use") != NULL;
 }
 
+/* Runs one reply's calls in order; the results answer the ids the history stored for them
+ * (the i-th stored call is the i-th call of the reply). Returns true when the task ends. */
+static bool run_calls(struct agent *a, const cJSON *calls, bool history_ok)
+{
+    const cJSON *last = history_ok ? history_message(a->hist, history_count(a->hist) - 1) : NULL;
+    cleanup_json cJSON *stored =
+        cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(last, "tool_calls"), true);
+    if (cJSON_GetArraySize(stored) != cJSON_GetArraySize(calls)) {
+        snprintf(a->error, sizeof(a->error), "out of memory recording the model's tool calls");
+        end_with(a, "error", "");
+        return true;
+    }
+    bool finished = false;
+    const cJSON *call, *mine = stored ? stored->child : NULL;
+    cJSON_ArrayForEach(call, calls)
+    {
+        if (finished || cancel_flag)
+            break;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(mine, "id");
+        run_tool_call(a, call, cJSON_IsString(id) ? id->valuestring : "", &finished);
+        mine = mine->next;
+    }
+    return finished;
+}
+
 static void loop(struct agent *a)
 {
     unsigned context_retries = 0;
@@ -486,7 +511,8 @@ static void loop(struct agent *a)
             parsed = text_tool_calls(a, text);
             calls = parsed;
         }
-        (void)history_add_assistant(a->hist, text, cJSON_IsArray(calls) ? calls : NULL);
+        bool history_ok =
+            history_add_assistant(a->hist, text, cJSON_IsArray(calls) ? calls : NULL) == 0;
         if (!cJSON_IsArray(calls) || cJSON_GetArraySize(calls) == 0) {
             cJSON *ev = cJSON_CreateObject();
             cleanup_free char *c = clip(text ? text : "", AGENT_EVENT_TEXT_CHARS);
@@ -497,9 +523,9 @@ static void loop(struct agent *a)
                 cJSON *sev = cJSON_CreateObject();
                 cJSON_AddStringToObject(sev, "kind", "monologue");
                 send_event(a, "stuck", sev);
-                snprintf(a->error, sizeof(a->error),
-                         "stuck: %d replies in a row without a tool call", STUCK_MONOLOGUE_STEPS);
-                end_with(a, "stuck", text);
+                snprintf(a->error, sizeof(a->error), "%d replies in a row without a tool call",
+                         STUCK_MONOLOGUE_STEPS);
+                end_with(a, "no_tool_calls", text);
             } else {
                 (void)history_add_user(a->hist, nudge_text);
                 send_event(a, "nudge", NULL);
@@ -509,14 +535,7 @@ static void loop(struct agent *a)
             continue;
         }
         a->iterations++;
-        bool finished = false;
-        const cJSON *call;
-        cJSON_ArrayForEach(call, calls)
-        {
-            if (finished || cancel_flag)
-                break;
-            run_tool_call(a, call, &finished);
-        }
+        bool finished = run_calls(a, calls, history_ok);
         cJSON_Delete(parsed);
         cJSON_Delete(outcome);
         if (finished)

@@ -34,6 +34,7 @@ const char *const config_variables[] = {
     "OPENHANDS_RETRY_AFTER_MAX",
     "OPENHANDS_CB_FAILURE_THRESHOLD",
     "OPENHANDS_CB_OPEN_SECONDS",
+    "OPENHANDS_MODEL_UNAVAILABLE_TTL",
     "OPENHANDS_CB_HALF_OPEN_CALLS",
     "OPENHANDS_CB_SUCCESS_THRESHOLD",
     "OPENHANDS_RATE_LIMIT_FREE_RPM",
@@ -72,6 +73,7 @@ void config_defaults(struct agentbox_config *cfg)
     cfg->retry_after_max_s = 120.0;
     cfg->breaker_failures = 5;
     cfg->breaker_open_s = 60.0;
+    cfg->model_unavailable_ttl_s = 600.0;
     cfg->breaker_half_open_calls = 3;
     cfg->breaker_successes = 2;
     cfg->rate_limit_free_rpm = 20.0;
@@ -275,6 +277,8 @@ int config_set(struct agentbox_config *cfg, const char *n, const char *v, char *
         return parse_secs(n, v, 0, 3600.0, &cfg->retry_after_max_s, err, errsz);
     if (!strcmp(n, "OPENHANDS_CB_FAILURE_THRESHOLD"))
         return parse_uint(n, v, 1, 10000, &cfg->breaker_failures, err, errsz);
+    if (!strcmp(n, "OPENHANDS_MODEL_UNAVAILABLE_TTL"))
+        return parse_secs(n, v, 0, 86400.0, &cfg->model_unavailable_ttl_s, err, errsz);
     if (!strcmp(n, "OPENHANDS_CB_OPEN_SECONDS"))
         return parse_secs(n, v, 0, 86400.0, &cfg->breaker_open_s, err, errsz);
     if (!strcmp(n, "OPENHANDS_CB_HALF_OPEN_CALLS"))

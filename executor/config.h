@@ -32,8 +32,10 @@ struct agentbox_config {
     double retry_base_s, retry_max_s, retry_after_max_s;
     unsigned breaker_failures, breaker_half_open_calls, breaker_successes;
     double breaker_open_s;
-    double rate_limit_free_rpm; /* requests/minute per ':free' model; 0 = no limit */
-    double rate_limit_rpm;      /* ... per other model */
+    double model_unavailable_ttl_s; /* a model found unavailable (404, no endpoints) is skipped
+                                       by every task of the process this long; 0: not shared */
+    double rate_limit_free_rpm;     /* requests/minute per ':free' model; 0 = no limit */
+    double rate_limit_rpm;          /* ... per other model */
     unsigned rate_limit_burst;
     char fallback_models[CONFIG_FALLBACKS_MAX][CONFIG_MODEL_MAX];
     int n_fallback_models;

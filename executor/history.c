@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "wire_calls.h"
 
 enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL };
 
@@ -34,6 +35,7 @@ struct history {
     size_t dropped_total;
     char *body; /* history_request's reused buffer */
     size_t body_cap;
+    struct wire_ids ids; /* every tool-call id the conversation has used */
 };
 
 struct history *history_new(void)
@@ -54,6 +56,7 @@ void history_free(struct history *h)
     }
     free(h->m);
     free(h->body);
+    wire_ids_free(&h->ids);
     free(h);
 }
 
@@ -179,7 +182,8 @@ int history_add_assistant(struct history *h, const char *content, const cJSON *t
         ok = content ? cJSON_AddStringToObject(m, "content", content) != NULL
                      : cJSON_AddNullToObject(m, "content") != NULL;
     if (ok && tool_calls && cJSON_GetArraySize(tool_calls) > 0) {
-        cJSON *dup = cJSON_Duplicate(tool_calls, true);
+        /* ids unique in the conversation, arguments valid JSON: what strict servers demand */
+        cJSON *dup = wire_calls_normalize(&h->ids, tool_calls);
         ok = dup && cJSON_AddItemToObject(m, "tool_calls", dup);
         if (!ok)
             cJSON_Delete(dup);

@@ -30,7 +30,11 @@ int history_set_transform(struct history *h, history_transform_fn fn, void *ctx)
 /* Appending. All return 0 or -1 (out of memory, or a malformed message). */
 int history_add_system(struct history *h, const char *text);
 int history_add_user(struct history *h, const char *text);
-/* content may be NULL; tool_calls (an array in OpenAI format) may be NULL and is copied. */
+/* content may be NULL; tool_calls (an array in OpenAI format) may be NULL and is copied,
+ * normalized by wire_calls_normalize: a missing, empty or repeated id is replaced by one
+ * unique in this conversation, arguments that are not a JSON object are kept as text inside
+ * {"invalid_json": "..."}. The stored calls (history_message of the last index) carry the
+ * ids the tool results must answer. */
 int history_add_assistant(struct history *h, const char *content, const cJSON *tool_calls);
 int history_add_tool_result(struct history *h, const char *tool_call_id, const char *name,
                             const char *content);

@@ -17,6 +17,7 @@
 #include "curl_dl.h"
 #include "llm_request.h"
 #include "log.h"
+#include "model_memo.h"
 #include "sse.h"
 #include "util.h"
 
@@ -82,6 +83,7 @@ struct llm_client {
     CURL *idle[64];       /* easy handles kept for reuse */
     int nidle;
     struct llm_client_stats st;
+    struct model_memo memo; /* models found unavailable */
 };
 
 static const char *const status_names[] = {"succeeded", "failed",  "escalated",
@@ -181,6 +183,35 @@ static bool model_usable(struct llm_client *c, const char *id, double now)
         if (!strcmp(c->models[i].id, id))
             return breaker_peek(&c->models[i].br, now);
     return true;
+}
+
+/* A model that answered "unavailable" (404, "No endpoints found", availability.retryable
+ * false): this task never asks it again, other tasks not for OPENHANDS_MODEL_UNAVAILABLE_TTL.
+ * "No endpoints that support tool use" is about tools, not the model (the agent goes on in
+ * text mode with the same model): not remembered. */
+static void remember_unavailable(struct call *k, const struct llm_error_info *e, double now)
+{
+    if (!e->model_unavailable || strcasestr(e->message, "tool use") || !k->ms)
+        return;
+    model_memo_mark(&k->c->memo, k->task_id, k->ms->id, now, k->c->cfg.model_unavailable_ttl_s);
+}
+
+static bool remembered_unavailable(struct call *k, const char *id, double now)
+{
+    return model_memo_dead(&k->c->memo, k->task_id, id, now);
+}
+
+/* Models remembered unavailable are skipped while a model after them is not: the memory
+ * never leaves a call with nothing to ask. */
+static bool skip_remembered(struct call *k, int j, double now)
+{
+    if (!remembered_unavailable(k, k->models[j], now))
+        return false;
+    for (int i = j + 1; i < k->nmodels; i++)
+        if (!k->dead[i] && model_usable(k->c, k->models[i], now) &&
+            !remembered_unavailable(k, k->models[i], now))
+            return true;
+    return false;
 }
 
 static int next_model(struct call *k, double now)
@@ -394,6 +425,72 @@ static void attempt_failed_setup(struct call *k, const char *why)
     finish(k, LLM_FAILED);
 }
 
+/* Moves k->cur past models this call gave up on, models whose breaker is open and models
+ * found unavailable before (each passed-over model is a model_fallback event). */
+static void skip_unusable(struct call *k, double now)
+{
+    struct llm_client *c = k->c;
+    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now) ||
+                                   skip_remembered(k, k->cur, now))) {
+        int from = k->cur;
+        bool open = !k->dead[k->cur];
+        const char *why = model_usable(c, k->models[from], now) ? "unavailable" : "circuit_open";
+        k->cur++;
+        while (k->cur < k->nmodels && k->dead[k->cur])
+            k->cur++;
+        if (open) {
+            /* a model remembered unavailable is passed over quietly (an event, no strategy:
+             * this call met no error); an open breaker is this call's fallback */
+            if (strcmp(why, "circuit_open") == 0) {
+                push_strategy(k, FALLBACK_MODEL);
+                k->out->fallbacks++;
+            }
+            cJSON *f = cJSON_CreateObject();
+            if (f) {
+                cJSON_AddStringToObject(f, "from", k->models[from]);
+                if (k->cur < k->nmodels)
+                    cJSON_AddStringToObject(f, "to", k->models[k->cur]);
+                else
+                    cJSON_AddNullToObject(f, "to");
+                cJSON_AddStringToObject(f, "reason", why);
+            }
+            emit(k, "model_fallback", f);
+        }
+    }
+}
+
+/* The attempt's libcurl options; non-zero when libcurl refused one. */
+static int set_options(struct call *k, CURL *h, long timeout_ms)
+{
+    struct llm_client *c = k->c;
+    const struct curl_api *cu = c->curl;
+    long connect_ms = (long)(c->cfg.connect_timeout_s * 1000.0);
+    int bad = 0;
+    bad |= cu->easy_setopt(h, CURLOPT_URL, c->url);
+    bad |= cu->easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
+    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDS, k->req);
+    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(k->req));
+    bad |= cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    bad |= cu->easy_setopt(h, CURLOPT_WRITEDATA, k);
+    bad |= cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    bad |= cu->easy_setopt(h, CURLOPT_HEADERDATA, k);
+    bad |= cu->easy_setopt(h, CURLOPT_PRIVATE, k);
+    bad |= cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                           connect_ms < timeout_ms ? connect_ms : timeout_ms);
+    bad |= cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* never follow a redirect: it would carry the Authorization header elsewhere */
+    bad |= cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
+     * TLS connection per concurrent call */
+    if (!strncasecmp(c->url, "https://", 8))
+        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    return bad;
+}
+
 static void try_attempt(struct call *k)
 {
     struct llm_client *c = k->c;
@@ -413,28 +510,7 @@ static void try_attempt(struct call *k)
         finish(k, LLM_FAILED);
         return;
     }
-    /* skip models this call gave up on, and models whose breaker is open */
-    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now))) {
-        int from = k->cur;
-        bool open = !k->dead[k->cur];
-        k->cur++;
-        while (k->cur < k->nmodels && k->dead[k->cur])
-            k->cur++;
-        if (open) {
-            push_strategy(k, FALLBACK_MODEL);
-            k->out->fallbacks++;
-            cJSON *f = cJSON_CreateObject();
-            if (f) {
-                cJSON_AddStringToObject(f, "from", k->models[from]);
-                if (k->cur < k->nmodels)
-                    cJSON_AddStringToObject(f, "to", k->models[k->cur]);
-                else
-                    cJSON_AddNullToObject(f, "to");
-                cJSON_AddStringToObject(f, "reason", "circuit_open");
-            }
-            emit(k, "model_fallback", f);
-        }
-    }
+    skip_unusable(k, now);
     if (k->cur >= k->nmodels) {
         if (!k->has_last || k->out->n_strategies == 0 ||
             k->out->strategies[k->out->n_strategies - 1] != CIRCUIT_BREAK)
@@ -492,32 +568,9 @@ static void try_attempt(struct call *k)
     long timeout_ms = (long)(left * 1000.0);
     if (timeout_ms < 1)
         timeout_ms = 1;
-    long connect_ms = (long)(c->cfg.connect_timeout_s * 1000.0);
     k->retry_after_hdr = -1;
     k->is_sse = false;
-    int bad = 0;
-    bad |= cu->easy_setopt(h, CURLOPT_URL, c->url);
-    bad |= cu->easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
-    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDS, k->req);
-    bad |= cu->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(k->req));
-    bad |= cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    bad |= cu->easy_setopt(h, CURLOPT_WRITEDATA, k);
-    bad |= cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    bad |= cu->easy_setopt(h, CURLOPT_HEADERDATA, k);
-    bad |= cu->easy_setopt(h, CURLOPT_PRIVATE, k);
-    bad |= cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    bad |= cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                           connect_ms < timeout_ms ? connect_ms : timeout_ms);
-    bad |= cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    /* never follow a redirect: it would carry the Authorization header elsewhere */
-    bad |= cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    bad |= cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    bad |= cu->easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-    bad |= cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* over TLS, wait for the HTTP/2 connection and multiplex onto it instead of opening one
-     * TLS connection per concurrent call */
-    if (!strncasecmp(c->url, "https://", 8))
-        bad |= cu->easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    int bad = set_options(k, h, timeout_ms);
     if (bad) {
         cu->easy_cleanup(h);
         attempt_failed_setup(k, "libcurl refused an option");
@@ -645,10 +698,18 @@ static void decide(struct call *k, const struct llm_error_info *e)
 {
     struct llm_client *c = k->c;
     double now = monotonic_s();
+    /* OPENHANDS_MAX_ATTEMPTS bounds HTTP attempts only: once it is reached, the chain's
+     * steps that would send another request (retries, the next model) are skipped, its
+     * other steps (CIRCUIT_BREAK, FALLBACK_MOCK, ESCALATE) still apply */
+    bool capped = k->out->attempts >= c->cfg.max_attempts;
+    struct llm_error_info no_more_http = *e;
+    no_more_http.retryable = false;
+    const struct llm_error_info *chain_e = capped ? &no_more_http : e;
     for (int guard = 0; guard < 4 * RECOVERY_CHAIN_MAX; guard++) {
         struct recovery_decision d;
-        bool have_next = next_model(k, now) >= 0;
-        recovery_next(&c->cfg.recovery, &k->cursor, e, have_next, c->cfg.fallback_to_mock, &d);
+        bool have_next = !capped && next_model(k, now) >= 0;
+        recovery_next(&c->cfg.recovery, &k->cursor, chain_e, have_next, c->cfg.fallback_to_mock,
+                      &d);
         double delay = 0;
         if (d.action == ACT_RETRY) {
             if (d.strategy == RETRY_WITH_BACKOFF)
@@ -722,6 +783,13 @@ static void decide(struct call *k, const struct llm_error_info *e)
             finish(k, LLM_CONDENSE);
             return;
         case ACT_FAIL:
+            if (capped) {
+                char msg[600];
+                snprintf(msg, sizeof(msg),
+                         "gave up after %u attempts (OPENHANDS_MAX_ATTEMPTS); last: %s",
+                         k->out->attempts, e->message);
+                set_error(k, e->type, e->http_status, msg);
+            }
             finish(k, LLM_FAILED);
             return;
         }
@@ -742,6 +810,13 @@ static void on_done(struct call *k, CURLcode cc)
     char detail[ERR_MSG_MAX] = "";
     if (cc == CURLE_OK && status >= 200 && status < 300) {
         int rc;
+        if (!k->is_sse && llm_body_is_sse(k->resp.p, k->resp.len)) {
+            /* an event stream under a wrong Content-Type (text/plain, application/json):
+             * the body decides, it cannot be JSON anyway */
+            k->is_sse = true;
+            sse_init(&k->sse);
+            (void)sse_feed(&k->sse, k->resp.p, k->resp.len);
+        }
         if (k->is_sse) {
             rc = sse_finish(&k->sse, &r, perr, sizeof(perr));
             s.truncated = rc == -2;
@@ -796,6 +871,7 @@ static void on_done(struct call *k, CURLcode cc)
         k->admitted = false;
         breaker_event(k, k->ms, before);
     }
+    remember_unavailable(k, &e, now);
     k->last = e;
     k->has_last = true;
     release_attempt(k);

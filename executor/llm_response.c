@@ -5,6 +5,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "util.h"
@@ -57,6 +60,21 @@ size_t llm_json_drop_nul_escapes(char *t, size_t len)
     return w;
 }
 
+bool llm_body_is_sse(const char *body, size_t len)
+{
+    size_t i = 0;
+    if (!body)
+        return false;
+    if (len >= 3 && !memcmp(body, "\xef\xbb\xbf", 3)) /* a UTF-8 byte order mark */
+        i = 3;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    size_t n = len - i;
+    const char *p = body + i;
+    return (n >= 1 && p[0] == ':') || (n >= 5 && !memcmp(p, "data:", 5)) ||
+           (n >= 6 && !memcmp(p, "event:", 6));
+}
+
 /* parses JSON text, first dropping \u0000 escapes (on a copy) when there are any */
 static cJSON *parse_json(const char *body, size_t len)
 {
@@ -93,6 +111,20 @@ cJSON *llm_response_error(const char *body, size_t len)
     return e;
 }
 
+void llm_tool_call_id(char out[LLM_TOOL_CALL_ID_SIZE])
+{
+    static unsigned long long counter;
+    unsigned long long r = 0;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ((unsigned long long)ts.tv_sec << 30) ^ (unsigned long long)ts.tv_nsec ^
+            ((unsigned long long)getpid() << 48);
+    }
+    r ^= ++counter * 0x9e3779b97f4a7c15ull;
+    snprintf(out, LLM_TOOL_CALL_ID_SIZE, "call_%016llx", r);
+}
+
 /* A validated copy of one tool call; arguments stays the model's string, verbatim. */
 static cJSON *tool_call_copy(const cJSON *tc, int i, char *err, size_t errsz)
 {
@@ -112,9 +144,13 @@ static cJSON *tool_call_copy(const cJSON *tc, int i, char *err, size_t errsz)
         errf(err, errsz, "out of memory");
         return NULL;
     }
-    char idbuf[32];
-    snprintf(idbuf, sizeof(idbuf), "call_%d", i);
-    cJSON_AddStringToObject(out, "id", cJSON_IsString(id) ? id->valuestring : idbuf);
+    /* no id, or an empty one: a fresh random one, never the position in this reply (every
+     * reply would start again at call_0); the agent's history checks uniqueness anyway */
+    char idbuf[LLM_TOOL_CALL_ID_SIZE];
+    bool have = cJSON_IsString(id) && id->valuestring[0];
+    if (!have)
+        llm_tool_call_id(idbuf);
+    cJSON_AddStringToObject(out, "id", have ? id->valuestring : idbuf);
     cJSON_AddStringToObject(out, "type", "function");
     cJSON_AddStringToObject(f, "name", name->valuestring);
     if (cJSON_IsString(args))

@@ -32,6 +32,14 @@ int llm_response_parse(const char *body, size_t len, struct llm_reply *reply, ch
 /* Parses an error body of a non-2xx answer; returns the "error" object (caller frees) or
  * NULL when the body is not OpenRouter-shaped. */
 cJSON *llm_response_error(const char *body, size_t len);
+/* A fresh tool-call id for a call the server sent without one (or with ""):
+ * "call_" and 16 random hex digits. */
+#define LLM_TOOL_CALL_ID_SIZE 24
+void llm_tool_call_id(char out[LLM_TOOL_CALL_ID_SIZE]);
+/* True when a body is an event stream whatever its Content-Type said: it starts (after
+ * a byte order mark and blank space) with "data:", "event:" or a ":" comment line. A JSON
+ * body starts with '{' or '[', so the two cannot be confused. */
+bool llm_body_is_sse(const char *body, size_t len);
 /* usage {"prompt_tokens","completion_tokens","total_tokens","cost"} into u; false if absent. */
 bool llm_usage_parse(const cJSON *usage, struct llm_usage *u);
 void llm_reply_free(struct llm_reply *reply);

@@ -320,10 +320,11 @@ static void llm_done(void *opaque, cJSON *outcome)
     {
         if (!cJSON_IsString(m))
             continue;
-        /* every model asked, in order; consecutive asks of the same model count once */
-        const cJSON *last =
-            cJSON_GetArrayItem(r->models_tried, cJSON_GetArraySize(r->models_tried) - 1);
-        if (!last || strcmp(last->valuestring, m->valuestring) != 0)
+        /* every model asked, once, in the order first asked */
+        bool seen = false;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, r->models_tried) seen |= strcmp(t->valuestring, m->valuestring) == 0;
+        if (!seen)
             cJSON_AddItemToArray(r->models_tried, cJSON_CreateString(m->valuestring));
     }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(outcome, "status");
@@ -735,10 +736,14 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
         *status = "failed";
         return "task_failed";
     }
+    /* the agent's own endings (stuck, no_tool_calls, max_iterations, budget, error): no LLM
+     * error, so error.reason names the ending; the task's budget is a limit of the request
+     * (VALIDATION_ERROR, as the refused call says), the others the agent loop's (SDK_ERROR) */
     const char *why = report_string(rep, "error", 1000);
     snprintf(msg, sizeof(msg), "%s", why ? why : end);
     *status = "failed";
-    *error = broker_error_object("SDK_ERROR", msg, NULL);
+    *error = broker_error_object(strcmp(end, "budget") == 0 ? "VALIDATION_ERROR" : "SDK_ERROR", msg,
+                                 NULL);
     cJSON_AddStringToObject(*error, "reason", end);
     return "task_failed";
 }

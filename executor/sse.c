@@ -277,8 +277,9 @@ int sse_finish(struct sse_parser *p, struct llm_reply *r, char *err, size_t errs
                 cJSON_Delete(m);
                 return errf(err, errsz, "malformed stream: tool call %d has no name", i);
             }
-            char idbuf[32];
-            snprintf(idbuf, sizeof(idbuf), "call_%d", i);
+            char idbuf[LLM_TOOL_CALL_ID_SIZE];
+            if (!t->id) /* none came (set_once ignores empty ones): a fresh one, see llm_response */
+                llm_tool_call_id(idbuf);
             cJSON *tc = cJSON_CreateObject();
             cJSON *fn = cJSON_CreateObject();
             if (!tc || !fn) {

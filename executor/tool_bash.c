@@ -663,7 +663,7 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         res->restarted = true;
     }
 
-    double now = monotonic_s(), deadline = now + timeout_s, grace = 0;
+    double now = monotonic_s(), started = now, deadline = now + timeout_s, grace = 0;
     bool killed = false, shell_exited = false;
     int status = 0;
     while (rc == 0 && !m.found) {
@@ -676,6 +676,7 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
             killed = true;
             res->timed_out = !cancel;
             res->cancelled = cancel;
+            res->elapsed_s = now - started;
             grace = now + TOOL_BASH_KILL_GRACE_MS / 1000.0;
         }
         if (killed && now >= grace)
@@ -761,12 +762,18 @@ char *tool_bash_observation(const struct tool_bash_result *res)
     while (olen && out[olen - 1] == '\n')
         olen--;
     cleanup_free char *cwd = res->cwd ? utf8_sanitize(res->cwd, strlen(res->cwd), NULL) : NULL;
-    char status[512];
+    char status[512], after[64];
+    /* a cancel says when it came (its time since the command started), a timeout which
+     * limit applied: "cancelled after 120 seconds" for a cancel at 0.5 s would be false */
+    if (res->cancelled)
+        snprintf(after, sizeof(after), "%.2f", res->elapsed_s);
+    else
+        snprintf(after, sizeof(after), "%g", res->timeout_s);
     if (res->timed_out || res->cancelled)
         snprintf(status, sizeof(status),
-                 "[Command %s after %g seconds%s; its processes were killed%s. The shell is "
+                 "[Command %s after %s seconds%s; its processes were killed%s. The shell is "
                  "still usable.]",
-                 res->cancelled ? "was cancelled" : "timed out", res->timeout_s,
+                 res->cancelled ? "was cancelled" : "timed out", after,
                  res->task_deadline && !res->cancelled ? " (the task's time limit)" : "",
                  res->restarted ? " and the shell was restarted (working directory and exported "
                                   "variables restored)"

@@ -41,6 +41,7 @@ struct tool_bash_result {
     size_t bytes_total; /* output bytes the command produced */
     size_t bytes_cut;   /* bytes left out of `output` by clipping */
     double timeout_s;   /* the timeout that applied */
+    double elapsed_s;   /* seconds from the start of the command to its kill (cancelled) */
     bool task_deadline; /* that timeout was cut short by the task's deadline */
 };
 

@@ -11,8 +11,13 @@ Script (a JSON object; every field optional):
                  repeats once the list is used up.
   models         {"MODEL_ID": STEP or [STEP, ...]}  per-model behaviour (same consumption rule)
                  for requests not matched by a conversation.
+  models_first   the same, consulted before conversations (a dead primary under a scripted
+                 conversation that its fallback answers).
   queue          [STEP, ...]  a global queue for everything else, consumed and not repeated.
   default        STEP used when nothing above applies (default: a short completion).
+  strict         true: every chat request is checked against the strict OpenAI rules
+                 (tests/wire_check.py) and answered 400 "fake strict: ..." when it breaks one.
+                 The problems are recorded as "wire" on every request either way.
   faults         {"rate": 0.2, "seed": 1, "kinds": ["502", "503", "429", "reset"],
                   "models": [ids] (only these; default all)}  injected before `models`/`queue`/
                  `default` (never into conversations), drawn from a seeded RNG.
@@ -25,7 +30,7 @@ STEP ("kind" defaults to "completion", or "error" when "status" >= 400):
           answers: expect_last (substring of the last message's content), expect_last_role
           ("tool", "user"...), expect_tools (true: tools must be sent). An unmet expectation
           is answered 400 "fake: ..." and recorded as kind "expect_failed" with the reason.
-  completion: content, tool_calls [{id?, name, arguments (str or object)}], finish_reason,
+  completion: content, tool_calls [{id? (null: omitted), name, arguments (str or object)}], finish_reason,
               usage {prompt_tokens, completion_tokens, total_tokens, cost}, model, reasoning.
               Rendered as SSE when the request asked "stream": true.
   stream:     as completion, always SSE; comments (n ": OPENROUTER PROCESSING" lines), chunk
@@ -34,7 +39,8 @@ STEP ("kind" defaults to "completion", or "error" when "status" >= 400):
               socket write), chunk_delay (s between events), error_after (n data events, then a
               mid-stream error chunk and the end; with error {code, message}), cut_after (n data
               events, then a clean end without finish_reason or [DONE]), crlf (CRLF line ends),
-              nospace ("data:{...}" without the space).
+              nospace ("data:{...}" without the space), content_type (default
+              text/event-stream; "text/plain" as some servers send it).
   error:      status, code (int or str; default = status), message, error_type, raw,
               provider_name, availability {retryable, retry_after}, retry_after_seconds,
               reasons, retry_after_header, body (a raw override string or object).
@@ -64,7 +70,12 @@ import signal
 import socket
 import struct
 import threading
+import os
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire_check  # noqa: E402  (beside this file)
 
 CONV_RE = re.compile(r"\[conv:([A-Za-z0-9_.:-]+)\]")
 MAX_BODY = 64 * 1024 * 1024
@@ -120,8 +131,11 @@ def _tool_calls(step):
         args = tc.get("arguments", "{}")
         if not isinstance(args, str):
             args = json.dumps(args)
-        out.append({"id": tc.get("id", f"call_{i}_{tc.get('name', 'fn')}"), "type": "function",
-                    "function": {"name": tc.get("name", "finish"), "arguments": args}})
+        c = {"id": tc.get("id", f"call_{i}_{tc.get('name', 'fn')}"), "type": "function",
+             "function": {"name": tc.get("name", "finish"), "arguments": args}}
+        if c["id"] is None:  # "id": null in a step: the server omits the field
+            del c["id"]
+        out.append(c)
     return out
 
 
@@ -205,6 +219,10 @@ class FakeOpenRouter:
             conv = mt.group(1)
         elif headers.get("x-title", "").startswith("conv:"):
             conv = headers["x-title"][5:]
+        model = body.get("model") if isinstance(body, dict) else None
+        pinned = s.get("models_first") or {}
+        if isinstance(model, str) and model in pinned:
+            return self._seq_step("first:" + model, pinned[model]), "first:" + model
         convs = s.get("conversations") or {}
         if conv is not None and conv in convs:
             return self._seq_step("conv:" + conv, convs[conv]), "conv:" + conv
@@ -406,6 +424,10 @@ class FakeOpenRouter:
             if not isinstance(body, dict):
                 rec["kind"] = "bad_json"
                 return await self._send(writer, 400, {"error": {"code": 400, "message": "Invalid JSON body"}}, keep=req["keep"])
+            rec["wire"] = wire_check.problems(body)
+            if rec["wire"] and self.script.get("strict"):
+                rec["kind"] = "strict_failed"
+                return await self._send(writer, 400, {"error": {"code": 400, "message": "fake strict: " + "; ".join(rec["wire"][:5])}}, keep=req["keep"])
             with self._lock:
                 step, how = self._choose(body, req["headers"])
             step = dict(step or {})
@@ -572,8 +594,10 @@ class FakeOpenRouter:
         for idx, tc in enumerate(tcs):
             args = tc["function"]["arguments"]
             pieces = [args[i:i + an] for i in range(0, len(args), an)] or [""]
-            seq = [{"index": idx, "id": tc["id"], "type": "function",
+            seq = [{"index": idx, "type": "function",
                     "function": {"name": tc["function"]["name"], "arguments": pieces[0]}}]
+            if "id" in tc:
+                seq[0]["id"] = tc["id"]
             seq += [{"index": idx, "function": {"arguments": p}} for p in pieces[1:]]
             frags.append(seq)
         if step.get("interleave"):
@@ -604,7 +628,8 @@ class FakeOpenRouter:
         return events[:1] + data[:1] + events[1:] + data[1:], True
 
     async def _stream(self, step, body, writer, keep, hdrs):
-        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache",
+        ctype = step.get("content_type", "text/event-stream")
+        head = ["HTTP/1.1 200 OK", f"Content-Type: {ctype}", "Cache-Control: no-cache",
                 "Transfer-Encoding: chunked", "Connection: " + ("keep-alive" if keep else "close")]
         head += [f"{k}: {v}" for k, v in hdrs.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())

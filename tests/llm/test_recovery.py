@@ -180,6 +180,42 @@ class Mock(LLMTestCase):
         self.assertIn("mock", run.json["message"]["content"].lower(), "a mock answer says it is one")
         self.assertEqual(len(self.reqs()), 4)
 
+    def test_attempt_cap_still_reaches_the_mock(self):
+        # four models all answering 503: 4 x (1 + 3 retries) would be 16 attempts, the cap
+        # (12) comes first; it bounds HTTP attempts, not the chain's FALLBACK_MOCK
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--fallback", "test/b", "--fallback", "test/c", "--fallback", "test/d",
+                       env={"OPENHANDS_FALLBACK_TO_MOCK": "true", "OPENHANDS_ENABLE_CIRCUIT_BREAKER": "false"})
+        self.assertResult(run, "mock", 4)
+        self.assertEqual(len(self.reqs()), 12, run)
+        self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
+        self.assertIs(run.json["success"], False)
+        self.assertEqual(run.json["models_tried"], ["test/primary", "test/b", "test/c"])
+
+    def test_attempt_cap_small(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", "--fallback", "test/b",
+                       env={"OPENHANDS_FALLBACK_TO_MOCK": "true", "OPENHANDS_MAX_ATTEMPTS": "2"})
+        self.assertResult(run, "mock", 4)
+        self.assertEqual(len(self.reqs()), 2, run)
+        self.assertEqual(run.strategies[-1], "FALLBACK_MOCK", run)
+
+    def test_attempt_cap_still_escalates(self):
+        # a chain ending in ESCALATE escalates at the cap instead of failing quietly
+        self.serve({"default": DEAD})
+        run = self.llm("hi", env={"OPENHANDS_MAX_ATTEMPTS": "2",
+                                  "OPENHANDS_RECOVERY_CONNECTION_ERROR": "RETRY*5,ESCALATE"})
+        self.assertResult(run, "escalated", 3)
+        self.assertEqual(len(self.reqs()), 2, run)
+        self.assertEqual(run.strategies[-1], "ESCALATE", run)
+
+    def test_attempt_cap_without_mock_fails_and_says_why(self):
+        self.serve({"default": DEAD})
+        run = self.llm("hi", env={"OPENHANDS_MAX_ATTEMPTS": "2"})
+        self.assertResult(run, "failed", 1)
+        self.assertEqual(len(self.reqs()), 2, run)
+        self.assertIn("OPENHANDS_MAX_ATTEMPTS", run.error.get("message", ""), run)
+
     def test_no_mock_by_default(self):
         self.serve({"default": DEAD})
         run = self.llm("hi")
@@ -199,6 +235,57 @@ class Mock(LLMTestCase):
         j = run.json
         self.assertEqual(j["ok"], 0, j)
         self.assertEqual(j["mock"], 5, j)
+
+
+class DeadModelMemory(LLMTestCase):
+    """A model that answered 404 "No endpoints found" is not asked again by the same task, nor
+    by other tasks of the process for OPENHANDS_MODEL_UNAVAILABLE_TTL."""
+    GONE = {"status": 404, "message": "No endpoints found for test/primary."}
+
+    def test_other_calls_skip_a_dead_model(self):
+        self.serve({"models": {"test/primary": self.GONE, "test/fallback": {"content": "fb"}}})
+        run = self.llm("hi", "--fallback", "test/fallback", "--count", "3", "--parallel", "1")
+        self.assertEqual(run.json["ok"], 3, run)
+        self.assertEqual([r["model"] for r in self.reqs()],
+                         ["test/primary", "test/fallback", "test/fallback", "test/fallback"])
+        skipped = [e for e in run.events_of("model_fallback") if e.get("reason") == "unavailable"]
+        self.assertEqual(len(skipped), 2, run.events_of("model_fallback"))
+
+    def test_ttl_zero_shares_nothing_across_tasks(self):
+        # each load-mode call is its own task: without the shared memory each asks again
+        self.serve({"models": {"test/primary": self.GONE, "test/fallback": {"content": "fb"}}})
+        run = self.llm("hi", "--fallback", "test/fallback", "--count", "3", "--parallel", "1",
+                       env={"OPENHANDS_MODEL_UNAVAILABLE_TTL": "0"})
+        self.assertEqual(run.json["ok"], 3, run)
+        self.assertEqual([r["model"] for r in self.reqs()].count("test/primary"), 3)
+
+    def test_ttl_expires(self):
+        self.serve({"models": {"test/primary": [self.GONE, {"content": "back"}],
+                               "test/fallback": {"content": "fb", "delay": 0.3}}})
+        run = self.llm("hi", "--fallback", "test/fallback", "--count", "3", "--parallel", "1",
+                       env={"OPENHANDS_MODEL_UNAVAILABLE_TTL": "0.4"})
+        self.assertEqual(run.json["ok"], 3, run)
+        # call 1: primary (404), fallback (0.3 s); call 2 inside the TTL: fallback only;
+        # call 3, past it: the primary again, which is back
+        self.assertEqual([r["model"] for r in self.reqs()],
+                         ["test/primary", "test/fallback", "test/fallback", "test/primary"])
+
+    def test_only_dead_models_left_are_still_asked(self):
+        # the memory never leaves a call with nothing to ask
+        self.serve({"models": {"test/primary": [self.GONE, {"content": "back"}]}})
+        run = self.llm("hi", "--count", "2", "--parallel", "1")
+        self.assertEqual(run.json["ok"], 1, run)
+        self.assertEqual(len(self.reqs()), 2)
+
+    def test_no_tool_endpoints_is_not_remembered(self):
+        # "no endpoints that support tool use" is about tools: the agent asks the same model
+        # again in text mode, so that model must not be skipped
+        nte = {"status": 404, "message": "No endpoints found that support tool use."}
+        self.serve({"models": {"test/primary": [nte, {"content": "text mode"}],
+                               "test/fallback": {"content": "fb"}}})
+        run = self.llm("hi", "--fallback", "test/fallback", "--count", "2", "--parallel", "1")
+        self.assertEqual([r["model"] for r in self.reqs()],
+                         ["test/primary", "test/fallback", "test/primary"])
 
 
 if __name__ == "__main__":

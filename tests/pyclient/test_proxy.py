@@ -7,7 +7,8 @@ import threading
 
 from pyclient_util import ServerTestCase, eventually
 
-from agentbox_client import (AgentboxClient, OpenHandsAgentProxy, SyncAgentboxAgentProxy)
+from agentbox_client import (AGENT_END_REASONS, AgentboxClient, OpenHandsAgentProxy,
+                             SyncAgentboxAgentProxy)
 
 SEED_KEYS = {"success", "output", "error", "execution_time", "metadata"}
 
@@ -80,6 +81,10 @@ class Proxy(ServerTestCase):
         self.assertFalse(out["success"])
         self.assertEqual(out["metadata"]["status"], "failed")
         self.assertTrue(out["error"])
+        # the agent's own ending is named, apart from the error type
+        self.assertEqual(out["metadata"]["error_reason"], "max_iterations", out)
+        self.assertIn(out["metadata"]["error_reason"], AGENT_END_REASONS)
+        self.assertTrue(out["error"].startswith("SDK_ERROR (max_iterations): "), out["error"])
         self.assertEqual(rec.types().count("task_failed"), 1)
         self.assertNotIn("task_completed", rec.types())
 

@@ -2,6 +2,7 @@
 the LLM scripted by the fake OpenRouter (or a replay file), results checked on the host."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -196,6 +197,15 @@ class AgentTasks(RunTestCase):
         res = json.loads(out)
         self.assertEqual(res["status"], "cancelled")
         self.assertTrue(res["sandbox"]["enforced"])
+        # the tool's observation tells when the cancel came (about 1 s into `sleep 100`),
+        # not the command's timeout (120 s by default)
+        with open(res["events_file"]) as f:
+            results = [json.loads(line) for line in f if '"tool_result"' in line]
+        self.assertEqual(len(results), 1, results)
+        m = re.search(r"was cancelled after ([0-9.]+) seconds", results[0]["observation"])
+        self.assertIsNotNone(m, results[0]["observation"])
+        self.assertGreater(float(m.group(1)), 0.5)
+        self.assertLess(float(m.group(1)), 10)
         # no process of the cell survives: nothing runs `sleep 100` any more
         for d in os.listdir("/proc"):
             if d.isdigit():

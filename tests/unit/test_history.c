@@ -284,6 +284,66 @@ static void test_step_cost_200_messages_2mb(void **state)
     history_free(h);
 }
 
+static const cJSON *stored_call(const struct history *h, size_t msg, int i)
+{
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(history_message(h, msg), "tool_calls");
+    return cJSON_GetArrayItem(calls, i);
+}
+
+static const char *stored_str(const cJSON *c, const char *field)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, field);
+    if (!v) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+        v = cJSON_GetObjectItemCaseSensitive(f, field);
+    }
+    assert_true(cJSON_IsString(v));
+    return v->valuestring;
+}
+
+/* Missing, empty and repeated tool-call ids get ids unique in the conversation; arguments
+ * that are not a JSON object go back as valid JSON keeping the original text. */
+static void test_wire_ids_and_arguments(void **state)
+{
+    (void)state;
+    struct history *h = history_new();
+    assert_int_equal(history_add_user(h, "task"), 0);
+    /* turn 1: no id, an empty id, the id "call_0" twice in one reply */
+    cleanup_json cJSON *t1 = cJSON_Parse(
+        "[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{not json\"}},"
+        "{\"id\":\"\",\"function\":{\"name\":\"b\",\"arguments\":\"\"}},"
+        "{\"id\":\"call_0\",\"function\":{\"name\":\"c\",\"arguments\":{\"x\":1}}},"
+        "{\"id\":\"call_0\",\"function\":{\"name\":\"d\",\"arguments\":\"[1,2]\"}}]");
+    assert_non_null(t1);
+    assert_int_equal(history_add_assistant(h, NULL, t1), 0);
+    /* turn 2: the server numbers calls per reply again */
+    cleanup_json cJSON *t2 = call("call_0", "e", "{\"ok\":true}");
+    assert_int_equal(history_add_assistant(h, "again", t2), 0);
+    const char *ids[5];
+    for (int i = 0; i < 4; i++)
+        ids[i] = stored_str(stored_call(h, 1, i), "id");
+    ids[4] = stored_str(stored_call(h, 2, 0), "id");
+    for (int i = 0; i < 5; i++) {
+        assert_true(ids[i][0] != '\0');
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ids[i], ids[j]);
+    }
+    assert_string_equal(ids[2], "call_0"); /* a good id is kept */
+    assert_int_equal(strlen(ids[0]), 9);   /* generated: 9 characters [a-z0-9] */
+    /* arguments: every one is a JSON object; the invalid text survives inside it */
+    const char *a0 = stored_str(stored_call(h, 1, 0), "arguments");
+    cleanup_json cJSON *j0 = cJSON_Parse(a0);
+    assert_true(cJSON_IsObject(j0));
+    assert_string_equal(cJSON_GetObjectItem(j0, "invalid_json")->valuestring, "{not json");
+    assert_string_equal(stored_str(stored_call(h, 1, 1), "arguments"), "{}");
+    assert_string_equal(stored_str(stored_call(h, 1, 2), "arguments"), "{\"x\":1}");
+    cleanup_json cJSON *j3 = cJSON_Parse(stored_str(stored_call(h, 1, 3), "arguments"));
+    assert_string_equal(cJSON_GetObjectItem(j3, "invalid_json")->valuestring, "[1,2]");
+    assert_string_equal(stored_str(stored_call(h, 2, 0), "arguments"), "{\"ok\":true}");
+    assert_string_equal(stored_str(stored_call(h, 1, 3), "type"), "function");
+    history_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_condense_observations_first),
         cmocka_unit_test(test_condense_drops_whole_turns),
         cmocka_unit_test(test_transform),
+        cmocka_unit_test(test_wire_ids_and_arguments),
         cmocka_unit_test(test_step_cost_200_messages_2mb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

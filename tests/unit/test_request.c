@@ -122,13 +122,49 @@ static void test_response_tool_call_arguments_verbatim(void **state)
     cJSON *f0 = cJSON_GetObjectItem(cJSON_GetArrayItem(tcs, 0), "function");
     assert_string_equal(cJSON_GetObjectItem(f0, "arguments")->valuestring, "{not json");
     cJSON *t1 = cJSON_GetArrayItem(tcs, 1);
-    assert_string_equal(cJSON_GetObjectItem(t1, "id")->valuestring, "call_1");
+    /* no id: a fresh one, never the call's position in the reply ("call_1") */
+    const char *gen = cJSON_GetObjectItem(t1, "id")->valuestring;
+    assert_int_equal(strlen(gen), 21);
+    assert_true(strncmp(gen, "call_", 5) == 0);
+    assert_string_not_equal(gen, "call_1");
+    struct llm_reply r2;
+    assert_int_equal(
+        parse("{\"choices\":[{\"message\":{\"role\":\"assistant\",\"tool_calls\":[{"
+              "\"id\":\"\",\"type\":\"function\",\"function\":{\"name\":\"think\"}}]}}]}",
+              &r2),
+        0);
+    const char *gen2 =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r2.message, "tool_calls"), 0),
+                            "id")
+            ->valuestring;
+    assert_true(gen2[0] != '\0'); /* an empty id is replaced too */
+    assert_string_not_equal(gen2, gen);
+    llm_reply_free(&r2);
     assert_string_equal(
         cJSON_GetObjectItem(cJSON_GetObjectItem(t1, "function"), "arguments")->valuestring, "");
     assert_true(r.has_usage);
     assert_true(r.usage.total_tokens == 12);
     assert_true(r.usage.cost_usd == 0.5);
     llm_reply_free(&r);
+}
+
+/* an event stream is recognised by its body when the Content-Type is wrong */
+static void test_body_is_sse(void **state)
+{
+    (void)state;
+    static const char *yes[] = {"data: {}\n\n",
+                                "data:{}",
+                                ": OPENROUTER PROCESSING\n\n",
+                                "\r\n\ndata: [DONE]",
+                                "\xef\xbb\xbf"
+                                "data: x",
+                                "event: message\n"};
+    static const char *no[] = {"{\"choices\":[]}", "  {\"data\": 1}", "", "[1]", "dat", "<html>"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(*yes); i++)
+        assert_true(llm_body_is_sse(yes[i], strlen(yes[i])));
+    for (size_t i = 0; i < sizeof(no) / sizeof(*no); i++)
+        assert_false(llm_body_is_sse(no[i], strlen(no[i])));
+    assert_false(llm_body_is_sse(NULL, 0));
 }
 
 static void test_response_errors_and_junk(void **state)
@@ -215,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_minimal_tools_is_think),
         cmocka_unit_test(test_response_tool_call_arguments_verbatim),
         cmocka_unit_test(test_response_errors_and_junk),
+        cmocka_unit_test(test_body_is_sse),
         cmocka_unit_test(test_nul_escapes_dropped_not_truncating),
         cmocka_unit_test(test_spliced_body_equals_built_body),
     };

@@ -168,6 +168,32 @@ static void test_tool_call_deltas_merged_by_index(void **state)
     result_free(&r);
 }
 
+/* calls streamed without an id (or with ""): each gets a fresh, distinct id, never its
+ * position ("call_0"), which every reply of a conversation would repeat */
+static void test_tool_calls_without_ids(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+        "\"function\":{\"name\":\"think\",\"arguments\":\"{}\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"\","
+        "\"function\":{\"name\":\"think\",\"arguments\":\"{}\"}}]},\"finish_reason\":"
+        "\"tool_calls\"}]}\n\ndata: [DONE]\n\n";
+    struct result r = run(text, NULL, 0, 0);
+    assert_int_equal(r.rc, 0);
+    cJSON *m = cJSON_Parse(r.message);
+    cJSON *tcs = cJSON_GetObjectItem(m, "tool_calls");
+    assert_int_equal(cJSON_GetArraySize(tcs), 2);
+    const char *a = cJSON_GetObjectItem(cJSON_GetArrayItem(tcs, 0), "id")->valuestring;
+    const char *b = cJSON_GetObjectItem(cJSON_GetArrayItem(tcs, 1), "id")->valuestring;
+    assert_true(strncmp(a, "call_", 5) == 0 && strlen(a) > 8);
+    assert_true(strncmp(b, "call_", 5) == 0 && strlen(b) > 8);
+    assert_string_not_equal(a, b);
+    assert_string_not_equal(a, "call_0");
+    cJSON_Delete(m);
+    result_free(&r);
+}
+
 static const char midstream_error[] =
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"partial\"}}]}\n\n"
     ": keep-alive\n\n"
@@ -234,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_content_deltas_comments_crlf_usage),
         cmocka_unit_test(test_tool_call_deltas_merged_by_index),
+        cmocka_unit_test(test_tool_calls_without_ids),
         cmocka_unit_test(test_midstream_error),
         cmocka_unit_test(test_truncated_and_malformed),
         cmocka_unit_test(test_cr_only_and_no_final_blank_line),

@@ -408,6 +408,15 @@ static void test_cancel(void **state)
     assert_true(monotonic_s() - t0 < 3);
     assert_true(r.cancelled);
     assert_false(r.timed_out);
+    /* the observation tells when the cancel came, not the 30 s timeout */
+    assert_true(r.elapsed_s >= 0.15 && r.elapsed_s < 3);
+    char *obs = tool_bash_observation(&r);
+    assert_non_null(obs);
+    assert_null(strstr(obs, "after 30 seconds"));
+    char want[64];
+    snprintf(want, sizeof(want), "was cancelled after %.2f seconds", r.elapsed_s);
+    assert_non_null(strstr(obs, want));
+    free(obs);
     tool_bash_result_free(&r);
     tool_bash_stop(b);
     signal(SIGALRM, SIG_DFL);

@@ -1,7 +1,8 @@
 """agentbox_client: a stdlib-only asyncio client for ``agentbox serve`` (docs/protocol.md) and
 an adapter with the seed orchestrator's agent interface (OpenHandsAgentProxy). Python 3.9+."""
 from .client import DEFAULT_SOCKET, AgentboxClient, EventStream, default_socket
-from .errors import (AgentboxConnectionError, AgentboxError, AgentboxProtocolError,
+from .errors import (AGENT_END_REASONS, AgentboxConnectionError, AgentboxError,
+                     AgentboxProtocolError,
                      AgentboxServerError, BadRequest, DuplicateId, Forbidden, InternalError,
                      InvalidTask, NoSpace, NotFound, QueueFull, ShuttingDown, TooLarge, UnknownOp,
                      WaitTimeout)
@@ -13,6 +14,6 @@ __all__ = [
     "AgentboxAgentProxy", "OpenHandsAgentProxy", "SyncAgentboxAgentProxy",
     "AgentboxError", "AgentboxConnectionError", "AgentboxProtocolError", "AgentboxServerError",
     "BadRequest", "TooLarge", "UnknownOp", "NotFound", "DuplicateId", "InvalidTask", "Forbidden",
-    "ShuttingDown", "QueueFull", "WaitTimeout", "InternalError",
+    "ShuttingDown", "QueueFull", "WaitTimeout", "InternalError", "AGENT_END_REASONS",
     "NoSpace",
 ]

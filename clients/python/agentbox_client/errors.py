@@ -3,6 +3,13 @@
 classes so that a caller can tell "the server said no" from "no server"."""
 
 
+# error.reason of a result that the agent itself ended (docs/errors.md): no LLM error, the
+# loop stopped. "stuck": the same action or error over and over; "no_tool_calls": replies
+# without a tool call, nudges included; "max_iterations": the task's iteration limit;
+# "budget": its token or cost budget; "error": the agent could not go on.
+AGENT_END_REASONS = ("stuck", "no_tool_calls", "max_iterations", "budget", "error")
+
+
 class AgentboxError(Exception):
     """Base class. ``code`` is the server's error code (or a client-side one)."""
 

@@ -173,6 +173,9 @@ class AgentboxAgentProxy:
             message = None
         elif mock:
             message = "mock result: no model answered (OPENHANDS_FALLBACK_TO_MOCK); nothing was done"
+        elif err and err.get("reason"):
+            # the agent's own ending (stuck, no_tool_calls, max_iterations, budget, error)
+            message = f"{err.get('type', 'UNKNOWN_ERROR')} ({err['reason']}): {err.get('message', '')}"
         elif err:
             message = f"{err.get('type', 'UNKNOWN_ERROR')}: {err.get('message', '')}"
         else:
@@ -184,6 +187,7 @@ class AgentboxAgentProxy:
             "files": result.get("files"), "diff": result.get("diff"),
             "outputs_dir": result.get("outputs_dir"), "events_file": result.get("events_file"),
             "sandbox": result.get("sandbox"), "error": err,
+            "error_reason": err.get("reason") if err else None,
             "agentbox_execution_time": result.get("execution_time"),
             "task_metadata": result.get("metadata"),
             "agentbox_result": result,
