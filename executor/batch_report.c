@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,7 +93,8 @@ static const char *fmt_tokens(double n, char *buf, size_t bufsz)
     return buf;
 }
 
-void batch_summary_format(const struct batch_tally *t, double wall_s, char *buf, size_t bufsz)
+void batch_summary_format(const struct batch_tally *t, double wall_s, int exit_code, char *buf,
+                          size_t bufsz)
 {
     char dur[32];
     snprintf(buf, bufsz,
@@ -101,7 +103,7 @@ void batch_summary_format(const struct batch_tally *t, double wall_s, char *buf,
              t->total, t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED], t->count[BATCH_TIMEOUT],
              t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED], t->count[BATCH_MOCK],
              t->count[BATCH_NOT_RUN], t->resumed, fmt_duration(wall_s, dur, sizeof(dur)), t->tokens,
-             t->cost_usd, batch_exit_code(t));
+             t->cost_usd, exit_code);
 }
 
 void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
@@ -285,6 +287,22 @@ static void write_case(FILE *f, const struct batch_case *c, const char *suite)
         fputs("</system-out>\n", f);
     }
     fputs("    </testcase>\n", f);
+}
+
+int batch_junit_probe(const char *path, char *err, size_t errsz)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return errf(err, errsz, "--junit %s: %s", path, strerror(EISDIR));
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return errf(err, errsz, "--junit %s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return errf(err, errsz, "--junit %s: %s", path, strerror(errno));
+    (void)close(fd);
+    (void)unlink(tmp);
+    return 0;
 }
 
 int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases, size_t n,

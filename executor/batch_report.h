@@ -36,7 +36,9 @@ void batch_tally_add(struct batch_tally *t, const cJSON *result, bool resumed);
  * batch's own work is incomplete either way and CI must not go green; escalation outranks
  * mock because it needs a human, a mock only a re-run. */
 int batch_exit_code(const struct batch_tally *t);
-void batch_summary_format(const struct batch_tally *t, double wall_s, char *buf, size_t bufsz);
+/* exit_code: the code the process returns (a report that could not be written raises it). */
+void batch_summary_format(const struct batch_tally *t, double wall_s, int exit_code, char *buf,
+                          size_t bufsz);
 /* One line, at most width columns: bar, done/total, failed, running, ETA, tokens, cost.
  * eta_s < 0: unknown yet. */
 void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
@@ -51,6 +53,9 @@ struct batch_case {
 /* JUnit XML (the dialect Jenkins, GitLab and GitHub reporters read): one testcase per task;
  * <failure> for every outcome but succeeded, <skipped> for resumed and never-run tasks.
  * Written to path.tmp and renamed, so a reader never sees half a report. */
+/* Refuses, before anything runs, a report path that cannot be written (its directory is
+ * missing or read-only, or it is a directory): creates and removes path.tmp. */
+int batch_junit_probe(const char *path, char *err, size_t errsz);
 int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases, size_t n,
                       double wall_s, char *err, size_t errsz);
 

@@ -906,11 +906,11 @@ static int finish(struct batch *b)
         }
     }
     free(cases);
-    char line[512];
-    batch_summary_format(&tally, monotonic_s() - b->t0, line, sizeof(line));
-    fprintf(stderr, "agentbox batch: %s%s\n", b->a.replay ? "OFFLINE REPLAY: " : "", line);
     if (b->out_broken && rc == 0)
         rc = EXIT_TASK_FAILED;
+    char line[512];
+    batch_summary_format(&tally, monotonic_s() - b->t0, rc, line, sizeof(line));
+    fprintf(stderr, "agentbox batch: %s%s\n", b->a.replay ? "OFFLINE REPLAY: " : "", line);
     return rc;
 }
 
@@ -943,8 +943,12 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     if (strlen(real) >= sizeof(b->state_root))
         return errf(err, errsz, "%s: path longer than %d bytes", real, BATCH_ROOT_MAX - 1);
     memcpy(b->state_root, real, strlen(real) + 1);
-    if (b->a.events_dir && dir_ensure(b->a.events_dir) < 0)
+    /* every output path is checked before the first task spends anything */
+    if (b->a.events_dir &&
+        (dir_ensure(b->a.events_dir) < 0 || access(b->a.events_dir, W_OK | X_OK) < 0))
         return errf(err, errsz, "--events-dir %s: %s", b->a.events_dir, strerror(errno));
+    if (b->a.junit && batch_junit_probe(b->a.junit, err, errsz) < 0)
+        return -1;
     if (b->a.replay) {
         struct broker *probe = NULL; /* refuse a bad replay file before any cell starts */
         if (broker_new_replay(b->a.replay, &probe, err, errsz) < 0)
