@@ -98,23 +98,41 @@ void batch_summary_format(const struct batch_tally *t, double wall_s, int exit_c
 {
     char dur[32];
     snprintf(buf, bufsz,
-             "%u tasks: %u succeeded, %u failed, %u timeout, %u cancelled, %u escalated, "
+             "%u task%s: %u succeeded, %u failed, %u timeout, %u cancelled, %u escalated, "
              "%u mock, %u not run (%u resumed); %s, %.0f tokens, $%.4f; exit %d",
-             t->total, t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED], t->count[BATCH_TIMEOUT],
-             t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED], t->count[BATCH_MOCK],
-             t->count[BATCH_NOT_RUN], t->resumed, fmt_duration(wall_s, dur, sizeof(dur)), t->tokens,
-             t->cost_usd, exit_code);
+             t->total, t->total == 1 ? "" : "s", t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED],
+             t->count[BATCH_TIMEOUT], t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED],
+             t->count[BATCH_MOCK], t->count[BATCH_NOT_RUN], t->resumed,
+             fmt_duration(wall_s, dur, sizeof(dur)), t->tokens, t->cost_usd, exit_code);
+}
+
+double batch_eta(double avg_s, unsigned queued, unsigned jobs, const double *running_elapsed,
+                 unsigned nrunning)
+{
+    if (!(avg_s > 0) || jobs == 0)
+        return -1;
+    /* a running task needs what the average leaves it, or, once past the average, about half
+     * as long again as it has run: never nothing while it runs */
+    double longest = 0;
+    for (unsigned i = 0; i < nrunning; i++) {
+        double left = fmax(avg_s - running_elapsed[i], running_elapsed[i] / 2);
+        longest = fmax(longest, left);
+    }
+    double eta = (double)queued * avg_s / jobs + longest;
+    return nrunning > 0 || queued > 0 ? fmax(1, ceil(eta)) : 0;
 }
 
 void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
                            unsigned failed, unsigned running, double eta_s, double tokens,
-                           double cost_usd)
+                           double cost_usd, double rate_wait_s)
 {
-    char eta[32], tok[32], tail[200];
+    char eta[32], tok[32], tail[260], wait[64] = "";
+    if (rate_wait_s >= 0.5)
+        snprintf(wait, sizeof(wait), ", waiting for rate limit: %.0f s", rate_wait_s);
     int tl =
-        snprintf(tail, sizeof(tail), " %u/%u done, %u failed, %u running, ETA %s, %s tok, $%.4f",
+        snprintf(tail, sizeof(tail), " %u/%u done, %u failed, %u running, ETA %s, %s tok, $%.4f%s",
                  done, total, failed, running, fmt_duration(eta_s, eta, sizeof(eta)),
-                 fmt_tokens(tokens, tok, sizeof(tok)), cost_usd);
+                 fmt_tokens(tokens, tok, sizeof(tok)), cost_usd, wait);
     if (tl < 0)
         tl = 0;
     int barw = (int)width - tl - 3;

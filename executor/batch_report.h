@@ -39,11 +39,16 @@ int batch_exit_code(const struct batch_tally *t);
 /* exit_code: the code the process returns (a report that could not be written raises it). */
 void batch_summary_format(const struct batch_tally *t, double wall_s, int exit_code, char *buf,
                           size_t bufsz);
-/* One line, at most width columns: bar, done/total, failed, running, ETA, tokens, cost.
- * eta_s < 0: unknown yet. */
+/* Seconds until the batch ends, from the average task so far (avg_s), the tasks not started
+ * (queued), the cells at once and how long each running task has run; at least 1 while any
+ * task is left, -1 when unknown (no task ended yet). */
+double batch_eta(double avg_s, unsigned queued, unsigned jobs, const double *running_elapsed,
+                 unsigned nrunning);
+/* One line, at most width columns: bar, done/total, failed, running, ETA, tokens, cost, and
+ * the longest wait for a model's rate limit when one is >= 0.5 s. eta_s < 0: unknown yet. */
 void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
                            unsigned failed, unsigned running, double eta_s, double tokens,
-                           double cost_usd);
+                           double cost_usd, double rate_wait_s);
 
 struct batch_case {
     const char *id;

@@ -97,6 +97,7 @@ struct slot {
     int events_fd;
     double tokens, cost_usd; /* live, from llm_response events */
     double started;          /* monotonic_s */
+    double rate_wait_until;  /* monotonic_s: waiting for a model's rate limit until then */
     char state_dir[PATH_MAX];
 };
 
@@ -113,7 +114,7 @@ struct batch {
     unsigned done_before, failed_before; /* resumed: finished in an earlier run */
     int out_fd;
     bool out_broken, interrupted, killed, tty;
-    double t0, last_draw, tokens_done, cost_done;
+    double t0, last_draw, tokens_done, cost_done, time_done;
     char state_root[BATCH_ROOT_MAX];
 };
 
@@ -553,14 +554,22 @@ static void draw_bar(struct batch *b, bool force)
             tokens += b->slots[i].tokens;
             cost += b->slots[i].cost_usd;
         }
-    double eta = -1;
-    if (b->done_run > 0)
-        eta = (now - b->t0) / b->done_run * (b->to_run - b->done_run);
+    double elapsed[BATCH_JOBS_MAX], rate_wait = 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < b->a.jobs; i++)
+        if (b->slots[i].job && b->slots[i].runner) {
+            elapsed[n++] = now - b->slots[i].started;
+            if (b->slots[i].rate_wait_until - now > rate_wait)
+                rate_wait = b->slots[i].rate_wait_until - now;
+        }
+    unsigned queued = b->to_run - b->done_run - b->running;
+    double eta =
+        b->done_run ? batch_eta(b->time_done / b->done_run, queued, b->a.jobs, elapsed, n) : -1;
     unsigned done = b->done_before + b->done_run, failed = b->failed_before + b->failed_run;
     char line[512];
     unsigned w = term_width();
     batch_progress_format(line, sizeof(line), w - 1, done, (unsigned)b->njobs, failed, b->running,
-                          eta, tokens, cost);
+                          eta, tokens, cost, rate_wait);
     fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
 }
@@ -598,6 +607,8 @@ static void finish_job(struct batch *b, struct job *j, cJSON *result)
     const cJSON *cu = cJSON_GetObjectItemCaseSensitive(u, "cost_usd");
     b->tokens_done += cJSON_IsNumber(tt) ? tt->valuedouble : 0;
     b->cost_done += cJSON_IsNumber(cu) ? cu->valuedouble : 0;
+    const cJSON *et = cJSON_GetObjectItemCaseSensitive(result, "execution_time");
+    b->time_done += cJSON_IsNumber(et) && et->valuedouble > 0 ? et->valuedouble : 0;
     if (result && !b->out_broken && write_line(b->out_fd, result) < 0) {
         clear_bar(b);
         fprintf(stderr, "agentbox batch: cannot write results to %s: %s; cancelling\n",
@@ -609,10 +620,36 @@ static void finish_job(struct batch *b, struct job *j, cJSON *result)
 
 /* ---- slots ---- */
 
+/* A call waits for a model's rate limit (the ':free' ones allow 20 requests a minute): the
+ * bar shows the wait; a log (not a terminal) gets a line, so a slow batch is not a mystery. */
+static void slot_rate_wait(struct slot *s, const char *line)
+{
+    cleanup_json cJSON *ev = cJSON_Parse(line);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(ev, "wait_s");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "model");
+    if (!cJSON_IsNumber(w))
+        return;
+    s->rate_wait_until = monotonic_s() + w->valuedouble;
+    if (s->b->a.quiet)
+        return;
+    if (s->b->tty) {
+        draw_bar(s->b, true);
+        return;
+    }
+    long secs = (long)(w->valuedouble + 0.5);
+    fprintf(stderr, "agentbox batch: %s: waiting for the rate limit of %s: %ld second%s\n",
+            s->job->item->task.id, cJSON_IsString(m) ? m->valuestring : "the model", secs,
+            secs == 1 ? "" : "s");
+}
+
 static void slot_events(void *opaque, const char *line, size_t len)
 {
     struct slot *s = opaque;
     (void)len;
+    if (strstr(line, "\"type\":\"rate_limit_wait\"")) {
+        slot_rate_wait(s, line);
+        return;
+    }
     if (!strstr(line, "\"type\":\"llm_response\""))
         return; /* the only events the progress bar needs; most are never parsed */
     cleanup_json cJSON *ev = cJSON_Parse(line);
@@ -645,7 +682,7 @@ static void slot_release(struct slot *s)
     s->events_fd = -1;
     taskprep_free(&s->tp);
     s->job = NULL;
-    s->tokens = s->cost_usd = 0;
+    s->tokens = s->cost_usd = s->rate_wait_until = 0;
 }
 
 static int slot_start(struct batch *b, struct slot *s, struct job *j, char *err, size_t errsz)

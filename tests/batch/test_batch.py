@@ -222,6 +222,18 @@ class ExitCodes(BatchTestCase):
         self.assertEqual(b.statuses(), {"e2": "escalated", "f": "failed"}, b)
         self.assertEqual(b.rc, 1, b)
 
+    def test_rate_limit_waits_are_shown(self):
+        # one request, then one every 2 s: the second call of the task waits about 2 s
+        self.serve({"two": [{"tool_calls": [call("execute_bash", command="true")]}, self.OK]})
+        b = self.live([task("slow", prompt="[conv:two] go")], OPENHANDS_RATE_LIMIT_RPM="30",
+                      OPENHANDS_RATE_LIMIT_BURST="1")
+        self.assertEqual(b.statuses(), {"slow": "succeeded"}, b)
+        self.assertRegex(b.stderr, r"slow: waiting for the rate limit of test/primary: [12] seconds?\n")
+        self.assertIn("1 task: 1 succeeded", b.stderr)
+        ev = [e for e in self.events("slow") if e["type"] == "rate_limit_wait"]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertEqual(ev[0]["model"], "test/primary")
+
     def test_no_key_and_no_replay_is_2(self):
         b = self.run_batch(self.batch_file([task("a")]), replay=False)
         self.assertEqual(b.rc, 2, b)
