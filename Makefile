@@ -114,7 +114,9 @@ uninstall:
 
 # The README's main job: a real agent task in a cell. With OPENROUTER_API_KEY it asks a real
 # model; without one it replays recorded replies (labelled OFFLINE REPLAY by agentbox itself).
-demo: agentbox
+# Building goes to stderr, so that `make demo > result.json` holds the result alone.
+demo:
+	@$(MAKE) --no-print-directory agentbox >&2
 	@if [ -n "$$OPENROUTER_API_KEY" ]; then \
 	  ./agentbox run --task-file examples/demo/task.json; \
 	else \

@@ -2,6 +2,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -100,6 +101,39 @@ int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowe
 char *json_print(const cJSON *obj)
 {
     return cJSON_PrintUnformatted(obj);
+}
+
+char *json_print_pretty(const cJSON *obj)
+{
+    char *text = cJSON_Print(obj);
+    if (!text)
+        return NULL;
+    /* cJSON indents with tabs and puts a tab after each ':'. A string's own tabs are escaped
+     * (\t), so every raw tab is layout: a leading one becomes two spaces, any other one space. */
+    size_t tabs = 0, len = strlen(text);
+    for (size_t i = 0; i < len; i++)
+        tabs += text[i] == '\t';
+    char *out = malloc(len + tabs + 1);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    size_t o = 0;
+    bool leading = true;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\t') {
+            out[o++] = ' ';
+            if (leading)
+                out[o++] = ' ';
+            continue;
+        }
+        leading = c == '\n';
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    free(text);
+    return out;
 }
 
 cJSON *json_read_object_file(const char *path, size_t max)

@@ -35,5 +35,8 @@ int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowe
 cJSON *json_read_object_file(const char *path, size_t max);
 /* Prints compactly into a malloc'd string; NULL on allocation failure. */
 char *json_print(const cJSON *obj);
+/* Prints for people and jq alike: two spaces per level, "key": value, members in the object's
+ * order (stable from run to run); malloc'd, NULL on allocation failure. */
+char *json_print_pretty(const cJSON *obj);
 
 #endif

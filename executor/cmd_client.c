@@ -144,7 +144,7 @@ static cJSON *read_reply(struct conn *c, size_t *consumed, const char *op, const
 
 static void print_json(const cJSON *j)
 {
-    cleanup_free char *text = cJSON_Print(j);
+    cleanup_free char *text = json_print_pretty(j);
     if (text)
         printf("%s\n", text);
 }

@@ -73,7 +73,7 @@ static int show(const char *arg, bool bpf)
         }
     } else {
         cleanup_json cJSON *j = policy_to_json(p);
-        char *text = j ? cJSON_Print(j) : NULL;
+        char *text = j ? json_print_pretty(j) : NULL;
         if (!text) {
             fprintf(stderr, "agentbox: policy show: out of memory\n");
             rc = 1;

@@ -47,7 +47,8 @@ static void usage(FILE *out)
             "  --workspace-from DIR  seed /workspace from DIR (never modified)\n"
             "  --network none|host   (default none)\n"
             "  --output GLOB         copy matching workspace files out (repeatable)\n"
-            "  --events FILE|-       also write the event stream (JSON lines) there\n"
+            "  --events FILE|-       also write the event stream (JSON lines) there; with '-'\n"
+            "                        stdout is JSON lines: the events, then the result\n"
             "  --meta FILE           write the cell record there\n"
             "  --replay FILE         offline: take the LLM's replies from FILE, no network\n"
             "  --quiet               no progress lines on stderr\n\n"
@@ -390,7 +391,7 @@ static void run_loop(struct runner *r, struct broker *b, int sigfd)
 
 static int write_meta(const char *path, const cJSON *sandbox)
 {
-    cleanup_free char *text = cJSON_Print(sandbox);
+    cleanup_free char *text = json_print_pretty(sandbox);
     cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (!text || fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         return -1;
@@ -498,7 +499,9 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_TASK_FAILED;
         goto out;
     }
-    char *text = cJSON_Print(res);
+    /* with --events - stdout is JSON Lines: the events, then the result as the last line */
+    bool jsonl = a.events && strcmp(a.events, "-") == 0;
+    char *text = jsonl ? json_print(res) : json_print_pretty(res);
     if (text)
         printf("%s\n", text);
     free(text);

@@ -824,7 +824,7 @@ static void build_result(struct runner *r)
 
     char path[4200];
     snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
-    cleanup_free char *text = cJSON_Print(res);
+    cleanup_free char *text = json_print_pretty(res);
     cleanup_fd int fd =
         text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
     if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)

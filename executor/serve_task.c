@@ -142,7 +142,7 @@ static int write_result_file(const struct server *s, const char *id, const cJSON
 {
     char path[4400];
     snprintf(path, sizeof(path), "%s/%s/result.json", s->state_dir, id);
-    cleanup_free char *text = cJSON_Print(res);
+    cleanup_free char *text = json_print_pretty(res);
     cleanup_fd int fd =
         text ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
     if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
