@@ -4,6 +4,7 @@
  * no state; everything the server sends is parsed as untrusted JSON. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,31 @@ static int do_wait(struct conn *c, size_t *consumed, const char *id, double time
     return result_exit_code(res);
 }
 
+/* A relative workspace.from_dir names a directory below the client's working directory; the
+ * server has its own, so the path is made absolute here, before it leaves. */
+static int absolute_from_dir(cJSON *task, const char *op)
+{
+    cJSON *ws = cJSON_GetObjectItemCaseSensitive(task, "workspace");
+    cJSON *fd = cJSON_GetObjectItemCaseSensitive(ws, "from_dir");
+    if (!cJSON_IsString(fd) || fd->valuestring[0] == '/' || fd->valuestring[0] == '\0')
+        return 0;
+    char cwd[PATH_MAX], abs[PATH_MAX * 2];
+    if (!getcwd(cwd, sizeof(cwd))) {
+        fprintf(stderr, "agentbox %s: the working directory: %s\n", op, strerror(errno));
+        return -1;
+    }
+    snprintf(abs, sizeof(abs), "%s/%s", strcmp(cwd, "/") ? cwd : "", fd->valuestring);
+    char real[PATH_MAX];
+    const char *path = realpath(abs, real) ? real : abs; /* missing: the server says so */
+    cJSON *n = cJSON_CreateString(path);
+    if (!n || !cJSON_ReplaceItemInObjectCaseSensitive(ws, "from_dir", n)) {
+        cJSON_Delete(n);
+        fprintf(stderr, "agentbox %s: out of memory\n", op);
+        return -1;
+    }
+    return 0;
+}
+
 static cJSON *build_task(const char *prompt, const char *task_file, const char *id,
                          const char *model, const char *timeout, const char *op)
 {
@@ -213,6 +239,10 @@ static cJSON *build_task(const char *prompt, const char *task_file, const char *
         }
         cJSON_DeleteItemFromObjectCaseSensitive(task, "timeout_s");
         cJSON_AddNumberToObject(task, "timeout_s", d);
+    }
+    if (absolute_from_dir(task, op) < 0) {
+        cJSON_Delete(task);
+        return NULL;
     }
     return task;
 }
