@@ -58,7 +58,8 @@ int json_get_number(const cJSON *obj, const char *ctx, const char *name, double 
         return 1;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < min ||
         v->valuedouble > max)
-        return errf(err, errsz, "%s.%s: expected a number from %g to %g", ctx, name, min, max);
+        return errf(err, errsz, "%s.%s: expected a number from %.15g to %.15g", ctx, name, min,
+                    max);
     *out = v->valuedouble;
     return 0;
 }
@@ -96,6 +97,26 @@ int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowe
             return errf(err, errsz, "%s.%s: unknown field", ctx, it->string ? it->string : "?");
     }
     return 0;
+}
+
+cJSON *json_parse_located(const char *text, const char *source, char *err, size_t errsz)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, true);
+    if (root)
+        return root;
+    const char *at = end ? end : text + strlen(text);
+    unsigned line = 1, col = 1;
+    for (const char *c = text; c < at && *c; c++) {
+        col = *c == '\n' ? 1 : col + 1;
+        line += *c == '\n';
+    }
+    if (!*at)
+        errf(err, errsz, "%s:%u:%u: JSON syntax error at the end of the input", source, line, col);
+    else
+        errf(err, errsz, "%s:%u:%u: JSON syntax error near \"%.*s\"", source, line, col,
+             (int)(strcspn(at, "\r\n") < 24 ? strcspn(at, "\r\n") : 24), at);
+    return NULL;
 }
 
 char *json_print(const cJSON *obj)

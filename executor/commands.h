@@ -12,6 +12,12 @@
 #define EXIT_USAGE          2
 #define EXIT_TASK_ESCALATED 3
 #define EXIT_TASK_MOCK      4
+/* wait --timeout (and submit --wait --wait-timeout) gave up: the task is still running. */
+#define EXIT_WAIT_TIMEOUT 5
+
+/* The socket of `agentbox serve` and its clients when neither --socket nor $AGENTBOX_SOCKET
+ * says otherwise: the path deploy/agentbox.socket and the Python client use. */
+#define AGENTBOX_DEFAULT_SOCKET "/run/agentbox-api/agentbox.sock"
 /* Exit codes of exec that are not the command's own (SPEC.md). */
 #define EXIT_EXEC_TIMEOUT 124
 #define EXIT_EXEC_SETUP   125

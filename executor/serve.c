@@ -331,9 +331,10 @@ static int lock_state_dir(struct server *s, char *err, size_t errsz)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: agentbox serve --socket PATH [OPTIONS]\n\n"
+            "usage: agentbox serve [--socket PATH] [OPTIONS]\n\n"
             "The supervisor daemon: tasks arrive on a Unix socket (docs/protocol.md).\n\n"
-            "  --socket PATH          listen there (created with --socket-mode)\n"
+            "  --socket PATH          listen there (created with --socket-mode; default\n"
+            "                         $AGENTBOX_SOCKET, else " AGENTBOX_DEFAULT_SOCKET ")\n"
             "  --jobs N               cells at once (default %d); a FIFO queue behind them\n"
             "  --state-dir DIR        results and the journal (default OPENHANDS_WORKSPACE_ROOT)\n"
             "  --allow-uid UID        also serve this uid (repeatable; root and the server's\n"
@@ -484,10 +485,10 @@ static int parse_args(int argc, char **argv, struct server *s)
         fprintf(stderr, "agentbox serve: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!s->socket_path) {
-        fprintf(stderr, "agentbox serve: --socket PATH is required (see --help)\n");
-        return -1;
-    }
+    if (!s->socket_path) /* the clients' default too: one path everywhere */
+        s->socket_path = getenv("AGENTBOX_SOCKET") && *getenv("AGENTBOX_SOCKET")
+                             ? getenv("AGENTBOX_SOCKET")
+                             : AGENTBOX_DEFAULT_SOCKET;
     return 0;
 }
 

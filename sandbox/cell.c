@@ -430,7 +430,7 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
         if (r == 0) {
             if (ready)
                 return 0; /* the agent's exec closed the socket */
-            return errf(err, errsz, "set-up failed: the cell died during set-up");
+            return errf(err, errsz, "set-up failed at ready: the cell died before it was ready");
         }
         switch (m.kind) {
         case MSG_FAIL:
@@ -475,7 +475,7 @@ static int wait_dumpable(struct cell *c, char *err, size_t errsz)
             return 0;
         if (r == 1 && m.kind == MSG_FAIL)
             return errf(err, errsz, "set-up failed at %s: %s", m.step, strerror(m.err));
-        return errf(err, errsz, "set-up failed: the cell died during set-up");
+        return errf(err, errsz, "set-up failed at dumpable: the cell died before it began");
     }
 }
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -83,6 +84,142 @@ class FirstHour(unittest.TestCase):
                            capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["status"], "succeeded", r.stdout[:500])
+
+
+STEER_REPLAY = {"description": "first-hour suite: sleep as the workspace says, then finish",
+                "replies": [{"content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+                    "name": "execute_bash",
+                    "arguments": json.dumps({"command": "sleep $(cat sleep 2>/dev/null || echo 0)"})}}]},
+                            {"content": None, "tool_calls": [{"id": "c2", "type": "function", "function": {
+                                "name": "finish", "arguments": json.dumps({"message": "done"})}}]}]}
+
+
+class Messages(FirstHour):
+    """Refusals a newcomer meets: each says what was wrong, in one wording, exit 2."""
+
+    def test_sizes_below_the_working_minimum_are_usage_errors(self):
+        for args, needle in ((["--memory", "1"], "--memory: 1 is below the working minimum of 4M"),
+                             (["--memory", "100K"], "below the working minimum of 4M"),
+                             (["--pids", "1"], "--pids: expected a whole number from 2 to"),
+                             (["--disk", "1"], "--disk: 1 is below the working minimum of 4K")):
+            r = self.agentbox("exec", *args, "--", "echo", "RAN")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(needle, r.stderr)
+            self.assertNotIn("RAN", r.stdout)
+        r = self.agentbox("run", "--memory", "1", "hi")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--memory: 1 is below the working minimum of 4M", r.stderr)
+        r = self.demo_run("--memory", "4M")  # the minimum itself is accepted
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_number_errors_share_one_wording_without_exponents(self):
+        for cmd in (["exec"], ["run"]):
+            tail = ["--", "true"] if cmd == ["exec"] else ["hi"]
+            r = self.agentbox(*cmd, "--timeout", "1e3", *tail)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("--timeout: expected seconds (like 30, 1.5, 5m or 2h), got '1e3'", r.stderr)
+            r = self.agentbox(*cmd, "--memory", "lots", *tail)
+            self.assertIn("--memory: expected a size (like 512M; K, M, G are powers of 1024), "
+                          "got 'lots'", r.stderr)
+        r = self.agentbox("run", "--max-iterations", "0", "hi")
+        self.assertIn("--max-iterations: expected a whole number from 1 to 100000, got '0'", r.stderr)
+        task = os.path.join(self.tmp, "t.json")
+        with open(task, "w") as f:
+            json.dump({"prompt": "x", "budget": {"max_cost_usd": -1}}, f)
+        r = self.agentbox("run", "--task-file", task)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertNotRegex(r.stderr, r"\de[+-]\d", "a number in scientific notation")
+
+    def test_cpu_zero_means_no_limit(self):
+        r = self.agentbox("exec", "--cpu", "0", "--", "sh", "-c", "ulimit -t")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "unlimited")
+
+    def test_bad_task_file_names_line_and_column(self):
+        path = os.path.join(self.tmp, "task.json")
+        with open(path, "w") as f:
+            f.write('{\n  "prompt": "x",\n  "model": oops\n}\n')
+        r = self.agentbox("run", "--task-file", path)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"--task-file {path}:3:12: JSON syntax error near \"oops\"", r.stderr)
+        r = self.agentbox("submit", "--socket", os.path.join(self.tmp, "none.sock"),
+                          "--task-file", path)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"{path}:3:12:", r.stderr)
+
+    def test_run_task_file_dash_reads_stdin(self):
+        r = self.agentbox("run", "--quiet", "--task-file", "-", "--replay",
+                          os.path.join(DEMO, "replay.json"), input='{"prompt": "from stdin"}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["status"], "succeeded")
+        r = self.agentbox("run", "--task-file", "-", input='{"prompt": ')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("stdin:1:12: JSON syntax error at the end of the input", r.stderr)
+
+    def test_health_on_a_file_that_is_not_a_socket(self):
+        r = self.agentbox("health", "--socket", "/etc/passwd")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--socket /etc/passwd: not a socket", r.stderr)
+
+    def test_help_command_and_short_version(self):
+        version = self.agentbox("--version").stdout
+        self.assertEqual(self.agentbox("-V").stdout, version)
+        for cmd in ("exec", "run", "serve", "batch", "models", "policy", "llm", "submit", "wait",
+                    "status", "cancel", "events", "list", "health", "metrics"):
+            a, b = self.agentbox("help", cmd), self.agentbox(cmd, "--help")
+            self.assertEqual(a.returncode, 0, (cmd, a.stderr))
+            self.assertEqual(a.stdout, b.stdout, cmd)
+            self.assertIn(f"agentbox {cmd}", a.stdout.splitlines()[0])
+        self.assertEqual(self.agentbox("help", "nosuch").returncode, 2)
+
+    def test_each_client_command_has_its_own_help(self):
+        texts = {}
+        for op in ("submit", "wait", "status", "cancel", "events", "list", "health", "metrics"):
+            first = self.agentbox(op, "--help").stdout.splitlines()[0]
+            self.assertTrue(first.startswith(f"usage: agentbox {op} "), first)
+            texts[op] = self.agentbox(op, "--help").stdout
+        self.assertEqual(len(set(texts.values())), len(texts))
+        self.assertIn("5 --timeout passed first", texts["wait"])
+
+    def test_policy_that_binds_nothing_gets_a_warning(self):
+        path = os.path.join(self.tmp, "bare.json")
+        with open(path, "w") as f:
+            json.dump({"name": "bare", "seccomp": {"default_action": "allow"}}, f)
+        r = self.agentbox("policy", "check", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("warning: the policy binds nothing read-only", r.stderr)
+        self.assertIn('"extends": "default"', r.stderr)
+        r = self.agentbox("policy", "check", "default")
+        self.assertNotIn("warning", r.stderr)
+
+
+class WaitTimeout(FirstHour):
+    def test_wait_timeout_has_its_own_exit_code(self):
+        replay = os.path.join(self.tmp, "replay.json")
+        with open(replay, "w") as f:
+            json.dump(STEER_REPLAY, f)
+        sock = os.path.join(self.tmp, "s.sock")
+        log = open(os.path.join(self.tmp, "serve.log"), "w")
+        p = subprocess.Popen([AGENTBOX, "serve", "--socket", sock, "--state-dir",
+                              os.path.join(self.tmp, "state"), "--replay", replay],
+                             env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        try:
+            deadline = time.monotonic() + 20
+            while self.agentbox("health", "--socket", sock).returncode != 0:
+                self.assertLess(time.monotonic(), deadline, "serve did not come up")
+                time.sleep(0.1)
+            task = {"id": "slow", "prompt": "x", "workspace": {"files": {"sleep": "3"}}}
+            r = self.agentbox("submit", "--socket", sock, "--task-file", "-", input=json.dumps(task))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = self.agentbox("wait", "--socket", sock, "slow", "--timeout", "0.3")
+            self.assertEqual(r.returncode, 5, r.stderr)
+            r = self.agentbox("wait", "--socket", sock, "slow", "--timeout", "60")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["status"], "succeeded")
+        finally:
+            p.terminate()
+            p.wait(30)
+            log.close()
 
 
 if __name__ == "__main__":
