@@ -23,6 +23,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_log.h"
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -348,7 +349,10 @@ static void usage(FILE *out)
             "  --journal-max SIZE     compact the journal when it grew by this much (default 64M)\n"
             "  --requeue-interrupted  after a crash, queue interrupted tasks again (default:\n"
             "                         mark them failed)\n"
-            "  --replay FILE          offline: every task takes its LLM replies from FILE\n\n"
+            "  --replay FILE          offline: every task takes its LLM replies from FILE\n"
+            "  --log-level LEVEL      error, warn, info (default: a line per task event) or debug\n"
+            "  --log-format FORMAT    text (default) or json lines, on stderr; under systemd\n"
+            "                         (JOURNAL_STREAM) with <N> priorities and no timestamps\n\n"
             "SIGTERM/SIGINT: stop intake, cancel the queue, let running tasks finish (up to\n"
             "--grace), then exit 0.\n",
             SERVE_DEFAULT_JOBS, SERVE_DEFAULT_RETAIN, SERVE_DEFAULT_QUEUE_MAX,
@@ -371,6 +375,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_JMAX,
         O_REQUEUE,
         O_REPLAY,
+        O_LOGLEVEL,
+        O_LOGFMT,
         O_HELP
     };
     static const struct option opts[] = {
@@ -387,6 +393,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"journal-max", required_argument, 0, O_JMAX},
         {"requeue-interrupted", no_argument, 0, O_REQUEUE},
         {"replay", required_argument, 0, O_REPLAY},
+        {"log-level", required_argument, 0, O_LOGLEVEL},
+        {"log-format", required_argument, 0, O_LOGFMT},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -394,6 +402,8 @@ static int parse_args(int argc, char **argv, struct server *s)
     opterr = 0;
     int c;
     uint64_t u;
+    enum log_level level = LOG_INFO;
+    enum log_format format = LOG_FORMAT_TEXT;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
         case O_SOCKET:
@@ -472,6 +482,16 @@ static int parse_args(int argc, char **argv, struct server *s)
         case O_REPLAY:
             s->replay = optarg;
             break;
+        case O_LOGLEVEL:
+        case O_LOGFMT:
+            if (c == O_LOGLEVEL ? log_level_parse(optarg, &level) < 0
+                                : log_format_parse(optarg, &format) < 0) {
+                fprintf(stderr, "agentbox serve: --log-%s: expected %s, got '%s'\n",
+                        c == O_LOGLEVEL ? "level" : "format",
+                        c == O_LOGLEVEL ? "error, warn, info or debug" : "text or json", optarg);
+                return -1;
+            }
+            break;
         case O_HELP:
             usage(stdout);
             return 1;
@@ -485,6 +505,7 @@ static int parse_args(int argc, char **argv, struct server *s)
         fprintf(stderr, "agentbox serve: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    log_configure(level, format);
     if (!s->socket_path) /* the clients' default too: one path everywhere */
         s->socket_path = getenv("AGENTBOX_SOCKET") && *getenv("AGENTBOX_SOCKET")
                              ? getenv("AGENTBOX_SOCKET")
@@ -612,7 +633,7 @@ int cmd_serve(int argc, char **argv)
         goto fail;
     }
     s->started_mono = monotonic_s();
-    log_info("serving on %s: %u jobs, state in %s", s->socket_path, s->jobs, s->state_dir);
+    serve_log_listening(s->socket_path, s->jobs, s->state_dir, s->socket_inherited);
     serve_start_queued(s);
     run_loop(s);
     log_info("drained; exiting");

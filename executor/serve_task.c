@@ -16,6 +16,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_log.h"
 #include "taskprep.h"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -91,6 +92,7 @@ static void on_event(struct server *s, struct stask *t, const char *line, size_t
     bool terminal = false;
     if (cJSON_IsString(type)) {
         metrics_observe_event(&s->metrics, ev);
+        serve_log_task_event(ev);
         if (strcmp(type->valuestring, "task_started") == 0) {
             const cJSON *pid = cJSON_GetObjectItemCaseSensitive(ev, "cell_pid");
             if (cJSON_IsNumber(pid))
@@ -502,9 +504,11 @@ int serve_recover(struct server *s, char *err, size_t errsz)
         failed++;
     }
     journal_entries_free(e, n);
-    if (n)
-        log_info("journal: %zu tasks known (%lu finished, %lu interrupted and failed, %lu "
+    if (!n)
+        log_info("journal: no earlier tasks to recover");
+    else
+        log_info("journal: %zu task%s known (%lu finished, %lu interrupted and failed, %lu "
                  "queued again)",
-                 n, finished, failed, requeued);
+                 n, n == 1 ? "" : "s", finished, failed, requeued);
     return 0;
 }
