@@ -193,6 +193,30 @@ class Messages(FirstHour):
         self.assertNotIn("warning", r.stderr)
 
 
+class Identity(FirstHour):
+    def test_whoami_agrees_with_user(self):
+        for policy in ("default", "strict", "permissive"):
+            r = self.agentbox("exec", "--policy", policy, "--", "sh", "-c",
+                              'whoami; id -un; id -gn; echo "$USER"; ls -ld /workspace')
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.splitlines()
+            self.assertEqual(lines[:4], ["agent"] * 4, (policy, r.stdout))
+            self.assertIn(" agent agent ", lines[4])
+
+    def test_the_cells_account_list_is_its_own(self):
+        r = self.agentbox("exec", "--", "sh", "-c", "cut -d: -f1,3 /etc/passwd; echo x >> /etc/passwd")
+        self.assertNotEqual(r.returncode, 0)  # read-only
+        self.assertEqual(r.stdout.split(), ["root:0", "agent:1000", "nobody:65534"])
+
+    def test_a_mistyped_model_draws_a_warning(self):
+        r = self.demo_run("--model", "gemini-flsh")
+        self.assertIn("model 'gemini-flsh' is neither a preset (agentbox models lists them) nor "
+                      "an ID like vendor/model", r.stderr)
+        for good in ("gemini-flash", "somevendor/some-model:free"):
+            r = self.demo_run("--model", good)
+            self.assertNotIn("is neither a preset", r.stderr, good)
+
+
 class WaitTimeout(FirstHour):
     def test_wait_timeout_has_its_own_exit_code(self):
         replay = os.path.join(self.tmp, "replay.json")
