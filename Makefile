@@ -12,7 +12,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # libcurl is not linked: it is dlopen'ed on first HTTP use (executor/curl_dl.c), because
-# linking it costs every process ~4 ms of start-up (DESIGN.md section 8) and `exec` must be fast.
+# linking it costs every process ~4 ms of start-up and `exec` must be fast.
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
                -Wno-missing-field-initializers -fno-strict-aliasing -g \
                -Icommon -Isandbox -Iexecutor $(PKG_CFLAGS)

@@ -1,5 +1,5 @@
 /* batch_report: what a batch tells its user: the tally of outcomes and the exit code it
- * implies (SPEC.md, precedence below), the closing summary line, the progress bar, and the
+ * implies (precedence below), the closing summary line, the progress bar, and the
  * JUnit XML report. Pure formatting over result objects: never runs or changes a task. */
 #ifndef AGENTBOX_BATCH_REPORT_H
 #define AGENTBOX_BATCH_REPORT_H

@@ -45,7 +45,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: agentbox batch FILE.jsonl [OPTIONS]\n\n"
-            "Runs a batch of agent tasks, one JSON task per line (SPEC.md; blank lines and\n"
+            "Runs a batch of agent tasks, one JSON task per line (blank lines and\n"
             "lines starting with '#' are skipped; FILE '-' is stdin). Every line is checked\n"
             "before anything runs: one bad line refuses the whole batch (exit 2).\n\n"
             "  --jobs N          cells at once (default %d); one broker, breaker and rate\n"
@@ -519,7 +519,7 @@ out:
 /* ---- results ---- */
 
 /* The result of a task that never got a cell (its set-up failed, or it was killed on a
- * second signal): the SPEC's shape, with what is known. */
+ * second signal): the result's full shape, with what is known. */
 static cJSON *synthetic_result(const struct task *t, const char *status, const char *etype,
                                const char *message, double elapsed)
 {

@@ -1,6 +1,6 @@
 /* cmd_client: `agentbox submit|wait|status|cancel|events|list|health|metrics`: one request
  * to a running `agentbox serve` over its Unix socket, the reply printed (JSON, or the
- * Prometheus text for metrics). wait (and submit --wait) exit with SPEC's run codes. Holds
+ * Prometheus text for metrics). wait (and submit --wait) exit with run's codes. Holds
  * no state; everything the server sends is parsed as untrusted JSON. */
 #include <errno.h>
 #include <getopt.h>

@@ -1,5 +1,5 @@
 /* cmd_exec: `agentbox exec`: one command in a fresh cell, stdio passed through, the cell record
- * written with --meta, and SPEC.md's exit codes. The only place exec's messages and exit
+ * written with --meta, and its exit codes. The only place exec's messages and exit
  * codes are chosen. Never passes the caller's environment into the cell (it may hold the
  * API key): the command gets cell_default_env(). */
 #include "cmd_exec.h"

@@ -195,7 +195,7 @@ static cJSON *build_body(const char *body_file, const char *prompt, long max_tok
         cJSON_AddStringToObject(m, "content", prompt);
         cJSON_AddItemToArray(msgs, m);
     }
-    /* tools on every turn (DESIGN.md section 5): a minimal list when the caller gave none */
+    /* tools on every turn : a minimal list when the caller gave none */
     if (!cJSON_GetObjectItemCaseSensitive(body, "tools")) {
         cJSON *tools = llm_request_tools(true);
         if (tools)

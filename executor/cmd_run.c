@@ -34,9 +34,9 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: agentbox run [OPTIONS] (PROMPT | --task-file FILE)\n\n"
+            "usage: agentbox run [OPTIONS] (PROMPT | --task-file FILE|-)\n\n"
             "Runs one agent task in a fresh cell and prints its result (JSON) on stdout.\n\n"
-            "  --task-file FILE      the task as JSON (SPEC.md); options below override it\n"
+            "  --task-file FILE      the task as JSON ('-': stdin); options override it\n"
             "  --id ID               the task's id (default: generated)\n"
             "  --model M             a catalog preset or a model ID (default OPENHANDS_MODEL)\n"
             "  --fallback-model M    a fallback model (repeatable)\n"

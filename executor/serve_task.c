@@ -55,7 +55,7 @@ cJSON *serve_load_result(const struct server *s, const char *id)
 }
 
 /* A result for a task that no runner finished (cancelled in the queue, failed to start,
- * interrupted by a restart): SPEC's shape, every field present. */
+ * interrupted by a restart): the result's full shape, every field present. */
 static cJSON *synth_result(const struct server *s, const struct stask *t, enum task_status st,
                            const char *error_type, const char *message)
 {

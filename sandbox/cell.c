@@ -1,4 +1,4 @@
-/* cell: one sandbox's whole life, in the order of DESIGN.md section 2: clone into new
+/* cell: one sandbox's whole life, in order: clone into new
  * namespaces, maps and cgroup from the parent, then in the child the file system, hostname and
  * loopback, session, fds, rlimits, user, capabilities, no_new_privs, Landlock and seccomp last;
  * pid 1 then runs the command's init or execs the agent. The parent waits, kills, reaps and

@@ -114,7 +114,7 @@ class AgentboxClient:
     # ---- ops ----
 
     async def submit(self, task):
-        """Queues a task (a dict, SPEC.md); returns its id."""
+        """Queues a task (a dict: the task object of docs/protocol.md); returns its id."""
         if isinstance(task, str):
             task = {"prompt": task}
         task = _absolute_from_dir(task)
