@@ -3,6 +3,7 @@ README's commands as written, output that other tools can read (JSON on stdout, 
 with --events -), `make demo`'s stdout. Runs offline (--replay); leaves nothing behind."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -215,6 +216,40 @@ class Identity(FirstHour):
         for good in ("gemini-flash", "somevendor/some-model:free"):
             r = self.demo_run("--model", good)
             self.assertNotIn("is neither a preset", r.stderr, good)
+
+
+# Built from pieces so that this file does not match itself.
+CITATIONS = re.compile("|".join([r"\b" + "SPEC" + r"\.md", r"\b" + "DESIGN" + r"\.md", r"\b" + "STYLE" + r"\.md",
+                                 r"\bthe " + "seed's", r"\bthe " + "seed orchestrator",
+                                 r"\b[Ii]" + r"ssue #?\d+"]))
+
+
+class NoInternalReferences(FirstHour):
+    """What users read states things in place: no internal reference documents, no issue
+    numbers (in the tree, the help texts and `agentbox models`)."""
+
+    def test_tree_cites_nothing_internal(self):
+        found = []
+        for dp, dn, fn in os.walk(ROOT):
+            dn[:] = [d for d in dn if d not in (".git", "build", "node_modules", "corpus")
+                     and not d.startswith("openhands_workspace")]
+            for f in fn:
+                path = os.path.join(dp, f)
+                try:
+                    with open(path, encoding="utf-8") as fh:
+                        for i, line in enumerate(fh, 1):
+                            if CITATIONS.search(line):
+                                found.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
+                except (UnicodeDecodeError, OSError):
+                    continue
+        self.assertEqual(found, [])
+
+    def test_help_texts_and_models_cite_nothing_internal(self):
+        outputs = [self.agentbox("--help").stdout, self.agentbox("models").stdout]
+        for cmd in ("exec", "run", "serve", "batch", "models", "policy", "llm", "submit", "wait"):
+            outputs.append(self.agentbox(cmd, "--help").stdout)
+        for text in outputs:
+            self.assertIsNone(CITATIONS.search(text), text)
 
 
 class WaitTimeout(FirstHour):
