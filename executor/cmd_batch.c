@@ -157,9 +157,8 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_JOBS:
-            if (uint_parse(optarg, BATCH_JOBS_MAX, &u) < 0 || u == 0) {
-                fprintf(stderr, "agentbox batch: --jobs: expected a whole number from 1 to %d\n",
-                        BATCH_JOBS_MAX);
+            if (opt_count("--jobs", optarg, 1, BATCH_JOBS_MAX, &u, err, sizeof(err)) < 0) {
+                fprintf(stderr, "agentbox batch: %s\n", err);
                 return -1;
             }
             a->jobs = (unsigned)u;

@@ -265,8 +265,9 @@ static cJSON *build_task(const char *prompt, const char *task_file, const char *
         }
     if (timeout) {
         double d;
-        if (seconds_parse(timeout, &d) < 0 || d <= 0) {
-            fprintf(stderr, "agentbox %s: --timeout: expected seconds\n", op);
+        char terr[ERR_MSG_MAX];
+        if (opt_seconds("--timeout", timeout, 0, &d, terr, sizeof(terr)) < 0) {
+            fprintf(stderr, "agentbox %s: %s\n", op, terr);
             cJSON_Delete(task);
             return NULL;
         }
@@ -373,8 +374,10 @@ int cmd_client(int argc, char **argv)
     /* submit's --timeout is the task's own; wait's is how long to wait */
     const char *wt_text = is_submit ? wait_timeout : !strcmp(op, "wait") ? timeout : NULL;
     if (wt_text) {
-        if (seconds_parse(wt_text, &wt) < 0) {
-            fprintf(stderr, "agentbox %s: expected seconds, got '%s'\n", op, wt_text);
+        char terr[ERR_MSG_MAX];
+        if (opt_seconds(is_submit ? "--wait-timeout" : "--timeout", wt_text, 1, &wt, terr,
+                        sizeof(terr)) < 0) {
+            fprintf(stderr, "agentbox %s: %s\n", op, terr);
             return EXIT_USAGE;
         }
     }

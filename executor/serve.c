@@ -359,6 +359,12 @@ static void usage(FILE *out)
             SERVE_DEFAULT_GRACE_S);
 }
 
+static int option_error(const char *msg)
+{
+    fprintf(stderr, "agentbox serve: %s\n", msg);
+    return -1;
+}
+
 static int parse_args(int argc, char **argv, struct server *s)
 {
     enum {
@@ -402,6 +408,7 @@ static int parse_args(int argc, char **argv, struct server *s)
     opterr = 0;
     int c;
     uint64_t u;
+    char oerr[ERR_MSG_MAX];
     enum log_level level = LOG_INFO;
     enum log_format format = LOG_FORMAT_TEXT;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -410,10 +417,8 @@ static int parse_args(int argc, char **argv, struct server *s)
             s->socket_path = optarg;
             break;
         case O_JOBS:
-            if (uint_parse(optarg, 4096, &u) < 0 || u == 0) {
-                fprintf(stderr, "agentbox serve: --jobs: expected 1 to 4096\n");
-                return -1;
-            }
+            if (opt_count("--jobs", optarg, 1, 4096, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             s->jobs = (unsigned)u;
             break;
         case O_STATE:
@@ -421,11 +426,9 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_AUID:
         case O_AGID:
-            if (uint_parse(optarg, UINT32_MAX - 1, &u) < 0) {
-                fprintf(stderr, "agentbox serve: %s: expected a number\n",
-                        c == O_AUID ? "--allow-uid" : "--allow-gid");
-                return -1;
-            }
+            if (opt_count(c == O_AUID ? "--allow-uid" : "--allow-gid", optarg, 0, UINT32_MAX - 1,
+                          &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             if ((c == O_AUID ? s->nallow_uid : s->nallow_gid) >= SERVE_ALLOW_MAX) {
                 fprintf(stderr, "agentbox serve: at most %d of each allow option\n",
                         SERVE_ALLOW_MAX);
@@ -446,34 +449,26 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_RETAIN:
         case O_QMAX:
-            if (uint_parse(optarg, 100000000, &u) < 0 || (c == O_QMAX && u == 0)) {
-                fprintf(stderr, "agentbox serve: %s: expected a whole number\n",
-                        c == O_RETAIN ? "--retain" : "--queue-max");
-                return -1;
-            }
+            if (opt_count(c == O_RETAIN ? "--retain" : "--queue-max", optarg, c == O_QMAX,
+                          100000000, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             if (c == O_RETAIN)
                 s->retain = u;
             else
                 s->queue_max = u;
             break;
         case O_GRACE:
-            if (seconds_parse(optarg, &s->grace_s) < 0) {
-                fprintf(stderr, "agentbox serve: --grace: expected seconds\n");
-                return -1;
-            }
+            if (opt_seconds("--grace", optarg, 1, &s->grace_s, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             break;
         case O_CQUEUE:
-            if (size_parse(optarg, &u) < 0 || u < 4096) {
-                fprintf(stderr, "agentbox serve: --client-queue: expected a size >= 4K\n");
-                return -1;
-            }
+            if (opt_size("--client-queue", optarg, 4096, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             s->client_queue = (size_t)u;
             break;
         case O_JMAX:
-            if (size_parse(optarg, &u) < 0 || u < 4096) {
-                fprintf(stderr, "agentbox serve: --journal-max: expected a size >= 4K\n");
-                return -1;
-            }
+            if (opt_size("--journal-max", optarg, 4096, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             s->journal_max = u;
             break;
         case O_REQUEUE:

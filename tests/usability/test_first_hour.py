@@ -124,6 +124,16 @@ class Messages(FirstHour):
                           "got 'lots'", r.stderr)
         r = self.agentbox("run", "--max-iterations", "0", "hi")
         self.assertIn("--max-iterations: expected a whole number from 1 to 100000, got '0'", r.stderr)
+        for argv, needle in ((["batch", "x.jsonl", "--jobs", "0"], "--jobs: expected a whole number from 1 to 256, got '0'"),
+                             (["serve", "--jobs", "many"], "--jobs: expected a whole number from 1 to 4096, got 'many'"),
+                             (["serve", "--grace", "1e2"], "--grace: expected seconds (like 30, 1.5, 5m or 2h), got '1e2'"),
+                             (["serve", "--client-queue", "1K"], "--client-queue: 1K is below the working minimum of 4K"),
+                             (["llm", "--count", "x", "hi"], "--count: expected a whole number from 1 to"),
+                             (["wait", "t1", "--timeout", "soon"], "--timeout: expected seconds (like 30, 1.5, 5m or 2h), got 'soon'"),
+                             (["submit", "--timeout", "-1", "hi"], "--timeout: expected seconds (like")):
+            r = self.agentbox(*argv)
+            self.assertEqual(r.returncode, 2, (argv, r.stderr))
+            self.assertIn(needle, r.stderr, argv)
         task = os.path.join(self.tmp, "t.json")
         with open(task, "w") as f:
             json.dump({"prompt": "x", "budget": {"max_cost_usd": -1}}, f)
