@@ -12,7 +12,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # libcurl is not linked: it is dlopen'ed on first HTTP use (executor/curl_dl.c), because
-# linking it costs every process ~4 ms of start-up (DESIGN.md section 8) and `exec` must be fast.
+# linking it costs every process ~4 ms of start-up and `exec` must be fast.
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
                -Wno-missing-field-initializers -fno-strict-aliasing -g \
                -Icommon -Isandbox -Iexecutor $(PKG_CFLAGS)
@@ -106,21 +106,54 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; fi
 	cd tests/mock-npm && npm ci --no-audit --no-fund
 
-install: agentbox
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agentbox/policies \
-	  $(DESTDIR)$(PREFIX)/share/agentbox/catalog $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0755 agentbox $(DESTDIR)$(PREFIX)/bin/agentbox
-	install -m 0644 policies/*.json $(DESTDIR)$(PREFIX)/share/agentbox/policies/
-	if [ -d catalog ]; then install -m 0644 catalog/*.json $(DESTDIR)$(PREFIX)/share/agentbox/catalog/; fi
-	install -m 0644 docs/agentbox.1 $(DESTDIR)$(PREFIX)/share/man/man1/agentbox.1
+# Where the Python client goes: the first of PREFIX's site directories this Python reads
+# (Debian: PREFIX/lib/python3/dist-packages or PREFIX/lib/python3.X/dist-packages), else the
+# standard site-packages below PREFIX.
+PYLIBDIR ?= $(shell $(PYTHON) -c 'import sys, sysconfig; v = "%d.%d" % sys.version_info[:2]; \
+  c = ["$(PREFIX)/lib/python3/dist-packages", "$(PREFIX)/lib/python" + v + "/dist-packages"]; \
+  print(next((p for p in c if p in sys.path), None) or \
+        sysconfig.get_path("purelib", "posix_prefix", vars={"base": "$(PREFIX)"}))' 2>/dev/null)
+BIN ?= agentbox
+DATADIR := $(PREFIX)/share/agentbox
+DOCDIR  := $(PREFIX)/share/doc/agentbox
+LIBDIR  := $(PREFIX)/lib/agentbox
+UNITDIR := $(PREFIX)/lib/systemd/system
+# The shipped files name /usr/local (the default PREFIX); installed, they name PREFIX.
+AT_PREFIX := sed -e 's|/usr/local/|$(PREFIX)/|g'
+
+# Everything a user of the installed tree needs, below DESTDIR/PREFIX: the binary, its data
+# (found as ../share/agentbox from the binary, wherever that is), the man page with this
+# PREFIX in its paths, the docs, the systemd units and their wrapper, the Python client.
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/policies $(DESTDIR)$(DATADIR)/catalog \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBDIR) \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PYLIBDIR)/agentbox_client
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/agentbox
+	install -m 0644 policies/*.json $(DESTDIR)$(DATADIR)/policies/
+	install -m 0644 catalog/*.json $(DESTDIR)$(DATADIR)/catalog/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@PYLIBDIR@|$(PYLIBDIR)|g' docs/agentbox.1.in \
+	  > $(DESTDIR)$(PREFIX)/share/man/man1/agentbox.1
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man1/agentbox.1
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	$(AT_PREFIX) deploy/agentbox-serve > $(DESTDIR)$(LIBDIR)/agentbox-serve
+	chmod 0755 $(DESTDIR)$(LIBDIR)/agentbox-serve
+	for u in agentbox.service agentbox.socket; do \
+	  $(AT_PREFIX) deploy/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 clients/python/agentbox_client/*.py $(DESTDIR)$(PYLIBDIR)/agentbox_client/
+	install -m 0644 clients/python/README.md $(DESTDIR)$(DOCDIR)/python-client.md
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/agentbox $(DESTDIR)$(PREFIX)/share/man/man1/agentbox.1
-	rm -rf $(DESTDIR)$(PREFIX)/share/agentbox
+	rm -f $(DESTDIR)$(PREFIX)/bin/agentbox $(DESTDIR)$(PREFIX)/share/man/man1/agentbox.1 \
+	  $(DESTDIR)$(UNITDIR)/agentbox.service $(DESTDIR)$(UNITDIR)/agentbox.socket
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBDIR) \
+	  $(DESTDIR)$(PYLIBDIR)/agentbox_client
 
 # The README's main job: a real agent task in a cell. With OPENROUTER_API_KEY it asks a real
 # model; without one it replays recorded replies (labelled OFFLINE REPLAY by agentbox itself).
-demo: agentbox
+# Building goes to stderr, so that `make demo > result.json` holds the result alone.
+demo:
+	@$(MAKE) --no-print-directory agentbox >&2
 	@if [ -n "$$OPENROUTER_API_KEY" ]; then \
 	  ./agentbox run --task-file examples/demo/task.json; \
 	else \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LLM client benchmarks (issue 3): drives `agentbox llm` in load mode against the fake OpenRouter
+"""LLM client benchmarks: drives `agentbox llm` in load mode against the fake OpenRouter
 on loopback. Owns the three measurements and the LLM section of docs/benchmarks.md; never talks
 to anything but 127.0.0.1 and never uses a real key.
 

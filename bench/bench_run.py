@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks of the agent loop (issue 4), through the real `agentbox run` with --replay
+"""Benchmarks of the agent loop, through the real `agentbox run` with --replay
 (an instant LLM, no network), so that what is measured is agentbox itself:
   1. loop overhead per step with a 200-event, ~2 MB history: the time from one tool result
      to the next tool call (history, condensation check, channel, supervisor, replay, events);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks of `agentbox serve` (issue 5), stdlib only, loopback only:
+"""Benchmarks of `agentbox serve`, stdlib only, loopback only:
   1. throughput: N tasks (default 1000) with an instant LLM (a --replay of one `finish`
      call): tasks/s and submit-to-result latency p50/p99 (submit sent -> terminal event seen
      on an `events all` stream);

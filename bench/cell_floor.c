@@ -3,7 +3,7 @@
  *
  *   cell_floor          clone with every namespace agentbox uses (user, pid, mount, network,
  *                       IPC, UTS, cgroup), one tmpfs mount, exec /bin/true; the parent waits
- *                       (the "physical floor" of issue 2)
+ *                       (the "physical floor": nothing a sandbox could skip)
  *   cell_floor --root   the same plus what makes a usable root: uid/gid maps, a tmpfs root with
  *                       read-only binds of /usr and /etc, the /bin /lib /lib64 /sbin symlinks, a
  *                       fresh /proc, pivot_root and the old root detached

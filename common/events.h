@@ -1,4 +1,4 @@
-/* events: the task event stream of SPEC.md ("seq", "ts", "task", "type", ...), written as
+/* events: the task event stream ("seq", "ts", "task", "type", ...), written as
  * JSON lines to any number of sinks (a file, stdout, a socket subscriber callback).
  * One event_log per task; seq numbers are dense and start at 1. Never blocks on a sink
  * that is a callback; file sinks are written with one write(2) per line, and a line a full

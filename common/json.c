@@ -2,6 +2,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -57,7 +58,8 @@ int json_get_number(const cJSON *obj, const char *ctx, const char *name, double 
         return 1;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < min ||
         v->valuedouble > max)
-        return errf(err, errsz, "%s.%s: expected a number from %g to %g", ctx, name, min, max);
+        return errf(err, errsz, "%s.%s: expected a number from %.15g to %.15g", ctx, name, min,
+                    max);
     *out = v->valuedouble;
     return 0;
 }
@@ -97,9 +99,62 @@ int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowe
     return 0;
 }
 
+cJSON *json_parse_located(const char *text, const char *source, char *err, size_t errsz)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, true);
+    if (root)
+        return root;
+    const char *at = end ? end : text + strlen(text);
+    unsigned line = 1, col = 1;
+    for (const char *c = text; c < at && *c; c++) {
+        col = *c == '\n' ? 1 : col + 1;
+        line += *c == '\n';
+    }
+    if (!*at)
+        errf(err, errsz, "%s:%u:%u: JSON syntax error at the end of the input", source, line, col);
+    else
+        errf(err, errsz, "%s:%u:%u: JSON syntax error near \"%.*s\"", source, line, col,
+             (int)(strcspn(at, "\r\n") < 24 ? strcspn(at, "\r\n") : 24), at);
+    return NULL;
+}
+
 char *json_print(const cJSON *obj)
 {
     return cJSON_PrintUnformatted(obj);
+}
+
+char *json_print_pretty(const cJSON *obj)
+{
+    char *text = cJSON_Print(obj);
+    if (!text)
+        return NULL;
+    /* cJSON indents with tabs and puts a tab after each ':'. A string's own tabs are escaped
+     * (\t), so every raw tab is layout: a leading one becomes two spaces, any other one space. */
+    size_t tabs = 0, len = strlen(text);
+    for (size_t i = 0; i < len; i++)
+        tabs += text[i] == '\t';
+    char *out = malloc(len + tabs + 1);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    size_t o = 0;
+    bool leading = true;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\t') {
+            out[o++] = ' ';
+            if (leading)
+                out[o++] = ' ';
+            continue;
+        }
+        leading = c == '\n';
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    free(text);
+    return out;
 }
 
 cJSON *json_read_object_file(const char *path, size_t max)

@@ -33,7 +33,13 @@ int json_check_keys(const cJSON *obj, const char *ctx, const char *const *allowe
 /* Reads a file of at most max bytes holding one JSON object; NULL if it cannot be read, is
  * not JSON or not an object. */
 cJSON *json_read_object_file(const char *path, size_t max);
+/* Parses text (a whole file's content) into one JSON value; NULL with
+ * "SOURCE:LINE:COLUMN: JSON syntax error near \"...\"" in err when it is not JSON. */
+cJSON *json_parse_located(const char *text, const char *source, char *err, size_t errsz);
 /* Prints compactly into a malloc'd string; NULL on allocation failure. */
 char *json_print(const cJSON *obj);
+/* Prints for people and jq alike: two spaces per level, "key": value, members in the object's
+ * order (stable from run to run); malloc'd, NULL on allocation failure. */
+char *json_print_pretty(const cJSON *obj);
 
 #endif

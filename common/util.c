@@ -106,7 +106,7 @@ int seconds_parse(const char *text, double *out)
     if (errno || end == text || !isfinite(v) || v < 0)
         return -1;
     /* strtod accepts hex floats, "inf" and leading blanks: refuse all of them */
-    if (text[0] == ' ' || text[0] == '\t' || text[0] == '+' || strpbrk(text, "xXnNiI"))
+    if (text[0] == ' ' || text[0] == '\t' || text[0] == '+' || strpbrk(text, "xXnNiIeE"))
         return -1;
     double mult = 1;
     if (*end == 's' && end[1] == '\0')
@@ -120,6 +120,48 @@ int seconds_parse(const char *text, double *out)
     v *= mult;
     if (v > 366.0 * 24 * 3600)
         return -1;
+    *out = v;
+    return 0;
+}
+
+int opt_seconds(const char *opt, const char *text, int zero_ok, double *out, char *err,
+                size_t errsz)
+{
+    double d;
+    if (seconds_parse(text, &d) < 0)
+        return errf(err, errsz, "%s: expected seconds (like 30, 1.5, 5m or 2h), got '%s'", opt,
+                    text);
+    if (d == 0 && !zero_ok)
+        return errf(err, errsz, "%s: expected more than 0 seconds, got '%s'", opt, text);
+    *out = d;
+    return 0;
+}
+
+int opt_size(const char *opt, const char *text, uint64_t min, uint64_t *out, char *err,
+             size_t errsz)
+{
+    uint64_t v;
+    if (size_parse(text, &v) < 0)
+        return errf(err, errsz,
+                    "%s: expected a size (like 512M; K, M, G are powers of 1024), got '%s'", opt,
+                    text);
+    if (v < min) {
+        char m[32];
+        return errf(err, errsz, "%s: %s is below the working minimum of %s", opt, text,
+                    size_format(min, m, sizeof(m)));
+    }
+    *out = v;
+    return 0;
+}
+
+int opt_count(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out,
+              char *err, size_t errsz)
+{
+    uint64_t v;
+    if (uint_parse(text, max, &v) < 0 || v < min)
+        return errf(err, errsz,
+                    "%s: expected a whole number from %" PRIu64 " to %" PRIu64 ", got '%s'", opt,
+                    min, max, text);
     *out = v;
     return 0;
 }
@@ -167,6 +209,49 @@ int write_all(int fd, const void *buf, size_t len)
         p += w;
         len -= (size_t)w;
     }
+    return 0;
+}
+
+int read_input(const char *path, size_t max, char **out, size_t *outlen)
+{
+    if (strcmp(path, "-") != 0)
+        return read_file(path, max, out, outlen);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    for (;;) {
+        if (len + 1 >= cap) {
+            char *nb = cap > max ? NULL : realloc(buf, cap * 2);
+            if (!nb) {
+                int e = cap > max ? EFBIG : errno;
+                free(buf);
+                errno = e;
+                return -1;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(STDIN_FILENO, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if (len > max) {
+        free(buf);
+        errno = EFBIG;
+        return -1;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (outlen)
+        *outlen = len;
     return 0;
 }
 

@@ -46,12 +46,22 @@ __attribute__((format(printf, 3, 4))) int errf(char *err, size_t errsz, const ch
 /* ---- sizes and times: parsed in one place, printed in one format ---- */
 /* "512", "64K", "512M", "2G" (powers of 1024; optional trailing "B" or "iB"). */
 int size_parse(const char *text, uint64_t *out);
-/* "1.5", "300", "300s", "5m", "2h". Refuses negative, NaN and absurd (> 1 year) values. */
+/* "1.5", "300", "300s", "5m", "2h". Refuses negative, NaN, exponents ("1e3") and absurd
+ * (> 1 year) values. */
 int seconds_parse(const char *text, double *out);
 /* Non-negative decimal integer that fits in *out; no sign, no junk. */
 int uint_parse(const char *text, uint64_t max, uint64_t *out);
 /* "512M"-style text for a byte count, into buf. */
 const char *size_format(uint64_t bytes, char *buf, size_t bufsz);
+/* A command-line option's value, with one wording for every command's refusal
+ * ("--memory: expected a size (like 512M; K, M, G are powers of 1024), got '1e3'";
+ * "--memory: 1 is below the working minimum of 4M"). 0 or -1 with err filled. */
+int opt_seconds(const char *opt, const char *text, int zero_ok, double *out, char *err,
+                size_t errsz);
+int opt_size(const char *opt, const char *text, uint64_t min, uint64_t *out, char *err,
+             size_t errsz);
+int opt_count(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out,
+              char *err, size_t errsz);
 
 /* ---- time ---- */
 double monotonic_s(void);
@@ -62,6 +72,8 @@ int write_all(int fd, const void *buf, size_t len);
 /* Reads a whole (small) file; refuses files larger than max. NUL-terminates. */
 int read_file(const char *path, size_t max, char **out, size_t *outlen);
 int write_file(const char *path, const char *text);
+/* read_file, or all of stdin (a pipe or a file) when path is "-". */
+int read_input(const char *path, size_t max, char **out, size_t *outlen);
 /* mkdir(path, 0700) that accepts an existing directory (and refuses anything else there). */
 int dir_ensure(const char *path);
 

@@ -372,7 +372,7 @@ static bool condense_harder(struct agent *a)
 }
 
 /* Turns a text reply into a tool call for models without native tool calling
- * (<function=NAME><parameter=P>V</parameter></function>, DESIGN.md section 6). */
+ * (<function=NAME><parameter=P>V</parameter></function>). */
 static cJSON *text_tool_calls(struct agent *a, const char *content)
 {
     if (!content)
@@ -398,7 +398,7 @@ static cJSON *text_tool_calls(struct agent *a, const char *content)
     return calls;
 }
 
-/* Switches to tool calls written in the text (DESIGN.md section 6): for a model the catalog
+/* Switches to tool calls written in the text : for a model the catalog
  * says has no native tool calling, or after "no endpoints that support tool use". */
 static int enable_text_mode(struct agent *a)
 {

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,27 +93,46 @@ static const char *fmt_tokens(double n, char *buf, size_t bufsz)
     return buf;
 }
 
-void batch_summary_format(const struct batch_tally *t, double wall_s, char *buf, size_t bufsz)
+void batch_summary_format(const struct batch_tally *t, double wall_s, int exit_code, char *buf,
+                          size_t bufsz)
 {
     char dur[32];
     snprintf(buf, bufsz,
-             "%u tasks: %u succeeded, %u failed, %u timeout, %u cancelled, %u escalated, "
+             "%u task%s: %u succeeded, %u failed, %u timeout, %u cancelled, %u escalated, "
              "%u mock, %u not run (%u resumed); %s, %.0f tokens, $%.4f; exit %d",
-             t->total, t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED], t->count[BATCH_TIMEOUT],
-             t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED], t->count[BATCH_MOCK],
-             t->count[BATCH_NOT_RUN], t->resumed, fmt_duration(wall_s, dur, sizeof(dur)), t->tokens,
-             t->cost_usd, batch_exit_code(t));
+             t->total, t->total == 1 ? "" : "s", t->count[BATCH_SUCCEEDED], t->count[BATCH_FAILED],
+             t->count[BATCH_TIMEOUT], t->count[BATCH_CANCELLED], t->count[BATCH_ESCALATED],
+             t->count[BATCH_MOCK], t->count[BATCH_NOT_RUN], t->resumed,
+             fmt_duration(wall_s, dur, sizeof(dur)), t->tokens, t->cost_usd, exit_code);
+}
+
+double batch_eta(double avg_s, unsigned queued, unsigned jobs, const double *running_elapsed,
+                 unsigned nrunning)
+{
+    if (!(avg_s > 0) || jobs == 0)
+        return -1;
+    /* a running task needs what the average leaves it, or, once past the average, about half
+     * as long again as it has run: never nothing while it runs */
+    double longest = 0;
+    for (unsigned i = 0; i < nrunning; i++) {
+        double left = fmax(avg_s - running_elapsed[i], running_elapsed[i] / 2);
+        longest = fmax(longest, left);
+    }
+    double eta = (double)queued * avg_s / jobs + longest;
+    return nrunning > 0 || queued > 0 ? fmax(1, ceil(eta)) : 0;
 }
 
 void batch_progress_format(char *buf, size_t bufsz, unsigned width, unsigned done, unsigned total,
                            unsigned failed, unsigned running, double eta_s, double tokens,
-                           double cost_usd)
+                           double cost_usd, double rate_wait_s)
 {
-    char eta[32], tok[32], tail[200];
+    char eta[32], tok[32], tail[260], wait[64] = "";
+    if (rate_wait_s >= 0.5)
+        snprintf(wait, sizeof(wait), ", waiting for rate limit: %.0f s", rate_wait_s);
     int tl =
-        snprintf(tail, sizeof(tail), " %u/%u done, %u failed, %u running, ETA %s, %s tok, $%.4f",
+        snprintf(tail, sizeof(tail), " %u/%u done, %u failed, %u running, ETA %s, %s tok, $%.4f%s",
                  done, total, failed, running, fmt_duration(eta_s, eta, sizeof(eta)),
-                 fmt_tokens(tokens, tok, sizeof(tok)), cost_usd);
+                 fmt_tokens(tokens, tok, sizeof(tok)), cost_usd, wait);
     if (tl < 0)
         tl = 0;
     int barw = (int)width - tl - 3;
@@ -289,6 +309,22 @@ static void write_case(FILE *f, const struct batch_case *c, const char *suite)
         fputs("</system-out>\n", f);
     }
     fputs("    </testcase>\n", f);
+}
+
+int batch_junit_probe(const char *path, char *err, size_t errsz)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return errf(err, errsz, "--junit %s: %s", path, strerror(EISDIR));
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return errf(err, errsz, "--junit %s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return errf(err, errsz, "--junit %s: %s", path, strerror(errno));
+    (void)close(fd);
+    (void)unlink(tmp);
+    return 0;
 }
 
 int batch_junit_write(const char *path, const char *suite, const struct batch_case *cases, size_t n,

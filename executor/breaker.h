@@ -1,5 +1,5 @@
-/* breaker: one circuit breaker (closed -> open -> half-open -> closed), as resilience4j and
- * the seed define it. Time is passed in by the caller, so tests run it on a fake clock.
+/* breaker: one circuit breaker (closed -> open -> half-open -> closed), as resilience4j
+ * defines it. Time is passed in by the caller, so tests run it on a fake clock.
  * Knows nothing of HTTP or models; the client keeps one per model. */
 #ifndef AGENTBOX_BREAKER_H
 #define AGENTBOX_BREAKER_H

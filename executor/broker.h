@@ -38,7 +38,7 @@ typedef void (*broker_done_fn)(void *opaque, cJSON *outcome);
 /* An outcome that carries only an error: {"status", "error": {"type", "message",
  * "strategies": []}} (refusals, cancellations, an exhausted replay). */
 cJSON *broker_error_outcome(const char *status, const char *type, const char *message);
-/* The error object alone (SPEC's result.error), strategies copied when given. */
+/* The error object alone (the result's error), strategies copied when given. */
 cJSON *broker_error_object(const char *type, const char *message, const cJSON *strategies);
 
 int broker_new_live(const struct agentbox_config *cfg, struct broker **out, char *err,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "log.h"
 #include "util.h"
 
 static int copy_field(const cJSON *o, const char *ctx, const char *name, bool required, char *dst,
@@ -104,6 +105,30 @@ const char *catalog_resolve(const struct catalog *cat, const char *s)
     return m ? m->id : s;
 }
 
+bool catalog_id_is_plausible(const char *s)
+{
+    /* OpenRouter IDs are vendor/model (with an optional :variant); "replay:FILE" names an
+     * offline run's recorded replies */
+    if (strncmp(s, "replay:", 7) == 0)
+        return true;
+    const char *slash = strchr(s, '/');
+    if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/'))
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/-") ==
+           strlen(s);
+}
+
+/* A preset name's ID; a name that is no preset and does not look like an ID is still sent
+ * (the catalog may be older than the provider), but not without a word. */
+static const char *resolve_checked(const struct catalog *cat, const char *s)
+{
+    if (s && *s && !catalog_find(cat, s) && !catalog_id_is_plausible(s))
+        log_warn("model '%s' is neither a preset (agentbox models lists them) nor an ID like "
+                 "vendor/model: sent upstream as it is",
+                 s);
+    return catalog_resolve(cat, s);
+}
+
 static int add(char out[][CONFIG_MODEL_MAX], int n, int max, const char *id)
 {
     if (!id || !*id || n >= max || strlen(id) >= CONFIG_MODEL_MAX)
@@ -119,11 +144,11 @@ int catalog_model_chain(const struct catalog *cat, const struct agentbox_config 
                         const char *primary, const char *const *extra, char out[][CONFIG_MODEL_MAX],
                         int max)
 {
-    int n = add(out, 0, max, catalog_resolve(cat, primary ? primary : cfg->model));
+    int n = add(out, 0, max, resolve_checked(cat, primary ? primary : cfg->model));
     for (int i = 0; extra && extra[i]; i++)
-        n = add(out, n, max, catalog_resolve(cat, extra[i]));
+        n = add(out, n, max, resolve_checked(cat, extra[i]));
     for (int i = 0; i < cfg->n_fallback_models; i++)
-        n = add(out, n, max, catalog_resolve(cat, cfg->fallback_models[i]));
+        n = add(out, n, max, resolve_checked(cat, cfg->fallback_models[i]));
     if (cat && cfg->catalog_fallback)
         for (int i = 0; i < cat->n; i++)
             if (cat->models[i].tool_calls)

@@ -33,6 +33,8 @@ struct catalog {
 int catalog_load(struct catalog *cat, const char *path, char *err, size_t errsz);
 /* By preset name or by ID; NULL when not in the catalog. */
 const struct catalog_model *catalog_find(const struct catalog *cat, const char *name_or_id);
+/* vendor/model[:variant] (or replay:FILE): what an OpenRouter ID looks like. */
+bool catalog_id_is_plausible(const char *name);
 /* A preset name's ID; anything else is taken as an ID and returned unchanged. */
 const char *catalog_resolve(const struct catalog *cat, const char *name_or_id);
 

@@ -47,7 +47,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: agentbox batch FILE.jsonl [OPTIONS]\n"
             "       agentbox batch merge OUT.jsonl... --out FILE [--junit FILE] [--tasks FILE]\n\n"
-            "Runs a batch of agent tasks, one JSON task per line (SPEC.md; blank lines and\n"
+            "Runs a batch of agent tasks, one JSON task per line (blank lines and\n"
             "lines starting with '#' are skipped; FILE '-' is stdin). Every line is checked\n"
             "before anything runs: one bad line refuses the whole batch (exit 2).\n\n"
             "  --jobs N          cells at once (default %d); one broker, breaker and rate\n"
@@ -99,6 +99,7 @@ struct slot {
     int events_fd;
     double tokens, cost_usd; /* live, from llm_response events */
     double started;          /* monotonic_s */
+    double rate_wait_until;  /* monotonic_s: waiting for a model's rate limit until then */
     char state_dir[PATH_MAX];
 };
 
@@ -115,7 +116,7 @@ struct batch {
     unsigned done_before, failed_before; /* resumed: finished in an earlier run */
     int out_fd;
     bool out_broken, interrupted, killed, tty;
-    double t0, last_draw, tokens_done, cost_done;
+    double t0, last_draw, tokens_done, cost_done, time_done;
     char state_root[BATCH_ROOT_MAX];
 };
 
@@ -158,9 +159,8 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_JOBS:
-            if (uint_parse(optarg, BATCH_JOBS_MAX, &u) < 0 || u == 0) {
-                fprintf(stderr, "agentbox batch: --jobs: expected a whole number from 1 to %d\n",
-                        BATCH_JOBS_MAX);
+            if (opt_count("--jobs", optarg, 1, BATCH_JOBS_MAX, &u, err, sizeof(err)) < 0) {
+                fprintf(stderr, "agentbox batch: %s\n", err);
                 return -1;
             }
             a->jobs = (unsigned)u;
@@ -520,7 +520,7 @@ out:
 /* ---- results ---- */
 
 /* The result of a task that never got a cell (its set-up failed, or it was killed on a
- * second signal): the SPEC's shape, with what is known. */
+ * second signal): the result's full shape, with what is known. */
 static cJSON *synthetic_result(const struct task *t, const char *status, const char *etype,
                                const char *message, double elapsed)
 {
@@ -555,14 +555,22 @@ static void draw_bar(struct batch *b, bool force)
             tokens += b->slots[i].tokens;
             cost += b->slots[i].cost_usd;
         }
-    double eta = -1;
-    if (b->done_run > 0)
-        eta = (now - b->t0) / b->done_run * (b->to_run - b->done_run);
+    double elapsed[BATCH_JOBS_MAX], rate_wait = 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < b->a.jobs; i++)
+        if (b->slots[i].job && b->slots[i].runner) {
+            elapsed[n++] = now - b->slots[i].started;
+            if (b->slots[i].rate_wait_until - now > rate_wait)
+                rate_wait = b->slots[i].rate_wait_until - now;
+        }
+    unsigned queued = b->to_run - b->done_run - b->running;
+    double eta =
+        b->done_run ? batch_eta(b->time_done / b->done_run, queued, b->a.jobs, elapsed, n) : -1;
     unsigned done = b->done_before + b->done_run, failed = b->failed_before + b->failed_run;
     char line[512];
     unsigned w = term_width();
     batch_progress_format(line, sizeof(line), w - 1, done, (unsigned)b->njobs, failed, b->running,
-                          eta, tokens, cost);
+                          eta, tokens, cost, rate_wait);
     fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
 }
@@ -600,6 +608,8 @@ static void finish_job(struct batch *b, struct job *j, cJSON *result)
     const cJSON *cu = cJSON_GetObjectItemCaseSensitive(u, "cost_usd");
     b->tokens_done += cJSON_IsNumber(tt) ? tt->valuedouble : 0;
     b->cost_done += cJSON_IsNumber(cu) ? cu->valuedouble : 0;
+    const cJSON *et = cJSON_GetObjectItemCaseSensitive(result, "execution_time");
+    b->time_done += cJSON_IsNumber(et) && et->valuedouble > 0 ? et->valuedouble : 0;
     if (result && !b->out_broken && write_line(b->out_fd, result) < 0) {
         clear_bar(b);
         fprintf(stderr, "agentbox batch: cannot write results to %s: %s; cancelling\n",
@@ -611,10 +621,36 @@ static void finish_job(struct batch *b, struct job *j, cJSON *result)
 
 /* ---- slots ---- */
 
+/* A call waits for a model's rate limit (the ':free' ones allow 20 requests a minute): the
+ * bar shows the wait; a log (not a terminal) gets a line, so a slow batch is not a mystery. */
+static void slot_rate_wait(struct slot *s, const char *line)
+{
+    cleanup_json cJSON *ev = cJSON_Parse(line);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(ev, "wait_s");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "model");
+    if (!cJSON_IsNumber(w))
+        return;
+    s->rate_wait_until = monotonic_s() + w->valuedouble;
+    if (s->b->a.quiet)
+        return;
+    if (s->b->tty) {
+        draw_bar(s->b, true);
+        return;
+    }
+    long secs = (long)(w->valuedouble + 0.5);
+    fprintf(stderr, "agentbox batch: %s: waiting for the rate limit of %s: %ld second%s\n",
+            s->job->item->task.id, cJSON_IsString(m) ? m->valuestring : "the model", secs,
+            secs == 1 ? "" : "s");
+}
+
 static void slot_events(void *opaque, const char *line, size_t len)
 {
     struct slot *s = opaque;
     (void)len;
+    if (strstr(line, "\"type\":\"rate_limit_wait\"")) {
+        slot_rate_wait(s, line);
+        return;
+    }
     if (!strstr(line, "\"type\":\"llm_response\""))
         return; /* the only events the progress bar needs; most are never parsed */
     cleanup_json cJSON *ev = cJSON_Parse(line);
@@ -647,7 +683,7 @@ static void slot_release(struct slot *s)
     s->events_fd = -1;
     taskprep_free(&s->tp);
     s->job = NULL;
-    s->tokens = s->cost_usd = 0;
+    s->tokens = s->cost_usd = s->rate_wait_until = 0;
 }
 
 static int slot_start(struct batch *b, struct slot *s, struct job *j, char *err, size_t errsz)
@@ -908,11 +944,11 @@ static int finish(struct batch *b)
         }
     }
     free(cases);
-    char line[512];
-    batch_summary_format(&tally, monotonic_s() - b->t0, line, sizeof(line));
-    fprintf(stderr, "agentbox batch: %s%s\n", b->a.replay ? "OFFLINE REPLAY: " : "", line);
     if (b->out_broken && rc == 0)
         rc = EXIT_TASK_FAILED;
+    char line[512];
+    batch_summary_format(&tally, monotonic_s() - b->t0, rc, line, sizeof(line));
+    fprintf(stderr, "agentbox batch: %s%s\n", b->a.replay ? "OFFLINE REPLAY: " : "", line);
     return rc;
 }
 
@@ -945,8 +981,12 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     if (strlen(real) >= sizeof(b->state_root))
         return errf(err, errsz, "%s: path longer than %d bytes", real, BATCH_ROOT_MAX - 1);
     memcpy(b->state_root, real, strlen(real) + 1);
-    if (b->a.events_dir && dir_ensure(b->a.events_dir) < 0)
+    /* every output path is checked before the first task spends anything */
+    if (b->a.events_dir &&
+        (dir_ensure(b->a.events_dir) < 0 || access(b->a.events_dir, W_OK | X_OK) < 0))
         return errf(err, errsz, "--events-dir %s: %s", b->a.events_dir, strerror(errno));
+    if (b->a.junit && batch_junit_probe(b->a.junit, err, errsz) < 0)
+        return -1;
     if (b->a.replay) {
         struct broker *probe = NULL; /* refuse a bad replay file before any cell starts */
         if (broker_new_replay(b->a.replay, &probe, err, errsz) < 0)

@@ -1,13 +1,15 @@
 /* cmd_client: `agentbox submit|wait|status|cancel|events|list|health|metrics`: one request
  * to a running `agentbox serve` over its Unix socket, the reply printed (JSON, or the
- * Prometheus text for metrics). wait (and submit --wait) exit with SPEC's run codes. Holds
+ * Prometheus text for metrics). wait (and submit --wait) exit with run's codes. Holds
  * no state; everything the server sends is parsed as untrusted JSON. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -26,19 +28,40 @@ struct conn {
     size_t len, cap;
 };
 
+struct op_help {
+    const char *op, *synopsis, *what;
+};
+
+static const struct op_help op_helps[] = {
+    {"submit",
+     "(PROMPT | --task-file FILE|-) [--id ID] [--model M] [--timeout S]\n"
+     "                       [--wait [--wait-timeout S]]",
+     "Queues a task; prints its id (with --wait: the result, and exits as `wait`).\n"
+     "A relative workspace.from_dir is taken from this directory, not the server's."},
+    {"wait", "ID [--timeout S]",
+     "Prints the task's result once it ends. Exit 0 succeeded, 1 failed, timed out or\n"
+     "cancelled, 3 escalated, 4 mock, 5 --timeout passed first (the task goes on)."},
+    {"status", "ID", "Prints the task's summary (status, times, model)."},
+    {"cancel", "ID", "Asks the server to cancel the task; `wait` then gives its result."},
+    {"events", "ID|all [--follow]",
+     "Prints the task's events (or every task's) as JSON lines; --follow: until the end."},
+    {"list", "", "Prints every task the server knows."},
+    {"health", "", "Prints the server's health (jobs, queue, breakers)."},
+    {"metrics", "", "Prints the server's metrics (Prometheus text)."},
+};
+
 static void usage(FILE *out, const char *op)
 {
+    for (size_t i = 0; i < ARRAY_SIZE(op_helps); i++)
+        if (strcmp(op, op_helps[i].op) == 0)
+            fprintf(out, "usage: agentbox %s [--socket PATH] %s\n\n%s\n\n", op,
+                    op_helps[i].synopsis, op_helps[i].what);
     fprintf(out,
-            "usage: agentbox %s --socket PATH ...\n\n"
-            "  agentbox submit  (PROMPT | --task-file FILE) [--id ID] [--model M]\n"
-            "                   [--timeout S] [--wait [--wait-timeout S]]   prints the id\n"
-            "  agentbox wait    ID [--timeout S]     the result JSON; exit 0/1/3/4 as `run`\n"
-            "  agentbox status  ID\n"
-            "  agentbox cancel  ID\n"
-            "  agentbox events  ID|all [--follow]   event lines (JSON) until the end\n"
-            "  agentbox list | health | metrics\n\n"
-            "--socket defaults to $AGENTBOX_SOCKET. Exit 2: usage, no server, or refused.\n",
-            op);
+            "--socket defaults to $AGENTBOX_SOCKET, else %s.\n"
+            "Exit 2: usage, no server there, or the server refused the request.\n"
+            "The other client commands: submit wait status cancel events list health metrics\n"
+            "(agentbox help COMMAND).\n",
+            AGENTBOX_DEFAULT_SOCKET);
 }
 
 static int conn_open(struct conn *c, const char *path, const char *op)
@@ -52,6 +75,11 @@ static int conn_open(struct conn *c, const char *path, const char *op)
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            fprintf(stderr, "agentbox %s: --socket %s: not a socket\n", op, path);
+            return -1;
+        }
         fprintf(stderr, "agentbox %s: cannot reach the server at %s: %s%s\n", op, path, strerror(e),
                 e == ENOENT || e == ECONNREFUSED ? " (is `agentbox serve` running there?)" : "");
         return -1;
@@ -144,7 +172,7 @@ static cJSON *read_reply(struct conn *c, size_t *consumed, const char *op, const
 
 static void print_json(const cJSON *j)
 {
-    cleanup_free char *text = cJSON_Print(j);
+    cleanup_free char *text = json_print_pretty(j);
     if (text)
         printf("%s\n", text);
 }
@@ -171,10 +199,35 @@ static int do_wait(struct conn *c, size_t *consumed, const char *id, double time
     const char *code = NULL;
     cleanup_json cJSON *r = read_reply(c, consumed, op, &code);
     if (!r)
-        return code && strcmp(code, "timeout") == 0 ? EXIT_TASK_FAILED : EXIT_USAGE;
+        return code && strcmp(code, "timeout") == 0 ? EXIT_WAIT_TIMEOUT : EXIT_USAGE;
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(r, "result");
     print_json(res);
     return result_exit_code(res);
+}
+
+/* A relative workspace.from_dir names a directory below the client's working directory; the
+ * server has its own, so the path is made absolute here, before it leaves. */
+static int absolute_from_dir(cJSON *task, const char *op)
+{
+    cJSON *ws = cJSON_GetObjectItemCaseSensitive(task, "workspace");
+    cJSON *fd = cJSON_GetObjectItemCaseSensitive(ws, "from_dir");
+    if (!cJSON_IsString(fd) || fd->valuestring[0] == '/' || fd->valuestring[0] == '\0')
+        return 0;
+    char cwd[PATH_MAX], abs[PATH_MAX * 2];
+    if (!getcwd(cwd, sizeof(cwd))) {
+        fprintf(stderr, "agentbox %s: the working directory: %s\n", op, strerror(errno));
+        return -1;
+    }
+    snprintf(abs, sizeof(abs), "%s/%s", strcmp(cwd, "/") ? cwd : "", fd->valuestring);
+    char real[PATH_MAX];
+    const char *path = realpath(abs, real) ? real : abs; /* missing: the server says so */
+    cJSON *n = cJSON_CreateString(path);
+    if (!n || !cJSON_ReplaceItemInObjectCaseSensitive(ws, "from_dir", n)) {
+        cJSON_Delete(n);
+        fprintf(stderr, "agentbox %s: out of memory\n", op);
+        return -1;
+    }
+    return 0;
 }
 
 static cJSON *build_task(const char *prompt, const char *task_file, const char *id,
@@ -183,11 +236,17 @@ static cJSON *build_task(const char *prompt, const char *task_file, const char *
     cJSON *task = NULL;
     if (task_file) {
         cleanup_free char *text = NULL;
-        if (read_file(task_file, CLIENT_TASK_FILE_MAX_BYTES, &text, NULL) < 0) {
+        if (read_input(task_file, CLIENT_TASK_FILE_MAX_BYTES, &text, NULL) < 0) {
             fprintf(stderr, "agentbox %s: --task-file %s: %s\n", op, task_file, strerror(errno));
             return NULL;
         }
-        task = cJSON_Parse(text);
+        char perr[ERR_MSG_MAX];
+        task = json_parse_located(text, strcmp(task_file, "-") ? task_file : "stdin", perr,
+                                  sizeof(perr));
+        if (!task) {
+            fprintf(stderr, "agentbox %s: --task-file %s\n", op, perr);
+            return NULL;
+        }
         if (!cJSON_IsObject(task)) {
             fprintf(stderr, "agentbox %s: --task-file %s: not a JSON object\n", op, task_file);
             cJSON_Delete(task);
@@ -206,13 +265,18 @@ static cJSON *build_task(const char *prompt, const char *task_file, const char *
         }
     if (timeout) {
         double d;
-        if (seconds_parse(timeout, &d) < 0 || d <= 0) {
-            fprintf(stderr, "agentbox %s: --timeout: expected seconds\n", op);
+        char terr[ERR_MSG_MAX];
+        if (opt_seconds("--timeout", timeout, 0, &d, terr, sizeof(terr)) < 0) {
+            fprintf(stderr, "agentbox %s: %s\n", op, terr);
             cJSON_Delete(task);
             return NULL;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(task, "timeout_s");
         cJSON_AddNumberToObject(task, "timeout_s", d);
+    }
+    if (absolute_from_dir(task, op) < 0) {
+        cJSON_Delete(task);
+        return NULL;
     }
     return task;
 }
@@ -289,10 +353,8 @@ int cmd_client(int argc, char **argv)
         fprintf(stderr, "agentbox %s: unexpected argument '%s'\n", op, argv[optind]);
         return EXIT_USAGE;
     }
-    if (!sock) {
-        fprintf(stderr, "agentbox %s: --socket PATH is required (or set AGENTBOX_SOCKET)\n", op);
-        return EXIT_USAGE;
-    }
+    if (!sock || !*sock)
+        sock = AGENTBOX_DEFAULT_SOCKET;
     bool is_submit = strcmp(op, "submit") == 0;
     bool needs_id = !strcmp(op, "wait") || !strcmp(op, "status") || !strcmp(op, "cancel") ||
                     !strcmp(op, "events");
@@ -312,8 +374,10 @@ int cmd_client(int argc, char **argv)
     /* submit's --timeout is the task's own; wait's is how long to wait */
     const char *wt_text = is_submit ? wait_timeout : !strcmp(op, "wait") ? timeout : NULL;
     if (wt_text) {
-        if (seconds_parse(wt_text, &wt) < 0) {
-            fprintf(stderr, "agentbox %s: expected seconds, got '%s'\n", op, wt_text);
+        char terr[ERR_MSG_MAX];
+        if (opt_seconds(is_submit ? "--wait-timeout" : "--timeout", wt_text, 1, &wt, terr,
+                        sizeof(terr)) < 0) {
+            fprintf(stderr, "agentbox %s: %s\n", op, terr);
             return EXIT_USAGE;
         }
     }

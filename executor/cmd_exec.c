@@ -1,5 +1,5 @@
 /* cmd_exec: `agentbox exec`: one command in a fresh cell, stdio passed through, the cell record
- * written with --meta, and SPEC.md's exit codes. The only place exec's messages and exit
+ * written with --meta, and its exit codes. The only place exec's messages and exit
  * codes are chosen. Never passes the caller's environment into the cell (it may hold the
  * API key): the command gets cell_default_env(). */
 #include "cmd_exec.h"
@@ -92,42 +92,37 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
         const char *v = NULL;
         if (opt_value(argc, argv, &i, name, &v, err, errsz) < 0)
             return -1;
-        uint64_t u;
         double d;
         if (strcmp(name, "--policy") == 0) {
             if (!*v)
                 return errf(err, errsz, "--policy: empty name");
             o->policy = v;
         } else if (strcmp(name, "--timeout") == 0) {
-            if (seconds_parse(v, &d) < 0 || d <= 0)
-                return errf(err, errsz, "--timeout: expected seconds like 30 or 1.5, got '%s'", v);
+            if (opt_seconds(name, v, 0, &d, err, errsz) < 0)
+                return -1;
             o->limits.timeout_s = d;
             o->set |= EXEC_SET_TIMEOUT;
         } else if (strcmp(name, "--cpu") == 0) {
-            if (seconds_parse(v, &d) < 0 || d <= 0)
-                return errf(err, errsz, "--cpu: expected seconds like 10, got '%s'", v);
+            if (opt_seconds(name, v, 1, &d, err, errsz) < 0) /* 0: no CPU-time limit */
+                return -1;
             o->limits.cpu_s = d;
             o->set |= EXEC_SET_CPU;
-        } else if (strcmp(name, "--disk") == 0 || strcmp(name, "--memory") == 0) {
-            if (size_parse(v, &u) < 0 || u == 0)
-                return errf(err, errsz, "%s: expected a size like 512M, got '%s'", name, v);
-            if (name[2] == 'd') {
-                o->limits.disk_bytes = u;
-                o->set |= EXEC_SET_DISK;
-            } else {
-                o->limits.memory_bytes = u;
-                o->set |= EXEC_SET_MEMORY;
-            }
-        } else if (strcmp(name, "--inodes") == 0 || strcmp(name, "--pids") == 0) {
-            if (uint_parse(v, UINT32_MAX, &u) < 0 || u == 0)
-                return errf(err, errsz, "%s: expected a positive integer, got '%s'", name, v);
-            if (name[2] == 'i') {
-                o->limits.inodes = u;
-                o->set |= EXEC_SET_INODES;
-            } else {
-                o->limits.pids = u;
-                o->set |= EXEC_SET_PIDS;
-            }
+        } else if (strcmp(name, "--disk") == 0) {
+            if (opt_size(name, v, POLICY_MIN_DISK_BYTES, &o->limits.disk_bytes, err, errsz) < 0)
+                return -1;
+            o->set |= EXEC_SET_DISK;
+        } else if (strcmp(name, "--memory") == 0) {
+            if (opt_size(name, v, POLICY_MIN_MEMORY_BYTES, &o->limits.memory_bytes, err, errsz) < 0)
+                return -1;
+            o->set |= EXEC_SET_MEMORY;
+        } else if (strcmp(name, "--inodes") == 0) {
+            if (opt_count(name, v, 1, UINT32_MAX, &o->limits.inodes, err, errsz) < 0)
+                return -1;
+            o->set |= EXEC_SET_INODES;
+        } else if (strcmp(name, "--pids") == 0) {
+            if (opt_count(name, v, POLICY_MIN_PIDS, UINT32_MAX, &o->limits.pids, err, errsz) < 0)
+                return -1;
+            o->set |= EXEC_SET_PIDS;
         } else if (strcmp(name, "--workspace-from") == 0) {
             if (!*v)
                 return errf(err, errsz, "--workspace-from: empty path");

@@ -1,4 +1,4 @@
-/* cmd_exec: `agentbox exec [OPTS] -- CMD [ARG...]` (SPEC.md). The option parser is a separate
+/* cmd_exec: `agentbox exec [OPTS] -- CMD [ARG...]`. The option parser is a separate
  * function so it can be tested without running anything. */
 #ifndef AGENTBOX_CMD_EXEC_H
 #define AGENTBOX_CMD_EXEC_H

@@ -195,7 +195,7 @@ static cJSON *build_body(const char *body_file, const char *prompt, long max_tok
         cJSON_AddStringToObject(m, "content", prompt);
         cJSON_AddItemToArray(msgs, m);
     }
-    /* tools on every turn (DESIGN.md section 5): a minimal list when the caller gave none */
+    /* tools on every turn : a minimal list when the caller gave none */
     if (!cJSON_GetObjectItemCaseSensitive(body, "tools")) {
         cJSON *tools = llm_request_tools(true);
         if (tools)
@@ -206,6 +206,12 @@ static cJSON *build_body(const char *body_file, const char *prompt, long max_tok
         cJSON_AddNumberToObject(body, "max_tokens", (double)max_tokens);
     }
     return body;
+}
+
+static int option_error(const char *msg)
+{
+    fprintf(stderr, "agentbox llm: %s\n", msg);
+    return EXIT_USAGE;
 }
 
 int cmd_llm(int argc, char **argv)
@@ -224,6 +230,7 @@ int cmd_llm(int argc, char **argv)
     bool stream = false, no_catalog = false;
     uint64_t max_tokens = 0, count = 0, parallel = 1;
     double timeout_s = -1;
+    char oerr[ERR_MSG_MAX];
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:f:sM:e:b:n:p:t:Ch", opts, NULL)) != -1) {
@@ -242,10 +249,8 @@ int cmd_llm(int argc, char **argv)
             stream = true;
             break;
         case 'M':
-            if (uint_parse(optarg, 1000000, &max_tokens) < 0 || max_tokens == 0) {
-                fprintf(stderr, "agentbox llm: --max-tokens: expected 1..1000000\n");
-                return EXIT_USAGE;
-            }
+            if (opt_count("--max-tokens", optarg, 1, 1000000, &max_tokens, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             break;
         case 'e':
             events = optarg;
@@ -254,23 +259,17 @@ int cmd_llm(int argc, char **argv)
             body_file = optarg;
             break;
         case 'n':
-            if (uint_parse(optarg, LLM_LOAD_COUNT_MAX, &count) < 0 || count == 0) {
-                fprintf(stderr, "agentbox llm: --count: expected 1..%u\n", LLM_LOAD_COUNT_MAX);
-                return EXIT_USAGE;
-            }
+            if (opt_count("--count", optarg, 1, LLM_LOAD_COUNT_MAX, &count, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             break;
         case 'p':
-            if (uint_parse(optarg, LLM_LOAD_PARALLEL_MAX, &parallel) < 0 || parallel == 0) {
-                fprintf(stderr, "agentbox llm: --parallel: expected 1..%u\n",
-                        LLM_LOAD_PARALLEL_MAX);
-                return EXIT_USAGE;
-            }
+            if (opt_count("--parallel", optarg, 1, LLM_LOAD_PARALLEL_MAX, &parallel, oerr,
+                          sizeof(oerr)) < 0)
+                return option_error(oerr);
             break;
         case 't':
-            if (seconds_parse(optarg, &timeout_s) < 0) {
-                fprintf(stderr, "agentbox llm: --timeout: expected seconds\n");
-                return EXIT_USAGE;
-            }
+            if (opt_seconds("--timeout", optarg, 1, &timeout_s, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             break;
         case 'C':
             no_catalog = true;

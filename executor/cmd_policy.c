@@ -48,6 +48,12 @@ static int check_one(const char *arg)
         len[none] = prog.len;
         policy_bpf_free(&prog);
     }
+    if (r == 0 && p->nbinds == 0) /* valid, but nothing to run: no /usr, no /bin */
+        fprintf(stderr,
+                "%s: warning: the policy binds nothing read-only (no \"extends\", no "
+                "\"ro_binds\"): a cell sees no /usr or /bin and can run no host program; add "
+                "\"extends\": \"default\" or the binds it needs\n",
+                arg);
     if (r == 0)
         printf("%s: ok (policy \"%s\": %zu syscall rules, default_action %s; %zu read-only "
                "binds; filter %u instructions)\n",
@@ -73,7 +79,7 @@ static int show(const char *arg, bool bpf)
         }
     } else {
         cleanup_json cJSON *j = policy_to_json(p);
-        char *text = j ? cJSON_Print(j) : NULL;
+        char *text = j ? json_print_pretty(j) : NULL;
         if (!text) {
             fprintf(stderr, "agentbox: policy show: out of memory\n");
             rc = 1;

@@ -34,9 +34,9 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: agentbox run [OPTIONS] (PROMPT | --task-file FILE)\n\n"
+            "usage: agentbox run [OPTIONS] (PROMPT | --task-file FILE|-)\n\n"
             "Runs one agent task in a fresh cell and prints its result (JSON) on stdout.\n\n"
-            "  --task-file FILE      the task as JSON (SPEC.md); options below override it\n"
+            "  --task-file FILE      the task as JSON ('-': stdin); options override it\n"
             "  --id ID               the task's id (default: generated)\n"
             "  --model M             a catalog preset or a model ID (default OPENHANDS_MODEL)\n"
             "  --fallback-model M    a fallback model (repeatable)\n"
@@ -47,7 +47,8 @@ static void usage(FILE *out)
             "  --workspace-from DIR  seed /workspace from DIR (never modified)\n"
             "  --network none|host   (default none)\n"
             "  --output GLOB         copy matching workspace files out (repeatable)\n"
-            "  --events FILE|-       also write the event stream (JSON lines) there\n"
+            "  --events FILE|-       also write the event stream (JSON lines) there; with '-'\n"
+            "                        stdout is JSON lines: the events, then the result\n"
             "  --meta FILE           write the cell record there\n"
             "  --replay FILE         offline: take the LLM's replies from FILE, no network\n"
             "  --quiet               no progress lines on stderr\n\n"
@@ -233,13 +234,13 @@ static int override(cJSON *task, const struct run_args *a, char *err, size_t err
     uint64_t u;
     double d;
     if (a->max_iter) {
-        if (uint_parse(a->max_iter, 100000, &u) < 0 || u == 0)
-            return errf(err, errsz, "--max-iterations: expected a whole number from 1 to 100000");
+        if (opt_count("--max-iterations", a->max_iter, 1, 100000, &u, err, errsz) < 0)
+            return -1;
         SET("max_iterations", cJSON_CreateNumber((double)u));
     }
     if (a->timeout) {
-        if (seconds_parse(a->timeout, &d) < 0 || d <= 0)
-            return errf(err, errsz, "--timeout: expected seconds, like 300 or 5m");
+        if (opt_seconds("--timeout", a->timeout, 0, &d, err, errsz) < 0)
+            return -1;
         SET("timeout_s", cJSON_CreateNumber(d));
     }
     if (a->workspace_from) {
@@ -259,25 +260,26 @@ static int override(cJSON *task, const struct run_args *a, char *err, size_t err
     struct {
         const char *val, *name, *opt;
         bool size;
+        uint64_t min;
     } lims[] = {
-        {a->disk, "disk", "--disk", true},
-        {a->memory, "memory", "--memory", true},
-        {a->inodes, "inodes", "--inodes", false},
-        {a->pids, "pids", "--pids", false},
+        {a->disk, "disk", "--disk", true, POLICY_MIN_DISK_BYTES},
+        {a->memory, "memory", "--memory", true, POLICY_MIN_MEMORY_BYTES},
+        {a->inodes, "inodes", "--inodes", false, 1},
+        {a->pids, "pids", "--pids", false, POLICY_MIN_PIDS},
     };
     for (size_t i = 0; i < ARRAY_SIZE(lims); i++) {
         if (!lims[i].val)
             continue;
-        if (lims[i].size ? size_parse(lims[i].val, &u) < 0
-                         : uint_parse(lims[i].val, UINT32_MAX, &u) < 0)
-            return errf(err, errsz, "%s: expected %s", lims[i].opt,
-                        lims[i].size ? "a size like 512M" : "a whole number");
+        if ((lims[i].size ? opt_size(lims[i].opt, lims[i].val, lims[i].min, &u, err, errsz)
+                          : opt_count(lims[i].opt, lims[i].val, lims[i].min, UINT32_MAX, &u, err,
+                                      errsz)) < 0)
+            return -1;
         cJSON_DeleteItemFromObjectCaseSensitive(lim, lims[i].name);
         cJSON_AddNumberToObject(lim, lims[i].name, (double)u);
     }
     if (a->cpu) {
-        if (seconds_parse(a->cpu, &d) < 0)
-            return errf(err, errsz, "--cpu: expected seconds");
+        if (opt_seconds("--cpu", a->cpu, 1, &d, err, errsz) < 0)
+            return -1;
         cJSON_DeleteItemFromObjectCaseSensitive(lim, "cpu_s");
         cJSON_AddNumberToObject(lim, "cpu_s", d);
     }
@@ -290,11 +292,13 @@ static int load_task(const struct run_args *a, struct task *t, char *err, size_t
     cleanup_json cJSON *json = NULL;
     if (a->task_file) {
         cleanup_free char *text = NULL;
-        if (read_file(a->task_file, RUN_TASK_FILE_MAX_BYTES, &text, NULL) < 0)
+        if (read_input(a->task_file, RUN_TASK_FILE_MAX_BYTES, &text, NULL) < 0)
             return errf(err, errsz, "--task-file %s: %s", a->task_file, strerror(errno));
-        json = cJSON_Parse(text);
+        const char *src = strcmp(a->task_file, "-") ? a->task_file : "stdin";
+        char perr[ERR_MSG_MAX];
+        json = json_parse_located(text, src, perr, sizeof(perr));
         if (!json)
-            return errf(err, errsz, "--task-file %s: not valid JSON", a->task_file);
+            return errf(err, errsz, "--task-file %s", perr);
     } else {
         json = cJSON_CreateObject();
     }
@@ -390,7 +394,7 @@ static void run_loop(struct runner *r, struct broker *b, int sigfd)
 
 static int write_meta(const char *path, const cJSON *sandbox)
 {
-    cleanup_free char *text = cJSON_Print(sandbox);
+    cleanup_free char *text = json_print_pretty(sandbox);
     cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (!text || fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         return -1;
@@ -498,7 +502,9 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_TASK_FAILED;
         goto out;
     }
-    char *text = cJSON_Print(res);
+    /* with --events - stdout is JSON Lines: the events, then the result as the last line */
+    bool jsonl = a.events && strcmp(a.events, "-") == 0;
+    char *text = jsonl ? json_print(res) : json_print_pretty(res);
     if (text)
         printf("%s\n", text);
     free(text);

@@ -1,18 +1,24 @@
 /* commands: the entry point of every `agentbox CMD`. Each takes the arguments after the
  * command name (argv[0] is the command name) and returns the process exit code.
- * Only this layer chooses exit codes and prints to the user (STYLE.md). */
+ * Only this layer chooses exit codes and prints to the user. */
 #ifndef AGENTBOX_COMMANDS_H
 #define AGENTBOX_COMMANDS_H
 
 #define AGENTBOX_VERSION "0.1.0"
 
-/* Exit codes of run, wait and batch (SPEC.md). */
+/* Exit codes of run, wait and batch. */
 #define EXIT_TASK_OK        0
 #define EXIT_TASK_FAILED    1
 #define EXIT_USAGE          2
 #define EXIT_TASK_ESCALATED 3
 #define EXIT_TASK_MOCK      4
-/* Exit codes of exec that are not the command's own (SPEC.md). */
+/* wait --timeout (and submit --wait --wait-timeout) gave up: the task is still running. */
+#define EXIT_WAIT_TIMEOUT 5
+
+/* The socket of `agentbox serve` and its clients when neither --socket nor $AGENTBOX_SOCKET
+ * says otherwise: the path deploy/agentbox.socket and the Python client use. */
+#define AGENTBOX_DEFAULT_SOCKET "/run/agentbox-api/agentbox.sock"
+/* Exit codes of exec that are not the command's own. */
 #define EXIT_EXEC_TIMEOUT 124
 #define EXIT_EXEC_SETUP   125
 

@@ -47,7 +47,7 @@ struct agentbox_config {
     char source[CONFIG_URL_MAX]; /* config file read, "" if none */
 };
 
-/* Defaults of SPEC.md and the seed. */
+/* Built-in defaults (docs/configuration.md). */
 void config_defaults(struct agentbox_config *cfg);
 /* Sets one variable by its name; refuses unknown names and invalid values ("NAME: ..."). */
 int config_set(struct agentbox_config *cfg, const char *name, const char *value, char *err,

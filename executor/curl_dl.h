@@ -1,5 +1,5 @@
 /* curl_dl: libcurl, loaded with dlopen on first use instead of linked, so the ~4 ms it
- * costs a process to map libcurl and its ~30 dependencies (DESIGN.md section 8) is paid only
+ * costs a process to map libcurl and its ~30 dependencies is paid only
  * by processes that make HTTP calls, never by `agentbox exec` or a cell. */
 #ifndef AGENTBOX_CURL_DL_H
 #define AGENTBOX_CURL_DL_H

@@ -105,7 +105,7 @@ static void set(struct llm_error_info *o, enum llm_error_type t, bool retryable)
     o->retryable = retryable;
 }
 
-/* metadata.error_type names (DESIGN.md section 5) */
+/* OpenRouter's metadata.error_type names */
 static bool from_error_type(const char *et, struct llm_error_info *o)
 {
     if (!et)
@@ -236,7 +236,7 @@ void llm_classify(const struct llm_signal *s, struct llm_error_info *o)
                : o->type == UNKNOWN_ERROR               ? "transfer failed"
                                                         : "connection failed";
     } else if (s->in_200 || s->midstream) {
-        /* SPEC: an error inside a 200 or a stream is an SDK_ERROR and is retried; the
+        /* an error inside a 200 or a stream is an SDK_ERROR and is retried; the
          * metadata can still say the prompt is too long, which no retry fixes */
         set(o, SDK_ERROR, true);
         struct llm_error_info tmp = {0};

@@ -1,5 +1,5 @@
 /* llm_classify: turns every signal an OpenRouter call can give (HTTP status, the error
- * object's code and metadata, availability, libcurl's code, a bad body) into one of SPEC's
+ * object's code and metadata, availability, libcurl's code, a bad body) into one of the
  * seven ERROR_TYPEs plus the flags recovery needs. Pure: no I/O, never sees the API key. */
 #ifndef AGENTBOX_LLM_CLASSIFY_H
 #define AGENTBOX_LLM_CLASSIFY_H

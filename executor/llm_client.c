@@ -534,6 +534,12 @@ static void try_attempt(struct call *k)
             finish_timeout(k, "while waiting for the model's rate limit");
             return;
         }
+        if (wait >= 1) { /* visible: a batch shows it, else a free model just looks hung */
+            cJSON *f = cJSON_CreateObject();
+            if (f && cJSON_AddStringToObject(f, "model", model))
+                cJSON_AddNumberToObject(f, "wait_s", (double)(long)(wait * 10 + 0.5) / 10);
+            emit(k, "rate_limit_wait", f);
+        }
         make_waiting(k, now + wait);
         return;
     }

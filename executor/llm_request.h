@@ -1,7 +1,6 @@
-/* llm_request: builds the chat-completions body and headers OpenRouter expects (DESIGN.md
- * section 5): tools on every turn, max_tokens always, stream_options for usage in streams,
- * usage accounting on. The key goes only into the Authorization header string, never into
- * the body; the caller wipes that string. */
+/* llm_request: builds the chat-completions body and headers OpenRouter expects: tools on every
+ * turn, max_tokens always, stream_options for usage in streams, usage accounting on. The key goes
+ * only into the Authorization header string, never into the body; the caller wipes that string. */
 #ifndef AGENTBOX_LLM_REQUEST_H
 #define AGENTBOX_LLM_REQUEST_H
 

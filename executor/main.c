@@ -39,7 +39,7 @@ static const struct command commands[] = {
     {"metrics", &p_client, "supervisor metrics (Prometheus text)"},
     {"batch", &p_batch, "run a JSONL batch of tasks (CI)"},
     {"models", &p_models, "the model catalog"},
-    {"policy", &p_policy, "check a policy file"},
+    {"policy", &p_policy, "check a policy file, or show the effective policy"},
     {"llm", &p_llm, "send one chat request through the client (diagnostics)"},
 };
 
@@ -50,7 +50,9 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (*commands[i].fn)
             fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n`agentbox COMMAND --help` describes each command. `agentbox --version`.\n");
+    fprintf(out,
+            "\n`agentbox help COMMAND` (or `agentbox COMMAND --help`) describes each command;\n"
+            "`agentbox --version` (-V) prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -61,11 +63,20 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *name = argv[1];
+    if (strcmp(name, "help") == 0 && argc >= 3) { /* `agentbox help CMD`: CMD --help */
+        static char help_opt[] = "--help";
+        char *hargv[] = {argv[2], help_opt, NULL};
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+            if (strcmp(argv[2], commands[i].name) == 0 && *commands[i].fn)
+                return (*commands[i].fn)(2, hargv);
+        fprintf(stderr, "agentbox: no command '%s' (try agentbox --help)\n", argv[2]);
+        return EXIT_USAGE;
+    }
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         usage(stdout);
         return 0;
     }
-    if (strcmp(name, "--version") == 0) {
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
         printf("agentbox %s\n", AGENTBOX_VERSION);
         return 0;
     }

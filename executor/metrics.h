@@ -43,7 +43,7 @@ struct metrics_gauges {
 };
 
 void metrics_init(struct metrics *m);
-/* One event of any task (SPEC's shape); unknown or malformed events are ignored. */
+/* One event of any task (the event shape); unknown or malformed events are ignored. */
 void metrics_observe_event(struct metrics *m, const cJSON *event);
 void metrics_task_finished(struct metrics *m, double duration_s);
 /* The breakers as JSON {"MODEL": "closed"|"half_open"|"open"} (for health). */

@@ -63,7 +63,7 @@ struct recovery_decision {
 const char *recovery_strategy_name(enum recovery_strategy s);
 int recovery_strategy_parse(const char *name); /* -1 if unknown */
 
-/* The defaults of SPEC.md's required outcomes and the seed (docs/errors.md). */
+/* The default chains: the required outcomes of docs/errors.md. */
 void recovery_policy_default(struct recovery_policy *p);
 /* "RETRY_WITH_BACKOFF*3,FALLBACK_MODEL,CIRCUIT_BREAK" (also "x3"); "" or "NONE" = empty chain. */
 int recovery_chain_parse(const char *text, struct recovery_chain *out, char *err, size_t errsz);

@@ -750,7 +750,7 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
 
 int runner_write_result(const char *path, const cJSON *res, const char *crash_point)
 {
-    cleanup_free char *text = cJSON_Print(res);
+    cleanup_free char *text = json_print_pretty(res);
     if (!text) {
         errno = ENOMEM;
         return -1;

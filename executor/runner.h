@@ -54,18 +54,18 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds);
 /* Asks the agent to wrap up and, after a grace period, kills the cell. */
 void runner_cancel(struct runner *r);
 bool runner_done(const struct runner *r);
-/* The result (SPEC.md) once done; owned by the runner. */
+/* The result object once done; owned by the runner. */
 const cJSON *runner_result(const struct runner *r);
 /* Whether result.json is durable (false: the disk refused even the failed result that
  * says what was lost; the caller may try again with runner_write_result). */
 bool runner_result_saved(const struct runner *r);
 /* Writes a result to path atomically (atomicfile.h); -1 with errno on failure. */
 int runner_write_result(const char *path, const cJSON *res, const char *crash_point);
-/* SPEC's exit code for the result: 0, 1, 3 or 4. */
+/* run's exit code for the result: 0, 1, 3 or 4. */
 int runner_exit_code(const struct runner *r);
 void runner_free(struct runner *r);
 
-/* SPEC's result for a task that never ran to a report (refused at set-up, cancelled in a
+/* The result for a task that never ran to a report (refused at set-up, cancelled in a
  * queue, interrupted by a restart): every field present, with what is known. error (may be
  * NULL) is consumed; model, events_file and metadata may be NULL. */
 cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, double elapsed,

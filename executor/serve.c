@@ -24,6 +24,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_log.h"
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -343,9 +344,10 @@ static int lock_state_dir(struct server *s, char *err, size_t errsz)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: agentbox serve --socket PATH [OPTIONS]\n\n"
+            "usage: agentbox serve [--socket PATH] [OPTIONS]\n\n"
             "The supervisor daemon: tasks arrive on a Unix socket (docs/protocol.md).\n\n"
-            "  --socket PATH          listen there (created with --socket-mode)\n"
+            "  --socket PATH          listen there (created with --socket-mode; default\n"
+            "                         $AGENTBOX_SOCKET, else " AGENTBOX_DEFAULT_SOCKET ")\n"
             "  --jobs N               cells at once (default %d); a FIFO queue behind them\n"
             "  --state-dir DIR        results and the journal (default OPENHANDS_WORKSPACE_ROOT)\n"
             "  --allow-uid UID        also serve this uid (repeatable; root and the server's\n"
@@ -359,11 +361,20 @@ static void usage(FILE *out)
             "  --journal-max SIZE     compact the journal when it grew by this much (default 64M)\n"
             "  --requeue-interrupted  after a crash, queue interrupted tasks again (default:\n"
             "                         mark them failed)\n"
-            "  --replay FILE          offline: every task takes its LLM replies from FILE\n\n"
+            "  --replay FILE          offline: every task takes its LLM replies from FILE\n"
+            "  --log-level LEVEL      error, warn, info (default: a line per task event) or debug\n"
+            "  --log-format FORMAT    text (default) or json lines, on stderr; under systemd\n"
+            "                         (JOURNAL_STREAM) with <N> priorities and no timestamps\n\n"
             "SIGTERM/SIGINT: stop intake, cancel the queue, let running tasks finish (up to\n"
             "--grace), then exit 0.\n",
             SERVE_DEFAULT_JOBS, SERVE_DEFAULT_RETAIN, SERVE_DEFAULT_QUEUE_MAX,
             SERVE_DEFAULT_GRACE_S);
+}
+
+static int option_error(const char *msg)
+{
+    fprintf(stderr, "agentbox serve: %s\n", msg);
+    return -1;
 }
 
 static int parse_args(int argc, char **argv, struct server *s)
@@ -382,6 +393,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_JMAX,
         O_REQUEUE,
         O_REPLAY,
+        O_LOGLEVEL,
+        O_LOGFMT,
         O_HELP
     };
     static const struct option opts[] = {
@@ -398,6 +411,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"journal-max", required_argument, 0, O_JMAX},
         {"requeue-interrupted", no_argument, 0, O_REQUEUE},
         {"replay", required_argument, 0, O_REPLAY},
+        {"log-level", required_argument, 0, O_LOGLEVEL},
+        {"log-format", required_argument, 0, O_LOGFMT},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -405,16 +420,17 @@ static int parse_args(int argc, char **argv, struct server *s)
     opterr = 0;
     int c;
     uint64_t u;
+    char oerr[ERR_MSG_MAX];
+    enum log_level level = LOG_INFO;
+    enum log_format format = LOG_FORMAT_TEXT;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
         case O_SOCKET:
             s->socket_path = optarg;
             break;
         case O_JOBS:
-            if (uint_parse(optarg, 4096, &u) < 0 || u == 0) {
-                fprintf(stderr, "agentbox serve: --jobs: expected 1 to 4096\n");
-                return -1;
-            }
+            if (opt_count("--jobs", optarg, 1, 4096, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             s->jobs = (unsigned)u;
             break;
         case O_STATE:
@@ -422,11 +438,9 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_AUID:
         case O_AGID:
-            if (uint_parse(optarg, UINT32_MAX - 1, &u) < 0) {
-                fprintf(stderr, "agentbox serve: %s: expected a number\n",
-                        c == O_AUID ? "--allow-uid" : "--allow-gid");
-                return -1;
-            }
+            if (opt_count(c == O_AUID ? "--allow-uid" : "--allow-gid", optarg, 0, UINT32_MAX - 1,
+                          &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             if ((c == O_AUID ? s->nallow_uid : s->nallow_gid) >= SERVE_ALLOW_MAX) {
                 fprintf(stderr, "agentbox serve: at most %d of each allow option\n",
                         SERVE_ALLOW_MAX);
@@ -447,34 +461,26 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_RETAIN:
         case O_QMAX:
-            if (uint_parse(optarg, 100000000, &u) < 0 || (c == O_QMAX && u == 0)) {
-                fprintf(stderr, "agentbox serve: %s: expected a whole number\n",
-                        c == O_RETAIN ? "--retain" : "--queue-max");
-                return -1;
-            }
+            if (opt_count(c == O_RETAIN ? "--retain" : "--queue-max", optarg, c == O_QMAX,
+                          100000000, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             if (c == O_RETAIN)
                 s->retain = u;
             else
                 s->queue_max = u;
             break;
         case O_GRACE:
-            if (seconds_parse(optarg, &s->grace_s) < 0) {
-                fprintf(stderr, "agentbox serve: --grace: expected seconds\n");
-                return -1;
-            }
+            if (opt_seconds("--grace", optarg, 1, &s->grace_s, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             break;
         case O_CQUEUE:
-            if (size_parse(optarg, &u) < 0 || u < 4096) {
-                fprintf(stderr, "agentbox serve: --client-queue: expected a size >= 4K\n");
-                return -1;
-            }
+            if (opt_size("--client-queue", optarg, 4096, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             s->client_queue = (size_t)u;
             break;
         case O_JMAX:
-            if (size_parse(optarg, &u) < 0 || u < 4096) {
-                fprintf(stderr, "agentbox serve: --journal-max: expected a size >= 4K\n");
-                return -1;
-            }
+            if (opt_size("--journal-max", optarg, 4096, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
             s->journal_max = u;
             break;
         case O_REQUEUE:
@@ -482,6 +488,16 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_REPLAY:
             s->replay = optarg;
+            break;
+        case O_LOGLEVEL:
+        case O_LOGFMT:
+            if (c == O_LOGLEVEL ? log_level_parse(optarg, &level) < 0
+                                : log_format_parse(optarg, &format) < 0) {
+                fprintf(stderr, "agentbox serve: --log-%s: expected %s, got '%s'\n",
+                        c == O_LOGLEVEL ? "level" : "format",
+                        c == O_LOGLEVEL ? "error, warn, info or debug" : "text or json", optarg);
+                return -1;
+            }
             break;
         case O_HELP:
             usage(stdout);
@@ -496,10 +512,11 @@ static int parse_args(int argc, char **argv, struct server *s)
         fprintf(stderr, "agentbox serve: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!s->socket_path) {
-        fprintf(stderr, "agentbox serve: --socket PATH is required (see --help)\n");
-        return -1;
-    }
+    log_configure(level, format);
+    if (!s->socket_path) /* the clients' default too: one path everywhere */
+        s->socket_path = getenv("AGENTBOX_SOCKET") && *getenv("AGENTBOX_SOCKET")
+                             ? getenv("AGENTBOX_SOCKET")
+                             : AGENTBOX_DEFAULT_SOCKET;
     return 0;
 }
 
@@ -625,7 +642,7 @@ int cmd_serve(int argc, char **argv)
         goto fail;
     }
     s->started_mono = monotonic_s();
-    log_info("serving on %s: %u jobs, state in %s", s->socket_path, s->jobs, s->state_dir);
+    serve_log_listening(s->socket_path, s->jobs, s->state_dir, s->socket_inherited);
     serve_start_queued(s);
     run_loop(s);
     log_info("drained; exiting");

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_log.h"
 
 /* ---------------------------------------------------------------- clients: output */
 
@@ -231,6 +232,7 @@ static void op_submit(struct client *c, const struct request *req)
         log_info("state disk: writable again");
     s->no_space = false;
     serve_enqueue(s, t);
+    serve_log_accepted(t->id, (unsigned)c->uid, s->nqueued);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "id", t->id);
     reply_ok(c, f);

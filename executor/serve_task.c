@@ -17,6 +17,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_log.h"
 #include "taskprep.h"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -48,7 +49,7 @@ void serve_task_dir(const struct server *s, const char *id, char *out, size_t ou
 /* ---------------------------------------------------------------- results */
 
 /* A result for a task that no runner finished (cancelled in the queue, failed to start,
- * interrupted by a restart): SPEC's shape, every field present. */
+ * interrupted by a restart): the result's full shape, every field present. */
 static cJSON *synth_result(const struct server *s, const struct stask *t, enum task_status st,
                            const char *error_type, const char *message)
 {
@@ -74,6 +75,7 @@ static void on_event(struct server *s, struct stask *t, const char *line, size_t
     bool terminal = false;
     if (cJSON_IsString(type)) {
         metrics_observe_event(&s->metrics, ev);
+        serve_log_task_event(ev);
         if (strcmp(type->valuestring, "task_started") == 0) {
             const cJSON *pid = cJSON_GetObjectItemCaseSensitive(ev, "cell_pid");
             if (cJSON_IsNumber(pid))
@@ -486,9 +488,11 @@ int serve_recover(struct server *s, char *err, size_t errsz)
         failed++;
     }
     journal_entries_free(e, n);
-    if (n)
-        log_info("journal: %zu tasks known (%lu finished, %lu interrupted and failed, %lu "
+    if (!n)
+        log_info("journal: no earlier tasks to recover");
+    else
+        log_info("journal: %zu task%s known (%lu finished, %lu interrupted and failed, %lu "
                  "queued again)",
-                 n, finished, failed, requeued);
+                 n, n == 1 ? "" : "s", finished, failed, requeued);
     return 0;
 }

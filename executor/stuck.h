@@ -1,5 +1,5 @@
 /* stuck: detects an agent that goes round in circles, with OpenHands' StuckDetector
- * thresholds (DESIGN.md section 6). Owns only fixed-size hashes of recent steps; never
+ * thresholds. Owns only fixed-size hashes of recent steps; never
  * keeps or copies observation text, never decides what the loop does about it. */
 #ifndef AGENTBOX_STUCK_H
 #define AGENTBOX_STUCK_H

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "policy.h"
 #include "util.h"
 
 #define TASK_PATH_MAX 1024
@@ -124,10 +125,12 @@ static int parse_limits(const cJSON *json, struct task *t, char *err, size_t err
         return -1;
     if (rc == 0)
         t->limits_set |= TASK_LIMIT_CPU;
-    if ((t->limits_set & TASK_LIMIT_DISK) && t->disk_bytes < 4096)
-        return errf(err, errsz, "task.limits.disk: at least 4K");
-    if ((t->limits_set & TASK_LIMIT_PIDS) && t->pids < 2)
-        return errf(err, errsz, "task.limits.pids: at least 2");
+    if ((t->limits_set & TASK_LIMIT_DISK) && t->disk_bytes < POLICY_MIN_DISK_BYTES)
+        return errf(err, errsz, "task.limits.disk: below the working minimum of 4K");
+    if ((t->limits_set & TASK_LIMIT_MEMORY) && t->memory_bytes < POLICY_MIN_MEMORY_BYTES)
+        return errf(err, errsz, "task.limits.memory: below the working minimum of 4M");
+    if ((t->limits_set & TASK_LIMIT_PIDS) && t->pids < POLICY_MIN_PIDS)
+        return errf(err, errsz, "task.limits.pids: below the working minimum of 2");
     return 0;
 }
 

@@ -1,4 +1,4 @@
-/* task: the SPEC's task object: parsed from JSON (a --task-file, a batch line, a submit),
+/* task: the task object: parsed from JSON (a --task-file, a batch line, a submit),
  * validated field by field (every refusal names the field), and turned back into the JSON
  * the cell receives. Host-only fields (workspace.from_dir) never go to the cell. */
 #ifndef AGENTBOX_TASK_H

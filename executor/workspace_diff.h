@@ -49,7 +49,7 @@ struct wsdiff_manifest {
 int wsdiff_manifest(const char *seed, const char *workspace, const struct wsdiff_limits *lim,
                     struct wsdiff_manifest *out, char *err, size_t errsz);
 void wsdiff_manifest_free(struct wsdiff_manifest *m);
-/* SPEC's `files` array: [{"path","status","size","sha256"}] (sha256 null when not hashed). */
+/* The result's `files` array: [{"path","status","size","sha256"}] (sha256 null when not hashed). */
 cJSON *wsdiff_manifest_json(const struct wsdiff_manifest *m);
 const char *wsdiff_status_name(enum wsdiff_status s);
 

@@ -1,4 +1,4 @@
-/* cell: one sandbox's whole life, in the order of DESIGN.md section 2: clone into new
+/* cell: one sandbox's whole life, in order: clone into new
  * namespaces, maps and cgroup from the parent, then in the child the file system, hostname and
  * loopback, session, fds, rlimits, user, capabilities, no_new_privs, Landlock and seccomp last;
  * pid 1 then runs the command's init or execs the agent. The parent waits, kills, reaps and
@@ -429,7 +429,7 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
         if (r == 0) {
             if (ready)
                 return 0; /* the agent's exec closed the socket */
-            return errf(err, errsz, "set-up failed: the cell died during set-up");
+            return errf(err, errsz, "set-up failed at ready: the cell died before it was ready");
         }
         switch (m.kind) {
         case MSG_FAIL:
@@ -474,7 +474,7 @@ static int wait_dumpable(struct cell *c, char *err, size_t errsz)
             return 0;
         if (r == 1 && m.kind == MSG_FAIL)
             return errf(err, errsz, "set-up failed at %s: %s", m.step, strerror(m.err));
-        return errf(err, errsz, "set-up failed: the cell died during set-up");
+        return errf(err, errsz, "set-up failed at dumpable: the cell died before it began");
     }
 }
 

@@ -1,4 +1,4 @@
-/* cell: one disposable sandbox (DESIGN.md section 2). cell.c sets it up in order, one file
+/* cell: one disposable sandbox. cell.c sets it up in order, one file
  * per mechanism does each step; the parent side waits for it, kills it and writes its record.
  * Never holds or passes the API key: a cell gets only what cell_config names. */
 #ifndef AGENTBOX_CELL_H
@@ -80,7 +80,7 @@ enum cell_status {
     CELL_SETUP_ERROR,
 };
 
-/* SPEC.md's cell record: one producer (cell_reap), one printer (cell_record_to_json). */
+/* The cell record: one producer (cell_reap), one printer (cell_record_to_json). */
 struct cell_record {
     enum cell_status status;
     bool has_exit_code;

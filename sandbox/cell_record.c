@@ -1,4 +1,4 @@
-/* cell_record: the one printer of SPEC.md's cell record (`--meta FILE`, and `sandbox` inside a
+/* cell_record: the one printer of the cell record (`--meta FILE`, and `sandbox` inside a
  * result), and the names of the features it lists. Never invents a value: what is unknown
  * is null or absent. */
 #include "cell.h"

@@ -260,6 +260,38 @@ static int bind_agent_binary(struct cell_child *ctx)
     return 0;
 }
 
+/* The cell's own account names: with the host's /etc bound, `whoami` would name whichever
+ * host account has uid 1000 while USER says agent. Small passwd and group files in the new
+ * root (not the host's list of accounts) are bound over the host's, read-only. */
+static int bind_identity(struct cell_child *ctx)
+{
+    static const struct {
+        const char *path, *text;
+    } files[] = {
+        {"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                        "agent:x:1000:1000:agentbox cell:" CELL_WORKSPACE ":/bin/sh\n"
+                        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
+        {"/etc/group", "root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        char target[PATH_MAX], src[PATH_MAX];
+        struct stat st;
+        if (in_root(target, sizeof(target), files[i].path) < 0 || lstat(target, &st) < 0 ||
+            !S_ISREG(st.st_mode))
+            continue; /* no /etc in this policy, or no such file: nothing to contradict */
+        snprintf(src, sizeof(src), NEWROOT "/run/agentbox/%s", strrchr(files[i].path, '/') + 1);
+        int fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        bool ok = fd >= 0 && write_all(fd, files[i].text, strlen(files[i].text)) == 0;
+        if (fd >= 0 && close(fd) < 0)
+            ok = false;
+        if (!ok || mount(src, target, NULL, MS_BIND, NULL) < 0 ||
+            mounts_restrict(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                            false) < 0)
+            return fail_path(ctx, "bind cell identity", files[i].path);
+    }
+    return 0;
+}
+
 int mounts_build_root(struct cell_child *ctx)
 {
     const struct policy *p = ctx->cfg->policy;
@@ -279,6 +311,8 @@ int mounts_build_root(struct cell_child *ctx)
         return -1;
     if (mkdirs(NEWROOT "/run/agentbox", 0755) < 0)
         return CHILD_FAIL(ctx, "mkdir /run/agentbox");
+    if (bind_identity(ctx) < 0)
+        return -1;
     if (workspace_mount(ctx, NEWROOT) < 0)
         return -1;
     if (ctx->cfg->pid1 == CELL_PID1_AGENT && bind_agent_binary(ctx) < 0)

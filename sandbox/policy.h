@@ -99,10 +99,14 @@ struct policy {
 #define POLICY_DEFAULT_FSIZE_BYTES  (1ull << 30)
 #define POLICY_DEFAULT_CPU_S        0.0
 #define POLICY_DEFAULT_TIMEOUT_S    300.0
-#define POLICY_DEFAULT_TMP_BYTES    (256ull << 20)
-#define POLICY_DEFAULT_SHM_BYTES    (64ull << 20)
-#define POLICY_FILE_MAX_BYTES       (1u << 20)
-#define POLICY_EXTENDS_DEPTH_MAX    4
+/* Below these a cell cannot run a shell: refused as usage errors, not set-up failures. */
+#define POLICY_MIN_DISK_BYTES    4096ull
+#define POLICY_MIN_MEMORY_BYTES  (4ull << 20)
+#define POLICY_MIN_PIDS          2ull
+#define POLICY_DEFAULT_TMP_BYTES (256ull << 20)
+#define POLICY_DEFAULT_SHM_BYTES (64ull << 20)
+#define POLICY_FILE_MAX_BYTES    (1u << 20)
+#define POLICY_EXTENDS_DEPTH_MAX 4
 
 /* Loads NAME (a file policies/NAME.json found with data_path) or a PATH (contains '/' or
  * ends in .json). On error returns -1 and err says which file, line or field is wrong. */

@@ -4,10 +4,11 @@ or, where an upstream error is the point, from tests/fake_openrouter.py on loopb
 import json
 import os
 import signal
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 
-from batchtest_util import (AGENTBOX, BatchTestCase, call, derived_id, fake_openrouter, fnv1a64,
+from batchtest_util import (AGENTBOX, RUN_TIMEOUT_S, BatchTestCase, call, derived_id, fake_openrouter, fnv1a64,
                             task)
 
 
@@ -150,6 +151,36 @@ class Junit(BatchTestCase):
         self.assertIn("timeout", msgs["slow1"])
 
 
+    def test_unwritable_outputs_are_refused_before_any_task(self):
+        path = self.batch_file([task("a"), task("b")])
+        cases = (("--junit", "/nonexistent/j.xml"), ("--junit", self.tmp),
+                 ("--events-dir", "/proc/agentbox-none"), ("--out", "/nonexistent/out.jsonl"))
+        for opt, where in cases:
+            argv = [AGENTBOX, "batch", path, "--replay", self.replay, opt, where]
+            proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True,
+                                  timeout=RUN_TIMEOUT_S)
+            self.assertEqual(proc.returncode, 2, (opt, where, proc.stderr))
+            self.assertIn(f"{opt} {where}", proc.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.state, "a")),
+                             f"a task ran before {opt} was checked")
+
+    def test_summary_names_the_exit_code_the_process_returns(self):
+        # --junit into a directory that disappears while the batch runs: the tasks succeed,
+        # the report cannot be written, the process exits 1 and the summary says so
+        path = self.batch_file([task("a", sleep=2)])
+        d = os.path.join(self.tmp, "gone")
+        os.mkdir(d)
+        p = self.start_batch(path, "--junit", os.path.join(d, "j.xml"))
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join(self.state, "a")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.rmdir(d)
+        out, err = p.communicate(timeout=RUN_TIMEOUT_S)
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("1 succeeded", err)
+        self.assertRegex(err.strip().splitlines()[-1], r"; exit 1$")
+
+
 class ExitCodes(BatchTestCase):
     DEAD = {"status": 503, "message": "Service Unavailable", "error_type": "provider_overloaded"}
     AUTH = {"status": 401, "message": "User not found."}
@@ -190,6 +221,18 @@ class ExitCodes(BatchTestCase):
         b = self.live([task("e2", prompt="[conv:auth] go"), task("f", prompt="[conv:dead] go")])
         self.assertEqual(b.statuses(), {"e2": "escalated", "f": "failed"}, b)
         self.assertEqual(b.rc, 1, b)
+
+    def test_rate_limit_waits_are_shown(self):
+        # one request, then one every 2 s: the second call of the task waits about 2 s
+        self.serve({"two": [{"tool_calls": [call("execute_bash", command="true")]}, self.OK]})
+        b = self.live([task("slow", prompt="[conv:two] go")], OPENHANDS_RATE_LIMIT_RPM="30",
+                      OPENHANDS_RATE_LIMIT_BURST="1")
+        self.assertEqual(b.statuses(), {"slow": "succeeded"}, b)
+        self.assertRegex(b.stderr, r"slow: waiting for the rate limit of test/primary: [12] seconds?\n")
+        self.assertIn("1 task: 1 succeeded", b.stderr)
+        ev = [e for e in self.events("slow") if e["type"] == "rate_limit_wait"]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertEqual(ev[0]["model"], "test/primary")
 
     def test_no_key_and_no_replay_is_2(self):
         b = self.run_batch(self.batch_file([task("a")]), replay=False)

@@ -50,6 +50,30 @@ class Deploy(unittest.TestCase):
                       "PrivateUsers=yes"):
             self.assertNotIn("\n" + never, unit)
 
+    def unit_settings(self, name):
+        """KEY -> [values] of a unit file (comments and sections dropped)."""
+        out = {}
+        with open(os.path.join(DEPLOY, name)) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith(("#", ";", "[")) and "=" in line:
+                    k, v = line.split("=", 1)
+                    out.setdefault(k.strip(), []).append(v.strip())
+        return out
+
+    def test_service_restart_keeps_the_socket_units_socket(self):
+        # systemd deletes a RuntimeDirectory= when the service stops (a restart included)
+        # unless RuntimeDirectoryPreserve= says otherwise; agentbox.socket's socket lives in
+        # one of them, and deleting it would leave the socket unit listening on nothing
+        service = self.unit_settings("agentbox.service")
+        sock = self.unit_settings("agentbox.socket")["ListenStream"][0]
+        runtime = [os.path.join("/run", d) for v in service.get("RuntimeDirectory", [])
+                   for d in v.split()]
+        self.assertIn(os.path.dirname(sock), runtime)
+        self.assertIn(service.get("RuntimeDirectoryPreserve", ["no"])[-1], ("yes",),
+                      "a service stop or restart would remove the socket agentbox.socket owns")
+        self.assertEqual(service["Environment"].count(f"AGENTBOX_SOCKET={sock}"), 1)
+
     def test_wrapper_starts_serve_with_group_access(self):
         if os.geteuid() != 0:
             self.skipTest("the wrapper is for a root service")

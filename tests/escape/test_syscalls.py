@@ -1,4 +1,4 @@
-"""Escape suite: kernel attack surface a cell must not reach (DESIGN.md sections 3 and 4).
+"""Escape suite: kernel attack surface a cell must not reach.
 Each test asks the kernel from inside a cell, through the real `agentbox exec`, with the
 try-syscall probe, and asserts the call was denied (EPERM/EACCES, or the probe was killed by
 the seccomp filter); where the kernel keeps host-visible state, that state is checked too."""

@@ -1,4 +1,4 @@
-"""Smoke suite for `agentbox exec` (SPEC.md): options, exit codes, the --meta record, quotas,
+"""Smoke suite for `agentbox exec`: options, exit codes, the --meta record, quotas,
 seeding, and that nothing of a cell is left on the host afterwards. Runs as root and again as
 an unprivileged user (.unprivileged). Every check that matters looks at host-side state.
 

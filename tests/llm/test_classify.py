@@ -1,4 +1,4 @@
-"""Errors that must never be retried (SPEC.md required outcomes): 401/402/403 escalate, 400/422
+"""Errors that must never be retried (required outcomes, docs/errors.md): 401/402/403 escalate, 400/422
 fail, context_length_exceeded asks to condense, 404 "no endpoints" falls back at once."""
 import unittest
 

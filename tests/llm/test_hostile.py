@@ -179,7 +179,7 @@ class ConfigFile(LLMTestCase):
 
 class FreeModels(LLMTestCase):
     def test_free_model_rate_limit_applies_by_default(self):
-        # the seed never applied its settings; here ':free' models get 20 requests/minute with a
+        # ':free' models get 20 requests/minute with a
         # burst of 5 unless told otherwise: the 6th call waits ~3 s
         self.serve({})
         run = self.llm("hi", "--model", "vendor/model:free", "--count", "6", "--parallel", "6")

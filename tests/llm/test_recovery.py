@@ -62,7 +62,7 @@ class Breaker(LLMTestCase):
         return self.llm("[conv:c] hi", "--count", str(calls), "--parallel", "1").json
 
     def test_breaker_stays_closed_below_five_failures(self):
-        # 4 consecutive failures (one call's first try + 3 retries) are below the seed's
+        # 4 consecutive failures (one call's first try + 3 retries) are below the default
         # threshold of 5: the next call must still reach the healed upstream
         j = self.threshold_run(4)
         self.assertEqual(j["breaker_trips"], 0, f"opened after 4 failures: {j}")

@@ -1,4 +1,4 @@
-"""Transient faults are retried (SPEC.md required outcomes): 429 after Retry-After from each of its
+"""Transient faults are retried (required outcomes, docs/errors.md): 429 after Retry-After from each of its
 three places, 5xx/reset/refused with backoff, bad bodies and mid-stream errors as SDK_ERROR, a hung
 call cut by the per-call timeout, and the task's wall clock winning over everything."""
 import socket

@@ -20,7 +20,7 @@ class Secrets(LLMTestCase):
         self.assertIn("Invalid credentials", run.error.get("message", ""), run)
 
     def test_partial_key_echo_redacted(self):
-        # STYLE.md: the logging layer redacts "anything that looks like" the key. An upstream that
+        # The logging layer redacts "anything that looks like" the key. An upstream that
         # echoes most of it (a prefix, or the key minus its last character) must not leak 40+
         # characters of it either.
         secret = self.key[len("sk-or-v1-"):]

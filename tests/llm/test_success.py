@@ -42,7 +42,7 @@ class Success(LLMTestCase):
         self.assertEqual(r["body"]["model"], "vendor/some-model")
         self.assertEqual(r["body"]["max_tokens"], 77)
         self.assertIn("[conv:shape] hi", json.dumps(r["body"]["messages"]))
-        self.assertTrue(r["body"].get("tools"), "tools go on every request (DESIGN.md section 5)")
+        self.assertTrue(r["body"].get("tools"), "tools go on every request")
         self.assertIn("x-title", r["headers"])
         self.assertIn("http-referer", r["headers"])
 

@@ -53,7 +53,12 @@ class Server:
                   "OPENHANDS_MODEL": "test/primary"})
         e.update(env or {})
         self.log = open(os.path.join(tmp, "serve.log"), "w")
-        self.proc = subprocess.Popen(argv, env=e, stdout=self.log, stderr=subprocess.STDOUT)
+        # a working directory of its own, as a daemon has: paths relative to the client's
+        # must never be read relative to this one
+        self.cwd = os.path.join(tmp, "server-cwd")
+        os.makedirs(self.cwd, exist_ok=True)
+        self.proc = subprocess.Popen(argv, env=e, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.cwd)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

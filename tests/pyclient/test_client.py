@@ -1,9 +1,11 @@
 """AgentboxClient end to end against a real `agentbox serve` (offline replay): every op, the
 event stream (replay, follow, all), cancel, wait timeouts and the server's error codes."""
 import asyncio
+import json
 import os
+import subprocess
 
-from pyclient_util import ServerTestCase, eventually, sleeping_task
+from pyclient_util import AGENTBOX, ServerTestCase, eventually, sleeping_task
 
 from agentbox_client import (AgentboxClient, AgentboxConnectionError, DuplicateId, InvalidTask,
                              NotFound, WaitTimeout)
@@ -26,6 +28,34 @@ class Ops(ServerTestCase):
         st = await self.c.status(tid)
         self.assertEqual((st["id"], st["status"]), (tid, "succeeded"))
         self.assertIn(tid, [t["id"] for t in await self.c.list()])
+
+    async def test_relative_from_dir_is_the_clients(self):
+        # the same relative name below the server's working directory holds a decoy: seeding
+        # from it would be the silent mistake
+        mine = os.path.join(self.tmp, "client-cwd")
+        for base, text in ((mine, "client's\n"), (self.server.cwd, "server's\n")):
+            os.makedirs(os.path.join(base, "proj"), exist_ok=True)
+            with open(os.path.join(base, "proj", "who.txt"), "w") as f:
+                f.write(text)
+        task = {"prompt": "go", "workspace": {"from_dir": "proj"}, "outputs": ["who.txt"]}
+        with open(os.path.join(mine, "task.json"), "w") as f:
+            json.dump(task, f)
+        old = os.getcwd()
+        os.chdir(mine)
+        try:
+            tid = await self.c.submit({**task, "id": self.new_id("py")})
+            proc = subprocess.run([AGENTBOX, "submit", "--socket", self.server.socket,
+                                   "--task-file", "task.json", "--id", self.new_id("cli")],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            os.chdir(old)
+        self.assertEqual(task["workspace"]["from_dir"], "proj", "the caller's dict changed")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        for t in (tid, proc.stdout.strip()):
+            result = await self.c.wait(t, timeout=60)
+            self.assertEqual(result["status"], "succeeded", result)
+            with open(os.path.join(result["outputs_dir"], "who.txt")) as f:
+                self.assertEqual(f.read(), "client's\n", t)
 
     async def test_submit_without_id_gets_one(self):
         tid = await self.c.submit("a bare prompt")

@@ -1,4 +1,4 @@
-"""OpenHandsAgentProxy (the seed's agent interface) end to end against a real `agentbox
+"""OpenHandsAgentProxy (the OpenHands orchestrator's agent interface) end to end against a real `agentbox
 serve`: the returned dict, the published events, the context mapping, failures as results,
 cancellation of the caller, the sync wrapper, and a mock result that is never a success."""
 import asyncio

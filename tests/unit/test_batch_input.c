@@ -210,21 +210,41 @@ static void test_progress_fits_width(void **state)
 {
     (void)state;
     char buf[512];
-    batch_progress_format(buf, sizeof(buf), 100, 5, 10, 1, 3, 75, 12345, 0.5);
+    batch_progress_format(buf, sizeof(buf), 100, 5, 10, 1, 3, 75, 12345, 0.5, 0);
     assert_true(strlen(buf) <= 100);
     assert_non_null(strstr(buf, "5/10 done"));
     assert_non_null(strstr(buf, "1 failed"));
     assert_non_null(strstr(buf, "3 running"));
     assert_non_null(strstr(buf, "ETA 1m15s"));
     assert_non_null(strstr(buf, "12.3k tok"));
-    batch_progress_format(buf, sizeof(buf), 30, 0, 10, 0, 0, -1, 0, 0);
+    batch_progress_format(buf, sizeof(buf), 30, 0, 10, 0, 0, -1, 0, 0, 0);
     assert_non_null(strstr(buf, "ETA --"));
+    batch_progress_format(buf, sizeof(buf), 200, 5, 10, 0, 3, 75, 0, 0, 12.2);
+    assert_non_null(strstr(buf, "waiting for rate limit: 12 s"));
+}
+
+static void test_eta_is_never_zero_while_tasks_run(void **state)
+{
+    (void)state;
+    double running[2] = {1.0, 2.0};
+    /* 9 of 10 ended at 1 s each; the last has run 30 s: about 15 s more, not "0s" */
+    double late[1] = {30.0};
+    assert_float_equal(batch_eta(1.0, 0, 10, late, 1), 15.0, 1e-9);
+    /* one just short of the average still shows at least a second */
+    double close[1] = {0.99};
+    assert_float_equal(batch_eta(1.0, 0, 10, close, 1), 1.0, 1e-9);
+    /* nothing ended yet: unknown */
+    assert_true(batch_eta(0, 5, 2, running, 2) < 0);
+    /* 4 queued at 10 s on 2 cells, the running ones need up to 9 s more */
+    assert_float_equal(batch_eta(10.0, 4, 2, running, 2), 29.0, 1e-9);
+    assert_float_equal(batch_eta(10.0, 0, 2, NULL, 0), 0.0, 1e-9);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blank_and_comment_lines_are_skipped),
+        cmocka_unit_test(test_eta_is_never_zero_while_tasks_run),
         cmocka_unit_test(test_bad_lines_are_all_reported_with_numbers),
         cmocka_unit_test(test_derived_ids_are_content_hashes),
         cmocka_unit_test(test_duplicate_ids_refused),

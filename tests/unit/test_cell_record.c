@@ -1,4 +1,4 @@
-/* Unit tests for cell_record_to_json (sandbox/cell_record.c): SPEC.md's field names and
+/* Unit tests for cell_record_to_json (sandbox/cell_record.c): the cell record's field names and
  * types, nulls where a value does not apply, feature names. */
 #include <setjmp.h>
 #include <stdarg.h>

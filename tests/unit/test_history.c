@@ -279,7 +279,7 @@ static void test_step_cost_200_messages_2mb(void **state)
 #ifdef __SANITIZE_ADDRESS__
     assert_true(per_step_ms < 50.0); /* ASan instruments every copy: only a sanity bound */
 #else
-    assert_true(per_step_ms < 5.0); /* issue 4: loop overhead per step at most 5 ms */
+    assert_true(per_step_ms < 5.0); /* the target: loop overhead per step at most 5 ms */
 #endif
     history_free(h);
 }

@@ -1,4 +1,4 @@
-/* Unit tests for executor/recovery.c: chain parsing, the default chains of SPEC's required
+/* Unit tests for executor/recovery.c: chain parsing, the default chains of the required
  * outcomes, and walking a chain step by step. */
 #include <setjmp.h>
 #include <stdarg.h>

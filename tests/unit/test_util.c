@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "json.h"
 #include "util.h"
 
 static void test_size_parse_accepts_suffixes(void **state)
@@ -49,9 +50,48 @@ static void test_seconds_parse(void **state)
     assert_true(v == 300);
     assert_int_equal(seconds_parse("2h", &v), 0);
     assert_true(v == 7200);
-    const char *bad[] = {"", "-1", "nan", "inf", "0x10", "1e999", "5 s", "5x", " 5", "+5"};
+    const char *bad[] = {"",    "-1", "nan", "inf", "0x10", "1e999",
+                         "5 s", "5x", " 5",  "+5",  "1e3",  "2E1"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         assert_int_equal(seconds_parse(bad[i], &v), -1);
+}
+
+static void test_option_messages_share_one_wording(void **state)
+{
+    (void)state;
+    char err[256];
+    double d;
+    uint64_t u;
+    assert_int_equal(opt_seconds("--timeout", "1e3", 0, &d, err, sizeof(err)), -1);
+    assert_string_equal(err, "--timeout: expected seconds (like 30, 1.5, 5m or 2h), got '1e3'");
+    assert_int_equal(opt_seconds("--cpu", "0", 1, &d, err, sizeof(err)), 0);
+    assert_true(d == 0);
+    assert_int_equal(opt_seconds("--timeout", "0", 0, &d, err, sizeof(err)), -1);
+    assert_string_equal(err, "--timeout: expected more than 0 seconds, got '0'");
+    assert_int_equal(opt_size("--memory", "1", 4u << 20, &u, err, sizeof(err)), -1);
+    assert_string_equal(err, "--memory: 1 is below the working minimum of 4M");
+    assert_int_equal(opt_size("--memory", "lots", 0, &u, err, sizeof(err)), -1);
+    assert_string_equal(
+        err, "--memory: expected a size (like 512M; K, M, G are powers of 1024), got 'lots'");
+    assert_int_equal(opt_size("--memory", "4M", 4u << 20, &u, err, sizeof(err)), 0);
+    assert_int_equal(opt_count("--pids", "1", 2, 100, &u, err, sizeof(err)), -1);
+    assert_string_equal(err, "--pids: expected a whole number from 2 to 100, got '1'");
+}
+
+static void test_json_syntax_errors_name_line_and_column(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_null(json_parse_located("{\n  \"a\": 1,\n  \"b\": oops\n}", "t.json", err, sizeof(err)));
+    assert_string_equal(err, "t.json:3:8: JSON syntax error near \"oops\"");
+    assert_null(json_parse_located("{\"a\": ", "stdin", err, sizeof(err)));
+    assert_string_equal(err, "stdin:1:7: JSON syntax error at the end of the input");
+    cJSON *ok = json_parse_located("{\"a\": [1, {\"b\": \"\\t\"}]}", "x", err, sizeof(err));
+    assert_non_null(ok);
+    char *pretty = json_print_pretty(ok);
+    assert_string_equal(pretty, "{\n  \"a\": [1, {\n      \"b\": \"\\t\"\n    }]\n}");
+    free(pretty);
+    cJSON_Delete(ok);
 }
 
 static void test_uint_parse_bounds(void **state)
@@ -84,6 +124,8 @@ int main(void)
         cmocka_unit_test(test_size_parse_accepts_suffixes),
         cmocka_unit_test(test_size_parse_refuses_junk),
         cmocka_unit_test(test_seconds_parse),
+        cmocka_unit_test(test_option_messages_share_one_wording),
+        cmocka_unit_test(test_json_syntax_errors_name_line_and_column),
         cmocka_unit_test(test_uint_parse_bounds),
         cmocka_unit_test(test_size_format_round_trips),
     };

@@ -1,5 +1,5 @@
 """agentbox_client: a stdlib-only asyncio client for ``agentbox serve`` (docs/protocol.md) and
-an adapter with the seed orchestrator's agent interface (OpenHandsAgentProxy). Python 3.9+."""
+an adapter with the OpenHands orchestrator's agent interface (OpenHandsAgentProxy). Python 3.9+."""
 from .client import DEFAULT_SOCKET, AgentboxClient, EventStream, default_socket
 from .errors import (AGENT_END_REASONS, AgentboxConnectionError, AgentboxError,
                      AgentboxProtocolError,

@@ -18,6 +18,16 @@ def default_socket():
     return os.environ.get("AGENTBOX_SOCKET") or DEFAULT_SOCKET
 
 
+def _absolute_from_dir(task):
+    """A relative workspace.from_dir is below the caller's working directory, not the
+    server's: made absolute here (on a copy; the caller's dict is left alone)."""
+    ws = task.get("workspace") if isinstance(task, dict) else None
+    from_dir = ws.get("from_dir") if isinstance(ws, dict) else None
+    if not isinstance(from_dir, str) or not from_dir or os.path.isabs(from_dir):
+        return task
+    return {**task, "workspace": {**ws, "from_dir": os.path.realpath(from_dir)}}
+
+
 class AgentboxClient:
     """Talks to one ``agentbox serve``. ``connect_timeout`` bounds connecting and the first
     reply line of each request (not ``wait``'s wait, nor an ``events`` stream)."""
@@ -104,9 +114,10 @@ class AgentboxClient:
     # ---- ops ----
 
     async def submit(self, task):
-        """Queues a task (a dict, SPEC.md); returns its id."""
+        """Queues a task (a dict: the task object of docs/protocol.md); returns its id."""
         if isinstance(task, str):
             task = {"prompt": task}
+        task = _absolute_from_dir(task)
         reply = await self.request("submit", task=task)
         tid = reply.get("id")
         if not isinstance(tid, str):

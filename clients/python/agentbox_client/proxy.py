@@ -1,9 +1,9 @@
-"""The seed orchestrator's agent interface over agentbox: ``execute_development_task(task,
+"""The OpenHands orchestrator's agent interface over agentbox: ``execute_development_task(task,
 context)`` returns ``{"success", "output", "error", "execution_time", "metadata"}`` and
 publishes ``task_started``, ``task_completed``, ``task_failed`` and the finer agentbox events
 (``llm_request``, ``tool_call``, ...) to a callback. Registering this class as the "openhands"
 agent replaces the OpenHands SDK path (clients/python/README.md). Never raises for a task that
-failed: failures are results, as the seed's proxy returns them; only a cancelled caller sees
+failed: failures are results, as the OpenHands agent proxy returns them; only a cancelled caller sees
 CancelledError (after the task was cancelled on the server too)."""
 import asyncio
 import inspect
@@ -16,7 +16,7 @@ from .errors import AgentboxConnectionError, AgentboxError
 
 log = logging.getLogger("agentbox_client")
 
-# Context keys copied into the task as they are (SPEC.md's task fields).
+# Context keys copied into the task as they are (the task's own fields).
 _TASK_FIELDS = ("model", "fallback_models", "max_iterations", "policy", "network", "limits",
                 "outputs", "budget")
 # The summary events this proxy publishes itself, once per task, after the result is in.
@@ -56,10 +56,10 @@ class AgentboxAgentProxy:
     # ---- building the task ----
 
     def build_task(self, task_description, context=None):
-        """The agentbox task (SPEC.md) for a description and the orchestrator's context.
+        """The agentbox task (docs/protocol.md) for a description and the orchestrator's context.
         Context keys used: task_id/id, model, fallback_models, timeout/timeout_s,
-        max_iterations, policy, network, limits, outputs, budget, metadata, workspace (as in
-        SPEC.md) or files/workspace_files (path -> content) and workspace_dir/from_dir."""
+        max_iterations, policy, network, limits, outputs, budget, metadata, workspace (the task's
+        object) or files/workspace_files (path -> content) and workspace_dir/from_dir."""
         if not isinstance(task_description, str) or not task_description.strip():
             raise ValueError("task_description: expected a non-empty string")
         ctx = dict(context or {})
@@ -119,7 +119,7 @@ class AgentboxAgentProxy:
                     continue
                 await self._publish(typ, {**ev, "task_id": tid})
 
-    # ---- the seed's interface ----
+    # ---- the orchestrator's interface ----
 
     async def execute_development_task(self, task_description, context=None):
         t0 = time.monotonic()
@@ -228,7 +228,7 @@ class AgentboxAgentProxy:
         return await self.client.cancel(task_id)
 
 
-# The seed's name: the orchestrator registers this class as its "openhands" agent.
+# The OpenHands name: the orchestrator registers this class as its "openhands" agent.
 OpenHandsAgentProxy = AgentboxAgentProxy
 
 
