@@ -42,6 +42,7 @@ class Wire(RunTestCase):
         steps += [{"tool_calls": [dict(bash(big + f" # {i}"), id="call_0")]} for i in range(6)]
         steps += [
             {"content": "Let me think about it."},                                   # no call: a nudge
+            {"content": None},                                                        # an empty reply
             NO_TOOL_ENDPOINTS,                                                        # text mode from here
             {"content": "<function=execute_bash>\n<parameter=command>echo text-mode</parameter>\n</function>"},
             {"content": "<function=finish>\n<parameter=message>all done</parameter>\n</function>"},
