@@ -724,6 +724,11 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     }
     if (strcmp(end, "finished") == 0) {
         if (r->mock_used) {
+            /* the mock answered the last call: its error says why (strategies end in
+             * FALLBACK_MOCK) */
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->last_outcome, "error");
+            if (cJSON_IsObject(e))
+                *error = cJSON_Duplicate(e, 1);
             *status = "mock";
             return "task_failed";
         }
