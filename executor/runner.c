@@ -317,7 +317,11 @@ static void llm_done(void *opaque, cJSON *outcome)
         /* every model asked, once, in the order first asked */
         bool seen = false;
         const cJSON *t;
-        cJSON_ArrayForEach(t, r->models_tried) seen |= strcmp(t->valuestring, m->valuestring) == 0;
+        cJSON_ArrayForEach(t, r->models_tried)
+        {
+            if (strcmp(t->valuestring, m->valuestring) == 0)
+                seen = true;
+        }
         if (!seen)
             cJSON_AddItemToArray(r->models_tried, cJSON_CreateString(m->valuestring));
     }
