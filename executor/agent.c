@@ -75,9 +75,10 @@ struct agent {
     unsigned llm_id;
     size_t sent;       /* messages the supervisor holds from earlier requests */
     char *text_suffix; /* tool descriptions for the system prompt, in text tool-calling mode */
-    const char *end;   /* finished, max_iterations, stuck, no_tool_calls, budget, llm_error,
-                          cancelled,   timeout, error */
-    char *output;      /* the final message */
+    /* finished, max_iterations, stuck, no_tool_calls, budget, llm_error, cancelled,
+     * timeout or error */
+    const char *end;
+    char *output; /* the final message */
     char error[512];
 };
 

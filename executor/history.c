@@ -178,9 +178,12 @@ int history_add_assistant(struct history *h, const char *content, const cJSON *t
 {
     cJSON *m = cJSON_CreateObject();
     bool ok = m && cJSON_AddStringToObject(m, "role", "assistant");
+    /* null content is valid only beside tool calls: an empty reply is stored as "" */
+    bool has_calls = tool_calls && cJSON_GetArraySize(tool_calls) > 0;
     if (ok)
-        ok = content ? cJSON_AddStringToObject(m, "content", content) != NULL
-                     : cJSON_AddNullToObject(m, "content") != NULL;
+        ok = content || !has_calls
+                 ? cJSON_AddStringToObject(m, "content", content ? content : "") != NULL
+                 : cJSON_AddNullToObject(m, "content") != NULL;
     if (ok && tool_calls && cJSON_GetArraySize(tool_calls) > 0) {
         /* ids unique in the conversation, arguments valid JSON: what strict servers demand */
         cJSON *dup = wire_calls_normalize(&h->ids, tool_calls);

@@ -323,7 +323,11 @@ static void llm_done(void *opaque, cJSON *outcome)
         /* every model asked, once, in the order first asked */
         bool seen = false;
         const cJSON *t;
-        cJSON_ArrayForEach(t, r->models_tried) seen |= strcmp(t->valuestring, m->valuestring) == 0;
+        cJSON_ArrayForEach(t, r->models_tried)
+        {
+            if (strcmp(t->valuestring, m->valuestring) == 0)
+                seen = true;
+        }
         if (!seen)
             cJSON_AddItemToArray(r->models_tried, cJSON_CreateString(m->valuestring));
     }
@@ -709,6 +713,11 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     }
     if (strcmp(end, "finished") == 0) {
         if (r->mock_used) {
+            /* the mock answered the last call: its error says why (strategies end in
+             * FALLBACK_MOCK) */
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->last_outcome, "error");
+            if (cJSON_IsObject(e))
+                *error = cJSON_Duplicate(e, 1);
             *status = "mock";
             return "task_failed";
         }

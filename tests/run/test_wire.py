@@ -42,6 +42,7 @@ class Wire(RunTestCase):
         steps += [{"tool_calls": [dict(bash(big + f" # {i}"), id="call_0")]} for i in range(6)]
         steps += [
             {"content": "Let me think about it."},                                   # no call: a nudge
+            {"content": None},                                                        # an empty reply
             NO_TOOL_ENDPOINTS,                                                        # text mode from here
             {"content": "<function=execute_bash>\n<parameter=command>echo text-mode</parameter>\n</function>"},
             {"content": "<function=finish>\n<parameter=message>all done</parameter>\n</function>"},
@@ -122,6 +123,24 @@ class DeadModel(RunTestCase):
         self.assertStatus(run, "succeeded", 0)
         self.assertEqual(len(self.fake.requests()), 4)
         self.assertEqual(run.result["models_tried"], ["test/primary", "test/fallback"])
+
+
+class MockAtTheAttemptCap(RunTestCase):
+    def test_every_model_503_ends_mock(self):
+        # four models, each 1 + 3 retries: the 12-attempt cap comes first; the chain's
+        # FALLBACK_MOCK still applies
+        self.fake = fake_openrouter.FakeOpenRouter(script={"key": self.key, "default": {
+            "status": 503, "message": "Service Unavailable", "error_type": "provider_overloaded"}},
+            key=self.key)
+        self.fake.start()
+        run = self.run_agent("go", env=self.env(
+            OPENHANDS_FALLBACK_MODELS="test/b,test/c,test/d", OPENHANDS_FALLBACK_TO_MOCK="true",
+            OPENHANDS_ENABLE_CIRCUIT_BREAKER="false"))
+        self.assertStatus(run, "mock", 4)
+        self.assertFalse(run.result["success"])
+        self.assertEqual(len(self.fake.requests()), 12)
+        self.assertEqual(run.result["error"]["strategies"][-1], "FALLBACK_MOCK", run)
+        self.assertEqual(run.result["models_tried"], ["test/primary", "test/b", "test/c"])
 
 
 class EndReasons(RunTestCase):
