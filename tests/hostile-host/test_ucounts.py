@@ -59,6 +59,7 @@ class Counters(HostileHostCase):
         env = base_env(self.tmp)
         ids = {}
         if user:
+            self.require_attacker_can_run_agentbox()
             # agentbox itself runs as the user (not under runuser): kill() reaches it
             xdg = os.path.join(self.tmp, f"xdg-{user}")
             os.makedirs(xdg, 0o700, exist_ok=True)
