@@ -4,6 +4,7 @@ host root's share (root `exec`), nor, run by an unprivileged user, the share of 
 other cells. The probe (tests/helpers/ucount-hog.c) takes all it can and holds it while the
 host side checks what is left."""
 import ctypes
+import json
 import os
 import re
 import select
@@ -98,6 +99,14 @@ class Counters(HostileHostCase):
         # and the cell's own caps hold
         self.assertLessEqual(got["inotify"], 32, got)
         self.assertLessEqual(got["sigqueue"], 1024, got)
+
+    def test_record_says_ucounts(self):
+        meta = os.path.join(self.tmp, "meta.json")
+        r = subprocess.run([AGENTBOX, "exec", "--meta", meta, "--", "true"],
+                           capture_output=True, text=True, timeout=60, env=base_env(self.tmp))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(meta) as f:
+            self.assertIn("ucounts", json.load(f)["enforced"])
 
     def test_one_cell_leaves_the_same_users_other_cells_their_share(self):
         first, got = self.start_hog(user=self.atk)
