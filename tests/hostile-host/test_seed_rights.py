@@ -118,6 +118,20 @@ class ServeSeedRights(HostileHostCase):
         self.assertFalse(reply.get("ok"), reply)
         self.assertIn("Permission denied", json.dumps(reply))
         self.assertCanarySafe(json.dumps(reply), json.dumps(res), events, srv.text_log())
+        # the server took the client's identity for that open only: root's next task is
+        # served as root (its state written as root, a root-only seed readable)
+        seed = os.path.join(self.tmp, "rootseed")
+        os.mkdir(seed, 0o700)
+        with open(os.path.join(seed, "canary.txt"), "w") as f:
+            f.write("root's\n")
+        os.chmod(os.path.join(seed, "canary.txt"), 0o644)
+        os.chmod(seed, 0o755)
+        reply, res, events = srv.submit_as(None, {"prompt": "x", "workspace": {"from_dir": seed}})
+        self.assertTrue(reply.get("ok"), reply)
+        self.assertEqual(res["status"], "succeeded", res)
+        self.assertIn("root's", events)
+        st = os.stat(os.path.join(os.path.dirname(res["events_file"]), "result.json"))
+        self.assertEqual((st.st_uid, st.st_gid), (0, 0))
 
     def test_client_symlink_into_a_root_0700_directory_is_refused(self):
         srv = self.serve()
