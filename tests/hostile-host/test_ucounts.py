@@ -74,7 +74,10 @@ class Counters(HostileHostCase):
         self.assertTrue(r, "the probe said nothing within 60 s")
         line = p.stdout.readline()
         m = LINE.search(line)
-        self.assertIsNotNone(m, (line, p.poll(), p.stderr.read() if p.poll() is not None else ""))
+        if m is None:
+            p.wait(30)
+            self.fail(f"the probe said {line!r}; agentbox exited {p.returncode}: "
+                      f"{p.stderr.read()[-2000:]}")
         return p, {"inotify": int(m.group(1)), "sigqueue": int(m.group(3))}
 
     def test_root_cell_leaves_host_root_its_inotify_and_signals(self):
