@@ -247,6 +247,11 @@ static void check_policies(struct batch_input *in)
         }
         if (!m->ok)
             batch_input_add_error(in, in->items[i].line, "%s", m->err);
+        /* each line's seed, with our rights (a root batch never through a name another
+         * user controls): a line that cannot have it refuses the batch before anything runs */
+        char err[ERR_MSG_MAX];
+        if (taskprep_check_seed(t, err, sizeof(err)) < 0)
+            batch_input_add_error(in, in->items[i].line, "%s", err);
     }
 }
 

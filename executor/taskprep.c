@@ -47,6 +47,11 @@ int taskprep_check(const struct task *t, char *err, size_t errsz)
     if (load_policy(t, &p, err, errsz) < 0)
         return -1;
     policy_free(p);
+    return taskprep_check_seed(t, err, errsz);
+}
+
+int taskprep_check_seed(const struct task *t, char *err, size_t errsz)
+{
     if (t->workspace_from && t->seed_fd < 0) {
         char why[ERR_MSG_MAX];
         int fd = seed_open(t->workspace_from, NULL, why, sizeof(why));

@@ -31,6 +31,8 @@ struct taskprep {
  * to run on every line of a batch before the first task starts. Errors name the field
  * ("task.policy: ..."). */
 int taskprep_check(const struct task *t, char *err, size_t errsz);
+/* Only the seed part of taskprep_check (opened with this process's rights, then closed). */
+int taskprep_check_seed(const struct task *t, char *err, size_t errsz);
 /* Loads the policy, compiles its filter, resolves models (cat may be NULL), opens the seed
  * with this process's rights unless the task already holds it open (seed_fd). tp must be
  * zeroed; release with taskprep_free whether this succeeds or not. tp must not move while

@@ -67,7 +67,8 @@ struct cell {
     pid_t pid;
     int pidfd;
     int setup_fd;
-    int ws_fd; /* keeps the workspace's superblock for the final statfs */
+    int ws_fd;               /* keeps the workspace's superblock for the final statfs */
+    int exe_tree, seed_tree; /* root, until clone: detached copies of the mounts (open_tree) */
     enum cell_pid1 mode;
     struct cell_slot slot;
     struct cell_cgroup cg;
@@ -392,7 +393,7 @@ static void cell_cleanup(struct cell *c)
     }
     cgroup_destroy(&c->cg);
     slot_release(&c->slot);
-    int *fds[] = {&c->pidfd, &c->setup_fd, &c->ws_fd};
+    int *fds[] = {&c->pidfd, &c->setup_fd, &c->ws_fd, &c->exe_tree, &c->seed_tree};
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
         if (*fds[i] >= 0)
             (void)close(*fds[i]);
@@ -504,6 +505,34 @@ static int make_cgroups(struct cell *c, const struct cell_config *cfg, int versi
     return 0;
 }
 
+/* Root: our descriptors belong to our mount namespace, which the cell's cannot bind from, so
+ * the cell gets detached copies of the binary's and the seed's mounts to move into place. (An
+ * unprivileged parent cannot make them; its child, with the same rights, opens the names
+ * itself, the seed checked to be the directory opened here: workspace_reopen_seed.) */
+static int clone_mounts(struct cell *c, const struct cell_config *cfg, char *err, size_t errsz)
+{
+    if (cfg->pid1 == CELL_PID1_AGENT &&
+        (c->exe_tree = (int)syscall(SYS_open_tree, AT_FDCWD, self_exe_path(),
+                                    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
+        return errf(err, errsz, "set-up failed at clone agentbox binary mount: %s",
+                    strerror(errno));
+    if (cfg->workspace_from && (c->seed_tree = (int)syscall(SYS_open_tree, cfg->seed_fd, "",
+                                                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                                                AT_EMPTY_PATH | AT_RECURSIVE)) < 0)
+        return errf(err, errsz, "set-up failed at clone seed mount: %s", strerror(errno));
+    return 0;
+}
+
+static void close_mounts(struct cell *c)
+{
+    int *fds[] = {&c->exe_tree, &c->seed_tree};
+    for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
+        if (*fds[i] >= 0)
+            (void)close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
 {
     *out = NULL;
@@ -520,7 +549,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     struct cell *c = calloc(1, sizeof(*c));
     if (!c)
         return errf(err, errsz, "set-up failed: out of memory");
-    c->pidfd = c->setup_fd = c->ws_fd = -1;
+    c->pidfd = c->setup_fd = c->ws_fd = c->exe_tree = c->seed_tree = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
     c->cg.dir_fd = -1;
@@ -539,34 +568,11 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
         goto fail;
     }
-    /* Our descriptors belong to our mount namespace, which the cell's cannot bind from: as
-     * root, detached copies of the binary's and the seed's mounts, which the cell moves into
-     * place (an unprivileged parent cannot make them; its child, with the same rights, opens
-     * the names itself, the seed checked to be the directory opened here). */
-    int exe_fd = -1;
-    if (cfg->pid1 == CELL_PID1_AGENT && root &&
-        (exe_fd = (int)syscall(SYS_open_tree, AT_FDCWD, self_exe_path(),
-                               OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0) {
-        errf(err, errsz, "set-up failed at clone agentbox binary mount: %s", strerror(errno));
+    if (root && clone_mounts(c, cfg, err, errsz) < 0)
         goto fail;
-    }
-    int seed_tree = -1;
-    if (cfg->workspace_from && root &&
-        (seed_tree = (int)syscall(SYS_open_tree, cfg->seed_fd, "",
-                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
-                                      AT_RECURSIVE)) < 0) {
-        errf(err, errsz, "set-up failed at clone seed mount: %s", strerror(errno));
-        if (exe_fd >= 0)
-            (void)close(exe_fd);
-        goto fail;
-    }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
-        if (exe_fd >= 0)
-            (void)close(exe_fd);
-        if (seed_tree >= 0)
-            (void)close(seed_tree);
         goto fail;
     }
     /* Without v2, pid 1 makes its cgroup namespace itself once it is in its v1 cgroups (or
@@ -599,9 +605,9 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         struct cell_child ctx = {.cfg = cfg,
                                  .setup_fd = sp[1],
                                  .seed_fd = cfg->workspace_from ? cfg->seed_fd : -1,
-                                 .seed_tree_fd = seed_tree,
+                                 .seed_tree_fd = c->seed_tree,
                                  .exe_fd = -1,
-                                 .exe_tree_fd = exe_fd,
+                                 .exe_tree_fd = c->exe_tree,
                                  .root_caller = root,
                                  .cgroup_v2 = c->cg.version == 2,
                                  .undumpable_parent = !root && undumpable,
@@ -610,10 +616,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     }
     int e = errno;
     (void)close(sp[1]);
-    if (exe_fd >= 0)
-        (void)close(exe_fd);
-    if (seed_tree >= 0)
-        (void)close(seed_tree);
+    close_mounts(c); /* the child has its copies */
     c->setup_fd = sp[0];
     if (pid < 0) {
         errf(err, errsz, "set-up failed at clone: %s", strerror(e));

@@ -68,6 +68,7 @@ enum cell_feature {
     CELL_F_FSIZE_RLIMIT,
     CELL_F_NOFILE_RLIMIT,
     CELL_F_TIMEOUT,
+    CELL_F_UCOUNTS, /* the cell's own share of the per-user kernel counters (limits.c) */
     CELL_F_COUNT
 };
 const char *cell_feature_name(enum cell_feature f);

@@ -29,6 +29,7 @@ static const char *const feature_names[CELL_F_COUNT] = {
     [CELL_F_FSIZE_RLIMIT] = "fsize_rlimit",
     [CELL_F_NOFILE_RLIMIT] = "nofile_rlimit",
     [CELL_F_TIMEOUT] = "timeout",
+    [CELL_F_UCOUNTS] = "ucounts",
 };
 
 const char *cell_feature_name(enum cell_feature f)

@@ -77,6 +77,7 @@ int limits_cap_ucounts(struct cell_child *ctx, const char *sys_user_dir)
     for (size_t i = 0; i < ARRAY_SIZE(caps); i++)
         if (lower_ucount(sys_user_dir, caps[i].name, caps[i].value) < 0)
             return CHILD_FAIL(ctx, caps[i].name);
+    ctx->enforced |= FEAT(CELL_F_UCOUNTS); /* with the rlimits limits_apply sets */
     return 0;
 }
 

@@ -26,6 +26,8 @@ DATA_DIR = os.environ.get("AGENTBOX_DATA_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 IN_ACCESS, IN_OPEN, IN_NONBLOCK = 0x1, 0x20, 0o4000
+# what the attacker runs (the test's own interpreter may live below a private home)
+USER_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else "python3"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -121,6 +123,11 @@ class HostileHostCase(unittest.TestCase):
         self.addCleanup(subprocess.run, ["userdel", "-f", self.atk], capture_output=True)
         pw = pwd.getpwnam(self.atk)
         self.atk_uid, self.atk_gid = pw.pw_uid, pw.pw_gid
+
+    def require_attacker_can_run_agentbox(self):
+        for path in (AGENTBOX, os.path.join(DATA_DIR, "policies", "default.json")):
+            if self.as_attacker("test", "-r", path).returncode != 0:
+                self.skipTest(f"{path} is not readable by another user (a private checkout)")
 
     def attacker_dir(self, name="atk"):
         """A directory the attacker owns (0755), in the scratch dir."""
@@ -222,7 +229,7 @@ class Server:
             "if r.get('ok'):\n"
             "    out['wait']=ask({'op':'wait','id':r['id'],'timeout_s':%d})\n"
             "print(json.dumps(out))\n" % (timeout_s + 30, timeout_s))
-        argv = ["python3", "-c", script, self.sock, json.dumps(task)]
+        argv = [USER_PYTHON, "-c", script, self.sock, json.dumps(task)]
         if user is not None:
             argv = ["runuser", "-u", user, "--"] + argv
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 60,

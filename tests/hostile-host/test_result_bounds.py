@@ -30,6 +30,12 @@ with open("/workspace/big.txt", "w") as f:
 print("made", len(os.listdir(d)))
 EOF'''
 
+ONE_LONG_LINE = r'''python3 - <<'EOF'
+with open("/workspace/line.txt", "w") as f:
+    f.write("\u00e9" * (3 << 20))
+print("one line made")
+EOF'''
+
 ODD_NAMES = r'''python3 - <<'EOF'
 import os
 os.chdir("/workspace")
@@ -105,6 +111,18 @@ class ResultBounds(ResultCase):
         self.assertIn("[diff truncated", disk["diff"][-200:])
         self.assertLessEqual(len(disk["diff"].encode()), 2 * 1024 * 1024)
         self.assertLessEqual(sum(len(json.dumps(f["path"])) for f in disk["files"]), 1024 * 1024)
+
+
+    def test_one_multi_mb_line_of_two_byte_characters(self):
+        # no line end to cut at: the diff is cut inside the line, never inside a character
+        p, res = self.run_task({"prompt": "x"}, [ONE_LONG_LINE])
+        path = os.path.join(os.path.dirname(res["events_file"]), "result.json")
+        disk = strict_json(path)
+        self.assertLessEqual(len(disk["diff"].encode()), 2 * 1024 * 1024)
+        self.assertLessEqual(os.path.getsize(path), 4 * 1024 * 1024)
+        cut = disk["truncated"]
+        self.assertTrue(cut["diff_bytes"] > 0 or cut["cell_diff"], cut)
+        self.assertFalse(disk["diff_lossy"])
 
 
 class ResultEncoding(ResultCase):

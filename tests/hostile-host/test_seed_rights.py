@@ -78,6 +78,23 @@ class ExecSeedRedirects(HostileHostCase):
         self.assertIn("from_dir", p.stderr)
         self.assertCanarySafe(p.stdout, p.stderr, events, json.dumps(res))
 
+    def test_batch_line_through_an_attacker_directory_is_refused(self):
+        atk = self.attacker_dir()
+        self.as_attacker("ln", "-s", self.priv, os.path.join(atk, "up"), check=True)
+        rp = replay_file(self.tmp, ["cat /workspace/canary.txt"])
+        bf = os.path.join(self.tmp, "batch.jsonl")
+        with open(bf, "w") as f:
+            f.write(json.dumps({"id": "ok", "prompt": "x"}) + "\n")
+            f.write(json.dumps({"id": "bad", "prompt": "x",
+                                "workspace": {"from_dir": os.path.join(atk, "up", "pub")}}) + "\n")
+        env = base_env(self.tmp)
+        p = subprocess.run([AGENTBOX, "batch", bf, "--replay", rp, "--quiet",
+                            "--state-dir", os.path.join(self.tmp, "bstate")],
+                           capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)  # the whole batch refused
+        self.assertIn("from_dir", p.stderr)
+        self.assertCanarySafe(p.stdout, p.stderr)
+
     def test_root_still_seeds_from_its_own_private_tree(self):
         # the rule takes nothing from root that root asked for itself: its own 0700 tree,
         # and a symlink root owns in a directory only root may write
@@ -101,6 +118,20 @@ class ServeSeedRights(HostileHostCase):
         self.assertFalse(reply.get("ok"), reply)
         self.assertIn("Permission denied", json.dumps(reply))
         self.assertCanarySafe(json.dumps(reply), json.dumps(res), events, srv.text_log())
+        # the server took the client's identity for that open only: root's next task is
+        # served as root (its state written as root, a root-only seed readable)
+        seed = os.path.join(self.tmp, "rootseed")
+        os.mkdir(seed, 0o700)
+        with open(os.path.join(seed, "canary.txt"), "w") as f:
+            f.write("root's\n")
+        os.chmod(os.path.join(seed, "canary.txt"), 0o644)
+        os.chmod(seed, 0o755)
+        reply, res, events = srv.submit_as(None, {"prompt": "x", "workspace": {"from_dir": seed}})
+        self.assertTrue(reply.get("ok"), reply)
+        self.assertEqual(res["status"], "succeeded", res)
+        self.assertIn("root's", events)
+        st = os.stat(os.path.join(os.path.dirname(res["events_file"]), "result.json"))
+        self.assertEqual((st.st_uid, st.st_gid), (0, 0))
 
     def test_client_symlink_into_a_root_0700_directory_is_refused(self):
         srv = self.serve()

@@ -4,6 +4,7 @@ host root's share (root `exec`), nor, run by an unprivileged user, the share of 
 other cells. The probe (tests/helpers/ucount-hog.c) takes all it can and holds it while the
 host side checks what is left."""
 import ctypes
+import json
 import os
 import re
 import select
@@ -59,6 +60,7 @@ class Counters(HostileHostCase):
         env = base_env(self.tmp)
         ids = {}
         if user:
+            self.require_attacker_can_run_agentbox()
             # agentbox itself runs as the user (not under runuser): kill() reaches it
             xdg = os.path.join(self.tmp, f"xdg-{user}")
             os.makedirs(xdg, 0o700, exist_ok=True)
@@ -72,7 +74,10 @@ class Counters(HostileHostCase):
         self.assertTrue(r, "the probe said nothing within 60 s")
         line = p.stdout.readline()
         m = LINE.search(line)
-        self.assertIsNotNone(m, (line, p.poll(), p.stderr.read() if p.poll() is not None else ""))
+        if m is None:
+            p.wait(30)
+            self.fail(f"the probe said {line!r}; agentbox exited {p.returncode}: "
+                      f"{p.stderr.read()[-2000:]}")
         return p, {"inotify": int(m.group(1)), "sigqueue": int(m.group(3))}
 
     def test_root_cell_leaves_host_root_its_inotify_and_signals(self):
@@ -97,6 +102,14 @@ class Counters(HostileHostCase):
         # and the cell's own caps hold
         self.assertLessEqual(got["inotify"], 32, got)
         self.assertLessEqual(got["sigqueue"], 1024, got)
+
+    def test_record_says_ucounts(self):
+        meta = os.path.join(self.tmp, "meta.json")
+        r = subprocess.run([AGENTBOX, "exec", "--meta", meta, "--", "true"],
+                           capture_output=True, text=True, timeout=60, env=base_env(self.tmp))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(meta) as f:
+            self.assertIn("ucounts", json.load(f)["enforced"])
 
     def test_one_cell_leaves_the_same_users_other_cells_their_share(self):
         first, got = self.start_hog(user=self.atk)

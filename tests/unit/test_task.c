@@ -75,7 +75,7 @@ static void test_invalid_tasks_name_the_field(void **state)
     expect_refused("{\"prompt\":\"p\",\"limits\":{\"disk\":\"12Q\"}}", "task.limits.disk");
     expect_refused("{\"prompt\":\"p\",\"limits\":{\"disc\":\"1M\"}}", "task.limits.disc");
     expect_refused("{\"prompt\":\"p\",\"limits\":{\"pids\":-3}}", "task.limits.pids");
-    expect_refused("{\"prompt\":\"p\",\"workspace\":{\"from_dir\":\"/nonexistent-xyz\"}}",
+    expect_refused("{\"prompt\":\"p\",\"workspace\":{\"from_dir\":\"\"}}",
                    "task.workspace.from_dir");
     expect_refused("{\"prompt\":\"p\",\"workspace\":{\"files\":{\"../x\":\"a\"}}}",
                    "task.workspace.files");
@@ -89,6 +89,30 @@ static void test_invalid_tasks_name_the_field(void **state)
                    "task.budget.max_cost_usd");
     expect_refused("{\"prompt\":\"p\",\"fallback_models\":[1]}", "task.fallback_models[0]");
     expect_refused("{\"prompt\":\"p\",\"metadata\":[]}", "task.metadata");
+}
+
+/* The seed's name is not looked at when parsed (that would be a probe with this process's
+ * rights); it is opened, with the requester's rights, by task_open_seed. */
+static void test_seed_is_opened_not_parsed(void **state)
+{
+    (void)state;
+    struct task t;
+    char err[512];
+    assert_int_equal(task_parse_text("{\"prompt\":\"p\",\"workspace\":{\"from_dir\":"
+                                     "\"/nonexistent-xyz\"}}",
+                                     &t, err, sizeof(err)),
+                     0);
+    assert_string_equal(t.workspace_from, "/nonexistent-xyz");
+    assert_int_equal(t.seed_fd, -1);
+    assert_int_equal(task_open_seed(&t, NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "task.workspace.from_dir: /nonexistent-xyz"));
+    task_free(&t);
+    assert_int_equal(task_parse_text("{\"prompt\":\"p\",\"workspace\":{\"from_dir\":\"/\"}}", &t,
+                                     err, sizeof(err)),
+                     0);
+    assert_int_equal(task_open_seed(&t, NULL, err, sizeof(err)), 0);
+    assert_true(t.seed_fd > 2);
+    task_free(&t);
 }
 
 static void test_path_safety(void **state)
@@ -112,6 +136,7 @@ int main(void)
         cmocka_unit_test(test_minimal_task_gets_an_id),
         cmocka_unit_test(test_full_task),
         cmocka_unit_test(test_invalid_tasks_name_the_field),
+        cmocka_unit_test(test_seed_is_opened_not_parsed),
         cmocka_unit_test(test_path_safety),
     };
     return cmocka_run_group_tests_name("task", tests, NULL, NULL);
