@@ -11,18 +11,38 @@ PKGS       := libcjson libseccomp libcap
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-# libcurl is not linked: it is dlopen'ed on first HTTP use (executor/curl_dl.c), because
+# libcurl is not linked: it is dlopen'ed on first HTTP use (llm/curl_dl.c), because
 # linking it costs every process ~4 ms of start-up and `exec` must be fast.
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
-               -Wno-missing-field-initializers -fno-strict-aliasing -g \
-               -Icommon -Isandbox -Iexecutor $(PKG_CFLAGS)
+               -Wno-missing-field-initializers -fno-strict-aliasing -g $(PKG_CFLAGS)
 CFLAGS  ?= -O2
 LDLIBS  := $(PKG_LIBS) -ldl -lm
 
 SAN_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-SRCS      := $(sort $(wildcard common/*.c sandbox/*.c executor/*.c))
-LIB_SRCS  := $(filter-out executor/main.c,$(SRCS))
+# The tree by trust and role (docs/architecture.md). Each folder sees the headers of the
+# folders listed for it and no others: the compiler enforces the layering. Bottom to top:
+# common (shared helpers), sandbox (the cell), wire (what crosses a trust boundary),
+# agent/tools and agent (cell pid 1: untrusted, never the key), llm (the one holder of the
+# key), supervisor (a task's life), batch, daemon, cli (commands: everything). cli/commands.h
+# (the entry points and exit codes) is visible to the folders that define an entry point.
+DIRS := common sandbox wire agent/tools agent llm supervisor batch daemon cli
+INC_common     := common
+INC_sandbox    := common sandbox
+INC_wire       := common sandbox wire
+INC_agent/tools := common agent/tools
+INC_agent      := common sandbox wire agent/tools agent cli
+INC_llm        := common llm
+INC_supervisor := common sandbox wire agent/tools llm supervisor
+INC_batch      := common sandbox wire batch cli
+INC_daemon     := common sandbox wire llm supervisor daemon cli
+INC_cli        := $(DIRS)
+ALL_INC        := $(DIRS:%=-I%)
+# Pattern-specific: the longer stem (agent/tools) wins over the shorter (agent).
+$(foreach d,$(DIRS),$(eval $(BUILD)/$(d)/%.o $(BUILD)/san/$(d)/%.o: LAYER_INC := $(INC_$(d):%=-I%)))
+
+SRCS      := $(sort $(foreach d,$(DIRS),$(wildcard $(d)/*.c)))
+LIB_SRCS  := $(filter-out cli/main.c,$(SRCS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 
 OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
@@ -33,7 +53,7 @@ UNITS     := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SAN_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/san/tests/%)
 HELPERS   := $(patsubst tests/helpers/%.c,$(BUILD)/helpers/%,$(wildcard tests/helpers/*.c))
 
-.PHONY: all san units helpers check check-units check-san check-integration format format-check \
+.PHONY: all san units helpers layering check check-units check-san check-integration format format-check \
         lint deps install uninstall bench demo clean
 
 all: agentbox
@@ -48,19 +68,19 @@ san: agentbox-san
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CFLAGS_BASE) $(LAYER_INC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CFLAGS_BASE) $(LAYER_INC) $(SAN_FLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS_BASE) $(ALL_INC) $(CFLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/san/tests/%: tests/unit/%.c $(SAN_LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(SAN_FLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS_BASE) $(ALL_INC) $(SAN_FLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
 
 # Small attack and probe programs the escape tests run inside cells (static: a cell has
 # only the host's /usr, and a static binary does not care).
@@ -71,9 +91,15 @@ $(BUILD)/helpers/%: tests/helpers/%.c
 units: $(UNITS)
 helpers: $(HELPERS)
 
+# The layering on the objects: no folder uses a symbol of a folder above it, and the cell side
+# (common sandbox wire agent/tools agent) links into a program of its own (tests/layering).
+layering: $(OBJS)
+	bash tests/layering/check.sh $(BUILD) "$(CC)" "$(LDLIBS)"
+
 # The whole test suite: unit tests (plain and ASan+UBSan), then the suites that drive the
 # real binary. Prints one closing tally line.
 check: agentbox agentbox-san $(UNITS) $(SAN_UNITS) $(HELPERS)
+	$(MAKE) --no-print-directory layering
 	$(MAKE) --no-print-directory fuzz
 	AGENTBOX=$(CURDIR)/agentbox AGENTBOX_SAN=$(CURDIR)/agentbox-san BUILD=$(BUILD) \
 	  PYTHON=$(PYTHON) bash tests/run-all.sh
@@ -82,15 +108,15 @@ check-units: $(UNITS) $(SAN_UNITS)
 	AGENTBOX_DATA_DIR=$(CURDIR) bash tests/run-units.sh $(UNITS) $(SAN_UNITS)
 
 format:
-	clang-format -i $(SRCS) $(wildcard */*.h tests/unit/*.c tests/helpers/*.c bench/*.c)
+	clang-format -i $(SRCS) $(wildcard $(DIRS:%=%/*.h) tests/unit/*.c tests/helpers/*.c bench/*.c)
 
 format-check:
-	clang-format --dry-run --Werror $(SRCS) $(wildcard */*.h tests/unit/*.c tests/helpers/*.c bench/*.c)
+	clang-format --dry-run --Werror $(SRCS) $(wildcard $(DIRS:%=%/*.h) tests/unit/*.c tests/helpers/*.c bench/*.c)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE -Icommon -Isandbox -Iexecutor \
-	  common sandbox executor
+	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE $(ALL_INC) \
+	  $(DIRS)
 
 deps:
 	apt-get update
@@ -169,8 +195,8 @@ fuzz:
 	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then echo "fuzz: skipped ($(FUZZ_CC) not installed)"; exit 0; fi; \
 	set -e; mkdir -p $(BUILD)/fuzz; \
 	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-	  -Icommon -Isandbox -Iexecutor $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_protocol \
-	  tests/fuzz/fuzz_protocol.c executor/protocol.c executor/task.c $(wildcard common/*.c) \
+	  $(ALL_INC) $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_protocol \
+	  tests/fuzz/fuzz_protocol.c wire/protocol.c wire/task.c $(wildcard common/*.c) \
 	  $(PKG_LIBS) -lm; \
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/protocol/* $(BUILD)/fuzz/corpus/; \
 	if ! $(BUILD)/fuzz/fuzz_protocol -max_total_time=$(FUZZ_TIME) -max_len=65536 \
