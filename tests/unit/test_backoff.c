@@ -1,4 +1,4 @@
-/* Unit tests for executor/backoff.c: exponential growth, the cap, jitter bounds, and that a
+/* Unit tests for llm/backoff.c: exponential growth, the cap, jitter bounds, and that a
  * server's Retry-After wins but stays capped. */
 #include <setjmp.h>
 #include <stdarg.h>

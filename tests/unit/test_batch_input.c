@@ -1,4 +1,4 @@
-/* Unit tests for executor/batch_input.c and batch_report.c: line handling, derived and
+/* Unit tests for batch/batch_input.c and batch_report.c: line handling, derived and
  * duplicate ids, shard arithmetic (fixed vectors: docs/batch.md promises these numbers),
  * exit-code precedence, and the JUnit writer's escaping. */
 #include <setjmp.h>

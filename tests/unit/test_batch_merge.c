@@ -1,4 +1,4 @@
-/* Unit tests for executor/batch_merge.c: result lines kept byte for byte, bad lines and a
+/* Unit tests for batch/batch_merge.c: result lines kept byte for byte, bad lines and a
  * half-written last line, duplicates named with every place, lookup by id, and the JUnit
  * writer's "missing" failure. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/breaker.c on a fake clock: the default thresholds (5 failures open
+/* Unit tests for llm/breaker.c on a fake clock: the default thresholds (5 failures open
  * it, 60 s open, 3 half-open calls, 2 successes close it). */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/broker.c's replay source: per-task cursors, exactly one callback
+/* Unit tests for supervisor/broker.c's replay source: per-task cursors, exactly one callback
  * per call (answered, cancelled, or ended by broker_free), never from inside broker_call. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/channel.c: framing round trips, byte-at-a-time delivery, and
+/* Unit tests for wire/channel.c: framing round trips, byte-at-a-time delivery, and
  * refusal of hostile frames (oversized lengths, non-JSON headers, truncation). */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/llm_classify.c: the table of docs/errors.md, row by row. */
+/* Unit tests for llm/llm_classify.c: the table of docs/errors.md, row by row. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

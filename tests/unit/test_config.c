@@ -1,4 +1,4 @@
-/* Unit tests for executor/config.c: the defaults, env over file, and every invalid value
+/* Unit tests for llm/config.c: the defaults, env over file, and every invalid value
  * refused with the variable's name. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for exec_options_parse and exec_options_limits (executor/cmd_exec.c). */
+/* Unit tests for exec_options_parse and exec_options_limits (cli/cmd_exec.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

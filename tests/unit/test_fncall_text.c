@@ -1,4 +1,4 @@
-/* Unit tests for executor/fncall_text.c: the prompt suffix, parsing well-formed and nasty
+/* Unit tests for agent/fncall_text.c: the prompt suffix, parsing well-formed and nasty
  * replies (missing closing tags, multiline values, nesting, duplicates, junk), converting a
  * native history to text form and back, and a deterministic fuzz run for crashes. */
 #include <setjmp.h>

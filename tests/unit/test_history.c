@@ -1,4 +1,4 @@
-/* Unit tests for executor/history.c: the request body equals the messages, estimates track
+/* Unit tests for agent/history.c: the request body equals the messages, estimates track
  * size, condensation keeps system/task/recent turns and never orphans a tool result, and the
  * per-step cost with a 200-message, 2 MB history (measured and bounded here). */
 #include <setjmp.h>

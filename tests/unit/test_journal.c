@@ -1,4 +1,4 @@
-/* Unit tests for executor/journal.c: records survive a reopen with their transitions, a torn
+/* Unit tests for daemon/journal.c: records survive a reopen with their transitions, a torn
  * last line (a crash mid-write) is skipped, forgotten tasks vanish at compaction, and the
  * compacted file holds one line per transition; a record the disk refuses leaves nothing
  * behind, and a torn record with a whole one glued after it (an older journal) gives the

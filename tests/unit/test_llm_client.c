@@ -1,4 +1,4 @@
-/* Unit tests for executor/llm_client.c against a tiny forked HTTP server on 127.0.0.1: the
+/* Unit tests for llm/llm_client.c against a tiny forked HTTP server on 127.0.0.1: the
  * caller's own poll() loop (llm_client_poll_fds + llm_client_step(c, 0)), a retried 503,
  * cancellation, and that the key is sent in the header and nowhere in the outcome. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/metrics.c: events counted into the right series, histogram
+/* Unit tests for daemon/metrics.c: events counted into the right series, histogram
  * buckets cumulative, label values escaped, and the breaker states for health. */
 #include <setjmp.h>
 #include <stdarg.h>

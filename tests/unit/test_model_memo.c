@@ -1,4 +1,4 @@
-/* Unit tests for executor/model_memo.c: a model found unavailable stays dead for its task,
+/* Unit tests for llm/model_memo.c: a model found unavailable stays dead for its task,
  * for every task till its TTL, and the tables stay bounded. */
 #include <setjmp.h>
 #include <stdarg.h>

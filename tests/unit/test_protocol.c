@@ -1,4 +1,4 @@
-/* Unit tests for executor/protocol.c: every op parsed with its fields, every refusal with its
+/* Unit tests for wire/protocol.c: every op parsed with its fields, every refusal with its
  * error code (malformed, oversized, unknown op, unknown member, bad id), and reply lines. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/recovery.c: chain parsing, the default chains of the required
+/* Unit tests for llm/recovery.c: chain parsing, the default chains of the required
  * outcomes, and walking a chain step by step. */
 #include <setjmp.h>
 #include <stdarg.h>

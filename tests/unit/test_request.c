@@ -1,4 +1,4 @@
-/* Unit tests for executor/llm_request.c and llm_response.c: the body OpenRouter needs
+/* Unit tests for llm/llm_request.c and llm_response.c: the body OpenRouter needs
  * (tools, max_tokens, stream options, usage), no key in it; replies parsed defensively. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/result_report.c: a hostile report is checked, bounded and made valid
+/* Unit tests for wire/result_report.c: a hostile report is checked, bounded and made valid
  * UTF-8, and what was cut or refused is counted, never silently dropped. */
 #include <setjmp.h>
 #include <stdarg.h>

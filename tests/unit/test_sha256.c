@@ -1,4 +1,4 @@
-/* Unit tests for executor/sha256.c: the NIST FIPS 180-4 example vectors (one block, two
+/* Unit tests for common/sha256.c: the NIST FIPS 180-4 example vectors (one block, two
  * blocks, one million 'a'), split updates at every boundary, and hashing a file descriptor. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/sse.c: every stream, split at every byte boundary and fed one byte
+/* Unit tests for llm/sse.c: every stream, split at every byte boundary and fed one byte
  * at a time, must give exactly the reply it gives in one piece. */
 #include <setjmp.h>
 #include <stdarg.h>

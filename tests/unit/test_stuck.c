@@ -1,4 +1,4 @@
-/* Unit tests for executor/stuck.c: each OpenHands scenario fires exactly at its threshold,
+/* Unit tests for agent/stuck.c: each OpenHands scenario fires exactly at its threshold,
  * not one step earlier, and a different step in between breaks it. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/task.c: every invalid task is refused naming the field. */
+/* Unit tests for wire/task.c: every invalid task is refused naming the field. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/taskstore.c: lookup by id through growth, submission order,
+/* Unit tests for daemon/taskstore.c: lookup by id through growth, submission order,
  * status counts, removal from the middle, and retention picking the oldest finished task. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/tool_bash.c against a real bash: state carrying over, no stdin,
+/* Unit tests for agent/tools/tool_bash.c against a real bash: state carrying over, no stdin,
  * timeouts that kill the command but keep the session, background jobs, 50 MB of output in
  * bounded memory, invalid UTF-8, and no processes left behind (each test stops its session). */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/tool_editor.c on real files in a temporary directory: each command's
+/* Unit tests for agent/tools/tool_editor.c on real files in a temporary directory: each command's
  * success text and file effect, each refusal's message, undo depth, binary, FIFO and size
  * refusals. */
 #include <setjmp.h>

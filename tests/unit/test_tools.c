@@ -1,4 +1,4 @@
-/* Unit tests for executor/tools.c: the schema the request carries, alias resolution, every
+/* Unit tests for agent/tools/tools.c: the schema the request carries, alias resolution, every
  * kind of malformed call turning into an error observation, and dispatch to real tools. */
 #include <setjmp.h>
 #include <stdarg.h>

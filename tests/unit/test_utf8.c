@@ -1,4 +1,4 @@
-/* Unit tests for executor/utf8.c: valid text passes unchanged; each class of malformed
+/* Unit tests for common/utf8.c: valid text passes unchanged; each class of malformed
  * input (stray continuation, overlong, surrogate, too large, truncated, NUL) is replaced. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for executor/workspace_diff.c on real trees: manifest statuses, sizes and hashes,
+/* Unit tests for agent/workspace_diff.c on real trees: manifest statuses, sizes and hashes,
  * symlinks and FIFOs never followed or listed, limits, the rewritten unified diff and its cap,
  * and the outputs collector's pattern rules. */
 #include <setjmp.h>
