@@ -33,7 +33,5 @@ void fncall_text_call_free(struct fncall_text_call *c);
  * <function=...> text, a tool result becomes a user message "EXECUTION RESULT of [NAME]:".
  * Returns a new message, or NULL when msg needs no change (or out of memory). */
 cJSON *fncall_text_convert_message(const cJSON *msg, void *ctx);
-/* The whole array at once; names of tool results are looked up from the calls. */
-cJSON *fncall_text_convert_messages(const cJSON *messages, const char *suffix);
 
 #endif

@@ -29,7 +29,6 @@ struct history {
     size_t n, cap;
     size_t chars;      /* sum of len */
     size_t raw_tokens; /* sum of tokens */
-    double scale;
     history_transform_fn fn;
     void *ctx;
     size_t dropped_total;
@@ -40,10 +39,7 @@ struct history {
 
 struct history *history_new(void)
 {
-    struct history *h = calloc(1, sizeof(*h));
-    if (h)
-        h->scale = 1.0;
-    return h;
+    return calloc(1, sizeof(struct history));
 }
 
 void history_free(struct history *h)
@@ -231,17 +227,7 @@ size_t history_chars(const struct history *h)
 
 size_t history_tokens(const struct history *h)
 {
-    return (size_t)((double)h->raw_tokens * h->scale);
-}
-
-void history_calibrate(struct history *h, size_t prompt_tokens, size_t extra_tokens)
-{
-    if (!h->raw_tokens || prompt_tokens <= extra_tokens)
-        return;
-    double s = (double)(prompt_tokens - extra_tokens) / (double)h->raw_tokens;
-    /* A wild ratio means a usage figure that is not about this request: ignore it. */
-    if (s >= 0.25 && s <= 4.0)
-        h->scale = s;
+    return h->raw_tokens;
 }
 
 /* ---------- condensation ---------- */

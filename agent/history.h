@@ -46,12 +46,8 @@ const cJSON *history_message(const struct history *h, size_t i);
 /* Bytes of the serialized messages array. */
 size_t history_chars(const struct history *h);
 /* Estimated prompt tokens of the messages: ~4 ASCII bytes per token, one token per non-ASCII
- * character, a few per message, scaled by the last calibration. Cached: O(1). */
+ * character, a few per message. Cached: O(1). */
 size_t history_tokens(const struct history *h);
-/* Tells the estimator what the API counted for the request just sent (usage.prompt_tokens),
- * so later estimates are scaled to this model's tokenizer. extra_tokens: the estimate of
- * what the request carried besides the messages (tools schema), subtracted first. */
-void history_calibrate(struct history *h, size_t prompt_tokens, size_t extra_tokens);
 
 struct history_condense_stats {
     size_t observations_condensed; /* tool results replaced by a placeholder */

@@ -308,16 +308,6 @@ int read_file(const char *path, size_t max, char **out, size_t *outlen)
     return 0;
 }
 
-int write_file(const char *path, const char *text)
-{
-    cleanup_fd int fd = open(path, O_WRONLY | O_CLOEXEC | O_TRUNC);
-    if (fd < 0)
-        return -1;
-    if (write_all(fd, text, strlen(text)) < 0)
-        return -1;
-    return close(steal_fd(&fd));
-}
-
 const char *self_exe_path(void)
 {
     static char path[4096];

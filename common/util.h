@@ -71,7 +71,6 @@ double wallclock_s(void);
 int write_all(int fd, const void *buf, size_t len);
 /* Reads a whole (small) file; refuses files larger than max. NUL-terminates. */
 int read_file(const char *path, size_t max, char **out, size_t *outlen);
-int write_file(const char *path, const char *text);
 /* read_file, or all of stdin (a pipe or a file) when path is "-". */
 int read_input(const char *path, size_t max, char **out, size_t *outlen);
 /* mkdir(path, 0700) that accepts an existing directory (and refuses anything else there). */

@@ -1239,34 +1239,6 @@ cJSON *llm_client_state_json(const struct llm_client *c)
     return j;
 }
 
-struct sync_slot {
-    struct llm_outcome *o;
-    bool done;
-};
-
-static void sync_done(void *opaque, struct llm_outcome *o)
-{
-    struct sync_slot *s = opaque;
-    s->o = o;
-    s->done = true;
-}
-
-int llm_call_sync(struct llm_client *c, const struct llm_call *call, struct llm_outcome **out,
-                  char *err, size_t errsz)
-{
-    struct sync_slot s = {0};
-    if (llm_call_start(c, call, sync_done, &s, err, errsz) < 0)
-        return -1;
-    while (!s.done)
-        if (llm_client_step(c, 1000) < 0) {
-            llm_client_cancel(c, call->task_id ? call->task_id : "");
-            if (!s.done)
-                return errf(err, errsz, "poll failed: %s", strerror(errno));
-        }
-    *out = s.o;
-    return 0;
-}
-
 void llm_outcome_free(struct llm_outcome *o)
 {
     if (!o)

@@ -99,9 +99,6 @@ cJSON *llm_client_state_json(const struct llm_client *c);
 #define LLM_KEY_FRAGMENT_MIN 12
 bool llm_redact_key_fragments(char *text, const char *key);
 
-/* Convenience: start one call and step until it is done. */
-int llm_call_sync(struct llm_client *c, const struct llm_call *call, struct llm_outcome **out,
-                  char *err, size_t errsz);
 void llm_outcome_free(struct llm_outcome *o);
 const char *llm_status_name(enum llm_status s);
 /* {"status","model","models_tried","usage","attempts","finish_reason","message",

@@ -191,11 +191,18 @@ static void test_convert_history_round_trip(void **state)
         "\"function\",\"function\":{\"name\":\"str_replace_editor\",\"arguments\":"
         "\"{\\\"command\\\":\\\"insert\\\",\\\"path\\\":\\\"/w/a\\\",\\\"insert_line\\\":3,"
         "\\\"new_str\\\":\\\"  x\\\\n  y\\\"}\"}}]},"
-        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"edited\"}]";
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"name\":\"str_replace_editor\","
+        "\"content\":\"edited\"}]";
     cleanup_json cJSON *msgs = cJSON_Parse(native);
     assert_non_null(msgs);
-    cleanup_json cJSON *text = fncall_text_convert_messages(msgs, "\nSUFFIX");
-    assert_non_null(text);
+    /* Message by message, as the history's transform renders them. */
+    cleanup_json cJSON *text = cJSON_CreateArray();
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs)
+    {
+        cJSON *c = fncall_text_convert_message(m, "\nSUFFIX");
+        assert_true(cJSON_AddItemToArray(text, c ? c : cJSON_Duplicate(m, true)));
+    }
     assert_int_equal(cJSON_GetArraySize(text), 4);
     cJSON *sys = cJSON_GetArrayItem(text, 0), *asst = cJSON_GetArrayItem(text, 2),
           *res = cJSON_GetArrayItem(text, 3);

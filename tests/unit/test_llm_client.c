@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,6 +29,35 @@ struct server {
     int port;
     int report; /* pipe: the server writes one byte per request that carried the key */
 };
+
+struct sync_slot {
+    struct llm_outcome *o;
+    bool done;
+};
+
+static void sync_done(void *opaque, struct llm_outcome *o)
+{
+    struct sync_slot *s = opaque;
+    s->o = o;
+    s->done = true;
+}
+
+/* One call, stepped until it is done (what the supervisor's loop does for every call). */
+static int llm_call_sync(struct llm_client *c, const struct llm_call *call,
+                         struct llm_outcome **out, char *err, size_t errsz)
+{
+    struct sync_slot s = {0};
+    if (llm_call_start(c, call, sync_done, &s, err, errsz) < 0)
+        return -1;
+    while (!s.done)
+        if (llm_client_step(c, 1000) < 0) {
+            llm_client_cancel(c, call->task_id ? call->task_id : "");
+            if (!s.done)
+                return errf(err, errsz, "poll failed: %s", strerror(errno));
+        }
+    *out = s.o;
+    return 0;
+}
 
 static const char ok_body[] =
     "{\"model\":\"m\",\"choices\":[{\"finish_reason\":\"stop\",\"message\":{\"role\":"
