@@ -506,9 +506,9 @@ static int make_cgroups(struct cell *c, const struct cell_config *cfg, int versi
 }
 
 /* Root: our descriptors belong to our mount namespace, which the cell's cannot bind from, so
- * the cell gets detached copies of the binary's and the seed's mounts to move into place. (An
- * unprivileged parent cannot make them; its child, with the same rights, opens the names
- * itself, the seed checked to be the directory opened here: workspace_reopen_seed.) */
+ * the cell gets detached copies of the mounts of the binary and of the seed directory to move
+ * into place. (An unprivileged parent cannot make them; its child, with the same rights, opens
+ * the names itself, the seed checked to be the directory opened here: workspace_reopen_seed.) */
 static int clone_mounts(struct cell *c, const struct cell_config *cfg, char *err, size_t errsz)
 {
     if (cfg->pid1 == CELL_PID1_AGENT &&
