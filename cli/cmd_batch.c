@@ -887,9 +887,7 @@ static void run_loop(struct batch *b, int sigfd)
             struct slot *s = &b->slots[i];
             if (!s->runner)
                 continue;
-            /* a replay broker is stepped only when it holds a reply (broker_step of an
-             * empty replay broker hands memcpy a NULL pointer) */
-            if (s->own_broker && broker_timeout_ms(s->own_broker) >= 0)
+            if (s->own_broker)
                 (void)broker_step(s->own_broker);
             runner_handle(s->runner, fds + first[i], count[i]);
             if (runner_done(s->runner))
