@@ -382,6 +382,15 @@ static int recv_msg(int fd, struct setup_msg *m, int *passed_fd)
     return 1;
 }
 
+/* Removes the cell's cgroups, then their janitor registration (nothing is left for it):
+ * registering and unregistering happen here only. */
+static void drop_cgroups(struct cell *c)
+{
+    cgroup_destroy(&c->cg);
+    janitor_unregister(c->cg.janitor_id);
+    c->cg.janitor_id = 0;
+}
+
 static void cell_cleanup(struct cell *c)
 {
     if (c->pidfd >= 0 && !c->reaped) {
@@ -391,7 +400,7 @@ static void cell_cleanup(struct cell *c)
             ;
         c->reaped = true;
     }
-    cgroup_destroy(&c->cg);
+    drop_cgroups(c);
     slot_release(&c->slot);
     int *fds[] = {&c->pidfd, &c->setup_fd, &c->ws_fd, &c->exe_tree, &c->seed_tree};
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
@@ -494,11 +503,11 @@ static int send_go(struct cell *c, const char *msg, size_t len, char *err, size_
  * them should agentbox be SIGKILLed. -1 only if the janitor cannot be started. */
 static int make_cgroups(struct cell *c, const struct cell_config *cfg, int version)
 {
-    cgroup_destroy(&c->cg);
+    drop_cgroups(c);
     cgroup_create(&c->cg, version, &c->slot, &cfg->limits);
     if (c->cg.version && janitor_register(&c->cg, c->slot.lock_fd, &c->cg.janitor_id) < 0) {
         int e = errno;
-        cgroup_destroy(&c->cg);
+        drop_cgroups(c);
         errno = e;
         return -1;
     }
@@ -594,7 +603,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     if (pid < 0 && c->cg.version == 2 && errno != ENOMEM && errno != EAGAIN) {
         /* The cgroup refused the cell (e.g. a v2 parent that is not delegated to us):
          * without a cgroup, the limits fall back to rlimits. */
-        cgroup_destroy(&c->cg);
+        drop_cgroups(c);
         ca.flags &= ~((uint64_t)CLONE_INTO_CGROUP | (uint64_t)CLONE_NEWCGROUP);
         ca.cgroup = 0;
         pid = root ? ns_clone3_as(&ca, c->slot.uid, c->slot.gid)

@@ -115,8 +115,8 @@ int cgroup_enter(struct cell_child *ctx, const char *memory_path, const char *pi
 int cgroup_grant_tasks(const struct cell_cgroup *cg, uid_t uid, gid_t gid);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
-/* Removes the cgroups (and the shared parent once empty), then unregisters them from the
- * janitor. */
+/* Removes the cgroups (and the shared parent once empty). The janitor's registration is
+ * cell.c's (drop_cgroups): cgroup.c never calls the janitor, which calls cgroup_remove. */
 void cgroup_destroy(struct cell_cgroup *cg);
 /* Removes one cgroup (v1: kills what is left in it; v2: cgroup.kill) and the shared "agentbox"
  * parent once empty, waiting up to wait_ms for the last tasks to be reaped. */

@@ -375,8 +375,6 @@ void cgroup_destroy(struct cell_cgroup *cg)
         cgroup_remove(cg->path, cg->version, RM_WAIT_MS);
     if (cg->version == 1 && cg->pids_path[0])
         cgroup_remove(cg->pids_path, 1, RM_WAIT_MS);
-    janitor_unregister(cg->janitor_id); /* after the removal: nothing is left for it */
-    cg->janitor_id = 0;
     cg->version = 0;
     cg->memory = cg->pids = false;
 }
