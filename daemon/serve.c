@@ -572,6 +572,7 @@ int cmd_serve(int argc, char **argv)
     s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = -1;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* see refuse_for_want_of_fds */
     s->journal.fd = -1;
+    s->publish = (struct serve_publish){serve_publish_event, serve_answer_waiters};
     int prc = parse_args(argc, argv, s);
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;

@@ -101,6 +101,15 @@ struct policy_entry {
     struct sock_fprog prog;
 };
 
+/* What the task side tells the client side, installed by serve.c (serve_client.c's
+ * functions): serve_task.c never walks the clients nor calls into serve_client.c. */
+struct serve_publish {
+    /* one event line of task t to every live subscriber; terminal: t's stream ends */
+    void (*event)(struct server *s, const struct stask *t, const char *line, size_t len,
+                  bool terminal);
+    void (*finished)(struct server *s, struct stask *t); /* t has a result: answer its waiters */
+};
+
 struct server {
     const char *socket_path, *replay;
     char state_dir[CONFIG_URL_MAX];
@@ -147,6 +156,7 @@ struct server {
     unsigned long nunsaved;  /* finished tasks whose result or record is not durable yet */
     double unsaved_retry_at; /* monotonic */
     double drain_deadline, exit_deadline;
+    struct serve_publish publish;
 };
 
 /* serve_result.c */
@@ -185,6 +195,8 @@ void serve_client_queue(struct client *c, const char *p, size_t n);
 void serve_reply_error(struct client *c, enum protocol_error code, const char *msg);
 void serve_stream_end(struct client *c);
 void serve_answer_waiters(struct server *s, struct stask *t);
+void serve_publish_event(struct server *s, const struct stask *t, const char *line, size_t len,
+                         bool terminal);
 void serve_stream_pump(struct client *c);
 void serve_client_process(struct client *c);
 void serve_client_read(struct client *c);

@@ -252,6 +252,20 @@ static void send_result(struct client *c, struct stask *t)
     reply_ok(c, f);
 }
 
+void serve_publish_event(struct server *s, const struct stask *t, const char *line, size_t len,
+                         bool terminal)
+{
+    for (struct client *c = s->clients; c; c = c->next) {
+        if (c->dead || c->pending != P_STREAM || !c->live)
+            continue;
+        if (!c->all && strcmp(c->id, t->id) != 0)
+            continue;
+        serve_client_queue(c, line, len);
+        if (terminal && !c->all)
+            serve_stream_end(c);
+    }
+}
+
 void serve_answer_waiters(struct server *s, struct stask *t)
 {
     for (struct client *c = s->clients; c; c = c->next) {

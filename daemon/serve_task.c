@@ -83,15 +83,7 @@ static void on_event(struct server *s, struct stask *t, const char *line, size_t
         }
         terminal = serve_is_terminal_event(type->valuestring);
     }
-    for (struct client *c = s->clients; c; c = c->next) {
-        if (c->dead || c->pending != P_STREAM || !c->live)
-            continue;
-        if (!c->all && strcmp(c->id, t->id) != 0)
-            continue;
-        serve_client_queue(c, line, len);
-        if (terminal && !c->all)
-            serve_stream_end(c);
-    }
+    s->publish.event(s, t, line, len, terminal);
 }
 
 void serve_slot_event_sink(void *opaque, const char *line, size_t len)
@@ -120,7 +112,7 @@ static void record_finished(struct server *s, struct stask *t, enum task_status 
         task_free(&t->task);
         t->parsed = false;
     }
-    serve_answer_waiters(s, t);
+    s->publish.finished(s, t);
     /* the journal keeps the task for a restart; memory need not */
     cJSON_Delete(t->task_json);
     t->task_json = NULL;
