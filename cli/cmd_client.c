@@ -180,11 +180,7 @@ static void print_json(const cJSON *j)
 static int result_exit_code(const cJSON *result)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(result, "status");
-    const char *s = cJSON_IsString(st) ? st->valuestring : "";
-    return strcmp(s, "succeeded") == 0   ? EXIT_TASK_OK
-           : strcmp(s, "escalated") == 0 ? EXIT_TASK_ESCALATED
-           : strcmp(s, "mock") == 0      ? EXIT_TASK_MOCK
-                                         : EXIT_TASK_FAILED;
+    return task_status_exit_code(cJSON_IsString(st) ? st->valuestring : NULL);
 }
 
 static int do_wait(struct conn *c, size_t *consumed, const char *id, double timeout, const char *op)

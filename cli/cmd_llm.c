@@ -390,20 +390,7 @@ int cmd_llm(int argc, char **argv)
             print_json(j);
             cJSON_Delete(j);
         }
-        switch (L.single->status) {
-        case LLM_OK:
-            rc = EXIT_TASK_OK;
-            break;
-        case LLM_ESCALATED:
-            rc = EXIT_TASK_ESCALATED;
-            break;
-        case LLM_MOCK:
-            rc = EXIT_TASK_MOCK;
-            break;
-        default:
-            rc = EXIT_TASK_FAILED;
-            break;
-        }
+        rc = task_status_exit_code(llm_status_name(L.single->status));
         llm_outcome_free(L.single);
         L.single = NULL;
     } else {

@@ -6,12 +6,9 @@
 
 #define AGENTBOX_VERSION "0.1.0"
 
-/* Exit codes of run, wait and batch. */
-#define EXIT_TASK_OK        0
-#define EXIT_TASK_FAILED    1
-#define EXIT_USAGE          2
-#define EXIT_TASK_ESCALATED 3
-#define EXIT_TASK_MOCK      4
+/* Exit codes of run, wait and batch: a finished task's (EXIT_TASK_*) are status.h's. */
+#include "status.h"
+#define EXIT_USAGE 2
 /* wait --timeout (and submit --wait --wait-timeout) gave up: the task is still running. */
 #define EXIT_WAIT_TIMEOUT 5
 

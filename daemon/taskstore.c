@@ -8,23 +8,6 @@
 
 #include "util.h"
 
-static const char *const status_names[TS_NSTATUS] = {
-    "queued", "running", "succeeded", "failed", "timeout", "cancelled", "escalated", "mock",
-};
-
-const char *task_status_name(enum task_status st)
-{
-    return (unsigned)st < TS_NSTATUS ? status_names[st] : "failed";
-}
-
-int task_status_parse(const char *name)
-{
-    for (int i = TS_SUCCEEDED; i < TS_NSTATUS; i++)
-        if (strcmp(status_names[i], name) == 0)
-            return i;
-    return -1;
-}
-
 static size_t hash(const char *id)
 {
     uint64_t h = 1469598103934665603ull;

@@ -10,19 +10,8 @@
 #include <stddef.h>
 
 #include "events.h"
+#include "status.h"
 #include "task.h"
-
-enum task_status {
-    TS_QUEUED,
-    TS_RUNNING,
-    TS_SUCCEEDED,
-    TS_FAILED,
-    TS_TIMEOUT,
-    TS_CANCELLED,
-    TS_ESCALATED,
-    TS_MOCK,
-    TS_NSTATUS
-};
 
 struct stask {
     char id[TASK_ID_MAX + 1];
@@ -63,13 +52,5 @@ void taskstore_set_status(struct taskstore *s, struct stask *t, enum task_status
 void taskstore_remove(struct taskstore *s, struct stask *t);
 /* The oldest finished task when more than `retain` are finished, else NULL. */
 struct stask *taskstore_evictable(const struct taskstore *s, unsigned long retain);
-
-const char *task_status_name(enum task_status st);
-/* "succeeded" -> TS_SUCCEEDED ...; -1 when not a terminal status name. */
-int task_status_parse(const char *name);
-static inline bool task_status_terminal(enum task_status st)
-{
-    return st >= TS_SUCCEEDED;
-}
 
 #endif

@@ -21,6 +21,7 @@
 #include "json.h"
 #include "log.h"
 #include "result_report.h"
+#include "status.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -865,10 +866,7 @@ static void build_result(struct runner *r)
     }
     cJSON_AddItemToObject(res, "metadata", md);
     r->result = res;
-    r->exit_code = strcmp(status, "succeeded") == 0   ? 0
-                   : strcmp(status, "escalated") == 0 ? 3
-                   : strcmp(status, "mock") == 0      ? 4
-                                                      : 1;
+    r->exit_code = task_status_exit_code(status);
 
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "status", status);
