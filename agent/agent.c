@@ -92,7 +92,7 @@ static void send_event(struct agent *a, const char *type, cJSON *fields)
 {
     cJSON *h = fields ? fields : cJSON_CreateObject();
     cJSON_AddStringToObject(h, "type", type);
-    (void)channel_send_type(a->chan, "event", h, NULL, 0);
+    (void)channel_send_kind(a->chan, CH_EVENT, h, NULL, 0);
 }
 
 static char *clip(const char *s, size_t max)
@@ -159,7 +159,7 @@ static void poll_cancel(struct agent *a)
         }
         if (rc == 0)
             return;
-        if (strcmp(m.type, "cancel") == 0)
+        if (m.kind == CH_CANCEL)
             cancel_flag = 1;
         channel_msg_clear(&m);
     }
@@ -249,7 +249,7 @@ static cJSON *ask_llm(struct agent *a)
     cJSON_AddNumberToObject(h, "id", id);
     cJSON_AddBoolToObject(h, "native_tools", a->native_tools);
     cJSON_AddNumberToObject(h, "keep", (double)keep);
-    if (channel_send_type(a->chan, "llm", h, payload, (size_t)(p - payload)) < 0)
+    if (channel_send_kind(a->chan, CH_LLM, h, payload, (size_t)(p - payload)) < 0)
         return NULL;
     a->sent = n;
     for (;;) {
@@ -261,13 +261,13 @@ static cJSON *ask_llm(struct agent *a)
             reap_orphans(a);
             continue;
         }
-        if (strcmp(m.type, "cancel") == 0) {
+        if (m.kind == CH_CANCEL) {
             cancel_flag = 1;
             channel_msg_clear(&m);
             continue; /* the supervisor still answers the pending call */
         }
         const cJSON *rid = cJSON_GetObjectItemCaseSensitive(m.header, "id");
-        if (strcmp(m.type, "llm_reply") == 0 && cJSON_IsNumber(rid) && rid->valuedouble == id) {
+        if (m.kind == CH_LLM_REPLY && cJSON_IsNumber(rid) && rid->valuedouble == id) {
             cJSON *outcome = cJSON_DetachItemFromObjectCaseSensitive(m.header, "outcome");
             channel_msg_clear(&m);
             return outcome;
@@ -592,7 +592,7 @@ static void send_outputs(struct agent *a)
             continue;
         cJSON *h = cJSON_CreateObject();
         cJSON_AddStringToObject(h, "path", outs.files[i].path);
-        (void)channel_send_type(a->chan, "output", h, data, len);
+        (void)channel_send_kind(a->chan, CH_OUTPUT, h, data, len);
     }
     wsdiff_outputs_free(&outs);
 }
@@ -625,7 +625,7 @@ static void send_result(struct agent *a, const char *seed)
             cJSON_AddBoolToObject(h, "diff_truncated", true);
     }
     send_outputs(a);
-    (void)channel_send_type(a->chan, "result", h, NULL, 0);
+    (void)channel_send_kind(a->chan, CH_RESULT, h, NULL, 0);
 }
 
 int cmd_internal_agent(int argc, char **argv)
@@ -643,7 +643,7 @@ int cmd_internal_agent(int argc, char **argv)
     struct agent a = {.chan = CELL_CHANNEL_FD};
     channel_reader_init(&a.rd);
     struct channel_msg m;
-    if (channel_recv(&a.rd, a.chan, &m, AGENT_TASK_WAIT_MS) != 1 || strcmp(m.type, "task")) {
+    if (channel_recv(&a.rd, a.chan, &m, AGENT_TASK_WAIT_MS) != 1 || m.kind != CH_TASK) {
         fprintf(stderr, "agentbox __agent: no task arrived on fd %d\n", CELL_CHANNEL_FD);
         return 1;
     }

@@ -39,6 +39,8 @@ struct runner {
     struct channel_reader rd;
     double start_mono, start_wall, deadline, kill_at;
     bool cancel_sent, kill_sent, cancelled, timed_out, chan_closed, reaped;
+    unsigned chan_seen;  /* channel types received (channel_dispatch) */
+    char violation[128]; /* the cell broke the channel protocol: how ("" = it did not) */
     /* LLM accounting, all from the supervisor's own view */
     bool llm_inflight;
     struct llm_ctx *llm_pending; /* the call in flight, detached if the runner goes first */
@@ -74,13 +76,13 @@ struct runner {
     char events_path[4096];
 };
 
-static void send_to_cell(struct runner *r, const char *type, cJSON *fields)
+static void send_to_cell(struct runner *r, enum channel_type type, cJSON *fields)
 {
     if (r->chan < 0 || r->chan_closed) {
         cJSON_Delete(fields);
         return;
     }
-    if (channel_send_type(r->chan, type, fields, NULL, 0) < 0 && errno != EPIPE)
+    if (channel_send_kind(r->chan, type, fields, NULL, 0) < 0 && errno != EPIPE)
         log_debug("task %s: channel send failed: %s", r->o.task->id, strerror(errno));
 }
 
@@ -219,7 +221,7 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     cJSON *tf = cJSON_CreateObject();
     cJSON_AddItemToObject(tf, "task", task_for_cell(r));
     /* the first frame is small and the socket buffer empty: this does not block */
-    send_to_cell(r, "task", tf);
+    send_to_cell(r, CH_TASK, tf);
     *out = r;
     return 0;
 }
@@ -253,7 +255,7 @@ static void wrap_up(struct runner *r, const char *reason)
     broker_cancel_task(r->o.broker, r->o.task->id);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "reason", reason);
-    send_to_cell(r, "cancel", f);
+    send_to_cell(r, CH_CANCEL, f);
     /* the agent reads its channel only between steps; SIGTERM reaches it inside a tool too
      * (tool_bash polls the flag the handler sets), so it stops the command and reports */
     (void)kill(cell_pid(r->cell), SIGTERM);
@@ -283,7 +285,7 @@ static void reply_llm(struct runner *r, double id, cJSON *outcome)
     cJSON_AddNumberToObject(budget, "cost_usd", r->cost_usd);
     cJSON_AddItemToObject(outcome, "spent", budget);
     cJSON_AddItemToObject(f, "outcome", outcome);
-    send_to_cell(r, "llm_reply", f);
+    send_to_cell(r, CH_LLM_REPLY, f);
 }
 
 static double num_or_zero(const cJSON *o, const char *name)
@@ -618,6 +620,44 @@ static void handle_report(struct runner *r, cJSON *h)
     result_report_clean(r->report, &r->cut);
 }
 
+static void on_llm(void *ctx, struct channel_msg *m)
+{
+    handle_llm(ctx, m);
+}
+static void on_event(void *ctx, struct channel_msg *m)
+{
+    handle_event(ctx, m->header);
+}
+static void on_output(void *ctx, struct channel_msg *m)
+{
+    handle_output(ctx, m);
+}
+static void on_result(void *ctx, struct channel_msg *m)
+{
+    handle_report(ctx, m->header);
+}
+
+/* What the supervisor accepts from a cell; anything else ends the task. */
+static const struct channel_rule cell_rules[] = {
+    {CH_LLM, CH_FROM_CELL, false, on_llm},
+    {CH_EVENT, CH_FROM_CELL, false, on_event},
+    {CH_OUTPUT, CH_FROM_CELL, false, on_output},
+    {CH_RESULT, CH_FROM_CELL, true, on_result},
+};
+
+/* The cell sent what the protocol does not permit: it is not trusted to say anything more.
+ * The channel is closed, the cell killed, and the task fails saying why (decide_status). */
+static void protocol_violation(struct runner *r, const char *what)
+{
+    snprintf(r->violation, sizeof(r->violation), "%s", what);
+    log_warn("task %s: the cell broke the channel protocol (%s): killing it", r->o.task->id, what);
+    r->chan_closed = true;
+    broker_cancel_task(r->o.broker, r->o.task->id);
+    if (!r->kill_sent)
+        (void)cell_kill(r->cell);
+    r->kill_sent = true;
+}
+
 static void handle_channel(struct runner *r)
 {
     for (int budget = 64; budget > 0; budget--) {
@@ -633,21 +673,18 @@ static void handle_channel(struct runner *r)
         }
         /* Every string out of the cell is valid UTF-8 before it goes anywhere (events, the
          * LLM request, logs); the report gets its own treatment (escaped names, marks). */
-        if (strcmp(m.type, "result") != 0 && utf8_fix_json(m.header) != 0) {
+        if (m.kind != CH_RESULT && utf8_fix_json(m.header) != 0) {
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(m.header, "t");
             m.type = cJSON_IsString(t) ? t->valuestring : ""; /* the old one may be freed */
         }
-        if (strcmp(m.type, "llm") == 0)
-            handle_llm(r, &m);
-        else if (strcmp(m.type, "event") == 0)
-            handle_event(r, m.header);
-        else if (strcmp(m.type, "output") == 0)
-            handle_output(r, &m);
-        else if (strcmp(m.type, "result") == 0)
-            handle_report(r, m.header);
-        else
-            log_debug("task %s: unknown message from the cell", r->o.task->id);
+        char why[100];
+        int drc = channel_dispatch(cell_rules, ARRAY_SIZE(cell_rules), &r->chan_seen, r, &m, why,
+                                   sizeof(why));
         channel_msg_clear(&m);
+        if (drc < 0) {
+            protocol_violation(r, why);
+            return;
+        }
     }
 }
 
@@ -691,6 +728,13 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     if (r->cancelled) {
         *status = "cancelled";
         return "task_cancelled";
+    }
+    if (r->violation[0]) {
+        snprintf(msg, sizeof(msg), "the cell broke the channel protocol: %s", r->violation);
+        *status = "failed";
+        *error = broker_error_object("SDK_ERROR", msg, NULL);
+        cJSON_AddStringToObject(*error, "reason", "protocol_violation");
+        return "task_failed";
     }
     if (!rep || !end) {
         const char *how = r->rec.status == CELL_MEMORY ? "hit its memory limit" : "ended";

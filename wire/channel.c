@@ -11,6 +11,58 @@
 
 #include "util.h"
 
+static const struct {
+    const char *name;
+    enum channel_dir dir;
+} types[CH_NTYPES] = {
+    [CH_TASK] = {"task", CH_TO_CELL},           [CH_LLM] = {"llm", CH_FROM_CELL},
+    [CH_LLM_REPLY] = {"llm_reply", CH_TO_CELL}, [CH_CANCEL] = {"cancel", CH_TO_CELL},
+    [CH_EVENT] = {"event", CH_FROM_CELL},       [CH_OUTPUT] = {"output", CH_FROM_CELL},
+    [CH_RESULT] = {"result", CH_FROM_CELL},
+};
+
+const char *channel_type_name(enum channel_type t)
+{
+    return t > CH_UNKNOWN && t < CH_NTYPES ? types[t].name : "?";
+}
+
+enum channel_type channel_type_of(const char *name)
+{
+    for (int i = CH_UNKNOWN + 1; name && i < CH_NTYPES; i++)
+        if (strcmp(types[i].name, name) == 0)
+            return (enum channel_type)i;
+    return CH_UNKNOWN;
+}
+
+int channel_type_dir(enum channel_type t)
+{
+    return t > CH_UNKNOWN && t < CH_NTYPES ? (int)types[t].dir : -1;
+}
+
+int channel_dispatch(const struct channel_rule *rules, size_t n, unsigned *seen, void *ctx,
+                     struct channel_msg *m, char *err, size_t errsz)
+{
+    const struct channel_rule *rule = NULL;
+    for (size_t i = 0; i < n && !rule; i++)
+        if (rules[i].type == m->kind && m->kind != CH_UNKNOWN &&
+            channel_type_dir(m->kind) == (int)rules[i].dir)
+            rule = &rules[i];
+    if (!rule)
+        return errf(err, errsz, "unpermitted message '%.40s'", m->type ? m->type : "");
+    unsigned bit = 1u << m->kind;
+    if (rule->once && (*seen & bit))
+        return errf(err, errsz, "a second '%s'", channel_type_name(m->kind));
+    *seen |= bit;
+    rule->handler(ctx, m);
+    return 0;
+}
+
+int channel_send_kind(int fd, enum channel_type kind, cJSON *fields, const void *payload,
+                      size_t payload_len)
+{
+    return channel_send_type(fd, channel_type_name(kind), fields, payload, payload_len);
+}
+
 void channel_msg_clear(struct channel_msg *m)
 {
     cJSON_Delete(m->header);
@@ -120,6 +172,7 @@ static int finish_frame(struct channel_reader *r, struct channel_msg *msg)
     memset(msg, 0, sizeof(*msg));
     msg->header = h;
     msg->type = t->valuestring;
+    msg->kind = channel_type_of(msg->type);
     if (r->plen) {
         /* hand the frame buffer over instead of copying a payload that may be megabytes:
          * the payload becomes the buffer's start (a move within it, no new allocation) */

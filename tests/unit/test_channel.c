@@ -27,6 +27,7 @@ static void test_round_trip_with_payload(void **state)
     struct channel_msg m;
     assert_int_equal(channel_recv(&r, sv[1], &m, 1000), 1);
     assert_string_equal(m.type, "llm");
+    assert_int_equal(m.kind, CH_LLM);
     assert_int_equal(cJSON_GetObjectItem(m.header, "id")->valueint, 7);
     assert_int_equal(m.payload_len, 9);
     assert_memory_equal(m.payload, "payload\0x", 9);
@@ -117,12 +118,60 @@ static void test_hostile_frames_refused(void **state)
     assert_int_equal(errno, 0);
 }
 
+static int handled;
+static void count(void *ctx, struct channel_msg *m)
+{
+    (void)m;
+    (*(int *)ctx)++;
+}
+
+/* The supervisor's table: what a cell may send, a result once; anything else, or a message
+ * of the other direction, is a protocol violation that names the message. */
+static void test_dispatch_table(void **state)
+{
+    (void)state;
+    static const struct channel_rule rules[] = {
+        {CH_LLM, CH_FROM_CELL, false, count},
+        {CH_EVENT, CH_FROM_CELL, false, count},
+        {CH_RESULT, CH_FROM_CELL, true, count},
+    };
+    unsigned seen = 0;
+    char err[128];
+    handled = 0;
+    struct channel_msg m = {.type = "event", .kind = channel_type_of("event")};
+    assert_int_equal(m.kind, CH_EVENT);
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), 0);
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), 0);
+    m = (struct channel_msg){.type = "result", .kind = CH_RESULT};
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), 0);
+    assert_int_equal(handled, 3);
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), -1);
+    assert_string_equal(err, "a second 'result'");
+    m = (struct channel_msg){.type = "bogus", .kind = channel_type_of("bogus")};
+    assert_int_equal(m.kind, CH_UNKNOWN);
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), -1);
+    assert_string_equal(err, "unpermitted message 'bogus'");
+    /* a supervisor -> cell type from the cell, and one this table does not list */
+    m = (struct channel_msg){.type = "llm_reply", .kind = CH_LLM_REPLY};
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), -1);
+    m = (struct channel_msg){.type = "output", .kind = CH_OUTPUT};
+    assert_int_equal(channel_dispatch(rules, 3, &seen, &handled, &m, err, sizeof(err)), -1);
+    assert_int_equal(handled, 3);
+    /* names and directions: request and answer pair up across the boundary */
+    for (int t = CH_UNKNOWN + 1; t < CH_NTYPES; t++)
+        assert_int_equal(channel_type_of(channel_type_name((enum channel_type)t)), t);
+    assert_int_equal(channel_type_dir(CH_LLM), CH_FROM_CELL);
+    assert_int_equal(channel_type_dir(CH_LLM_REPLY), CH_TO_CELL);
+    assert_int_equal(channel_type_dir(CH_UNKNOWN), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_with_payload),
         cmocka_unit_test(test_byte_at_a_time),
         cmocka_unit_test(test_hostile_frames_refused),
+        cmocka_unit_test(test_dispatch_table),
     };
     return cmocka_run_group_tests_name("channel", tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@ classes so that a caller can tell "the server said no" from "no server"."""
 # loop stopped. "stuck": the same action or error over and over; "no_tool_calls": replies
 # without a tool call, nudges included; "max_iterations": the task's iteration limit;
 # "budget": its token or cost budget; "error": the agent could not go on.
-AGENT_END_REASONS = ("stuck", "no_tool_calls", "max_iterations", "budget", "error")
+AGENT_END_REASONS = ("stuck", "no_tool_calls", "max_iterations", "budget", "error",
+                     "protocol_violation")
 
 
 class AgentboxError(Exception):
