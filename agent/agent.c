@@ -24,6 +24,7 @@
 #include "fncall_text.h"
 #include "history.h"
 #include "json.h"
+#include "procfs.h"
 #include "stuck.h"
 #include "task.h"
 #include "tools.h"
@@ -127,20 +128,8 @@ static void reap_orphans(struct agent *a)
         long pid = strtol(e->d_name, &end, 10);
         if (*end || pid <= 0 || pid == keep || pid == self)
             continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        (void)close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        char *rp = strrchr(buf, ')');
-        char state;
-        long ppid;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == self && state == 'Z')
+        struct procfs_stat st;
+        if (procfs_stat((pid_t)pid, &st) == 0 && st.ppid == self && st.state == 'Z')
             (void)waitpid((pid_t)pid, NULL, WNOHANG);
     }
     (void)closedir(d);

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procfs.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -190,32 +191,12 @@ static unsigned long long boottime_ticks(void)
 /* Reads session id and start time (clock ticks since boot) of pid from /proc. */
 static int proc_stat(pid_t pid, pid_t *sid, unsigned long long *start)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    struct procfs_stat st;
+    if (procfs_stat(pid, &st) < 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    /* The command name may contain spaces and parentheses: fields resume after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    p++;
-    /* After ')': state(3) ppid(4) pgrp(5) session(6) ... starttime(22). */
-    char *save = NULL;
-    int field = 3;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save), field++) {
-        if (field == 6)
-            *sid = (pid_t)strtol(tok, NULL, 10);
-        if (field == 22) {
-            *start = strtoull(tok, NULL, 10);
-            return 0;
-        }
-    }
-    return -1;
+    *sid = st.session;
+    *start = st.starttime;
+    return 0;
 }
 
 /* SIGKILLs every process (except the shell) of the sessions given that started at or after
