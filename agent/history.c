@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "util.h"
 #include "wire_calls.h"
 
@@ -123,15 +124,9 @@ static int insert_at(struct history *h, size_t at, cJSON *msg, bool is_note)
         cJSON_Delete(msg);
         return -1;
     }
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct msg *m = realloc(h->m, cap * sizeof(*m));
-        if (!m) {
-            cJSON_Delete(msg);
-            return -1;
-        }
-        h->m = m;
-        h->cap = cap;
+    if (GROW(h->m, h->n, h->cap, 64, HISTORY_MAX_MESSAGES) < 0) {
+        cJSON_Delete(msg);
+        return -1;
     }
     struct msg nm = {.json = msg, .role = r, .is_note = is_note};
     if (serialize(h, &nm) != 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "util.h"
 
 void wire_ids_free(struct wire_ids *s)
@@ -26,14 +27,8 @@ bool wire_ids_has(const struct wire_ids *s, const char *id)
 
 static int add_id(struct wire_ids *s, const char *id)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        char **p = realloc(s->ids, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        s->ids = p;
-        s->cap = cap;
-    }
+    if (GROW(s->ids, s->n, s->cap, 32, (size_t)1 << 22) < 0) /* ids of a conversation */
+        return -1;
     char *d = strdup(id);
     if (!d)
         return -1;

@@ -21,6 +21,7 @@
 
 #include "sha256.h"
 #include "strbuf.h"
+#include "grow.h"
 #include "util.h"
 
 /* ---------- directory listing ---------- */
@@ -64,15 +65,9 @@ static int list_dir(int dfd, char ***out, size_t *nout, size_t *scan_left)
             break;
         }
         (*scan_left)--;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 32;
-            char **nn = realloc(names, nc * sizeof(char *));
-            if (!nn) {
-                rc = -1;
-                break;
-            }
-            names = nn;
-            cap = nc;
+        if (GROW(names, n, cap, 32, (size_t)1 << 24) < 0) { /* scan_left stops far below */
+            rc = -1;
+            break;
         }
         if (!(names[n] = strdup(e->d_name))) {
             rc = -1;
@@ -139,14 +134,8 @@ static int add_file(struct walk *w, enum wsdiff_status st, uint64_t size, const 
         m->truncated = true;
         return 1;
     }
-    if (m->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        struct wsdiff_file *f = realloc(m->files, cap * sizeof(*f));
-        if (!f)
-            return -1;
-        m->files = f;
-        w->cap = cap;
-    }
+    if (GROW(m->files, m->n, w->cap, 16, (size_t)1 << 24) < 0) /* truncated far below */
+        return -1;
     struct wsdiff_file *f = &m->files[m->n];
     if (!(f->path = strdup(w->path)))
         return -1;

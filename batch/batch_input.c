@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "json.h"
 #include "sha256.h"
 #include "util.h"
@@ -93,14 +94,8 @@ static bool is_space(char c)
 
 static int push_item(struct batch_input *in, struct batch_item *it)
 {
-    if (in->n == in->cap) {
-        size_t ncap = in->cap ? in->cap * 2 : 64;
-        struct batch_item *ni = realloc(in->items, ncap * sizeof(*ni));
-        if (!ni)
-            return -1;
-        in->items = ni;
-        in->cap = ncap;
-    }
+    if (GROW(in->items, in->n, in->cap, 64, (size_t)1 << 26) < 0)
+        return -1;
     in->items[in->n++] = *it;
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "batch_input.h"
 #include "batch_report.h"
 #include "commands.h"
+#include "grow.h"
 #include "util.h"
 
 #define MERGE_LINE_MAX     (64u << 20) /* one result line, as batch --resume reads it back */
@@ -61,14 +62,8 @@ static __attribute__((format(printf, 2, 3))) void problem(struct merge_set *s, c
 static int add_line(struct merge_set *s, cJSON *r, const char *raw, size_t len, const char *name,
                     unsigned lineno)
 {
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 64;
-        struct merge_line *nv = realloc(s->lines, ncap * sizeof(*nv));
-        if (!nv)
-            return -1;
-        s->lines = nv;
-        s->cap = ncap;
-    }
+    if (GROW(s->lines, s->n, s->cap, 64, (size_t)1 << 26) < 0)
+        return -1;
     char *copy = malloc(len + 1);
     if (!copy)
         return -1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "json.h"
 #include "llm_client.h"
 #include "llm_request.h"
@@ -308,14 +309,8 @@ int broker_call(struct broker *b, const struct broker_call *call, broker_done_fn
         b->live = ctx;
         return 0;
     }
-    if (b->npending == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 8;
-        struct pending *np = realloc(b->pending, ncap * sizeof(*np));
-        if (!np)
-            return errf(err, errsz, "out of memory");
-        b->pending = np;
-        b->cap = ncap;
-    }
+    if (GROW(b->pending, b->npending, b->cap, 8, (size_t)1 << 20) < 0)
+        return errf(err, errsz, "too many calls pending: %s", strerror(errno));
     cJSON *o = replay_outcome(b, call);
     if (!o)
         return errf(err, errsz, "out of memory");

@@ -19,6 +19,7 @@
 
 #include "strbuf.h"
 #include "utf8.h"
+#include "grow.h"
 #include "util.h"
 
 #define ECHO_MAX_CHARS 1000 /* how much of old_str an error message quotes back */
@@ -80,14 +81,8 @@ static void remember(struct tool_editor *ed, const char *path, const char *conte
         drop_edit(ed, oldest);
     while (ed->n && ed->bytes + len > TOOL_EDITOR_HISTORY_MAX_BYTES)
         drop_edit(ed, 0);
-    if (ed->n == ed->cap) {
-        size_t cap = ed->cap ? ed->cap * 2 : 16;
-        struct edit *e = realloc(ed->edits, cap * sizeof(*e));
-        if (!e)
-            return;
-        ed->edits = e;
-        ed->cap = cap;
-    }
+    if (GROW(ed->edits, ed->n, ed->cap, 16, (size_t)1 << 20) < 0)
+        return;
     struct edit e = {strdup(path), malloc(len + 1), len};
     if (!e.path || !e.content) {
         free(e.path);
