@@ -152,18 +152,7 @@ void exec_options_limits(const struct exec_options *o, const struct policy_limit
                          struct policy_limits *out)
 {
     *out = *defaults;
-    if (o->set & EXEC_SET_TIMEOUT)
-        out->timeout_s = o->limits.timeout_s;
-    if (o->set & EXEC_SET_DISK)
-        out->disk_bytes = o->limits.disk_bytes;
-    if (o->set & EXEC_SET_INODES)
-        out->inodes = o->limits.inodes;
-    if (o->set & EXEC_SET_MEMORY)
-        out->memory_bytes = o->limits.memory_bytes;
-    if (o->set & EXEC_SET_PIDS)
-        out->pids = o->limits.pids;
-    if (o->set & EXEC_SET_CPU)
-        out->cpu_s = o->limits.cpu_s;
+    policy_limits_override(out, o->set, &o->limits);
 }
 
 static int write_meta(int fd, const struct cell_record *rec)

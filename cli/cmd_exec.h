@@ -8,20 +8,21 @@
 
 #include "policy.h"
 
-/* Which limits an option overrode (bits), so policy defaults fill in the rest. */
+/* Which limits an option overrode: the one mask of policy.h (LIMIT_SET_*), under the
+ * names the option parser uses. */
 enum {
-    EXEC_SET_TIMEOUT = 1 << 0,
-    EXEC_SET_DISK = 1 << 1,
-    EXEC_SET_INODES = 1 << 2,
-    EXEC_SET_MEMORY = 1 << 3,
-    EXEC_SET_PIDS = 1 << 4,
-    EXEC_SET_CPU = 1 << 5,
+    EXEC_SET_TIMEOUT = LIMIT_SET_TIMEOUT,
+    EXEC_SET_DISK = LIMIT_SET_DISK,
+    EXEC_SET_INODES = LIMIT_SET_INODES,
+    EXEC_SET_MEMORY = LIMIT_SET_MEMORY,
+    EXEC_SET_PIDS = LIMIT_SET_PIDS,
+    EXEC_SET_CPU = LIMIT_SET_CPU,
 };
 
 struct exec_options {
     const char *policy; /* NAME or PATH; "default" */
     struct policy_limits limits;
-    unsigned set; /* EXEC_SET_* */
+    unsigned set; /* LIMIT_SET_* */
     const char *workspace_from;
     int network_host; /* -1 not given, 0 none, 1 host */
     const char *meta;

@@ -24,6 +24,20 @@ struct policy_limits {
     double timeout_s;      /* wall clock */
 };
 
+/* Which limits a caller set itself (a task's `limits`, exec's options): the one mask. */
+enum {
+    LIMIT_SET_DISK = 1 << 0,
+    LIMIT_SET_INODES = 1 << 1,
+    LIMIT_SET_MEMORY = 1 << 2,
+    LIMIT_SET_PIDS = 1 << 3,
+    LIMIT_SET_CPU = 1 << 4,
+    LIMIT_SET_TIMEOUT = 1 << 5,
+};
+/* Copies the limits named in set (LIMIT_SET_*) from over into l; the rest stay l's (a
+ * policy's defaults). */
+void policy_limits_override(struct policy_limits *l, unsigned set,
+                            const struct policy_limits *over);
+
 struct policy_bind {
     char *path;    /* absolute host path, bound read-only at the same path in the cell */
     bool optional; /* skip silently if missing on this host */

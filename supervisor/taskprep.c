@@ -11,18 +11,14 @@
 
 void taskprep_apply_limits(struct policy_limits *l, const struct task *t)
 {
-    if (t->limits_set & TASK_LIMIT_DISK)
-        l->disk_bytes = t->disk_bytes;
-    if (t->limits_set & TASK_LIMIT_INODES)
-        l->inodes = t->inodes;
-    if (t->limits_set & TASK_LIMIT_MEMORY)
-        l->memory_bytes = t->memory_bytes;
-    if (t->limits_set & TASK_LIMIT_PIDS)
-        l->pids = t->pids;
-    if (t->limits_set & TASK_LIMIT_CPU)
-        l->cpu_s = t->cpu_s;
+    const struct policy_limits over = {.disk_bytes = t->disk_bytes,
+                                       .inodes = t->inodes,
+                                       .memory_bytes = t->memory_bytes,
+                                       .pids = t->pids,
+                                       .cpu_s = t->cpu_s};
+    policy_limits_override(l, t->limits_set & ~(unsigned)LIMIT_SET_TIMEOUT, &over);
     /* a single file may not be larger than the whole workspace the task asked for */
-    if ((t->limits_set & TASK_LIMIT_DISK) && (!l->fsize_bytes || l->fsize_bytes > l->disk_bytes))
+    if ((t->limits_set & LIMIT_SET_DISK) && (!l->fsize_bytes || l->fsize_bytes > l->disk_bytes))
         l->fsize_bytes = l->disk_bytes;
 }
 

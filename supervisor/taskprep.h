@@ -40,7 +40,7 @@ int taskprep_check_seed(const struct task *t, char *err, size_t errsz);
 int taskprep_build(struct taskprep *tp, const struct task *t, const struct agentbox_config *cfg,
                    const struct catalog *cat, char *err, size_t errsz);
 void taskprep_free(struct taskprep *tp);
-/* The task's own limits over the policy's (the fields the task set; see TASK_LIMIT_*). */
+/* The task's own limits over the policy's (the fields the task set; see LIMIT_SET_*). */
 void taskprep_apply_limits(struct policy_limits *l, const struct task *t);
 /* Wipes OPENROUTER_API_KEY from this process's environment in place (so /proc/PID/environ
  * of the supervisor and of everything it starts never shows it); call after config_load. */

@@ -107,29 +107,29 @@ static int parse_limits(const cJSON *json, struct task *t, char *err, size_t err
     if ((rc = json_get_size(lim, "task.limits", "disk", &t->disk_bytes, err, errsz)) < 0)
         return -1;
     if (rc == 0)
-        t->limits_set |= TASK_LIMIT_DISK;
+        t->limits_set |= LIMIT_SET_DISK;
     if ((rc = json_get_uint(lim, "task.limits", "inodes", UINT32_MAX, &t->inodes, err, errsz)) < 0)
         return -1;
     if (rc == 0)
-        t->limits_set |= TASK_LIMIT_INODES;
+        t->limits_set |= LIMIT_SET_INODES;
     if ((rc = json_get_size(lim, "task.limits", "memory", &t->memory_bytes, err, errsz)) < 0)
         return -1;
     if (rc == 0)
-        t->limits_set |= TASK_LIMIT_MEMORY;
+        t->limits_set |= LIMIT_SET_MEMORY;
     if ((rc = json_get_uint(lim, "task.limits", "pids", 1u << 22, &t->pids, err, errsz)) < 0)
         return -1;
     if (rc == 0)
-        t->limits_set |= TASK_LIMIT_PIDS;
+        t->limits_set |= LIMIT_SET_PIDS;
     if ((rc = json_get_number(lim, "task.limits", "cpu_s", 0, 366.0 * 86400, &t->cpu_s, err,
                               errsz)) < 0)
         return -1;
     if (rc == 0)
-        t->limits_set |= TASK_LIMIT_CPU;
-    if ((t->limits_set & TASK_LIMIT_DISK) && t->disk_bytes < POLICY_MIN_DISK_BYTES)
+        t->limits_set |= LIMIT_SET_CPU;
+    if ((t->limits_set & LIMIT_SET_DISK) && t->disk_bytes < POLICY_MIN_DISK_BYTES)
         return errf(err, errsz, "task.limits.disk: below the working minimum of 4K");
-    if ((t->limits_set & TASK_LIMIT_MEMORY) && t->memory_bytes < POLICY_MIN_MEMORY_BYTES)
+    if ((t->limits_set & LIMIT_SET_MEMORY) && t->memory_bytes < POLICY_MIN_MEMORY_BYTES)
         return errf(err, errsz, "task.limits.memory: below the working minimum of 4M");
-    if ((t->limits_set & TASK_LIMIT_PIDS) && t->pids < POLICY_MIN_PIDS)
+    if ((t->limits_set & LIMIT_SET_PIDS) && t->pids < POLICY_MIN_PIDS)
         return errf(err, errsz, "task.limits.pids: below the working minimum of 2");
     return 0;
 }

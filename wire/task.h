@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy.h"
 #include "seed_open.h"
 
 #define TASK_ID_MAX           128
@@ -17,15 +18,6 @@
 #define TASK_FILES_MAX_BYTES  (64u << 20)
 #define TASK_OUTPUTS_MAX      64
 #define TASK_MODELS_MAX       8
-
-/* Bits of task.limits_set: which limits the task itself set (others come from the policy). */
-enum {
-    TASK_LIMIT_DISK = 1 << 0,
-    TASK_LIMIT_INODES = 1 << 1,
-    TASK_LIMIT_MEMORY = 1 << 2,
-    TASK_LIMIT_PIDS = 1 << 3,
-    TASK_LIMIT_CPU = 1 << 4,
-};
 
 struct task {
     char id[TASK_ID_MAX + 1];
@@ -38,7 +30,7 @@ struct task {
     char *policy;            /* NULL: "default" */
     bool network_host;
     bool network_set;
-    unsigned limits_set;
+    unsigned limits_set; /* LIMIT_SET_* (policy.h): the limits the task set itself */
     uint64_t disk_bytes, inodes, memory_bytes, pids;
     double cpu_s;
     char *workspace_from; /* host directory (absolute after task_parse, not resolved) */

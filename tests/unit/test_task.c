@@ -48,8 +48,8 @@ static void test_full_task(void **state)
     assert_int_equal(t.max_iterations, 7);
     assert_int_equal(t.disk_bytes, 64u << 20);
     assert_int_equal(t.memory_bytes, 4194304);
-    assert_int_equal(t.limits_set, TASK_LIMIT_DISK | TASK_LIMIT_INODES | TASK_LIMIT_MEMORY |
-                                       TASK_LIMIT_PIDS | TASK_LIMIT_CPU);
+    assert_int_equal(t.limits_set, LIMIT_SET_DISK | LIMIT_SET_INODES | LIMIT_SET_MEMORY |
+                                       LIMIT_SET_PIDS | LIMIT_SET_CPU);
     assert_string_equal(t.workspace_from, "/tmp");
     assert_int_equal(t.noutputs, 1);
     assert_int_equal(t.max_tokens, 1000);
