@@ -16,15 +16,9 @@
 
 #define JUNIT_TEXT_MAX_BYTES (64u << 10) /* of one task's output in the report */
 
-static const char *const outcome_names[BATCH_OUTCOMES] = {
-    [BATCH_SUCCEEDED] = "succeeded", [BATCH_FAILED] = "failed",       [BATCH_TIMEOUT] = "timeout",
-    [BATCH_CANCELLED] = "cancelled", [BATCH_ESCALATED] = "escalated", [BATCH_MOCK] = "mock",
-    [BATCH_NOT_RUN] = "not_run",
-};
-
 const char *batch_outcome_name(enum batch_outcome o)
 {
-    return o < BATCH_OUTCOMES ? outcome_names[o] : "failed";
+    return o == BATCH_NOT_RUN ? "not_run" : task_status_name((enum task_status)o);
 }
 
 enum batch_outcome batch_outcome_of(const cJSON *result)
@@ -34,10 +28,8 @@ enum batch_outcome batch_outcome_of(const cJSON *result)
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(result, "status");
     if (!cJSON_IsString(st))
         return BATCH_FAILED;
-    for (int i = 0; i < BATCH_NOT_RUN; i++)
-        if (strcmp(st->valuestring, outcome_names[i]) == 0)
-            return (enum batch_outcome)i;
-    return BATCH_FAILED;
+    int s = task_status_parse(st->valuestring);
+    return s < 0 ? BATCH_FAILED : (enum batch_outcome)s;
 }
 
 static double usage_num(const cJSON *result, const char *name)

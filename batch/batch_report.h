@@ -8,14 +8,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "status.h"
+
+/* A task's outcome in a batch: its status (status.h), or never run at all. */
 enum batch_outcome {
-    BATCH_SUCCEEDED,
-    BATCH_FAILED,
-    BATCH_TIMEOUT,
-    BATCH_CANCELLED,
-    BATCH_ESCALATED,
-    BATCH_MOCK,
-    BATCH_NOT_RUN, /* never started: the batch was interrupted first */
+    BATCH_SUCCEEDED = TS_SUCCEEDED,
+    BATCH_FAILED = TS_FAILED,
+    BATCH_TIMEOUT = TS_TIMEOUT,
+    BATCH_CANCELLED = TS_CANCELLED,
+    BATCH_ESCALATED = TS_ESCALATED,
+    BATCH_MOCK = TS_MOCK,
+    BATCH_NOT_RUN = TS_NSTATUS, /* never started: the batch was interrupted first */
     BATCH_OUTCOMES
 };
 
