@@ -388,6 +388,30 @@ static void rewrite_line(struct strbuf *sb, const char *line, const char *end, c
     strbuf_adds(sb, "\n");
 }
 
+/* diff's output with the paths made relative (rewrite_line), cut at max_bytes on a line
+ * boundary (*truncated then set); a partial last line of a cut capture is dropped. */
+static void rewrite_lines(struct strbuf *sb, const char *raw, size_t len, const char *seed,
+                          const char *workspace, size_t max_bytes, bool *truncated)
+{
+    int headers = 0;
+    for (const char *line = raw; line < raw + len;) {
+        const char *nl = memchr(line, '\n', (size_t)(raw + len - line));
+        const char *end = nl ? nl : raw + len;
+        if (!nl && *truncated)
+            break; /* a partial last line is dropped, not half-shown */
+        size_t before = sb->len;
+        rewrite_line(sb, line, end, seed, workspace, &headers);
+        if (sb->len > max_bytes) {
+            sb->len = before;
+            if (sb->s)
+                sb->s[before] = '\0';
+            *truncated = true;
+            break;
+        }
+        line = end + 1;
+    }
+}
+
 int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, double timeout_s,
                    const char *diff_path, char **out, bool *truncated, char *err, size_t errsz)
 {
@@ -479,23 +503,7 @@ int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, do
         return errf(err, errsz, "diff: cannot run %s", bin);
     raw[len] = '\0';
     struct strbuf sb = {0};
-    int headers = 0;
-    for (const char *line = raw; line < raw + len;) {
-        const char *nl = memchr(line, '\n', (size_t)(raw + len - line));
-        const char *end = nl ? nl : raw + len;
-        if (!nl && *truncated)
-            break; /* a partial last line is dropped, not half-shown */
-        size_t before = sb.len;
-        rewrite_line(&sb, line, end, seed, workspace, &headers);
-        if (sb.len > max_bytes) {
-            sb.len = before;
-            if (sb.s)
-                sb.s[before] = '\0';
-            *truncated = true;
-            break;
-        }
-        line = end + 1;
-    }
+    rewrite_lines(&sb, raw, len, seed, workspace, max_bytes, truncated);
     if (*truncated)
         strbuf_printf(&sb, "\n[diff truncated: it is longer than %zu bytes]\n", max_bytes);
     if (timed_out)

@@ -583,17 +583,11 @@ static int read_some(struct tool_bash *b, struct marker_scan *m, struct clip *c,
     return 0;
 }
 
-int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
-                  struct tool_bash_result *res, char *err, size_t errsz)
+/* The timeout of one call: the asked one (default, capped), cut to what is left of the task's
+ * wall clock (res->task_deadline then says so). */
+static double call_timeout(const struct tool_bash *b, double timeout_s,
+                           struct tool_bash_result *res)
 {
-    memset(res, 0, sizeof(*res));
-    res->exit_code = -1;
-    if (!command)
-        return errf(err, errsz, "execute_bash: no command");
-    size_t clen = strlen(command);
-    if (clen > TOOL_BASH_MAX_COMMAND_BYTES)
-        return errf(err, errsz, "execute_bash: command is %zu bytes; the limit is %u", clen,
-                    TOOL_BASH_MAX_COMMAND_BYTES);
     if (timeout_s <= 0 || timeout_s != timeout_s)
         timeout_s = TOOL_BASH_DEFAULT_TIMEOUT_S;
     if (timeout_s > TOOL_BASH_MAX_TIMEOUT_S)
@@ -605,7 +599,55 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
             res->task_deadline = true;
         }
     }
-    res->timeout_s = timeout_s;
+    return timeout_s;
+}
+
+#define SHELL_ALIVE (-2) /* settle_shell's status: the shell did not exit */
+
+/* After a call: the working directory the end marker reported is kept; a shell that exited
+ * (its wait status, -1 if someone else reaped it) or got stuck without printing the end
+ * marker is replaced; else the command's code is taken. */
+static int settle_shell(struct tool_bash *b, struct marker_scan *m, bool killed, int status,
+                        unsigned long long start_ticks, struct tool_bash_result *res, char *err,
+                        size_t errsz)
+{
+    if (m->found) {
+        free(b->cwd);
+        b->cwd = m->cwd;
+        m->cwd = NULL;
+    }
+    if (status != SHELL_ALIVE) {
+        b->old_sessions[b->n_old < OLD_SESSIONS ? b->n_old++ : OLD_SESSIONS - 1] = b->pid;
+        close(b->in_fd);
+        b->in_fd = -1;
+        b->pid = -1;
+        if (!killed && status != -1)
+            res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        res->restarted = true;
+        return restart(b, start_ticks, err, errsz);
+    }
+    if (!m->found) {
+        /* The shell itself is stuck (a builtin loop): replace it. */
+        res->restarted = true;
+        return restart(b, start_ticks, err, errsz);
+    }
+    if (!killed)
+        res->exit_code = m->rc;
+    return 0;
+}
+
+int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
+                  struct tool_bash_result *res, char *err, size_t errsz)
+{
+    memset(res, 0, sizeof(*res));
+    res->exit_code = -1;
+    if (!command)
+        return errf(err, errsz, "execute_bash: no command");
+    size_t clen = strlen(command);
+    if (clen > TOOL_BASH_MAX_COMMAND_BYTES)
+        return errf(err, errsz, "execute_bash: command is %zu bytes; the limit is %u", clen,
+                    TOOL_BASH_MAX_COMMAND_BYTES);
+    timeout_s = res->timeout_s = call_timeout(b, timeout_s, res);
     if (b->pid <= 0 && restart(b, 0, err, errsz) != 0)
         return -1;
 
@@ -700,32 +742,10 @@ int tool_bash_run(struct tool_bash *b, const char *command, double timeout_s,
         free(m.cwd);
         return -1;
     }
-    if (shell_exited) {
-        b->old_sessions[b->n_old < OLD_SESSIONS ? b->n_old++ : OLD_SESSIONS - 1] = b->pid;
-        close(b->in_fd);
-        b->in_fd = -1;
-        b->pid = -1;
-        if (!killed && status != -1)
-            res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        res->restarted = true;
-        if (restart(b, start_ticks, err, errsz) != 0) {
-            clip_free(&c);
-            return -1;
-        }
-    } else if (!m.found) {
-        /* The shell itself is stuck (a builtin loop): replace it. */
-        res->restarted = true;
-        if (restart(b, start_ticks, err, errsz) != 0) {
-            clip_free(&c);
-            return -1;
-        }
-    } else if (!killed) {
-        res->exit_code = m.rc;
-    }
-    if (m.found) {
-        free(b->cwd);
-        b->cwd = m.cwd;
-        m.cwd = NULL;
+    if (settle_shell(b, &m, killed, shell_exited ? status : SHELL_ALIVE, start_ticks, res, err,
+                     errsz) != 0) {
+        clip_free(&c);
+        return -1;
     }
     res->bytes_total = c.total;
     res->output = clip_finish(&c, &res->bytes_cut);
