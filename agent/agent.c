@@ -63,6 +63,7 @@ static volatile sig_atomic_t cancel_flag;
 struct agent {
     int chan;
     struct channel_reader rd;
+    unsigned chan_seen; /* channel types received (channel_dispatch) */
     cJSON *task;
     const char *id;
     unsigned max_iterations;
@@ -135,6 +136,47 @@ static void reap_orphans(struct agent *a)
     (void)closedir(d);
 }
 
+/* What the agent accepts from its supervisor after the task (received first, once). */
+struct recv_ctx {
+    double want;    /* the id of the llm request waiting for its reply, 0: none */
+    cJSON *outcome; /* that reply's outcome, once it came */
+};
+
+static void on_cancel(void *ctx, struct channel_msg *m)
+{
+    (void)ctx;
+    (void)m;
+    cancel_flag = 1;
+}
+
+static void on_llm_reply(void *ctx, struct channel_msg *m)
+{
+    struct recv_ctx *rc = ctx;
+    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(m->header, "id");
+    if (rc->want && cJSON_IsNumber(rid) && rid->valuedouble == rc->want)
+        rc->outcome = cJSON_DetachItemFromObjectCaseSensitive(m->header, "outcome");
+}
+
+static const struct channel_rule supervisor_rules[] = {
+    {CH_LLM_REPLY, CH_TO_CELL, false, on_llm_reply},
+    {CH_CANCEL, CH_TO_CELL, false, on_cancel},
+};
+
+/* One message from the supervisor through the table (and freed). -1 on a protocol violation:
+ * the agent says so on stderr and stops. */
+static int dispatch(struct agent *a, struct channel_msg *m, struct recv_ctx *rc)
+{
+    char why[100];
+    int r = channel_dispatch(supervisor_rules, ARRAY_SIZE(supervisor_rules), &a->chan_seen, rc, m,
+                             why, sizeof(why));
+    channel_msg_clear(m);
+    if (r < 0) {
+        fprintf(stderr, "agentbox __agent: %s from the supervisor\n", why);
+        cancel_flag = 1;
+    }
+    return r;
+}
+
 /* Checks the channel without blocking for a cancel from the supervisor. */
 static void poll_cancel(struct agent *a)
 {
@@ -148,9 +190,9 @@ static void poll_cancel(struct agent *a)
         }
         if (rc == 0)
             return;
-        if (m.kind == CH_CANCEL)
-            cancel_flag = 1;
-        channel_msg_clear(&m);
+        struct recv_ctx none = {0};
+        if (dispatch(a, &m, &none) < 0)
+            return;
     }
 }
 
@@ -250,18 +292,12 @@ static cJSON *ask_llm(struct agent *a)
             reap_orphans(a);
             continue;
         }
-        if (m.kind == CH_CANCEL) {
-            cancel_flag = 1;
-            channel_msg_clear(&m);
-            continue; /* the supervisor still answers the pending call */
-        }
-        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(m.header, "id");
-        if (m.kind == CH_LLM_REPLY && cJSON_IsNumber(rid) && rid->valuedouble == id) {
-            cJSON *outcome = cJSON_DetachItemFromObjectCaseSensitive(m.header, "outcome");
-            channel_msg_clear(&m);
-            return outcome;
-        }
-        channel_msg_clear(&m);
+        /* a cancel sets the flag: the supervisor still answers the pending call */
+        struct recv_ctx rcv = {.want = id};
+        if (dispatch(a, &m, &rcv) < 0)
+            return NULL;
+        if (rcv.outcome)
+            return rcv.outcome;
     }
 }
 
