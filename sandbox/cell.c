@@ -260,96 +260,112 @@ static __attribute__((noreturn)) void exec_agent(struct cell_child *ctx, char *c
 }
 
 /* ---- child: the set-up, in order ---- */
-static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
+
+/* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files are
+ * root's: an unprivileged parent could not write its uid_map. Dumpable only until the maps
+ * are written. */
+static int dumpable_for_maps(struct cell_child *ctx)
 {
-    const struct cell_config *cfg = ctx->cfg;
+    if (!ctx->undumpable_parent)
+        return 0;
+    if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        return -1;
+    struct setup_msg d = {.kind = MSG_DUMPABLE};
+    child_send(ctx->setup_fd, &d);
+    return 0;
+}
+
+static int wait_for_maps(struct cell_child *ctx)
+{
     char go;
-    /* Start from a clean signal state: the caller may block or ignore signals (a supervisor
-     * ignores SIGPIPE, exec blocks SIGINT/SIGTERM for its signalfd), and an ignored or
-     * blocked signal survives exec into the command. */
-    sigset_t none;
-    sigemptyset(&none);
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &dfl, NULL);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    /* A non-dumpable parent (the supervisor) gives a non-dumpable child, whose /proc files
-     * are root's: an unprivileged parent could not write its uid_map. Dumpable only until
-     * the maps are written. */
-    if (ctx->undumpable_parent) {
-        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
-            _exit(EXIT_FAILURE);
-        struct setup_msg d = {.kind = MSG_DUMPABLE};
-        child_send(ctx->setup_fd, &d);
+    ssize_t n = read(ctx->setup_fd, &go, 1);
+    if (n != 1 || go != 'M') {
+        if (n >= 0)
+            errno = EPIPE; /* the parent gave up, or sent something else */
+        return -1;
     }
-    /* A supervisor that dies takes its cells along. Set before waiting for the maps: if the
-     * parent died before this line, the read below sees EOF instead (the usual race). */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-        _exit(EXIT_FAILURE);
-    if (read(ctx->setup_fd, &go, 1) != 1 || go != 'M')
-        _exit(EXIT_FAILURE);
     if (ctx->undumpable_parent && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        _exit(EXIT_FAILURE);
-    /* The seed was opened by the parent with the requester's rights (seed_open.c); as root
-     * this child resolves no host path by name (the parent cloned the mounts it needs). */
-    if (workspace_reopen_seed(ctx) < 0)
-        child_fail(ctx);
-    if (cfg->pid1 == CELL_PID1_AGENT && ctx->exe_tree_fd < 0) {
-        ctx->exe_fd = open(self_exe_path(), O_PATH | O_CLOEXEC);
-        if (ctx->exe_fd < 0)
-            ctx->step = "open agentbox binary", child_fail(ctx);
-    }
-    if (ns_become_user(ctx) < 0)
-        child_fail(ctx);
-    /* Changing uid cleared the parent-death signal (commit_creds): arm it again, then make
-     * sure the parent did not die in between (its end of the socket would be closed). */
-    struct pollfd alive = {.fd = ctx->setup_fd, .events = POLLIN};
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || poll(&alive, 1, 0) < 0 ||
-        (alive.revents & (POLLHUP | POLLERR)))
-        _exit(EXIT_FAILURE);
-    if (mounts_build_root(ctx) < 0)
-        child_fail(ctx);
-    /* v1: the parent made the cgroups while we built the root; we move ourselves in while the
-     * host's /sys is still in view, then take a cgroup namespace rooted there. */
+        return CHILD_FAIL(ctx, "undumpable again");
+    return 0;
+}
+
+/* v1: the parent made the cgroups while we built the root; we move ourselves in while the
+ * host's /sys is still in view, then take a cgroup namespace rooted there. */
+static int join_cgroups(struct cell_child *ctx)
+{
     struct go_msg g;
-    if (read(ctx->setup_fd, &g, sizeof(g)) != (ssize_t)sizeof(g) || g.kind != 'G')
-        _exit(EXIT_FAILURE);
+    ssize_t n = read(ctx->setup_fd, &g, sizeof(g));
+    if (n != (ssize_t)sizeof(g) || g.kind != 'G') {
+        if (n >= 0)
+            errno = EPIPE;
+        return -1;
+    }
     g.memory_path[sizeof(g.memory_path) - 1] = g.pids_path[sizeof(g.pids_path) - 1] = '\0';
     ctx->cg_memory = g.memory;
     ctx->cg_pids = g.pids;
-    if (!ctx->cgroup_v2 && cgroup_enter(ctx, g.memory_path, g.pids_path) < 0)
-        child_fail(ctx);
-    if (!ctx->cgroup_v2 && unshare(CLONE_NEWCGROUP) < 0)
-        ctx->step = "cgroup namespace", child_fail(ctx);
-    if (mounts_enter_root(ctx) < 0 || ns_set_hostname_and_lo(ctx) < 0)
-        child_fail(ctx);
-    /* A new session has no controlling terminal: no TIOCSTI into the caller's (CVE-2017-5226). */
-    if (setsid() < 0)
-        ctx->step = "setsid", child_fail(ctx);
-    if (send_workspace_fd(ctx) < 0 || arrange_fds(ctx) < 0 ||
-        limits_apply(ctx, ctx->cg_memory, ctx->cg_pids))
-        child_fail(ctx);
-    if (caps_drop_all(ctx) < 0)
-        child_fail(ctx);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        ctx->step = "no_new_privs", child_fail(ctx);
-    if (landlock_apply(ctx) < 0)
-        child_fail(ctx);
-    /* The command's pid 1 must not be readable or writable through /proc by the command it
-     * runs (same uid); an exec'd agent sets this itself, as exec resets it. */
-    if (cfg->pid1 == CELL_PID1_COMMAND && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        ctx->step = "dumpable", child_fail(ctx);
-    if (cfg->seccomp && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, cfg->seccomp, 0, 0) < 0)
-        ctx->step = "seccomp", child_fail(ctx);
+    if (ctx->cgroup_v2)
+        return 0;
+    if (cgroup_enter(ctx, g.memory_path, g.pids_path) < 0)
+        return -1;
+    return unshare(CLONE_NEWCGROUP) < 0 ? CHILD_FAIL(ctx, "cgroup namespace") : 0;
+}
+
+static int report_ready(struct cell_child *ctx)
+{
     struct setup_msg m = {.kind = MSG_READY,
                           .enforced = ctx->enforced,
                           .unavailable = ctx->unavailable,
                           .landlock_abi = ctx->landlock_abi,
                           .seed_mode = ctx->seed_mode ? ctx->seed_mode[0] : 0};
     child_send(ctx->setup_fd, &m);
-    char *const *envp = cfg->envp ? cfg->envp : cell_default_env();
-    if (cfg->pid1 == CELL_PID1_AGENT)
+    return 0;
+}
+
+/* The cell's set-up, one step a line, in the order it must happen (docs/sandbox.md). A step
+ * returns 0, or -1 with errno set (and ctx->step when it names a finer step than its own). */
+static const struct child_step {
+    const char *name;
+    int (*run)(struct cell_child *ctx);
+} child_steps[] = {
+    {"reset signals", reset_signals},
+    {"dumpable for the id maps", dumpable_for_maps},
+    {"parent death signal", parent_death_signal},
+    {"wait for the id maps", wait_for_maps},
+    /* the seed as the parent opened it, with the requester's rights (seed_open.c); as root
+     * the child resolves no host path by name (the parent cloned the mounts it needs) */
+    {"reopen the seed", workspace_reopen_seed},
+    {"open agentbox binary", open_agent_binary},
+    {"become the cell's user", ns_become_user},
+    {"parent death signal again", parent_death_signal_again},
+    {"build the root", mounts_build_root},
+    {"join the cgroups", join_cgroups},
+    {"enter the root", mounts_enter_root},
+    {"hostname and loopback", ns_set_hostname_and_lo},
+    {"setsid", new_session},
+    {"send workspace fd", send_workspace_fd},
+    {"arrange fds", arrange_fds},
+    {"limits", apply_limits},
+    {"drop capabilities", caps_drop_all},
+    {"no_new_privs", no_new_privs},
+    {"landlock", landlock_apply},
+    {"dumpable", init_undumpable},
+    {"seccomp", load_seccomp},
+    {"report ready", report_ready},
+};
+
+/* One failure idiom: the step that failed is named to the parent (child_fail), with errno. */
+static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(child_steps); i++) {
+        ctx->step = NULL;
+        if (child_steps[i].run(ctx) < 0) {
+            if (!ctx->step)
+                ctx->step = child_steps[i].name;
+            child_fail(ctx);
+        }
+    }
+    char *const *envp = ctx->cfg->envp ? ctx->cfg->envp : cell_default_env();
+    if (ctx->cfg->pid1 == CELL_PID1_AGENT)
         exec_agent(ctx, envp);
     init_main(ctx, envp);
 }

@@ -32,6 +32,17 @@ struct cell_child {
 };
 #define CHILD_FAIL(ctx, name) ((ctx)->step = (name), -1)
 
+/* cell_steps.c: steps of the set-up list (child_steps in cell.c) */
+int reset_signals(struct cell_child *ctx);
+int parent_death_signal(struct cell_child *ctx);
+int open_agent_binary(struct cell_child *ctx);
+int parent_death_signal_again(struct cell_child *ctx); /* after the uid change, and alive? */
+int new_session(struct cell_child *ctx);
+int apply_limits(struct cell_child *ctx);
+int no_new_privs(struct cell_child *ctx);
+int init_undumpable(struct cell_child *ctx);
+int load_seccomp(struct cell_child *ctx);
+
 /* namespaces.c */
 uint64_t ns_clone_flags(const struct cell_config *cfg);
 int ns_become_user(struct cell_child *ctx); /* setgroups/setresgid/setresuid, caps kept */
