@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 int grow_to_fit(void *arrp, size_t n, size_t *cap, size_t elem, size_t first, size_t max)
 {
@@ -23,12 +22,11 @@ int grow_to_fit(void *arrp, size_t n, size_t *cap, size_t elem, size_t first, si
         errno = ENOMEM;
         return -1;
     }
-    void *old;
-    memcpy(&old, arrp, sizeof(old));
-    void *p = realloc(old, ncap * elem);
+    void **slot = arrp; /* an element pointer stored as void * (built -fno-strict-aliasing) */
+    void *p = realloc(*slot, ncap * elem);
     if (!p)
         return -1;
-    memcpy(arrp, &p, sizeof(p));
+    *slot = p;
     *cap = ncap;
     return 0;
 }
