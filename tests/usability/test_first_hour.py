@@ -230,7 +230,8 @@ class Identity(FirstHour):
 
 # Built from pieces so that this file does not match itself.
 CITATIONS = re.compile("|".join([r"\b" + "SPEC" + r"\.md", r"\b" + "DESIGN" + r"\.md", r"\b" + "STYLE" + r"\.md",
-                                 r"\bthe " + "seed's", r"\bthe " + "seed orchestrator",
+                                 r"\bthe " + r"seed's (names|defaults|design|summary|orchestrator|interface)",
+                                 r"\bthe " + "seed orchestrator",
                                  r"\b[Ii]" + r"ssue #?\d+"]))
 
 
