@@ -94,6 +94,7 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
                         dir, r->o.task->id);
         return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
     }
+    (void)fsync_parent_dir(dir); /* the task's directory survives a power loss with its result */
     snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
     r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
