@@ -94,6 +94,11 @@ class Loop:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self.proc.returncode != -9:
+                    self.log.flush()
+                    with open(os.path.join(self.tmp, "serve.log"), "rb") as f:
+                        tail = f.read()[-600:].decode(errors="replace")
+                    raise RuntimeError(f"serve exited {self.proc.returncode}: {tail}")
                 return False  # died in its recovery (an armed point)
             try:
                 sub = Conn(self.sock, timeout=None)
