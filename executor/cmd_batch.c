@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "batch_input.h"
 #include "batch_merge.h"
 #include "batch_report.h"
@@ -498,7 +499,10 @@ static int prepare_out(struct batch *b, char *err, size_t errsz)
                 ok = write_line(fd, prev[k].result) == 0;
         }
         free(mine);
-        if (!ok || close(fd) < 0 || rename(tmp, b->a.out) < 0) {
+        /* whole or not at all, and durable before a result is appended to it */
+        ok = ok && fsync(fd) == 0;
+        ok = close(fd) == 0 && ok;
+        if (!ok || rename(tmp, b->a.out) < 0 || fsync_parent_dir(b->a.out) < 0) {
             errf(err, errsz, "--out %s: %s", b->a.out, strerror(errno));
             (void)unlink(tmp);
             goto out;

@@ -94,6 +94,7 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
                         dir, r->o.task->id);
         return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
     }
+    (void)fsync_parent_dir(dir); /* the task's directory survives a power loss with its result */
     snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
     r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
@@ -757,22 +758,6 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     return "task_failed";
 }
 
-int runner_write_result(const char *path, const cJSON *res, const char *crash_point)
-{
-    cleanup_free char *text = json_print_pretty(res);
-    if (!text) {
-        errno = ENOMEM;
-        return -1;
-    }
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line)
-        return -1;
-    text = line;
-    memcpy(text + n, "\n", 2);
-    return atomic_write_file(path, text, n + 1, 0600, crash_point);
-}
-
 /* The fields of a terminal event for a result replaced by save_result. */
 static cJSON *terminal_fields(const struct runner *r, double iters)
 {
@@ -982,41 +967,4 @@ void runner_free(struct runner *r)
     cJSON_Delete(r->report);
     cJSON_Delete(r->result);
     free(r);
-}
-
-cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, double elapsed,
-                           const char *model, const char *events_file, const cJSON *metadata)
-{
-    cJSON *r = cJSON_CreateObject();
-    if (!r) {
-        cJSON_Delete(error);
-        return NULL;
-    }
-    cJSON_AddStringToObject(r, "id", id);
-    cJSON_AddStringToObject(r, "status", status);
-    cJSON_AddBoolToObject(r, "success", false);
-    cJSON_AddStringToObject(r, "output", "");
-    cJSON_AddNumberToObject(r, "execution_time", elapsed);
-    cJSON_AddItemToObject(r, "error", error ? error : cJSON_CreateNull());
-    cJSON_AddNumberToObject(r, "iterations", 0);
-    cJSON_AddStringToObject(r, "model", model ? model : "");
-    cJSON_AddArrayToObject(r, "models_tried");
-    cJSON *u = cJSON_AddObjectToObject(r, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", 0);
-    cJSON_AddNumberToObject(u, "completion_tokens", 0);
-    cJSON_AddNumberToObject(u, "total_tokens", 0);
-    cJSON_AddNumberToObject(u, "cost_usd", 0);
-    cJSON_AddArrayToObject(r, "files");
-    cJSON_AddStringToObject(r, "diff", "");
-    result_report_add_cut(r, NULL);
-    cJSON_AddNullToObject(r, "outputs_dir");
-    if (events_file)
-        cJSON_AddStringToObject(r, "events_file", events_file);
-    else
-        cJSON_AddNullToObject(r, "events_file");
-    cJSON_AddNullToObject(r, "sandbox");
-    cJSON_AddItemToObject(r, "metadata",
-                          cJSON_IsObject(metadata) ? cJSON_Duplicate(metadata, 1)
-                                                   : cJSON_CreateObject());
-    return r;
 }

@@ -335,9 +335,18 @@ static int lock_state_dir(struct server *s, char *err, size_t errsz)
     s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (s->lockfd < 0)
         return errf(err, errsz, "%.300s: %s", path, strerror(errno));
-    if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
-        return errf(err, errsz, "state dir %.300s: %s", s->state_dir,
-                    errno == EWOULDBLOCK ? "another agentbox serve is using it" : strerror(errno));
+    /* A server SIGKILLed a moment ago may leave a child that has not exec'd or died yet
+     * (a cell being set up) holding the lock for some milliseconds: a restart waits for it a
+     * little instead of failing. A live server holds it for good. */
+    double give_up = monotonic_s() + SERVE_LOCK_WAIT_S;
+    while (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return errf(err, errsz, "state dir %.300s: %s", s->state_dir, strerror(errno));
+        if (monotonic_s() >= give_up)
+            return errf(err, errsz, "state dir %.300s: another agentbox serve is using it",
+                        s->state_dir);
+        (void)usleep(20000);
+    }
     return 0;
 }
 

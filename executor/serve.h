@@ -35,6 +35,7 @@
 #define SERVE_REPLAY_LOW_WATER     (256u << 10)
 #define SERVE_RESULT_MAX_BYTES     (256u << 20)
 #define SERVE_EXIT_FLUSH_S         2.0
+#define SERVE_LOCK_WAIT_S          2.0 /* a killed server's dying children may hold the lock */
 #define SERVE_EPOLL_BATCH          256
 #define SERVE_REWAKE_S             0.05
 #define SERVE_LISTEN_PAUSE_S       0.1 /* out of fds and no spare: listener not polled */

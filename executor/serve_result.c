@@ -250,6 +250,8 @@ void serve_retry_unsaved(struct server *s)
     for (struct stask *t = s->store.head; t && s->nunsaved; t = t->next) {
         if (!t->unsaved)
             continue;
+        if (!t->result_saved && !t->result) /* none could be made (out of memory) */
+            t->result = serve_rebuild_result(s, t, NULL);
         if (!t->result_saved && t->result) {
             t->result_saved = serve_save_result(s, t->id, t->result, NULL);
             /* subscribers saw the terminal event; the file may have refused it */

@@ -137,7 +137,9 @@ void serve_finish_without_runner(struct server *s, struct stask *t, enum task_st
     cJSON *res = synth_result(s, t, st, error_type, message);
     bool saved = res && serve_save_result(s, t->id, res, "synth-result-half");
     crashpoint("synth-after-result");
-    serve_emit_own_event(s, t, serve_terminal_event_type(st), serve_terminal_fields(res));
+    cJSON *f = serve_terminal_fields(res);
+    cJSON_ReplaceItemInObjectCaseSensitive(f, "status", cJSON_CreateString(task_status_name(st)));
+    serve_emit_own_event(s, t, serve_terminal_event_type(st), f);
     crashpoint("synth-after-event");
     record_finished(s, t, st, res, saved);
 }
