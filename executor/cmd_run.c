@@ -21,6 +21,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "policy.h"
 #include "runner.h"
 #include "task.h"
@@ -391,7 +392,7 @@ static void run_loop(struct runner *r, struct broker *b, int sigfd)
 static int write_meta(const char *path, const cJSON *sandbox)
 {
     cleanup_free char *text = cJSON_Print(sandbox);
-    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (!text || fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         return -1;
     return close(steal_fd(&fd));
@@ -461,13 +462,14 @@ int cmd_run(int argc, char **argv)
     o.events = &events;
     o.broker = b;
 
-    char state_dir[4096];
-    if (dir_ensure(cfg.workspace_root) < 0) {
-        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %.400s: %s", cfg.workspace_root,
-                 strerror(errno));
+    /* the results' directory and every one above it must be ours alone: a user who made
+     * ./openhands_workspace could otherwise steer a root run's writes through links */
+    char state_dir[4096], root[4096], perr[ERR_MSG_MAX];
+    if (dir_ensure_trusted(cfg.workspace_root, root, sizeof(root), perr, sizeof(perr)) < 0) {
+        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT: %.400s", perr);
         goto usage_error;
     }
-    snprintf(state_dir, sizeof(state_dir), "%s/%s", cfg.workspace_root, t.id);
+    snprintf(state_dir, sizeof(state_dir), "%.3900s/%s", root, t.id);
     o.state_dir = state_dir;
 
     events_init(&events, t.id);

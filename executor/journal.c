@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "safedir.h"
 #include "util.h"
 
 static int append(struct journal *j, cJSON *rec)
@@ -85,7 +86,9 @@ void journal_close(struct journal *j)
 {
     if (j->fd >= 0)
         (void)close(j->fd);
-    j->fd = -1;
+    if (j->dfd >= 0)
+        (void)close(j->dfd);
+    j->fd = j->dfd = -1;
 }
 
 struct reader {
@@ -164,14 +167,16 @@ static void apply(struct reader *r, const char *line)
     }
 }
 
-static int write_compacted(const char *path, const struct journal_entry *e, size_t n)
+/* Below the state dir's fd and never through a symlink: not the journal, not its copy. */
+#define JOURNAL_NAME "journal.jsonl"
+#define COMPACT_NAME ".journal.jsonl.compact"
+#define STATE_OPEN   (O_CLOEXEC | O_NOFOLLOW)
+
+static int write_compacted(int dfd, const struct journal_entry *e, size_t n)
 {
     /* a dot name: task ids never start with one, so no task directory can be in the way */
-    char tmp[4200];
-    const char *slash = strrchr(path, '/');
-    snprintf(tmp, sizeof(tmp), "%.*s.%s.compact", slash ? (int)(slash - path + 1) : 0, path,
-             slash ? slash + 1 : path);
-    struct journal out = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    struct journal out = {
+        .fd = openat(dfd, COMPACT_NAME, O_WRONLY | O_CREAT | O_TRUNC | STATE_OPEN, 0600)};
     if (out.fd < 0)
         return -1;
     int rc = 0;
@@ -213,19 +218,19 @@ static int write_compacted(const char *path, const struct journal_entry *e, size
         rc = -1;
     if (close(out.fd) < 0)
         rc = -1;
-    if (rc == 0 && rename(tmp, path) < 0)
+    if (rc == 0 && renameat(dfd, COMPACT_NAME, dfd, JOURNAL_NAME) < 0)
         rc = -1;
     if (rc < 0)
-        (void)unlink(tmp);
+        (void)unlinkat(dfd, COMPACT_NAME, 0);
     return rc;
 }
 
 int journal_rewrite(struct journal *j, const struct journal_entry *entries, size_t n, char *err,
                     size_t errsz)
 {
-    if (write_compacted(j->path, entries, n) < 0)
+    if (write_compacted(j->dfd, entries, n) < 0)
         return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(errno));
-    int fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    int fd = openat(j->dfd, JOURNAL_NAME, O_WRONLY | O_APPEND | STATE_OPEN);
     if (fd < 0)
         return errf(err, errsz, "%s: %s", j->path, strerror(errno));
     if (j->fd >= 0)
@@ -240,12 +245,16 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
 {
     j->fd = -1;
     j->appended = 0;
-    snprintf(j->path, sizeof(j->path), "%s/journal.jsonl", state_dir);
+    snprintf(j->path, sizeof(j->path), "%s/" JOURNAL_NAME, state_dir);
     *entries = NULL;
     *nentries = 0;
+    j->dfd = open(state_dir, O_RDONLY | O_DIRECTORY | STATE_OPEN);
+    if (j->dfd < 0)
+        return errf(err, errsz, "%s: %s", state_dir, strerror(errno));
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(j->path, JOURNAL_FILE_MAX_BYTES, &text, &len) < 0 && errno != ENOENT)
+    if (read_regular_at(j->dfd, JOURNAL_NAME, 0, JOURNAL_FILE_MAX_BYTES, &text, &len) < 0 &&
+        errno != ENOENT)
         return errf(err, errsz, "%s: %s", j->path, strerror(errno));
     struct reader r = {0};
     size_t lines = 0;
@@ -274,12 +283,12 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
         free(r.keys[i]);
     free(r.keys);
     r.n = w;
-    if (write_compacted(j->path, r.e, r.n) < 0) {
+    if (write_compacted(j->dfd, r.e, r.n) < 0) {
         int saved = errno;
         journal_entries_free(r.e, r.n);
         return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(saved));
     }
-    j->fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    j->fd = openat(j->dfd, JOURNAL_NAME, O_WRONLY | O_APPEND | STATE_OPEN);
     if (j->fd < 0) {
         int saved = errno;
         journal_entries_free(r.e, r.n);

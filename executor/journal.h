@@ -24,6 +24,7 @@ struct journal_entry {
 
 struct journal {
     int fd;
+    int dfd; /* the state dir: the journal and its compacted copy are opened below it */
     char path[4096];
     uint64_t appended; /* bytes written since the last compaction */
 };

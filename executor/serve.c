@@ -21,6 +21,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 
@@ -122,9 +123,7 @@ static void housekeeping(struct server *s)
     }
     struct stask *old;
     while ((old = taskstore_evictable(&s->store, s->retain)) != NULL) {
-        char dir[4400];
-        serve_task_dir(s, old->id, dir, sizeof(dir));
-        serve_remove_tree(dir);
+        serve_remove_tree(s, old->id);
         if (journal_forget(&s->journal, old->id) < 0)
             log_error("journal: %s", strerror(errno));
         taskstore_remove(&s->store, old);
@@ -284,6 +283,9 @@ static int open_socket(struct server *s, char *err, size_t errsz)
     if (inherited != 0)
         return inherited < 0 ? -1 : 0;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char perr[ERR_MSG_MAX];
+    if (parent_check_trusted(s->socket_path, perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "--socket %s: %s", s->socket_path, perr);
     if (strlen(s->socket_path) >= sizeof(sa.sun_path))
         return errf(err, errsz, "--socket %s: path too long", s->socket_path);
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->socket_path);
@@ -317,11 +319,10 @@ static int open_socket(struct server *s, char *err, size_t errsz)
  * directories. A dot name: no task id can collide with it. */
 static int lock_state_dir(struct server *s, char *err, size_t errsz)
 {
-    char path[sizeof(s->state_dir) + 16];
-    snprintf(path, sizeof(path), "%s/.serve.lock", s->state_dir);
-    s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    s->lockfd =
+        openat(s->state_dfd, ".serve.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (s->lockfd < 0)
-        return errf(err, errsz, "%.300s: %s", path, strerror(errno));
+        return errf(err, errsz, "%.300s/.serve.lock: %s", s->state_dir, strerror(errno));
     if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
         return errf(err, errsz, "state dir %.300s: %s", s->state_dir,
                     errno == EWOULDBLOCK ? "another agentbox serve is using it" : strerror(errno));
@@ -522,7 +523,7 @@ static void teardown(struct server *s)
         if (!s->socket_inherited) /* systemd's socket is systemd's to remove */
             (void)unlink(s->socket_path);
     }
-    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd}, i = 0; i < 4; i++)
+    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd, s->state_dfd}, i = 0; i < 5; i++)
         if (fd[i] >= 0)
             (void)close(fd[i]);
     config_free(&s->cfg);
@@ -540,8 +541,8 @@ int cmd_serve(int argc, char **argv)
     s->client_queue = SERVE_DEFAULT_CLIENT_QUEUE;
     s->journal_max = SERVE_DEFAULT_JOURNAL_MAX;
     s->socket_mode = 0660;
-    s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = -1;
-    s->journal.fd = -1;
+    s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = s->state_dfd = -1;
+    s->journal.fd = s->journal.dfd = -1;
     int prc = parse_args(argc, argv, s);
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
@@ -568,8 +569,13 @@ int cmd_serve(int argc, char **argv)
     if (!s->state_dir[0])
         snprintf(s->state_dir, sizeof(s->state_dir), "%.*s", (int)sizeof(s->state_dir) - 1,
                  s->cfg.workspace_root);
-    if (dir_ensure(s->state_dir) < 0) {
-        snprintf(err, sizeof(err), "state dir %.300s: %s", s->state_dir, strerror(errno));
+    /* no other user may own or write the state dir or any directory above it: a root
+     * server would otherwise write (journal, results) through links they plant there */
+    char perr[ERR_MSG_MAX];
+    if (dir_ensure_trusted(s->state_dir, s->state_dir, sizeof(s->state_dir), perr, sizeof(perr)) <
+            0 ||
+        (s->state_dfd = dir_open_trusted(s->state_dir, perr, sizeof(perr))) < 0) {
+        snprintf(err, sizeof(err), "state dir: %.480s", perr);
         goto fail;
     }
     if (lock_state_dir(s, err, sizeof(err)) < 0)

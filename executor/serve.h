@@ -125,6 +125,7 @@ struct server {
     int ep, lfd, sigfd, bep;
     bool socket_inherited; /* from systemd (LISTEN_FDS): not ours to unlink */
     int lockfd;            /* STATE/.serve.lock, flock'ed: one server per state dir */
+    int state_dfd;         /* the state dir, judged trusted: files in it opened by *at() */
     struct tag listen_tag, signal_tag, broker_tag;
     int bfds[256];
     int nbfds;
@@ -140,7 +141,7 @@ struct server {
 };
 
 /* serve_task.c */
-void serve_remove_tree(const char *path);
+void serve_remove_tree(struct server *s, const char *id);
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);

@@ -4,7 +4,7 @@
  * Never reads from a client; what goes to subscribers and waiters passes serve_client.c. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,29 +14,18 @@
 
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 #include "taskprep.h"
 
 /* ---------------------------------------------------------------- small helpers */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* By fd below the state dir: symlinks are removed, never followed. */
+void serve_remove_tree(struct server *s, const char *id)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT)
-        log_warn("cannot remove %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* Symlinks are removed, never followed (FTW_PHYS). */
-void serve_remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return;
-    (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (remove_tree_at(s->state_dfd, id) < 0)
+        log_warn("cannot remove %s/%s: %s", s->state_dir, id, strerror(errno));
 }
 
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz)
@@ -174,10 +163,8 @@ static void record_finished(struct server *s, struct stask *t, enum task_status 
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message)
 {
-    char dir[4400];
-    serve_task_dir(s, t->id, dir, sizeof(dir));
-    if (dir_ensure(dir) < 0)
-        log_warn("%s: %s", dir, strerror(errno));
+    if (mkdirat(s->state_dfd, t->id, 0700) < 0 && errno != EEXIST)
+        log_warn("%s/%s: %s", s->state_dir, t->id, strerror(errno));
     cJSON *res = synth_result(s, t, st, error_type, message);
     if (res && write_result_file(s, t->id, res) < 0 && errno != EEXIST)
         log_warn("task %s: cannot write its result: %s", t->id, strerror(errno));
@@ -491,7 +478,7 @@ int serve_recover(struct server *s, char *err, size_t errsz)
         serve_task_dir(s, t->id, dir, sizeof(dir));
         if (s->requeue && task_parse(t->task_json, &t->task, perr, sizeof(perr)) == 0) {
             t->parsed = true;
-            serve_remove_tree(dir);
+            serve_remove_tree(s, t->id);
             t->started = 0;
             serve_enqueue(s, t);
             requeued++;
