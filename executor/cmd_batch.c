@@ -991,7 +991,8 @@ int cmd_batch(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (config_load(&b.cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 ||
+        config_load(&b.cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox batch: %s\n", err);
         return EXIT_USAGE;
     }

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -406,18 +405,11 @@ int cmd_run(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_load(&cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
     config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
-    /* this process holds the key: no other process of this uid may ptrace it or read its
-     * memory through /proc */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-        fprintf(stderr, "agentbox run: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
-        config_free(&cfg);
-        return EXIT_USAGE;
-    }
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;

@@ -547,7 +547,8 @@ int cmd_serve(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (config_load(&s->cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 ||
+        config_load(&s->cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox serve: %s\n", err);
         config_free(&s->cfg);
         return EXIT_USAGE;
