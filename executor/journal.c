@@ -43,10 +43,16 @@ static cJSON *record(const char *op, const char *id, double ts)
     return rec;
 }
 
-int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts)
+static int add_owner(cJSON *rec, long owner)
+{
+    return owner < 0 || cJSON_AddNumberToObject(rec, "uid", (double)owner) ? 0 : -1;
+}
+
+int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts, long owner)
 {
     cJSON *rec = record("submitted", id, ts);
-    if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(task, 1))) {
+    if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(task, 1)) ||
+        add_owner(rec, owner) < 0) {
         cJSON_Delete(rec);
         return -1;
     }
@@ -150,6 +156,10 @@ static void apply(struct reader *r, const char *line)
             memset(e, 0, sizeof(*e));
         }
         snprintf(e->id, sizeof(e->id), "%s", id->valuestring);
+        const cJSON *uid = cJSON_GetObjectItemCaseSensitive(rec, "uid");
+        e->owner = cJSON_IsNumber(uid) && uid->valuedouble >= 0 && uid->valuedouble < 4294967295.0
+                       ? (long)uid->valuedouble
+                       : -1;
         e->task = cJSON_DetachItemViaPointer(rec, task);
         e->submitted = t;
     } else if (!e) {
@@ -187,6 +197,11 @@ static int write_compacted(int dfd, const struct journal_entry *e, size_t n)
         cJSON *rec = record("submitted", e[i].id, e[i].submitted);
         if (!rec || !task || !cJSON_AddItemToObject(rec, "task", task)) {
             cJSON_Delete(task);
+            cJSON_Delete(rec);
+            rc = -1;
+            break;
+        }
+        if (add_owner(rec, e[i].owner) < 0) {
             cJSON_Delete(rec);
             rc = -1;
             break;

@@ -20,6 +20,7 @@ struct journal_entry {
     cJSON *task;                      /* as accepted, id filled in */
     double submitted, started, ended; /* wall clock; 0 = not reached */
     char status[16];                  /* when finished */
+    long owner;                       /* the submitting client's uid; -1 unknown (older) */
 };
 
 struct journal {
@@ -37,7 +38,8 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
 void journal_entries_free(struct journal_entry *entries, size_t n);
 void journal_close(struct journal *j);
 
-int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts);
+/* owner: the submitting client's uid (kept across restarts and compactions). */
+int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts, long owner);
 int journal_started(struct journal *j, const char *id, double ts);
 int journal_finished(struct journal *j, const char *id, const char *status, double ts);
 /* The task's records are dropped at the next compaction (retention). */

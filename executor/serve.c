@@ -168,6 +168,7 @@ static void compact_journal(struct server *s)
         e[n].submitted = t->submitted;
         e[n].started = t->started;
         e[n].ended = t->ended;
+        e[n].owner = t->owner;
         if (task_status_terminal(t->status))
             snprintf(e[n].status, sizeof(e[n].status), "%s", task_status_name(t->status));
     }
@@ -348,7 +349,13 @@ static void usage(FILE *out)
             "  --journal-max SIZE     compact the journal when it grew by this much (default 64M)\n"
             "  --requeue-interrupted  after a crash, queue interrupted tasks again (default:\n"
             "                         mark them failed)\n"
-            "  --replay FILE          offline: every task takes its LLM replies from FILE\n\n"
+            "  --replay FILE          offline: every task takes its LLM replies from FILE\n"
+            "  --admin-gid GID        members (primary or supplementary group) may see and\n"
+            "                         cancel every client's tasks (repeatable); others see\n"
+            "                         only their own uid's\n"
+            "  --policy-floor NAME|PATH  no client policy may be weaker (default: default)\n"
+            "  --allow-weaker-policies   lift that floor (clients may ask for host network,\n"
+            "                         Landlock off, ...)\n\n"
             "SIGTERM/SIGINT: stop intake, cancel the queue, let running tasks finish (up to\n"
             "--grace), then exit 0.\n",
             SERVE_DEFAULT_JOBS, SERVE_DEFAULT_RETAIN, SERVE_DEFAULT_QUEUE_MAX,
@@ -371,6 +378,9 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_JMAX,
         O_REQUEUE,
         O_REPLAY,
+        O_ADMIN,
+        O_FLOOR,
+        O_WEAKER,
         O_HELP
     };
     static const struct option opts[] = {
@@ -387,6 +397,9 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"journal-max", required_argument, 0, O_JMAX},
         {"requeue-interrupted", no_argument, 0, O_REQUEUE},
         {"replay", required_argument, 0, O_REPLAY},
+        {"admin-gid", required_argument, 0, O_ADMIN},
+        {"policy-floor", required_argument, 0, O_FLOOR},
+        {"allow-weaker-policies", no_argument, 0, O_WEAKER},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -472,6 +485,20 @@ static int parse_args(int argc, char **argv, struct server *s)
         case O_REPLAY:
             s->replay = optarg;
             break;
+        case O_ADMIN:
+            if (uint_parse(optarg, UINT32_MAX - 1, &u) < 0 || s->nadmin_gid >= SERVE_ALLOW_MAX) {
+                fprintf(stderr, "agentbox serve: --admin-gid: expected a number (at most %d)\n",
+                        SERVE_ALLOW_MAX);
+                return -1;
+            }
+            s->admin_gid[s->nadmin_gid++] = (gid_t)u;
+            break;
+        case O_FLOOR:
+            s->floor_name = optarg;
+            break;
+        case O_WEAKER:
+            s->allow_weaker = true;
+            break;
         case O_HELP:
             usage(stdout);
             return 1;
@@ -514,10 +541,7 @@ static void teardown(struct server *s)
     taskstore_free(&s->store);
     journal_close(&s->journal);
     broker_free(s->broker);
-    for (int i = 0; i < s->npolicies; i++) {
-        policy_bpf_free(&s->policies[i].prog);
-        policy_free(s->policies[i].pol);
-    }
+    serve_policy_free(s);
     if (s->lfd >= 0) {
         (void)close(s->lfd);
         if (!s->socket_inherited) /* systemd's socket is systemd's to remove */
@@ -581,7 +605,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (lock_state_dir(s, err, sizeof(err)) < 0)
         goto fail;
-    if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0)
+    if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0 ||
+        serve_policy_init(s, err, sizeof(err)) < 0)
         goto fail;
     if (s->replay) {
         /* checked once here so a bad file is a usage error, not 1000 failed tasks */

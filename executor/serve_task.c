@@ -92,6 +92,8 @@ static void on_event(struct server *s, struct stask *t, const char *line, size_t
             continue;
         if (!c->all && strcmp(c->id, t->id) != 0)
             continue;
+        if (c->all && !serve_client_sees(c, t))
+            continue; /* "events all": only the tasks this client may see */
         serve_client_queue(c, line, len);
         if (terminal && !c->all)
             serve_stream_end(c);
@@ -196,6 +198,7 @@ static void finish_running(struct server *s, struct slot *sl)
     serve_unregister_slot_fds(sl);
     runner_free(sl->runner);
     broker_free(sl->own_broker);
+    serve_policy_put(sl->pe);
     if (sl->prev)
         sl->prev->next = sl->next;
     else
@@ -215,50 +218,12 @@ static void finish_running(struct server *s, struct slot *sl)
 
 /* ---------------------------------------------------------------- starting tasks */
 
-int serve_policy_get(struct server *s, const char *name, bool network_none,
-                     struct policy_entry **out, char *err, size_t errsz)
-{
-    for (int i = 0; i < s->npolicies; i++)
-        if (s->policies[i].network_none == network_none && strcmp(s->policies[i].name, name) == 0) {
-            *out = &s->policies[i];
-            return 0;
-        }
-    struct policy *pol = NULL;
-    if (policy_load(name, &pol, err, errsz) < 0)
-        return -1;
-    if (!network_none && !pol->allow_network_host) {
-        errf(err, errsz, "task.network: policy '%s' does not allow network host", pol->name);
-        policy_free(pol);
-        return -1;
-    }
-    struct sock_fprog prog = {0};
-    if (policy_seccomp_build(pol, network_none, &prog, err, errsz) < 0) {
-        policy_free(pol);
-        return -1;
-    }
-    if (s->npolicies == SERVE_POLICY_CACHE_MAX) {
-        /* the cache holds what tasks borrow: a full cache refuses new policies */
-        policy_bpf_free(&prog);
-        policy_free(pol);
-        return errf(err, errsz, "task.policy: more than %d distinct policies in use",
-                    SERVE_POLICY_CACHE_MAX);
-    }
-    struct policy_entry *e = &s->policies[s->npolicies++];
-    snprintf(e->name, sizeof(e->name), "%s", name);
-    e->network_none = network_none;
-    e->pol = pol;
-    e->prog = prog;
-    *out = e;
-    return 0;
-}
-
 static void start_task(struct server *s, struct stask *t)
 {
     char err[ERR_MSG_MAX];
     const struct task *tk = &t->task;
     struct policy_entry *pe = NULL;
-    if (serve_policy_get(s, tk->policy ? tk->policy : "default", !tk->network_host, &pe, err,
-                         sizeof(err)) < 0) {
+    if (serve_policy_get(s, tk, &pe, err, sizeof(err)) < 0) {
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
@@ -327,6 +292,8 @@ static void start_task(struct server *s, struct stask *t)
         else
             log_error("epoll_ctl: %s", strerror(errno));
     }
+    sl->pe = pe; /* held until finish_running: the cache cannot evict it meanwhile */
+    pe->refs++;
     sl->next = s->running;
     if (s->running)
         s->running->prev = sl;
@@ -454,6 +421,7 @@ int serve_recover(struct server *s, char *err, size_t errsz)
             continue;
         t->submitted = e[i].submitted;
         t->started = e[i].started;
+        t->owner = e[i].owner;
         t->task_json = steal_pointer(&e[i].task);
         int st = e[i].status[0] ? task_status_parse(e[i].status) : -1;
         if (st >= 0) {

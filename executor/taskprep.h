@@ -28,6 +28,9 @@ struct taskprep {
  * task asks for) without building anything: cheap enough to run on every line of a batch
  * before the first task starts. Errors name the field ("task.policy: ..."). */
 int taskprep_check(const struct task *t, char *err, size_t errsz);
+/* The task's policy: task.policy_inline parsed, or task.policy (a name, or a path for the
+ * operator's own commands) loaded; "default" when neither. */
+int taskprep_policy_load(const struct task *t, struct policy **out, char *err, size_t errsz);
 /* Loads the policy, compiles its filter, resolves models (cat may be NULL). tp must be
  * zeroed; release with taskprep_free whether this succeeds or not. tp must not move while
  * a runner uses tp->opts (it points into tp). */
