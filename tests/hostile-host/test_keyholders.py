@@ -12,6 +12,8 @@ import threading
 import time
 import unittest
 
+import hostile_util
+
 from hostile_util import AGENTBOX, DATA_DIR, HostileCase
 
 
@@ -125,6 +127,8 @@ class KeyHolders(HostileCase):
         p = self.spawn("run", "--quiet", "hi")
         self.assert_not_dumpable(p, until_connected=True)
 
+
+load_tests = hostile_util.load_tests
 
 if __name__ == "__main__":
     unittest.main()

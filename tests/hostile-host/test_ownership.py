@@ -8,6 +8,8 @@ import threading
 import time
 import unittest
 
+import hostile_util
+
 from hostile_util import Conn, HostileCase
 
 
@@ -113,6 +115,8 @@ class Ownership(HostileCase):
         self.assertEqual([t["id"] for t in answers[2][0]["tasks"]], ["atk-1"], answers)
         del p2
 
+
+load_tests = hostile_util.load_tests
 
 if __name__ == "__main__":
     unittest.main()

@@ -9,6 +9,8 @@ import secrets
 import subprocess
 import unittest
 
+import hostile_util
+
 from hostile_util import AGENTBOX, HostileCase, as_attacker, base_env
 
 
@@ -66,6 +68,8 @@ def id_taken(n):
     except KeyError:
         return False
 
+
+load_tests = hostile_util.load_tests
 
 if __name__ == "__main__":
     unittest.main()

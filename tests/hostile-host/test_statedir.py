@@ -7,6 +7,8 @@ import os
 import subprocess
 import unittest
 
+import hostile_util
+
 from hostile_util import AGENTBOX, Canary, HostileCase, base_env
 
 
@@ -138,6 +140,8 @@ class RunBatchOutputDirs(HostileCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         canary.assert_untouched(self)
 
+
+load_tests = hostile_util.load_tests
 
 if __name__ == "__main__":
     unittest.main()
