@@ -207,6 +207,14 @@ int dir_ensure_trusted(const char *path, char *real, size_t realsz, char *err, s
     return fd < 0 ? -1 : fill(full, real, realsz, err, errsz);
 }
 
+int openat_below(int dfd, const char *dir, const char *name, int flags, unsigned mode)
+{
+    cleanup_fd int d = openat(dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d < 0)
+        return -1;
+    return openat(d, name, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+}
+
 int read_regular_at(int dfd, const char *name, int follow, size_t max, char **out, size_t *outlen)
 {
     struct stat st;

@@ -24,6 +24,10 @@ int parent_check_trusted(const char *file, char *err, size_t errsz);
 /* Opens a trusted directory (O_DIRECTORY | O_NOFOLLOW) for the *at() calls below. */
 int dir_open_trusted(const char *path, char *err, size_t errsz);
 
+/* Opens dir/name below dfd, following no symlink on the way (neither dir nor name):
+ * flags gain O_NOFOLLOW | O_CLOEXEC. A task's files below the state dir's fd. */
+int openat_below(int dfd, const char *dir, const char *name, int flags, unsigned mode);
+
 /* Reads a whole regular file name below dfd (AT_FDCWD: a path) without following a final
  * symlink, without blocking (a FIFO or device is refused, not opened for long) and up to
  * max bytes. NUL-terminated; -1 with errno (EFBIG when larger, EINVAL when not regular). */

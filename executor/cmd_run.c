@@ -465,6 +465,12 @@ int cmd_run(int argc, char **argv)
     o.state_dir = state_dir;
 
     events_init(&events, t.id);
+    if ((a.events && strcmp(a.events, "-") &&
+         parent_check_trusted(a.events, perr, sizeof(perr)) < 0) ||
+        (a.meta && parent_check_trusted(a.meta, perr, sizeof(perr)) < 0)) {
+        snprintf(err, sizeof(err), "--events/--meta: %.400s", perr);
+        goto usage_error;
+    }
     if (a.events) {
         events_fd = open_events_sink(a.events);
         if (events_fd < 0) {

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 
@@ -323,9 +324,7 @@ static void op_events(struct client *c, const struct request *req)
         return;
     }
     snprintf(c->id, sizeof(c->id), "%s", t->id);
-    char path[4500];
-    snprintf(path, sizeof(path), "%s/%s/events.jsonl", s->state_dir, t->id);
-    c->replay_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    c->replay_fd = openat_below(s->state_dfd, t->id, "events.jsonl", O_RDONLY, 0);
     /* a queued task has no events file yet: nothing to replay */
     serve_stream_pump(c);
 }

@@ -109,17 +109,18 @@ static void slot_event_sink(void *opaque, const char *line, size_t len)
 /* Events of a task that no runner produced go to its events file and to subscribers. */
 static void emit_own_event(struct server *s, struct stask *t, const char *type, cJSON *fields)
 {
-    char path[4500];
-    snprintf(path, sizeof(path), "%s/%s/events.jsonl", s->state_dir, t->id);
-    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    cleanup_fd int fd =
+        openat_below(s->state_dfd, t->id, "events.jsonl", O_RDWR | O_CREAT | O_APPEND, 0600);
     struct event_log log;
     events_init(&log, t->id);
-    /* continue the task's seq numbers when a runner wrote some already */
-    cleanup_free char *old = NULL;
-    size_t oldlen = 0;
-    if (read_file(path, 64u << 20, &old, &oldlen) == 0)
-        for (size_t i = 0; i < oldlen; i++)
-            log.seq += old[i] == '\n';
+    /* continue the task's seq numbers when a runner wrote some already (read through the
+     * same fd: what is counted is what is appended to) */
+    char buf[16384];
+    ssize_t got;
+    for (off_t off = 0; fd >= 0 && off < (64 << 20) && (got = pread(fd, buf, sizeof(buf), off)) > 0;
+         off += got)
+        for (ssize_t i = 0; i < got; i++)
+            log.seq += buf[i] == '\n';
     if (fd >= 0)
         (void)events_add_fd(&log, fd);
     struct slot tmp = {.srv = s, .t = t};

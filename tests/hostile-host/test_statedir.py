@@ -140,6 +140,26 @@ class RunBatchOutputDirs(HostileCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         canary.assert_untouched(self)
 
+    def test_exec_meta_in_attacker_directory(self):
+        canary = Canary(self.tmp)
+        d = self.attacker_dir(os.path.join(self.tmp, "metadir"))
+        os.symlink(canary.path, os.path.join(d, "meta.json"))
+        r = subprocess.run([AGENTBOX, "exec", "--meta", os.path.join(d, "meta.json"), "--",
+                            "true"], env=base_env(self.tmp), capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"uid {self.atk_uid}".encode(), r.stderr)
+        canary.assert_untouched(self)
+
+    def test_run_events_file_in_attacker_directory(self):
+        canary = Canary(self.tmp)
+        d = self.attacker_dir(os.path.join(self.tmp, "evdir"))
+        os.symlink(canary.path, os.path.join(d, "ev.jsonl"))
+        r = subprocess.run([AGENTBOX, "run", "--replay", self.write_replay(), "--quiet",
+                            "--events", os.path.join(d, "ev.jsonl"), "hi"],
+                           env=base_env(self.tmp), capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        canary.assert_untouched(self)
+
 
 load_tests = hostile_util.load_tests
 
