@@ -59,7 +59,7 @@ int config_load(struct agentbox_config *cfg, char *err, size_t errsz);
 /* Every process that will hold the key calls this first, before config_load: it becomes
  * non-dumpable (no other process of its uid may ptrace it or read its memory through /proc)
  * and its core dumps are off (RLIMIT_CORE 0, soft and hard), so the key can leak neither
- * way. run, batch, llm and serve call it; -1 with err when either cannot be set. */
+ * way. run, batch, llm, models and serve call it; -1 with err when either cannot be set. */
 int config_keyholder_harden(char *err, size_t errsz);
 /* Zeroes OPENROUTER_API_KEY's value in this process's environment and unsets it, so that no
  * child forked or exec'd later inherits it. Call once, after config_load, in any process

@@ -1,4 +1,4 @@
-"""Every agentbox process that holds the OpenRouter key (serve, batch, llm, run) must be
+"""Every agentbox process that holds the OpenRouter key (serve, batch, llm, models, run) must be
 non-dumpable with core dumps off before it reads the key: another process of the same uid
 (a tool the user runs, a compromised editor) must not ptrace it, read its memory or
 environment through /proc, or make it dump core with the key inside. Checked on the live
@@ -121,6 +121,10 @@ class KeyHolders(HostileCase):
             f.write('{"id": "k1", "prompt": "hi"}\n')
         os.chmod(batch, 0o644)
         p = self.spawn("batch", batch, "--quiet")
+        self.assert_not_dumpable(p, until_connected=True)
+
+    def test_models_refresh(self):
+        p = self.spawn("models", "--refresh")
         self.assert_not_dumpable(p, until_connected=True)
 
     def test_run(self):
