@@ -62,7 +62,9 @@ int write_all(int fd, const void *buf, size_t len);
 /* Reads a whole (small) file; refuses files larger than max. NUL-terminates. */
 int read_file(const char *path, size_t max, char **out, size_t *outlen);
 int write_file(const char *path, const char *text);
-/* mkdir(path, 0700) that accepts an existing directory (and refuses anything else there). */
+/* mkdir(path, 0700) that accepts an existing directory of the running uid that no one else
+ * may write (EPERM otherwise; ENOTDIR for anything else there, a symlink included). Only
+ * for directories below one safedir.h has judged: it looks at the last component alone. */
 int dir_ensure(const char *path);
 
 /* Absolute path of the running agentbox binary, resolved on first call (main calls it at
