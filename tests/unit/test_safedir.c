@@ -1,5 +1,5 @@
-/* Unit tests for common/safedir.c: which directories are trusted, reading only regular
- * files without blocking, removing a tree by fd without following links. */
+/* Unit tests for common/safedir.c (and util.c's dir_ensure): which directories are trusted,
+ * reading only regular files without blocking, removing a tree by fd without following links. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,6 +118,22 @@ static void test_remove_tree_never_follows_a_link(void **state)
     assert_int_equal(access(path, F_OK), 0);
 }
 
+static void test_dir_ensure_refuses_links_and_open_directories(void **state)
+{
+    (void)state;
+    char path[512], link[512];
+    snprintf(path, sizeof(path), "%s/plain", base);
+    assert_int_equal(dir_ensure(path), 0);
+    assert_int_equal(dir_ensure(path), 0);
+    snprintf(link, sizeof(link), "%s/plainlink", base);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(dir_ensure(link), -1);
+    assert_int_equal(errno, ENOTDIR);
+    assert_int_equal(chmod(path, 0770), 0);
+    assert_int_equal(dir_ensure(path), -1);
+    assert_int_equal(errno, EPERM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +142,7 @@ int main(void)
         cmocka_unit_test(test_symlink_to_a_file_is_not_a_directory),
         cmocka_unit_test(test_read_regular_refuses_fifo_link_and_big),
         cmocka_unit_test(test_remove_tree_never_follows_a_link),
+        cmocka_unit_test(test_dir_ensure_refuses_links_and_open_directories),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
