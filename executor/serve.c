@@ -362,6 +362,29 @@ static void usage(FILE *out)
             SERVE_DEFAULT_GRACE_S);
 }
 
+/* --allow-uid (kind 'u'), --allow-gid ('g'), --admin-gid ('a'): one id more. */
+static int add_id(struct server *s, char kind, const char *arg)
+{
+    const char *opt = kind == 'u' ? "--allow-uid" : kind == 'g' ? "--allow-gid" : "--admin-gid";
+    int *n = kind == 'u' ? &s->nallow_uid : kind == 'g' ? &s->nallow_gid : &s->nadmin_gid;
+    uint64_t u;
+    if (uint_parse(arg, UINT32_MAX - 1, &u) < 0) {
+        fprintf(stderr, "agentbox serve: %s: expected a number\n", opt);
+        return -1;
+    }
+    if (*n >= SERVE_ALLOW_MAX) {
+        fprintf(stderr, "agentbox serve: at most %d of %s\n", SERVE_ALLOW_MAX, opt);
+        return -1;
+    }
+    if (kind == 'u')
+        s->allow_uid[(*n)++] = (uid_t)u;
+    else if (kind == 'g')
+        s->allow_gid[(*n)++] = (gid_t)u;
+    else
+        s->admin_gid[(*n)++] = (gid_t)u;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct server *s)
 {
     enum {
@@ -424,20 +447,9 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_AUID:
         case O_AGID:
-            if (uint_parse(optarg, UINT32_MAX - 1, &u) < 0) {
-                fprintf(stderr, "agentbox serve: %s: expected a number\n",
-                        c == O_AUID ? "--allow-uid" : "--allow-gid");
+        case O_ADMIN:
+            if (add_id(s, c == O_AUID ? 'u' : c == O_AGID ? 'g' : 'a', optarg) < 0)
                 return -1;
-            }
-            if ((c == O_AUID ? s->nallow_uid : s->nallow_gid) >= SERVE_ALLOW_MAX) {
-                fprintf(stderr, "agentbox serve: at most %d of each allow option\n",
-                        SERVE_ALLOW_MAX);
-                return -1;
-            }
-            if (c == O_AUID)
-                s->allow_uid[s->nallow_uid++] = (uid_t)u;
-            else
-                s->allow_gid[s->nallow_gid++] = (gid_t)u;
             break;
         case O_MODE:
             if (strcmp(optarg, "0660") && strcmp(optarg, "0600") && strcmp(optarg, "660") &&
@@ -484,14 +496,6 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_REPLAY:
             s->replay = optarg;
-            break;
-        case O_ADMIN:
-            if (uint_parse(optarg, UINT32_MAX - 1, &u) < 0 || s->nadmin_gid >= SERVE_ALLOW_MAX) {
-                fprintf(stderr, "agentbox serve: --admin-gid: expected a number (at most %d)\n",
-                        SERVE_ALLOW_MAX);
-                return -1;
-            }
-            s->admin_gid[s->nadmin_gid++] = (gid_t)u;
             break;
         case O_FLOOR:
             s->floor_name = optarg;
