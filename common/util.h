@@ -74,7 +74,9 @@ int read_file(const char *path, size_t max, char **out, size_t *outlen);
 int write_file(const char *path, const char *text);
 /* read_file, or all of stdin (a pipe or a file) when path is "-". */
 int read_input(const char *path, size_t max, char **out, size_t *outlen);
-/* mkdir(path, 0700) that accepts an existing directory (and refuses anything else there). */
+/* mkdir(path, 0700) that accepts an existing directory of the running uid that no one else
+ * may write (EPERM otherwise; ENOTDIR for anything else there, a symlink included). Only
+ * for directories below one safedir.h has judged: it looks at the last component alone. */
 int dir_ensure(const char *path);
 
 /* Absolute path of the running agentbox binary, resolved on first call (main calls it at

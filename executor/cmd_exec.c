@@ -19,6 +19,7 @@
 
 #include "cell.h"
 #include "commands.h"
+#include "safedir.h"
 #include "json.h"
 #include "log.h"
 #include "seed_open.h"
@@ -269,9 +270,15 @@ int cmd_exec(int argc, char **argv)
     }
     cleanup_fd int meta_fd = -1;
     if (o.meta) {
-        meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        /* its directory must be ours alone (a root exec must not write through a link a
+         * user planted there); then the file itself may be a link (/dev/stdout) */
+        char perr[ERR_MSG_MAX];
+        if (parent_check_trusted(o.meta, perr, sizeof(perr)) < 0)
+            meta_fd = -1;
+        else if ((meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644)) < 0)
+            snprintf(perr, sizeof(perr), "%s", strerror(errno));
         if (meta_fd < 0) {
-            snprintf(err, sizeof(err), "--meta %s: %s", o.meta, strerror(errno));
+            snprintf(err, sizeof(err), "--meta %.200s: %.280s", o.meta, perr);
             policy_bpf_free(&prog);
             policy_free(pol);
             return usage_error(err);

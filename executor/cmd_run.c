@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +20,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "policy.h"
 #include "runner.h"
 #include "task.h"
@@ -395,7 +395,7 @@ static void run_loop(struct runner *r, struct broker *b, int sigfd)
 static int write_meta(const char *path, const cJSON *sandbox)
 {
     cleanup_free char *text = json_print_pretty(sandbox);
-    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (!text || fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         return -1;
     return close(steal_fd(&fd));
@@ -409,18 +409,11 @@ int cmd_run(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_load(&cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
     config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
-    /* this process holds the key: no other process of this uid may ptrace it or read its
-     * memory through /proc */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-        fprintf(stderr, "agentbox run: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
-        config_free(&cfg);
-        return EXIT_USAGE;
-    }
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
@@ -465,16 +458,23 @@ int cmd_run(int argc, char **argv)
     o.events = &events;
     o.broker = b;
 
-    char state_dir[4096];
-    if (dir_ensure(cfg.workspace_root) < 0) {
-        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %.400s: %s", cfg.workspace_root,
-                 strerror(errno));
+    /* the results' directory and every one above it must be ours alone: a user who made
+     * ./openhands_workspace could otherwise steer a root run's writes through links */
+    char state_dir[4096], root[4096], perr[ERR_MSG_MAX];
+    if (dir_ensure_trusted(cfg.workspace_root, root, sizeof(root), perr, sizeof(perr)) < 0) {
+        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT: %.400s", perr);
         goto usage_error;
     }
-    snprintf(state_dir, sizeof(state_dir), "%s/%s", cfg.workspace_root, t.id);
+    snprintf(state_dir, sizeof(state_dir), "%.3900s/%s", root, t.id);
     o.state_dir = state_dir;
 
     events_init(&events, t.id);
+    if ((a.events && strcmp(a.events, "-") &&
+         parent_check_trusted(a.events, perr, sizeof(perr)) < 0) ||
+        (a.meta && parent_check_trusted(a.meta, perr, sizeof(perr)) < 0)) {
+        snprintf(err, sizeof(err), "--events/--meta: %.400s", perr);
+        goto usage_error;
+    }
     if (a.events) {
         events_fd = open_events_sink(a.events);
         if (events_fd < 0) {

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -407,6 +409,16 @@ int config_load(struct agentbox_config *cfg, char *err, size_t errsz)
 fail:
     config_free(cfg);
     return -1;
+}
+
+int config_keyholder_harden(char *err, size_t errsz)
+{
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return errf(err, errsz, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) < 0)
+        return errf(err, errsz, "setrlimit(RLIMIT_CORE): %s", strerror(errno));
+    return 0;
 }
 
 void config_scrub_env(void)

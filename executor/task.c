@@ -259,8 +259,14 @@ static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
     if (json_get_number(json, "task", "timeout_s", 0.001, 366.0 * 86400, &t->timeout_s, err,
                         errsz) < 0)
         return -1;
-    if (dup_string(json, "policy", &t->policy, 4096, err, errsz) < 0)
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(json, "policy");
+    if (cJSON_IsObject(pol)) {
+        t->policy_inline = cJSON_Duplicate(pol, 1);
+        if (!t->policy_inline)
+            return errf(err, errsz, "out of memory");
+    } else if (dup_string(json, "policy", &t->policy, 4096, err, errsz) < 0) {
         return -1;
+    }
     const char *net = NULL;
     if (json_get_string(json, "task", "network", &net, err, errsz) < 0)
         return -1;
@@ -329,6 +335,7 @@ void task_free(struct task *t)
     for (size_t i = 0; i < t->nfallback; i++)
         free(t->fallback_models[i]);
     free(t->policy);
+    cJSON_Delete(t->policy_inline);
     free(t->workspace_from);
     cJSON_Delete(t->files);
     for (size_t i = 0; i < t->noutputs; i++)

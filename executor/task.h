@@ -35,7 +35,8 @@ struct task {
     size_t nfallback;
     uint64_t max_iterations; /* 0: default */
     double timeout_s;        /* 0: default */
-    char *policy;            /* NULL: "default" */
+    char *policy;            /* NULL: "default" (or policy_inline) */
+    cJSON *policy_inline;    /* "policy": {...}: a whole policy object, validated on use */
     bool network_host;
     bool network_set;
     unsigned limits_set;

@@ -26,12 +26,27 @@ void taskprep_apply_limits(struct policy_limits *l, const struct task *t)
         l->fsize_bytes = l->disk_bytes;
 }
 
-static int load_policy(const struct task *t, struct policy **out, char *err, size_t errsz)
+int taskprep_policy_load(const struct task *t, struct policy **out, char *err, size_t errsz)
 {
     const char *name = t->policy ? t->policy : "default";
     char perr[ERR_MSG_MAX];
+    if (t->policy_inline) {
+        cleanup_free char *text = cJSON_PrintUnformatted(t->policy_inline);
+        if (!text)
+            return errf(err, errsz, "out of memory");
+        if (policy_parse(text, strlen(text), "task.policy", out, perr, sizeof(perr)) < 0)
+            return errf(err, errsz, "task.policy (inline): %s", perr);
+        return 0;
+    }
     if (policy_load(name, out, perr, sizeof(perr)) < 0)
         return errf(err, errsz, "task.policy: %s", perr);
+    return 0;
+}
+
+static int load_policy(const struct task *t, struct policy **out, char *err, size_t errsz)
+{
+    if (taskprep_policy_load(t, out, err, errsz) < 0)
+        return -1;
     if (t->network_host && !(*out)->allow_network_host) {
         errf(err, errsz, "task.network: policy '%s' does not allow network host", (*out)->name);
         policy_free(*out);

@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
 
 #include "json.h"
+#include "safedir.h"
 #include "util.h"
 
 #define NAME_MAX_CHARS    64
@@ -846,7 +848,8 @@ static int load_depth(const char *name_or_path, int depth, struct policy **out, 
     }
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(path, POLICY_FILE_MAX_BYTES, &text, &len) < 0) {
+    /* regular files only, opened without blocking: a FIFO or a device is refused unopened */
+    if (read_regular_at(AT_FDCWD, path, 1, POLICY_FILE_MAX_BYTES, &text, &len) < 0) {
         if (errno == EFBIG)
             return errf(err, errsz, "%s: larger than %u bytes", path, POLICY_FILE_MAX_BYTES);
         if (errno == EINVAL)

@@ -58,7 +58,7 @@ static void test_reopen_knows_every_task(void **state)
     const char *ids[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++) {
         cJSON *t = task(ids[i]);
-        assert_int_equal(journal_submitted(&j, ids[i], t, 100 + i), 0);
+        assert_int_equal(journal_submitted(&j, ids[i], t, 100 + i, 1000), 0);
         cJSON_Delete(t);
     }
     assert_int_equal(journal_started(&j, "a", 200), 0);
@@ -88,7 +88,7 @@ static void test_reopen_knows_every_task(void **state)
     journal_entries_free(e, n);
     /* an id used again after it was forgotten */
     cJSON *t = task("c");
-    assert_int_equal(journal_submitted(&j, "c", t, 400), 0);
+    assert_int_equal(journal_submitted(&j, "c", t, 400, -1), 0);
     cJSON_Delete(t);
     journal_close(&j);
     assert_int_equal(journal_open(&j, dir, &e, &n, err, sizeof(err)), 0);
