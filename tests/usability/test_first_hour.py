@@ -219,6 +219,34 @@ class Identity(FirstHour):
         self.assertNotEqual(r.returncode, 0)  # read-only
         self.assertEqual(r.stdout.split(), ["root:0", "agent:1000", "nobody:65534"])
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                         "needs root and unshare(1) for a private /etc")
+    def test_identity_survives_the_host_rewriting_passwd(self):
+        # useradd and passwd replace /etc/passwd by rename; a cell starting meanwhile must
+        # not fail. The renames happen in a private mount namespace on a copy of /etc.
+        etc = os.path.join(self.tmp, "etc")
+        shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True,
+                        ignore=lambda d, names: [n for n in names
+                                                 if not os.path.isfile(os.path.join(d, n))
+                                                 and not os.path.isdir(os.path.join(d, n))])
+        script = """
+mount --bind "$1" /etc || exit 3
+python3 -c 'import os, shutil
+while True:
+    shutil.copyfile("/etc/passwd", "/etc/passwd.tmp"); os.rename("/etc/passwd.tmp", "/etc/passwd")' &
+loop=$!
+trap 'kill $loop' EXIT
+fails=0
+for i in $(seq 150); do "$2" exec -- true 2>>"$3" || fails=$((fails+1)); done
+echo "fails=$fails"
+"""
+        errs = os.path.join(self.tmp, "errs")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                            etc, AGENTBOX, errs], env=self.env(), capture_output=True, text=True,
+                           timeout=600)
+        with open(errs) as f:
+            self.assertEqual(r.stdout.strip(), "fails=0", f.read()[-2000:] + r.stderr)
+
     def test_a_mistyped_model_draws_a_warning(self):
         r = self.demo_run("--model", "gemini-flsh")
         self.assertIn("model 'gemini-flsh' is neither a preset (agentbox models lists them) nor "
