@@ -31,7 +31,7 @@ static const char usage_text[] =
     "  --timeout SECONDS      wall-clock limit (e.g. 30, 1.5, 5m); exit 124 when hit\n"
     "  --disk SIZE            /workspace size (K, M, G = powers of 1024; at least 4K)\n"
     "  --inodes N             /workspace inode count\n"
-    "  --memory SIZE          memory limit, at least 4M (cgroup; RLIMIT_AS without one)\n"
+    "  --memory SIZE          memory limit, at least 8M (cgroup; RLIMIT_AS without one)\n"
     "  --pids N               process limit, at least 2 (cgroup; RLIMIT_NPROC otherwise)\n"
     "  --cpu SECONDS          CPU time limit (RLIMIT_CPU); 0 = none\n"
     "  --workspace-from DIR   seed /workspace from DIR (DIR is never modified)\n"

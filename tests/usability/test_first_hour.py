@@ -99,8 +99,8 @@ class Messages(FirstHour):
     """Refusals a newcomer meets: each says what was wrong, in one wording, exit 2."""
 
     def test_sizes_below_the_working_minimum_are_usage_errors(self):
-        for args, needle in ((["--memory", "1"], "--memory: 1 is below the working minimum of 4M"),
-                             (["--memory", "100K"], "below the working minimum of 4M"),
+        for args, needle in ((["--memory", "1"], "--memory: 1 is below the working minimum of 8M"),
+                             (["--memory", "100K"], "below the working minimum of 8M"),
                              (["--pids", "1"], "--pids: expected a whole number from 2 to"),
                              (["--disk", "1"], "--disk: 1 is below the working minimum of 4K")):
             r = self.agentbox("exec", *args, "--", "echo", "RAN")
@@ -109,8 +109,8 @@ class Messages(FirstHour):
             self.assertNotIn("RAN", r.stdout)
         r = self.agentbox("run", "--memory", "1", "hi")
         self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn("--memory: 1 is below the working minimum of 4M", r.stderr)
-        r = self.demo_run("--memory", "4M")  # the minimum itself is accepted
+        self.assertIn("--memory: 1 is below the working minimum of 8M", r.stderr)
+        r = self.demo_run("--memory", "8M")  # the minimum itself is accepted
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_number_errors_share_one_wording_without_exponents(self):
