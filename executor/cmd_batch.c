@@ -969,7 +969,7 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
         return -1;
     b->have_cat = true;
     const char *root = b->a.state_dir ? b->a.state_dir : b->cfg.workspace_root;
-    if (dir_ensure(root) < 0)
+    if (dir_ensure(root) < 0 || access(root, W_OK | X_OK) < 0)
         return errf(err, errsz, "%s %s: %s",
                     b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", root,
                     strerror(errno));
