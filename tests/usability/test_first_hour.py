@@ -17,6 +17,7 @@ DEMO = os.path.join(ROOT, "examples", "demo")
 
 
 class FirstHour(unittest.TestCase):
+    """The harness: a temp dir, the environment, the binary and the demo task."""
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="agentbox-first-hour-")
         os.chmod(self.tmp, 0o755)
@@ -38,6 +39,10 @@ class FirstHour(unittest.TestCase):
     def demo_run(self, *args, **kw):
         return self.agentbox("run", "--quiet", "--task-file", os.path.join(DEMO, "task.json"),
                              "--replay", os.path.join(DEMO, "replay.json"), *args, **kw)
+
+
+class Output(FirstHour):
+    """What the README's commands write, for people and for jq."""
 
     def test_result_json_is_indented_with_two_spaces(self):
         r = self.demo_run()
@@ -289,6 +294,26 @@ class NoInternalReferences(FirstHour):
             outputs.append(self.agentbox(cmd, "--help").stdout)
         for text in outputs:
             self.assertIsNone(CITATIONS.search(text), text)
+
+
+class OneDefaultSocket(FirstHour):
+    def test_every_part_names_the_same_default_socket(self):
+        default = "/run/agentbox-api/agentbox.sock"
+        env = {k: v for k, v in self.env().items() if k != "AGENTBOX_SOCKET"}
+        r = subprocess.run([AGENTBOX, "health"], env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:  # no server here: the message names where it looked
+            self.assertIn(f"server at {default}", r.stderr)
+        self.assertIn(default, self.agentbox("serve", "--help").stdout)
+        self.assertIn(default, self.agentbox("wait", "--help").stdout)
+        with open(os.path.join(ROOT, "clients", "python", "agentbox_client", "client.py")) as f:
+            self.assertIn(f'DEFAULT_SOCKET = "{default}"', f.read())
+        with open(os.path.join(ROOT, "deploy", "agentbox.socket")) as f:
+            self.assertIn(f"ListenStream={default}", f.read())
+        for doc in ("docs/protocol.md", "docs/deploy.md", "docs/configuration.md",
+                    "clients/python/README.md"):
+            with open(os.path.join(ROOT, doc)) as f:
+                socks = set(re.findall(r"/run/[\w./-]+\.sock", f.read()))
+            self.assertEqual(socks, {default}, doc)
 
 
 class WaitTimeout(FirstHour):
