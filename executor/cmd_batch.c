@@ -987,6 +987,10 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     if (dir_ensure_trusted(root, real, sizeof(real), perr, sizeof(perr)) < 0)
         return errf(err, errsz, "%s: %s",
                     b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", perr);
+    if (access(real, W_OK | X_OK) < 0)
+        return errf(err, errsz, "%s %s: %s",
+                    b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", real,
+                    strerror(errno));
     if (strlen(real) >= sizeof(b->state_root))
         return errf(err, errsz, "%s: path longer than %d bytes", real, BATCH_ROOT_MAX - 1);
     memcpy(b->state_root, real, strlen(real) + 1);

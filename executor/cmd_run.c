@@ -345,6 +345,12 @@ static void progress_sink(void *opaque, const char *line, size_t len)
         fprintf(stderr, "agentbox: LLM error %s, next: %s\n",
                 cJSON_IsString(et) ? et->valuestring : "?",
                 cJSON_IsString(st) ? st->valuestring : "?");
+    } else if (strcmp(t, "rate_limit_wait") == 0) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "model");
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(ev, "wait_s");
+        long secs = cJSON_IsNumber(w) ? (long)(w->valuedouble + 0.5) : 0;
+        fprintf(stderr, "agentbox: waiting for the rate limit of %s: %ld second%s\n",
+                cJSON_IsString(m) ? m->valuestring : "the model", secs, secs == 1 ? "" : "s");
     } else if (strncmp(t, "task_", 5) == 0 && strcmp(t, "task_queued") &&
                strcmp(t, "task_started")) {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(ev, "status");

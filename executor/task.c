@@ -128,7 +128,7 @@ static int parse_limits(const cJSON *json, struct task *t, char *err, size_t err
     if ((t->limits_set & TASK_LIMIT_DISK) && t->disk_bytes < POLICY_MIN_DISK_BYTES)
         return errf(err, errsz, "task.limits.disk: below the working minimum of 4K");
     if ((t->limits_set & TASK_LIMIT_MEMORY) && t->memory_bytes < POLICY_MIN_MEMORY_BYTES)
-        return errf(err, errsz, "task.limits.memory: below the working minimum of 4M");
+        return errf(err, errsz, "task.limits.memory: below the working minimum of 8M");
     if ((t->limits_set & TASK_LIMIT_PIDS) && t->pids < POLICY_MIN_PIDS)
         return errf(err, errsz, "task.limits.pids: below the working minimum of 2");
     return 0;

@@ -292,7 +292,7 @@ static int parse_limits(const cJSON *o, struct policy_limits *l, char *err, size
         get_seconds(o, ctx, "timeout_s", false, &l->timeout_s, err, errsz) < 0)
         return -1;
     if (l->memory_bytes && l->memory_bytes < POLICY_MIN_MEMORY_BYTES)
-        return errf(err, errsz, "limits.memory: below the working minimum of 4M (0: none)");
+        return errf(err, errsz, "limits.memory: below the working minimum of 8M (0: none)");
     if (l->pids && l->pids < POLICY_MIN_PIDS)
         return errf(err, errsz, "limits.pids: below the working minimum of 2 (0: none)");
     if (l->disk_bytes < POLICY_MIN_DISK_BYTES)

@@ -99,9 +99,10 @@ struct policy {
 #define POLICY_DEFAULT_FSIZE_BYTES  (1ull << 30)
 #define POLICY_DEFAULT_CPU_S        0.0
 #define POLICY_DEFAULT_TIMEOUT_S    300.0
-/* Below these a cell cannot run a shell: refused as usage errors, not set-up failures. */
+/* Below these a cell cannot run a shell or the agent (8M: the agent under RLIMIT_AS, where
+ * no cgroup can be used): refused as usage errors, not set-up failures. */
 #define POLICY_MIN_DISK_BYTES    4096ull
-#define POLICY_MIN_MEMORY_BYTES  (4ull << 20)
+#define POLICY_MIN_MEMORY_BYTES  (8ull << 20)
 #define POLICY_MIN_PIDS          2ull
 #define POLICY_DEFAULT_TMP_BYTES (256ull << 20)
 #define POLICY_DEFAULT_SHM_BYTES (64ull << 20)

@@ -154,7 +154,8 @@ class Junit(BatchTestCase):
     def test_unwritable_outputs_are_refused_before_any_task(self):
         path = self.batch_file([task("a"), task("b")])
         cases = (("--junit", "/nonexistent/j.xml"), ("--junit", self.tmp),
-                 ("--events-dir", "/proc/agentbox-none"), ("--out", "/nonexistent/out.jsonl"))
+                 ("--events-dir", "/proc/agentbox-none"), ("--out", "/nonexistent/out.jsonl"),
+                 ("--state-dir", "/proc/self"))
         for opt, where in cases:
             argv = [AGENTBOX, "batch", path, "--replay", self.replay, opt, where]
             proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True,
@@ -163,6 +164,7 @@ class Junit(BatchTestCase):
             self.assertIn(f"{opt} {where}", proc.stderr)
             self.assertFalse(os.path.exists(os.path.join(self.state, "a")),
                              f"a task ran before {opt} was checked")
+            self.assertFalse(os.path.exists("/proc/self/a"))
 
     def test_summary_names_the_exit_code_the_process_returns(self):
         # --junit into a directory that disappears while the batch runs: the tasks succeed,
