@@ -3,6 +3,7 @@ refusal of bad files, concurrency and signals. LLM replies come from a replay fi
 or, where an upstream error is the point, from tests/fake_openrouter.py on loopback."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -161,7 +162,10 @@ class Junit(BatchTestCase):
             proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True,
                                   timeout=RUN_TIMEOUT_S)
             self.assertEqual(proc.returncode, 2, (opt, where, proc.stderr))
-            self.assertIn(f"{opt} {where}", proc.stderr)
+            # the option and the path are named ("--out PATH: why" or "--events-dir: PATH: why")
+            # (/proc/self is named as what it resolves to, /proc/PID)
+            named = re.escape(where).replace("self", r"(self|\d+)")
+            self.assertRegex(proc.stderr, re.escape(opt) + ":? " + named)
             self.assertFalse(os.path.exists(os.path.join(self.state, "a")),
                              f"a task ran before {opt} was checked")
             self.assertFalse(os.path.exists("/proc/self/a"))

@@ -112,7 +112,8 @@ class Install(unittest.TestCase):
 
     def check_installed_binary(self, user=None):
         cwd = tempfile.mkdtemp(prefix="elsewhere-", dir=self.tmp)
-        os.chmod(cwd, 0o777)
+        # open to every user, sticky as /tmp is: agentbox writes its state below it
+        os.chmod(cwd, 0o1777)
         r = self.installed("policy", "show", "default", user=user, cwd=cwd)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["name"], "default")
