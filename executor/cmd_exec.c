@@ -282,7 +282,7 @@ int cmd_exec(int argc, char **argv)
     }
     cleanup_free char **eg_env = eg ? egress_cell_env(cell_default_env()) : NULL;
     struct sock_fprog prog = {0};
-    if ((eg && !eg_env) || policy_seccomp_build(pol, !host && !eg, &prog, err, sizeof(err)) < 0) {
+    if ((eg && !eg_env) || policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
         policy_free(pol);
         return usage_error(err);
     }

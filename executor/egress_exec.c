@@ -61,6 +61,10 @@ int egress_exec_rules(const struct policy *pol, int network, const char *const *
         return errf(err, errsz, "allowed hosts make no sense with network none");
     egress_rules_defaults(out);
     *on = network == -1 && out->nrules > 0;
+    if (*on && !pol->loopback)
+        return errf(err, errsz,
+                    "policy '%s' has network.loopback false: egress needs the cell's loopback",
+                    pol->name);
     return 0;
 }
 
@@ -89,4 +93,36 @@ void egress_exec_print(void *opaque, const char *type, cJSON *fields)
         fprintf(stderr, "agentbox: egress denied: %s%s%d: %s\n", host->valuestring,
                 host->valuestring[0] ? " port " : "port ", port->valueint, why->valuestring);
     cJSON_Delete(fields);
+}
+
+int egress_task_override(cJSON *task, const char *const *allow, size_t nallow,
+                         const char *const *resolve, size_t nresolve, char *err, size_t errsz)
+{
+    cJSON *net = cJSON_GetObjectItemCaseSensitive(task, "network");
+    if (net && !cJSON_IsObject(net))
+        return errf(err, errsz, "--allow-host/--resolve: the task's network is \"%s\"",
+                    cJSON_IsString(net) ? net->valuestring : "?");
+    if (!net && !(net = cJSON_AddObjectToObject(task, "network")))
+        return errf(err, errsz, "out of memory");
+    cJSON *al = cJSON_GetObjectItemCaseSensitive(net, "allow");
+    if (!al)
+        al = cJSON_AddArrayToObject(net, "allow");
+    cJSON *res = cJSON_GetObjectItemCaseSensitive(net, "resolve");
+    if (!res)
+        res = cJSON_AddObjectToObject(net, "resolve");
+    if (!cJSON_IsArray(al) || !cJSON_IsObject(res))
+        return errf(err, errsz, "task.network: allow must be a list, resolve an object");
+    for (size_t i = 0; i < nallow; i++)
+        cJSON_AddItemToArray(al, cJSON_CreateString(allow[i]));
+    char why[ERR_MSG_MAX];
+    for (size_t i = 0; i < nresolve; i++) {
+        struct egress_pin p;
+        char addr[64];
+        if (egress_pin_parse(resolve[i], &p, why, sizeof(why)) < 0)
+            return errf(err, errsz, "--resolve: %s", why);
+        cJSON_DeleteItemFromObjectCaseSensitive(res, p.host);
+        cJSON_AddStringToObject(
+            res, p.host, egress_addr_str((const struct sockaddr *)&p.addr, addr, sizeof(addr)));
+    }
+    return 0;
 }

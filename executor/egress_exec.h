@@ -23,6 +23,10 @@ int egress_exec_rules(const struct policy *pol, int network, const char *const *
                       size_t nallow, const char *const *resolve, size_t nresolve,
                       struct egress_rules *out, bool *on, char *err, size_t errsz);
 
+/* run's --allow-host/--resolve over a task: network becomes (or extends) the object form
+ * {"allow": [...], "resolve": {...}}. -1 + err when network is a string. */
+int egress_task_override(cJSON *task, const char *const *allow, size_t nallow,
+                         const char *const *resolve, size_t nresolve, char *err, size_t errsz);
 /* Starts the proxy of a spawned cell (cfg.egress); on failure kills, reaps and frees the cell
  * and says why in err. */
 int egress_exec_start(const struct egress_rules *r, struct cell *c, struct egress **out, char *err,

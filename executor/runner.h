@@ -13,6 +13,7 @@
 
 #include "broker.h"
 #include "cell.h"
+#include "egress_rules.h"
 #include "events.h"
 #include "task.h"
 
@@ -28,6 +29,7 @@ struct runner_opts {
     const struct sock_fprog *seccomp; /* borrowed */
     struct policy_limits limits;      /* effective */
     bool network_host;
+    const struct egress_rules *egress;         /* borrowed; NULL: no egress proxy */
     const char *models[RUNNER_MODELS_MAX + 1]; /* chain, NULL-terminated; borrowed strings */
     double timeout_s;
     unsigned max_iterations;

@@ -347,7 +347,11 @@ static void usage(FILE *out)
             "  --journal-max SIZE     compact the journal when it grew by this much (default 64M)\n"
             "  --requeue-interrupted  after a crash, queue interrupted tasks again (default:\n"
             "                         mark them failed)\n"
-            "  --replay FILE          offline: every task takes its LLM replies from FILE\n\n"
+            "  --replay FILE          offline: every task takes its LLM replies from FILE\n"
+            "  --egress-allow HOST[:PORT]  the egress ceiling: hosts a task's network.allow may\n"
+            "                         name (repeatable; none = tasks get no egress, and with\n"
+            "                         any, network \"host\" is refused); docs/network.md\n"
+            "  --egress-resolve HOST:ADDR  a pin tasks may use (network.resolve)\n\n"
             "SIGTERM/SIGINT: stop intake, cancel the queue, let running tasks finish (up to\n"
             "--grace), then exit 0.\n",
             SERVE_DEFAULT_JOBS, SERVE_DEFAULT_RETAIN, SERVE_DEFAULT_QUEUE_MAX,
@@ -370,6 +374,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_JMAX,
         O_REQUEUE,
         O_REPLAY,
+        O_EGRESS_ALLOW,
+        O_EGRESS_RESOLVE,
         O_HELP
     };
     static const struct option opts[] = {
@@ -386,6 +392,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"journal-max", required_argument, 0, O_JMAX},
         {"requeue-interrupted", no_argument, 0, O_REQUEUE},
         {"replay", required_argument, 0, O_REPLAY},
+        {"egress-allow", required_argument, 0, O_EGRESS_ALLOW},
+        {"egress-resolve", required_argument, 0, O_EGRESS_RESOLVE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -471,6 +479,15 @@ static int parse_args(int argc, char **argv, struct server *s)
         case O_REPLAY:
             s->replay = optarg;
             break;
+        case O_EGRESS_ALLOW:
+        case O_EGRESS_RESOLVE: {
+            char eerr[ERR_MSG_MAX];
+            if (serve_egress_option(s, c == O_EGRESS_RESOLVE, optarg, eerr, sizeof(eerr)) < 0) {
+                fprintf(stderr, "agentbox serve: %s\n", eerr);
+                return -1;
+            }
+            break;
+        }
         case O_HELP:
             usage(stdout);
             return 1;

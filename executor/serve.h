@@ -13,6 +13,7 @@
 #include "broker.h"
 #include "catalog.h"
 #include "config.h"
+#include "egress_rules.h"
 #include "journal.h"
 #include "metrics.h"
 #include "policy.h"
@@ -88,7 +89,8 @@ struct slot {
     bool ready;
     double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
-    char state_dir[4400]; /* the runner borrows it for its whole life */
+    char state_dir[4400];       /* the runner borrows it for its whole life */
+    struct egress_rules egress; /* the runner borrows it too */
     struct slot *prev, *next;
 };
 
@@ -112,6 +114,8 @@ struct server {
     gid_t allow_gid[SERVE_ALLOW_MAX];
     int nallow_uid, nallow_gid;
     mode_t socket_mode;
+    struct egress_rules egress_ceiling; /* --egress-allow/--egress-resolve (serve_egress.c) */
+    bool egress_ceiling_set;
 
     struct agentbox_config cfg;
     struct catalog cat;
@@ -145,6 +149,10 @@ void serve_task_dir(const struct server *s, const char *id, char *out, size_t ou
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);
 void serve_unregister_slot_fds(struct slot *sl);
+/* serve_egress.c: --egress-allow / --egress-resolve into the ceiling; -1 + err. */
+int serve_egress_option(struct server *s, bool pin, const char *v, char *err, size_t errsz);
+/* A submitted task's network request against the ceiling; -1 + err (task.network: ...). */
+int serve_egress_check(const struct server *s, const struct task *t, char *err, size_t errsz);
 int serve_policy_get(struct server *s, const char *name, bool network_none,
                      struct policy_entry **out, char *err, size_t errsz);
 void serve_start_queued(struct server *s);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "task_egress.h"
 #include "log.h"
 #include "util.h"
 #include "serve.h"
@@ -316,6 +317,14 @@ static void start_task(struct server *s, struct stask *t)
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];
+    bool egress_on = false;
+    if (task_egress_rules(tk, pe->pol, &sl->egress, &egress_on, err, sizeof(err)) < 0) {
+        broker_free(sl->own_broker);
+        free(sl);
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
+        return;
+    }
+    o.egress = egress_on ? &sl->egress : NULL;
     taskprep_apply_limits(&o.limits, tk);
     events_init(&sl->events, t->id);
     (void)events_add_callback(&sl->events, slot_event_sink, sl);

@@ -19,6 +19,7 @@
 struct taskprep {
     struct policy *policy;
     struct sock_fprog prog;
+    struct egress_rules egress; /* opts.egress points here when the cell gets egress */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     /* filled except state_dir, events and broker, which belong to the caller */
     struct runner_opts opts;
