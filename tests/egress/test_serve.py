@@ -1,0 +1,102 @@
+"""Egress through `agentbox serve` and `agentbox run` (offline, --replay): an agent's bash
+command reaches a pinned local registry through the proxy, the task's events carry
+net_connect/net_denied and its result the network summary; the operator's ceiling
+(--egress-allow) refuses any task that would widen it, and refuses network "host"."""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "serve"))
+from servetest_util import AGENTBOX, ServeTestCase, bash_reply, finish_reply  # noqa: E402
+
+from egress_util import Recorder  # noqa: E402
+
+
+class ServeEgressTest(ServeTestCase):
+    def recorder(self):
+        r = Recorder().start()
+        self.addCleanup(r.stop)
+        return r
+
+    def test_agent_task_through_the_proxy(self):
+        rec = self.recorder()
+        cmd = (f"curl -sS http://reg.test:{rec.port}/ok; "
+               f"curl -sS http://evil.test:{rec.port}/no")
+        replay = self.write_replay([bash_reply(cmd), finish_reply("fetched")])
+        self.start_server(f"--egress-allow=reg.test:{rec.port}",
+                          "--egress-resolve=reg.test:127.0.0.1", replay=replay)
+        c = self.conn()
+        tid = self.submit(c, {"prompt": "fetch", "id": "eg-1", "network": {
+            "allow": [f"reg.test:{rec.port}"], "resolve": {"reg.test": "127.0.0.1"}}})
+        res = self.wait_result(c, tid)
+        self.assertEqual(res["status"], "succeeded", res)
+        net = res["network"]
+        self.assertEqual(net["connections"], 1)
+        self.assertGreater(net["bytes_in"], 0)
+        self.assertEqual([d["host"] for d in net["denied"]], ["evil.test"])
+        self.assertEqual(len(rec.received), 1)
+        c.send({"op": "events", "id": tid})
+        evs = c.stream()
+        conn = [e for e in evs if e["type"] == "net_connect"]
+        denied = [e for e in evs if e["type"] == "net_denied"]
+        self.assertEqual(len(conn), 1)
+        self.assertEqual((conn[0]["host"], conn[0]["address"], conn[0]["allowed"]),
+                         ("reg.test", "127.0.0.1", True))
+        self.assertEqual(denied[0]["why"], "host not on the allow-list")
+        # the tool saw the proxy's reason
+        results = [e for e in evs if e["type"] == "tool_result"]
+        self.assertIn("host not on the allow-list", json.dumps(results))
+        metrics = self.client("metrics").stdout
+        self.assertIn('agentbox_egress_connects_total{allowed="true"} 1', metrics)
+        self.assertIn("agentbox_egress_denied_total 1", metrics)
+
+    def test_ceiling_refuses_wider_tasks(self):
+        replay = self.write_replay([finish_reply("x")])
+        self.start_server("--egress-allow=*.npmjs.org:443", "--egress-allow=pypi.org",
+                          replay=replay)
+        c = self.conn()
+        for net, why in [
+            ({"allow": ["evil.org"]}, "not within the supervisor's egress allow-list"),
+            ({"allow": ["npmjs.org:443"]}, "not within"),
+            ({"allow": ["registry.npmjs.org:80"]}, "not within"),
+            ({"allow": ["pypi.org"], "resolve": {"pypi.org": "10.0.0.1"}}, "pin"),
+            ("host", "refused by this supervisor"),
+        ]:
+            with self.subTest(net=net):
+                r = c.ask({"op": "submit", "task": {"prompt": "p", "network": net}})
+                self.assertFalse(r.get("ok"), r)
+                self.assertIn(why, json.dumps(r))
+        tid = self.submit(c, {"prompt": "p", "network": {"allow": ["registry.npmjs.org:443"]}})
+        self.assertEqual(self.wait_result(c, tid)["status"], "succeeded")
+
+    def test_no_ceiling_no_egress(self):
+        self.start_server(replay=self.write_replay([finish_reply("x")]))
+        c = self.conn()
+        r = c.ask({"op": "submit", "task": {"prompt": "p", "network": {"allow": ["pypi.org"]}}})
+        self.assertFalse(r.get("ok"), r)
+        self.assertIn("allows no egress", json.dumps(r))
+
+    def test_run_with_allow_host(self):
+        rec = self.recorder()
+        replay = self.write_replay([bash_reply(f"curl -sS http://reg.test:{rec.port}/"),
+                                    finish_reply("ok")])
+        p = subprocess.run([AGENTBOX, "run", "--replay", replay, "--quiet",
+                            f"--allow-host=reg.test:{rec.port}", "--resolve=reg.test:127.0.0.1",
+                            "fetch"], capture_output=True, text=True, timeout=120,
+                           env=self.env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        res = json.loads(p.stdout)
+        self.assertEqual(res["network"]["connections"], 1)
+        self.assertEqual(len(rec.received), 1)
+        # a strict policy (no loopback in the cell) cannot have egress
+        p = subprocess.run([AGENTBOX, "run", "--replay", replay, "--quiet", "--policy", "strict",
+                            "--allow-host=reg.test", "fetch"], capture_output=True, text=True,
+                           timeout=120, env=self.env())
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("egress needs the cell's loopback", p.stderr + p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
