@@ -4,7 +4,6 @@
  * lookup), then relay bytes both ways under the task's byte cap and the connection's
  * duration cap. Never connects to an address before it has been judged. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -215,72 +214,6 @@ static int open_upstream(struct egress_proxy *p, const struct egress_request *re
     return -1;
 }
 
-struct dir {
-    int from, to;
-    char *buf;
-    size_t len, off;
-    bool eof;
-};
-
-/* Relays both ways until both sides are done, the deadline or the task's byte cap. */
-static void relay(struct egress_proxy *p, int cell, int up, double deadline)
-{
-    char *mem = malloc(2 * RELAY_BUF);
-    if (!mem)
-        return;
-    struct dir d[2] = {{.from = cell, .to = up, .buf = mem},
-                       {.from = up, .to = cell, .buf = mem + RELAY_BUF}};
-    (void)fcntl(cell, F_SETFL, O_NONBLOCK);
-    (void)fcntl(up, F_SETFL, O_NONBLOCK);
-    while (!(d[0].eof && d[0].len == 0 && d[1].eof && d[1].len == 0)) {
-        struct pollfd pf[2] = {{.fd = cell}, {.fd = up}};
-        for (int i = 0; i < 2; i++) {
-            short *from_ev = i == 0 ? &pf[0].events : &pf[1].events;
-            short *to_ev = i == 0 ? &pf[1].events : &pf[0].events;
-            if (d[i].len == 0 && !d[i].eof)
-                *from_ev |= POLLIN;
-            if (d[i].len > 0)
-                *to_ev |= POLLOUT;
-        }
-        int ms = (int)((deadline - monotonic_s()) * 1000);
-        if (ms <= 0)
-            break;
-        int r = poll(pf, 2, ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        for (int i = 0; i < 2; i++) {
-            struct dir *x = &d[i];
-            if (x->len == 0 && !x->eof) {
-                ssize_t n = recv(x->from, x->buf, RELAY_BUF, MSG_DONTWAIT);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                    continue;
-                if (n <= 0) {
-                    x->eof = true;
-                    (void)shutdown(x->to, SHUT_WR);
-                    continue;
-                }
-                x->len = (size_t)n;
-                x->off = 0;
-                if (!egress_count_bytes(p, i == 1 ? (uint64_t)n : 0, i == 0 ? (uint64_t)n : 0))
-                    goto out;
-            }
-            if (x->len > 0) {
-                ssize_t n = send(x->to, x->buf + x->off, x->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                    continue;
-                if (n < 0)
-                    goto out;
-                x->off += (size_t)n;
-                x->len -= (size_t)n;
-            }
-        }
-    }
-out:
-    free(mem);
-}
-
 /* Sends the CONNECT answer or the rewritten request, plus whatever the client already sent
  * past its preamble. */
 static int send_start(struct egress_proxy *p, int fd, int up, const struct egress_request *req,
@@ -346,7 +279,7 @@ void egress_conn_serve(struct egress_proxy *p, int fd)
         goto done;
     }
     if (send_start(p, fd, up, &req, buf + end, got - (size_t)end) == 0)
-        relay(p, fd, up, start + p->rules.max_conn_s);
+        egress_relay(p, fd, up, start + p->rules.max_conn_s);
     (void)close(up);
 done:
     free(buf);

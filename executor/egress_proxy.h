@@ -39,6 +39,9 @@ bool egress_count_bytes(struct egress_proxy *p, uint64_t in, uint64_t out);
 
 /* egress_conn.c: serves one accepted connection to its end, then closes fd. */
 void egress_conn_serve(struct egress_proxy *p, int fd);
+/* egress_relay.c: relays bytes both ways between the cell's connection and the upstream one
+ * until both sides are done, the deadline, or the task's byte cap (counted as it goes). */
+void egress_relay(struct egress_proxy *p, int cell, int up, double deadline);
 /* Writes a short HTTP error response with a plain-text body that names the reason. */
 void egress_respond(int fd, int status, const char *reason, const char *detail);
 

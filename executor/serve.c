@@ -569,6 +569,11 @@ int cmd_serve(int argc, char **argv)
         return EXIT_USAGE;
     }
     config_scrub_env();
+    if (serve_egress_from_config(s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox serve: %s\n", err);
+        config_free(&s->cfg);
+        return EXIT_USAGE;
+    }
     int rc = EXIT_USAGE;
     sigset_t mask;
     sigemptyset(&mask);

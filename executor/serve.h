@@ -151,6 +151,9 @@ void serve_finish_without_runner(struct server *s, struct stask *t, enum task_st
 void serve_unregister_slot_fds(struct slot *sl);
 /* serve_egress.c: --egress-allow / --egress-resolve into the ceiling; -1 + err. */
 int serve_egress_option(struct server *s, bool pin, const char *v, char *err, size_t errsz);
+/* Adds OPENHANDS_EGRESS_ALLOW / OPENHANDS_EGRESS_RESOLVE (comma or space separated) to the
+ * ceiling the options built. -1 + err. */
+int serve_egress_from_config(struct server *s, char *err, size_t errsz);
 /* A submitted task's network request against the ceiling; -1 + err (task.network: ...). */
 int serve_egress_check(const struct server *s, const struct task *t, char *err, size_t errsz);
 int serve_policy_get(struct server *s, const char *name, bool network_none,

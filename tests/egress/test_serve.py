@@ -54,8 +54,9 @@ class ServeEgressTest(ServeTestCase):
 
     def test_ceiling_refuses_wider_tasks(self):
         replay = self.write_replay([finish_reply("x")])
-        self.start_server("--egress-allow=*.npmjs.org:443", "--egress-allow=pypi.org",
-                          replay=replay)
+        # one entry from the option, one from the configuration
+        self.start_server("--egress-allow=*.npmjs.org:443", replay=replay,
+                          env={"OPENHANDS_EGRESS_ALLOW": "pypi.org"})
         c = self.conn()
         for net, why in [
             ({"allow": ["evil.org"]}, "not within the supervisor's egress allow-list"),
@@ -70,6 +71,17 @@ class ServeEgressTest(ServeTestCase):
                 self.assertIn(why, json.dumps(r))
         tid = self.submit(c, {"prompt": "p", "network": {"allow": ["registry.npmjs.org:443"]}})
         self.assertEqual(self.wait_result(c, tid)["status"], "succeeded")
+
+    def test_bad_ceiling_is_a_usage_error(self):
+        p = subprocess.run([AGENTBOX, "serve", "--socket", self.sock, "--egress-allow=*.com"],
+                           capture_output=True, text=True, timeout=30, env=self.env())
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--egress-allow", p.stderr)
+        p = subprocess.run([AGENTBOX, "serve", "--socket", self.sock], capture_output=True,
+                           text=True, timeout=30,
+                           env=self.env({"OPENHANDS_EGRESS_RESOLVE": "a.test:nope"}))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("OPENHANDS_EGRESS_RESOLVE", p.stderr)
 
     def test_no_ceiling_no_egress(self):
         self.start_server(replay=self.write_replay([finish_reply("x")]))
