@@ -394,10 +394,15 @@ cJSON *egress_rules_to_json(const struct egress_rules *r)
         cJSON_AddStringToObject(
             res, r->pins[i].host,
             egress_addr_str((const struct sockaddr *)&r->pins[i].addr, addr, sizeof(addr)));
-    cJSON_AddNumberToObject(j, "max_connections", (double)r->max_connections);
-    cJSON_AddNumberToObject(j, "max_concurrent", (double)r->max_concurrent);
-    cJSON_AddNumberToObject(j, "max_bytes", (double)r->max_bytes);
-    cJSON_AddNumberToObject(j, "max_connection_s", r->max_conn_s);
+    /* caps left at 0 (the defaults) are left out: the object loads back the same */
+    if (r->max_connections)
+        cJSON_AddNumberToObject(j, "max_connections", (double)r->max_connections);
+    if (r->max_concurrent)
+        cJSON_AddNumberToObject(j, "max_concurrent", (double)r->max_concurrent);
+    if (r->max_bytes)
+        cJSON_AddNumberToObject(j, "max_bytes", (double)r->max_bytes);
+    if (r->max_conn_s >= 1)
+        cJSON_AddNumberToObject(j, "max_connection_s", r->max_conn_s);
     return j;
 }
 

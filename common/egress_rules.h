@@ -18,7 +18,7 @@
 #define EGRESS_PINS_MAX  32
 
 /* Caps per task (0 = the default below). */
-#define EGRESS_DEFAULT_MAX_CONNECTIONS 512u         /* connections accepted over the task */
+#define EGRESS_DEFAULT_MAX_CONNECTIONS 4096u        /* connections accepted over the task */
 #define EGRESS_DEFAULT_MAX_CONCURRENT  64u          /* open at the same time */
 #define EGRESS_DEFAULT_MAX_BYTES       (4ull << 30) /* in + out, over the task */
 #define EGRESS_DEFAULT_MAX_CONN_S      3600.0       /* one connection's duration */

@@ -278,8 +278,14 @@ void egress_conn_serve(struct egress_proxy *p, int fd)
         egress_respond(fd, st, status_reason(st), detail);
         goto done;
     }
-    if (send_start(p, fd, up, &req, buf + end, got - (size_t)end) == 0)
-        egress_relay(p, fd, up, start + p->rules.max_conn_s);
+    if (send_start(p, fd, up, &req, buf + end, got - (size_t)end) == 0) {
+        enum egress_relay_end e = egress_relay(p, fd, up, start + p->rules.max_conn_s);
+        if (e != EGRESS_RELAY_DONE)
+            egress_denied(p, req.host, req.port,
+                          e == EGRESS_RELAY_BYTE_CAP ? "cut: the task's byte limit was reached"
+                                                     : "cut: the connection's time limit was "
+                                                       "reached");
+    }
     (void)close(up);
 done:
     free(buf);

@@ -150,7 +150,7 @@ static bool header_dropped(const char *h, size_t n)
 {
     static const char *const drop[] = {
         "connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate",
-        "te",         "upgrade"};
+        "te",         "upgrade",          "host"};
     const char *colon = memchr(h, ':', n);
     size_t klen = colon ? (size_t)(colon - h) : n;
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
@@ -184,6 +184,16 @@ size_t egress_request_rewrite(const struct egress_request *req, char *out, size_
             PUT(h, (size_t)(e - h) + 2);
         h = e + 2;
     }
+    /* the Host the origin sees is the one that was checked, never the client's own */
+    char host[EGRESS_HOST_MAX + 32];
+    bool v6 = strchr(req->host, ':') != NULL;
+    int hn = req->port == 80 ? snprintf(host, sizeof(host), "Host: %s%s%s\r\n", v6 ? "[" : "",
+                                        req->host, v6 ? "]" : "")
+                             : snprintf(host, sizeof(host), "Host: %s%s%s:%u\r\n", v6 ? "[" : "",
+                                        req->host, v6 ? "]" : "", (unsigned)req->port);
+    if (hn < 0 || (size_t)hn >= sizeof(host))
+        return 0;
+    PUT(host, (size_t)hn);
     PUT("Connection: close\r\n\r\n", 21);
 #undef PUT
     return o;

@@ -41,7 +41,8 @@ bool egress_count_bytes(struct egress_proxy *p, uint64_t in, uint64_t out);
 void egress_conn_serve(struct egress_proxy *p, int fd);
 /* egress_relay.c: relays bytes both ways between the cell's connection and the upstream one
  * until both sides are done, the deadline, or the task's byte cap (counted as it goes). */
-void egress_relay(struct egress_proxy *p, int cell, int up, double deadline);
+enum egress_relay_end { EGRESS_RELAY_DONE, EGRESS_RELAY_BYTE_CAP, EGRESS_RELAY_DEADLINE };
+enum egress_relay_end egress_relay(struct egress_proxy *p, int cell, int up, double deadline);
 /* Writes a short HTTP error response with a plain-text body that names the reason. */
 void egress_respond(int fd, int status, const char *reason, const char *detail);
 

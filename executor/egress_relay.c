@@ -68,7 +68,8 @@ static int setup(struct dir *x, int from, int to, char *buf)
     return 0;
 }
 
-static void pump(struct egress_proxy *p, struct dir *d, int cell, int up, double deadline)
+static enum egress_relay_end pump(struct egress_proxy *p, struct dir *d, int cell, int up,
+                                  double deadline)
 {
     while (!(d[0].eof && d[0].len == 0 && d[1].eof && d[1].len == 0)) {
         struct pollfd pf[2] = {{.fd = cell}, {.fd = up}};
@@ -80,12 +81,14 @@ static void pump(struct egress_proxy *p, struct dir *d, int cell, int up, double
         }
         int ms = (int)((deadline - monotonic_s()) * 1000);
         if (ms <= 0)
-            return;
+            return EGRESS_RELAY_DEADLINE;
         int r = poll(pf, 2, ms);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            return;
+        if (r == 0)
+            return EGRESS_RELAY_DEADLINE;
+        if (r < 0)
+            return EGRESS_RELAY_DONE;
         for (int i = 0; i < 2; i++) {
             struct dir *x = &d[i];
             /* a busy direction moves several chunks per poll: fewer system calls */
@@ -100,18 +103,19 @@ static void pump(struct egress_proxy *p, struct dir *d, int cell, int up, double
                         break;
                     }
                     if (f > 0 && !egress_count_bytes(p, i == 1 ? n : 0, i == 0 ? n : 0))
-                        return;
+                        return EGRESS_RELAY_BYTE_CAP;
                 }
                 if (x->len > 0 && drain(x) < 0)
-                    return;
+                    return EGRESS_RELAY_DONE;
                 if (f == 0 || x->len > 0)
                     break; /* nothing more to read now, or the writer is full */
             }
         }
     }
+    return EGRESS_RELAY_DONE;
 }
 
-void egress_relay(struct egress_proxy *p, int cell, int up, double deadline)
+enum egress_relay_end egress_relay(struct egress_proxy *p, int cell, int up, double deadline)
 {
     (void)fcntl(cell, F_SETFL, O_NONBLOCK);
     (void)fcntl(up, F_SETFL, O_NONBLOCK);
@@ -126,15 +130,16 @@ void egress_relay(struct egress_proxy *p, int cell, int up, double deadline)
             }
         mem = malloc(2 * COPY_BYTES);
         if (!mem)
-            return;
+            return EGRESS_RELAY_DONE;
         d[0] = (struct dir){.from = cell, .to = up, .pr = -1, .pw = -1, .buf = mem};
         d[1] = (struct dir){.from = up, .to = cell, .pr = -1, .pw = -1, .buf = mem + COPY_BYTES};
     }
-    pump(p, d, cell, up, deadline);
+    enum egress_relay_end end = pump(p, d, cell, up, deadline);
     for (int i = 0; i < 2; i++)
         if (d[i].pr >= 0) {
             (void)close(d[i].pr);
             (void)close(d[i].pw);
         }
     free(mem);
+    return end;
 }

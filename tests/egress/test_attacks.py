@@ -125,6 +125,47 @@ print(u.recv(65536).decode())
         self.assertIn("IP address not on the allow-list", p.stdout)
         self.assertEqual(rec.received, [])
 
+    def test_caps_from_the_policy(self):
+        import json
+        import os
+        big = self.recorder(reply=b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 300000)
+        small = self.recorder()
+        pol = os.path.join(self.tmp, "capped.json")
+        with open(pol, "w") as f:
+            json.dump({"name": "capped", "extends": "default", "network": {"egress": {
+                "allow": [f"reg.test:{small.port}", f"big.test:{big.port}"],
+                "resolve": {"reg.test": "127.0.0.1", "big.test": "127.0.0.1"},
+                "max_connections": 3, "max_bytes": 100000}}}, f)
+        script = r"""
+import socket, sys
+port, bigport = sys.argv[1], sys.argv[2]
+def get(host, p):
+    s = socket.create_connection(("127.0.0.1", 3128))
+    s.sendall(f"GET http://{host}:{p}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+    return data
+for i in range(2):
+    print(get("reg.test", port).split(b"\r\n")[0].decode(), flush=True)
+print(len(get("big.test", bigport)))
+print(get("reg.test", port).split(b"\r\n")[0].decode(), flush=True)
+"""
+        # the policy's own list: no --allow-host needed
+        p = self.exec([], ["python3", "-c", script, str(small.port), str(big.port)],
+                      extra=["--policy", pol])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.split("\n")
+        self.assertEqual(lines[:2], ["HTTP/1.0 200 OK"] * 2)
+        self.assertLess(int(lines[2]), 300000)  # cut at the byte cap
+        self.assertEqual(lines[3], "HTTP/1.1 403 Forbidden")  # a 4th connection
+        whys = [d["why"] for d in self.network()["denied"]]
+        self.assertIn("cut: the task's byte limit was reached", whys)
+        self.assertIn("connection limit reached (3 per task)", whys)
+
     def test_huge_header_is_refused(self):
         req = b"CONNECT reg.test:443 HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
         p, reply = self.raw(["--allow-host=reg.test"], req)

@@ -202,7 +202,7 @@ static void test_preamble(void **state)
     assert_int_equal(req.port, 443);
     assert_int_equal(parse("CONNECT [::1]:8443 HTTP/1.1\r\n\r\n", &req, &why), 0);
     assert_string_equal(req.host, "::1");
-    assert_int_equal(parse("GET http://a.test/p?q=1 HTTP/1.1\r\nHost: a.test\r\n"
+    assert_int_equal(parse("GET http://a.test/p?q=1 HTTP/1.1\r\nHost: evil.test\r\n"
                            "Proxy-Connection: keep-alive\r\nProxy-Authorization: x\r\n\r\n",
                            &req, &why),
                      0);
@@ -215,7 +215,14 @@ static void test_preamble(void **state)
     assert_int_equal(parse("GET http://a.test HTTP/1.0\r\n\r\n", &req, &why), 0);
     n = egress_request_rewrite(&req, out, sizeof(out));
     out[n] = '\0';
-    assert_string_equal(out, "GET / HTTP/1.0\r\nConnection: close\r\n\r\n");
+    assert_string_equal(out, "GET / HTTP/1.0\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    /* the origin sees the checked authority, never the client's Host (domain fronting) */
+    assert_int_equal(
+        parse("POST http://[::1]:8080/x HTTP/1.1\r\nhOsT: evil\r\nA: b\r\n\r\n", &req, &why), 0);
+    n = egress_request_rewrite(&req, out, sizeof(out));
+    out[n] = '\0';
+    assert_string_equal(
+        out, "POST /x HTTP/1.1\r\nA: b\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n");
     struct {
         const char *text;
         int status;
