@@ -89,9 +89,13 @@ void egress_exec_print(void *opaque, const char *type, cJSON *fields)
     const cJSON *port = cJSON_GetObjectItemCaseSensitive(fields, "port");
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(fields, "why");
     if (strcmp(type, "net_denied") == 0 && cJSON_IsString(host) && cJSON_IsNumber(port) &&
-        cJSON_IsString(why))
-        fprintf(stderr, "agentbox: egress denied: %s%s%d: %s\n", host->valuestring,
-                host->valuestring[0] ? " port " : "port ", port->valueint, why->valuestring);
+        cJSON_IsString(why)) {
+        if (host->valuestring[0])
+            fprintf(stderr, "agentbox: egress denied: %s port %d: %s\n", host->valuestring,
+                    port->valueint, why->valuestring);
+        else
+            fprintf(stderr, "agentbox: egress denied: %s\n", why->valuestring);
+    }
     cJSON_Delete(fields);
 }
 

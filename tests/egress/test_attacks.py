@@ -144,7 +144,10 @@ def get(host, p):
     s.sendall(f"GET http://{host}:{p}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     data = b""
     while True:
-        c = s.recv(65536)
+        try:
+            c = s.recv(65536)
+        except ConnectionResetError:  # a connection cut at a cap
+            break
         if not c:
             break
         data += c
