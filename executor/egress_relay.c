@@ -12,8 +12,8 @@
 #include "egress_proxy.h"
 #include "util.h"
 
-#define PIPE_BYTES (1024 * 1024)
-#define SPINS      16 /* fill/drain rounds before polling again */
+#define PIPE_BYTES (256 * 1024) /* x2 per connection, on demand; bounded by the concurrency cap */
+#define SPINS      16           /* fill/drain rounds before polling again */
 #define COPY_BYTES 65536
 
 struct dir {

@@ -131,6 +131,14 @@ static cJSON *task_for_cell(const struct runner *r)
     cJSON_AddBoolToObject(j, "seeded", t->workspace_from != NULL);
     if (t->files)
         cJSON_AddItemToObject(j, "files", cJSON_Duplicate(t->files, 1));
+    if (r->o.egress) { /* the agent tells the model which hosts it can reach */
+        cJSON *na = cJSON_AddArrayToObject(j, "network_allow");
+        char buf[EGRESS_HOST_MAX + 16];
+        for (size_t i = 0; na && i < r->o.egress->nrules; i++) {
+            egress_rule_str(&r->o.egress->rules[i], buf, sizeof(buf));
+            cJSON_AddItemToArray(na, cJSON_CreateString(buf));
+        }
+    }
     cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
     for (size_t i = 0; i < t->noutputs; i++)
         cJSON_AddItemToArray(outs, cJSON_CreateString(t->outputs[i]));

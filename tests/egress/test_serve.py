@@ -52,6 +52,23 @@ class ServeEgressTest(ServeTestCase):
         self.assertIn('agentbox_egress_connects_total{allowed="true"} 1', metrics)
         self.assertIn("agentbox_egress_denied_total 1", metrics)
 
+    def test_the_model_is_told_which_hosts_it_can_reach(self):
+        self.start_fake({"queue": [{"tool_calls": [{"name": "finish",
+                                                     "arguments": {"message": "done"}}]}]})
+        self.start_server("--egress-allow=pypi.org", "--egress-allow=*.npmjs.org:443")
+        c = self.conn()
+        tid = self.submit(c, {"prompt": "p", "network": {"allow": ["pypi.org",
+                                                                   "*.npmjs.org:443"]}})
+        self.assertEqual(self.wait_result(c, tid)["status"], "succeeded")
+        tid = self.submit(c, {"prompt": "q"})
+        self.wait_result(c, tid)
+        reqs = self.fake.requests()
+        system = [r["body"]["messages"][0]["content"] for r in reqs]
+        self.assertIn("Network access is limited to these hosts", system[0])
+        self.assertIn("pypi.org, *.npmjs.org:443; anything else is refused.", system[0])
+        self.assertNotIn("no network access", system[0])
+        self.assertIn("There is no network access.", system[-1])
+
     def test_ceiling_refuses_wider_tasks(self):
         replay = self.write_replay([finish_reply("x")])
         # one entry from the option, one from the configuration
