@@ -156,6 +156,37 @@ sys.stdin.readline()
 """
 
 
+def helper_pid():
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(d + "/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:2] == [b"agentbox", b"__egress"]:
+                    return int(d[6:])
+        except OSError:
+            pass
+    sys.exit("no proxy helper found (run as root to read another uid's /proc)")
+
+
+def helper_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_gb(port, size_mb):
+    """CPU time the proxy helper spends relaying one download (CONNECT tunnel), per GB."""
+    cmd = (f"curl -sS -o /dev/null --proxytunnel http://reg.test:{port}/big && echo done && "
+           "read x")
+    p = subprocess.Popen([AGENTBOX, "exec", *egress_args(port), "--", "sh", "-c", cmd],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "done"
+    cpu = helper_cpu_s(helper_pid())
+    p.stdin.write("\n")
+    p.stdin.flush()
+    p.wait(60)
+    return cpu / (size_mb / 1024)
+
+
 def helper_rss_kb():
     """VmRSS of the one running proxy helper (`agentbox __egress`)."""
     for d in glob.glob("/proc/[0-9]*"):
@@ -219,6 +250,7 @@ def main():
         host, tunnel, plain = throughput(srv.port, a.runs)
         direct, proxied = latency(srv.port, a.conns)
         before, after = memory(srv.port, a.open)
+        cpu = statistics.median(cpu_per_gb(srv.port, a.size_mb) for _ in range(3))
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("| measure | host | through the proxy | ratio / difference |")
     print("|---|---|---|---|")
@@ -228,6 +260,7 @@ def main():
           f"| {plain / host:.2f}x |")
     print(f"| one connection: connect, request, answer, close (median of {a.conns}) | "
           f"{direct:.3f} ms | {proxied:.3f} ms | +{proxied - direct:.3f} ms |")
+    print(f"| proxy helper CPU time (user+system) per GB relayed, median of 3 | | {cpu:.2f} s | |")
     print(f"| proxy helper RSS, 0 and {a.open} open tunnels | {before} kB | {after} kB | "
           f"{(after - before) / a.open:.1f} kB per connection |")
 

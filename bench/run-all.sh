@@ -16,3 +16,5 @@ if [ -f bench/bench_serve.py ]; then
   echo "== supervisor (bench/bench_serve.py)"
   "$PYTHON" bench/bench_serve.py
 fi
+echo "== egress proxy (bench/bench_egress.py)"
+"$PYTHON" bench/bench_egress.py
