@@ -269,6 +269,10 @@ static const char *v4_refused(uint32_t a) /* host byte order */
         return "reserved";
     if ((a >> 8) == (192u << 16) || (a >> 17) == (198u << 7 | 9)) /* 192.0.0/24, 198.18/15 */
         return "reserved";
+    /* documentation: 192.0.2/24, 198.51.100/24, 203.0.113/24 */
+    if ((a >> 8) == (192u << 16 | 2) || (a >> 8) == (198u << 16 | 51 << 8 | 100) ||
+        (a >> 8) == (203u << 16 | 113))
+        return "reserved";
     return NULL;
 }
 

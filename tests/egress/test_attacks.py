@@ -169,6 +169,22 @@ print(get("reg.test", port).split(b"\r\n")[0].decode(), flush=True)
         self.assertIn("cut: the task's byte limit was reached", whys)
         self.assertIn("connection limit reached (3 per task)", whys)
 
+    def test_a_connection_is_cut_at_its_time_limit(self):
+        import json
+        import os
+        hold = self.recorder(reply=b"")  # reads, never answers, closes after 5 s of silence
+        pol = os.path.join(self.tmp, "short.json")
+        with open(pol, "w") as f:
+            json.dump({"name": "short", "extends": "default", "network": {"egress": {
+                "max_connection_s": 1}}}, f)
+        t0 = time.monotonic()
+        p, reply = self.raw(["--policy", pol, f"--allow-host=reg.test:{hold.port}",
+                             "--resolve=reg.test:127.0.0.1"], connect_req(f"reg.test:{hold.port}"))
+        self.assertTrue(reply.startswith("HTTP/1.1 200"), reply)
+        self.assertLess(time.monotonic() - t0, 30)
+        whys = [d["why"] for d in self.network()["denied"]]
+        self.assertIn("cut: the connection's time limit was reached", whys)
+
     def test_huge_header_is_refused(self):
         req = b"CONNECT reg.test:443 HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
         p, reply = self.raw(["--allow-host=reg.test"], req)

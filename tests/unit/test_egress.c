@@ -116,6 +116,9 @@ static void test_address_classes(void **state)
     refused("ff02::1", "multicast");
     refused("255.255.255.255", "reserved");
     refused("198.18.0.1", "reserved");
+    refused("192.0.2.1", "reserved");
+    refused("203.0.113.7", "reserved");
+    refused("198.51.100.200", "reserved");
     refused("::ffff:127.0.0.1", "loopback"); /* v4-mapped */
     refused("::ffff:169.254.169.254", "metadata");
     refused("64:ff9b::a00:1", "private");     /* NAT64 of 10.0.0.1 */
