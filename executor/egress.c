@@ -34,6 +34,10 @@ static __attribute__((noreturn)) void helper_child(int listen_fd, int sock, pid_
     int l = fcntl(listen_fd, F_DUPFD, 10), s = fcntl(sock, F_DUPFD, 10);
     if (l < 0 || s < 0 || dup2(l, EGRESS_LISTEN_FD) < 0 || dup2(s, EGRESS_REPORT_FD) < 0)
         _exit(127);
+    /* stdin and stdout are the caller's (a terminal, run's result JSON): not the helper's */
+    int null = open("/dev/null", O_RDWR);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
+        _exit(127);
     if (syscall(SYS_close_range, EGRESS_REPORT_FD + 1, ~0u, 0) < 0)
         for (int fd = EGRESS_REPORT_FD + 1; fd < 1024; fd++)
             (void)close(fd);
