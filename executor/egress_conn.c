@@ -21,12 +21,18 @@
 
 void egress_respond(int fd, int status, const char *reason, const char *detail)
 {
-    char body[768], msg[1024];
-    snprintf(body, sizeof(body), "agentbox egress proxy: %s\n", detail);
+    /* the reason also goes in the status line: pip and npm print that, not the body */
+    char why[512], body[768], msg[2048];
+    snprintf(why, sizeof(why), "%s", detail);
+    for (char *c = why; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            *c = ' ';
+    snprintf(body, sizeof(body), "agentbox egress proxy: %s\n", why);
     int n = snprintf(msg, sizeof(msg),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "HTTP/1.1 %d %s (agentbox egress: %s)\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, reason, strlen(body), body);
+                     status, reason, why, strlen(body), body);
     if (n > 0)
         (void)send(fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1,
                    MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -152,6 +152,34 @@ def make_wheel(dirpath, name="egpkg", version="1.0"):
     return fname
 
 
+def make_npm_registry(dirpath, port, name="egpkg", version="1.0.0"):
+    """A static npm registry: the packument at /NAME (as NAME/index.json, served for /NAME/ by
+    the file server's directory index? no: npm asks /NAME, so it is a file) and a tarball."""
+    import gzip
+    import tarfile
+    pkg = io.BytesIO()
+    with tarfile.open(fileobj=pkg, mode="w") as t:
+        for path, data in {"package/package.json": json.dumps(
+                {"name": name, "version": version, "main": "index.js"}).encode(),
+                "package/index.js": b"module.exports = 'npm-egress-ok';\n"}.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+    tgz = gzip.compress(pkg.getvalue())
+    os.makedirs(os.path.join(dirpath, "tarballs"), exist_ok=True)
+    tname = f"{name}-{version}.tgz"
+    with open(os.path.join(dirpath, "tarballs", tname), "wb") as f:
+        f.write(tgz)
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode()
+    doc = {"name": name, "dist-tags": {"latest": version}, "versions": {version: {
+        "name": name, "version": version, "main": "index.js",
+        "dist": {"tarball": f"http://npm.test:{port}/tarballs/{tname}",
+                 "shasum": hashlib.sha1(tgz).hexdigest(), "integrity": integrity}}}}
+    with open(os.path.join(dirpath, name), "w") as f:
+        json.dump(doc, f)
+
+
 def make_git_repo(dirpath):
     """A bare repository served over dumb HTTP at dirpath/repo.git (update-server-info)."""
     work = os.path.join(dirpath, "work")

@@ -5,7 +5,7 @@ import os
 import shutil
 import unittest
 
-from egress_util import EgressTestCase, make_ca, make_git_repo, make_wheel
+from egress_util import EgressTestCase, make_ca, make_git_repo, make_npm_registry, make_wheel
 
 
 class ToolsTest(EgressTestCase):
@@ -39,13 +39,39 @@ class ToolsTest(EgressTestCase):
                        f"http://reg.test:{srv.port}/simple", "--target", "/workspace/s", "egpkg"])
         self.assertNotEqual(p.returncode, 0)
         self.assertEqual(srv.requests, [])  # never reached
-        # pip shows the 403 only when verbose; agentbox exec says why on stderr either way
-        self.assertIn("403 Client Error: Forbidden", p.stdout + p.stderr)
+        # pip shows the status line (with the rule) when verbose; exec says why either way
+        self.assertIn("403 Client Error: Forbidden (agentbox egress: reg.test port",
+                      p.stdout + p.stderr)
         self.assertRegex(p.stderr, r"agentbox: egress denied: reg\.test port \d+: host not on "
                                    r"the allow-list")
         net = self.network()
         self.assertEqual(net["connections"], 0)
         self.assertTrue(all(d["host"] == "reg.test" for d in net["denied"]), net)
+
+    def test_npm_install_from_an_allowed_registry(self):
+        if not shutil.which("npm"):
+            self.skipTest("no npm")
+        reg = os.path.join(self.tmp, "npmreg")
+        os.makedirs(reg)
+        srv = self.serve_dir(reg)
+        make_npm_registry(reg, srv.port)
+        cmd = (f"cd /workspace && npm install --no-audit --no-fund --no-update-notifier "
+               f"--registry http://npm.test:{srv.port}/ egpkg >/dev/null && "
+               "node -e \"console.log(require('egpkg'))\"")
+        p = self.exec([f"--allow-host=npm.test:{srv.port}", "--resolve=npm.test:127.0.0.1"],
+                      ["sh", "-c", cmd], timeout=180)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        self.assertIn("npm-egress-ok", p.stdout)
+        self.assertIn("/tarballs/egpkg-1.0.0.tgz", srv.requests)
+        # not allowed: npm says the proxy refused, with the reason
+        p = self.exec(["--allow-host=registry.npmjs.org", "--resolve=npm.test:127.0.0.1"],
+                      ["sh", "-c", cmd.replace("npm install", "npm install --fetch-retries=0")],
+                      timeout=180)
+        self.assertNotEqual(p.returncode, 0)
+        # npm prints the status line, which names the rule
+        self.assertRegex(p.stdout + p.stderr, r"npm error 403 403 Forbidden \(agentbox egress: "
+                                              r"npm\.test port \d+ denied: host not on the "
+                                              r"allow-list")
 
     def test_git_clone_over_dumb_http(self):
         if not shutil.which("git"):
