@@ -17,6 +17,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -251,6 +252,7 @@ def main():
         direct, proxied = latency(srv.port, a.conns)
         before, after = memory(srv.port, a.open)
         cpu = statistics.median(cpu_per_gb(srv.port, a.size_mb) for _ in range(3))
+    shutil.rmtree(_policy_dir, ignore_errors=True)
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("| measure | host | through the proxy | ratio / difference |")
     print("|---|---|---|---|")
