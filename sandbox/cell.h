@@ -32,9 +32,10 @@ struct cell_config {
                                          = no filter (tests only; "seccomp" not enforced) */
     struct policy_limits limits;      /* effective limits (policy defaults overridden) */
     bool network_host;                /* false: own empty netns with lo up */
-    bool egress; /* own netns, plus a socket listening on 127.0.0.1:CELL_PROXY_PORT in it, for
-                    the supervisor's proxy: cell_take_proxy_fd */
-    const char *workspace_from; /* host dir to seed /workspace from, or NULL */
+    const char *workspace_from;       /* host dir to seed /workspace from, or NULL */
+    /* own netns, plus a socket listening on 127.0.0.1:CELL_PROXY_PORT in it, for the
+     * supervisor's egress proxy: cell_take_proxy_fd */
+    bool egress;
     enum cell_pid1 pid1;
     char *const *argv; /* CELL_PID1_COMMAND: the command (PATH searched inside the cell);
                           CELL_PID1_AGENT: extra arguments after `agentbox __agent`, or NULL */
