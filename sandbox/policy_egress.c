@@ -22,8 +22,9 @@ int policy_parse_egress(const struct cJSON *o, struct policy *p, char *err, size
             return errf(err, errsz, "network.egress: unknown field '%s'", it->string);
     }
     if (!p->loopback)
-        return errf(err, errsz, "network.egress: needs network.loopback true (the cell reaches "
-                                "the proxy over its loopback)");
+        return errf(err, errsz,
+                    "network.egress: needs network.loopback true (the cell reaches "
+                    "the proxy over its loopback)");
     struct egress_rules *r = malloc(sizeof(*r));
     if (!r)
         return errf(err, errsz, "out of memory");
