@@ -6,10 +6,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "egress_http.h"
 #include "egress_rules.h"
+#include "policy.h"
 
 static struct egress_rules rules_of(const char *const *allow, const char *const *pins)
 {
@@ -257,13 +259,50 @@ static void test_preamble(void **state)
     assert_int_equal(egress_preamble_end("CONNECT a:1 HTTP/1.1\r\n", 22), 0);
 }
 
+static void test_policy_section(void **state)
+{
+    (void)state;
+    static const char ok[] = "{\"name\": \"x\", \"network\": {\"egress\": {\"allow\": "
+                             "[\"pypi.org\", \"*.npmjs.org:443\"], \"max_connections\": 9}}}";
+    struct policy *p = NULL;
+    char err[512];
+    assert_int_equal(policy_parse(ok, strlen(ok), "t", &p, err, sizeof(err)), 0);
+    assert_non_null(p->egress);
+    assert_int_equal(p->egress->nrules, 2);
+    assert_int_equal(p->egress->max_connections, 9);
+    /* back to JSON and again: the same */
+    cJSON *j = policy_to_json(p);
+    char *text = cJSON_PrintUnformatted(j);
+    struct policy *q = NULL;
+    assert_int_equal(policy_parse(text, strlen(text), "t2", &q, err, sizeof(err)), 0);
+    assert_int_equal(q->egress->nrules, 2);
+    assert_int_equal(q->egress->max_concurrent, 0); /* left to the default */
+    free(text);
+    cJSON_Delete(j);
+    policy_free(q);
+    policy_free(p);
+    const char *bad[] = {
+        "{\"network\": {\"egress\": {\"allow\": [\"*.com\"]}}}",
+        "{\"network\": {\"egress\": {\"allow\": [\"a.org\"], \"x\": 1}}}",
+        "{\"network\": {\"egress\": {\"resolve\": {\"a.org\": \"nope\"}}}}",
+        "{\"network\": {\"loopback\": false, \"egress\": {\"allow\": [\"a.org\"]}}}",
+        "{\"network\": {\"egress\": {\"allow\": [\"a.org\"], \"max_bytes\": 0}}}",
+        NULL};
+    for (const char **b = bad; *b; b++) {
+        p = NULL;
+        if (policy_parse(*b, strlen(*b), "t", &p, err, sizeof(err)) == 0)
+            fail_msg("accepted %s", *b);
+        assert_non_null(strstr(err, "network.egress"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rule_syntax),     cmocka_unit_test(test_matching),
         cmocka_unit_test(test_address_classes), cmocka_unit_test(test_pins),
         cmocka_unit_test(test_ceiling),         cmocka_unit_test(test_rules_json_round_trip),
-        cmocka_unit_test(test_preamble),
+        cmocka_unit_test(test_preamble),        cmocka_unit_test(test_policy_section),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
