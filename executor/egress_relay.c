@@ -20,15 +20,23 @@ struct dir {
     int from, to;
     int pr, pw; /* the pipe (splice), or -1 (copy through buf) */
     char *buf;
+    size_t cap;      /* the pipe's size, or COPY_BYTES */
     size_t len, off; /* bytes waiting (in the pipe or in buf) */
-    bool eof;
+    bool eof, shut;  /* read side done; write side shut down after the last byte */
 };
+
+/* The pipe takes more while it has room (reading and writing overlap); the buffer only once
+ * it is empty. */
+static bool can_fill(const struct dir *x)
+{
+    return !x->eof && (x->pr >= 0 ? x->len < x->cap : x->len == 0);
+}
 
 /* Moves what is readable from x->from into the pipe or buffer. 1 data, 0 nothing now, -1 EOF
  * or error (the direction is done). */
 static int fill(struct dir *x, size_t *n)
 {
-    ssize_t r = x->pr >= 0 ? splice(x->from, NULL, x->pw, NULL, PIPE_BYTES,
+    ssize_t r = x->pr >= 0 ? splice(x->from, NULL, x->pw, NULL, x->cap - x->len,
                                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
                            : recv(x->from, x->buf, COPY_BYTES, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
@@ -36,8 +44,12 @@ static int fill(struct dir *x, size_t *n)
     if (r <= 0)
         return -1;
     *n = (size_t)r;
-    x->len = (size_t)r;
-    x->off = 0;
+    if (x->pr >= 0) {
+        x->len += (size_t)r;
+    } else {
+        x->len = (size_t)r;
+        x->off = 0;
+    }
     return 1;
 }
 
@@ -59,22 +71,24 @@ static int drain(struct dir *x)
 static int setup(struct dir *x, int from, int to, char *buf)
 {
     int pfd[2];
-    *x = (struct dir){.from = from, .to = to, .pr = -1, .pw = -1, .buf = buf};
+    *x = (struct dir){.from = from, .to = to, .pr = -1, .pw = -1, .buf = buf, .cap = COPY_BYTES};
     if (pipe2(pfd, O_NONBLOCK | O_CLOEXEC) < 0)
         return buf ? 0 : -1;
     (void)fcntl(pfd[1], F_SETPIPE_SZ, PIPE_BYTES);
+    int size = fcntl(pfd[1], F_GETPIPE_SZ); /* less than asked when over the user's quota */
     x->pr = pfd[0];
     x->pw = pfd[1];
+    x->cap = size > 0 ? (size_t)size : 4096;
     return 0;
 }
 
 static enum egress_relay_end pump(struct egress_proxy *p, struct dir *d, int cell, int up,
                                   double deadline)
 {
-    while (!(d[0].eof && d[0].len == 0 && d[1].eof && d[1].len == 0)) {
+    while (!(d[0].shut && d[1].shut)) {
         struct pollfd pf[2] = {{.fd = cell}, {.fd = up}};
         for (int i = 0; i < 2; i++) {
-            if (d[i].len == 0 && !d[i].eof)
+            if (can_fill(&d[i]))
                 pf[i].events |= POLLIN;
             if (d[i].len > 0)
                 pf[1 - i].events |= POLLOUT;
@@ -93,22 +107,20 @@ static enum egress_relay_end pump(struct egress_proxy *p, struct dir *d, int cel
             struct dir *x = &d[i];
             /* a busy direction moves several chunks per poll: fewer system calls */
             for (int spin = 0; spin < SPINS; spin++) {
-                size_t n = 0;
-                int f = 0;
-                if (x->len == 0 && !x->eof) {
-                    f = fill(x, &n);
-                    if (f < 0) {
-                        x->eof = true;
-                        (void)shutdown(x->to, SHUT_WR);
-                        break;
-                    }
-                    if (f > 0 && !egress_count_bytes(p, i == 1 ? n : 0, i == 0 ? n : 0))
-                        return EGRESS_RELAY_BYTE_CAP;
-                }
+                size_t n = 0, before = x->len;
+                int f = can_fill(x) ? fill(x, &n) : 0;
+                if (f < 0)
+                    x->eof = true;
+                if (f > 0 && !egress_count_bytes(p, i == 1 ? n : 0, i == 0 ? n : 0))
+                    return EGRESS_RELAY_BYTE_CAP;
                 if (x->len > 0 && drain(x) < 0)
                     return EGRESS_RELAY_DONE;
-                if (f == 0 || x->len > 0)
-                    break; /* nothing more to read now, or the writer is full */
+                if (x->eof && x->len == 0 && !x->shut) {
+                    x->shut = true; /* every byte passed on: pass the end on too */
+                    (void)shutdown(x->to, SHUT_WR);
+                }
+                if (f <= 0 || x->len >= before + n)
+                    break; /* nothing more to read now, or the writer took nothing */
             }
         }
     }

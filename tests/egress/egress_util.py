@@ -42,6 +42,21 @@ class FileServer:
                 outer.requests.append(self.path)
                 super().do_GET()
 
+            def do_POST(self):  # answers with the sha256 of the body
+                n = int(self.headers.get("Content-Length", "0"))
+                h = hashlib.sha256()
+                while n > 0:
+                    chunk = self.rfile.read(min(n, 65536))
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    n -= len(chunk)
+                body = h.hexdigest().encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         if tls:

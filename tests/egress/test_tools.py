@@ -73,6 +73,29 @@ class ToolsTest(EgressTestCase):
                                               r"npm\.test port \d+ denied: host not on the "
                                               r"allow-list")
 
+    def test_bytes_arrive_intact_both_ways(self):
+        import hashlib
+        www = os.path.join(self.tmp, "www")
+        os.makedirs(www)
+        data = os.urandom(24 << 20)
+        with open(os.path.join(www, "big.bin"), "wb") as f:
+            f.write(data)
+        want = hashlib.sha256(data).hexdigest()
+        srv = self.serve_dir(www)
+        url = f"http://big.test:{srv.port}/big.bin"
+        cmd = (f"curl -sS {url} | sha256sum; curl -sS --proxytunnel {url} | sha256sum; "
+               f"head -c 8000000 /dev/zero | curl -sS --data-binary @- {url}; echo; "
+               f"head -c 8000000 /dev/zero | curl -sS --proxytunnel --data-binary @- {url}")
+        p = self.exec([f"--allow-host=big.test:{srv.port}", "--resolve=big.test:127.0.0.1"],
+                      ["sh", "-c", cmd])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.split()
+        zeros = hashlib.sha256(bytes(8000000)).hexdigest()
+        self.assertEqual([lines[0], lines[2], lines[4], lines[5]], [want, want, zeros, zeros])
+        net = self.network()
+        self.assertGreaterEqual(net["bytes_in"], 2 * len(data))
+        self.assertGreaterEqual(net["bytes_out"], 2 * 8000000)
+
     def test_git_clone_over_dumb_http(self):
         if not shutil.which("git"):
             self.skipTest("no git")
