@@ -96,6 +96,24 @@ class ToolsTest(EgressTestCase):
         self.assertGreaterEqual(net["bytes_in"], 2 * len(data))
         self.assertGreaterEqual(net["bytes_out"], 2 * 8000000)
 
+    def test_contradictory_requests_are_usage_errors(self):
+        for extra, why in [
+            (["--network", "none"], "make no sense with network none"),
+            (["--network", "host", "--policy", "permissive"], "make no sense with network host"),
+            (["--policy", "strict"], "egress needs the cell's loopback"),
+            (["--allow-host=*.com"], "a wildcard must be below a domain"),
+            (["--resolve=pypi.org:not-an-ip"], "is not an IP address"),
+        ]:
+            with self.subTest(extra=extra):
+                p = self.exec(["--allow-host=pypi.org", *extra], ["true"])
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(why, p.stderr)
+        # without egress the cell still has no way out, and no proxy variables
+        p = self.exec([], ["sh", "-c", "echo ${HTTPS_PROXY:-none}; curl -sS -m 5 "
+                           "http://127.0.0.1:3128/ || true"])
+        self.assertIn("none", p.stdout)
+        self.assertIn("Failed to connect", p.stderr)
+
     def test_git_clone_over_dumb_http(self):
         if not shutil.which("git"):
             self.skipTest("no git")
