@@ -249,6 +249,17 @@ def policy_with_caps(n):
     return path
 
 
+def startup(n=60):
+    """Median wall time of `exec -- /bin/true` without and with an allow-list, alternating."""
+    plain, egress = [], []
+    for _ in range(n):
+        for args, out in (([], plain), (["--allow-host=pypi.org"], egress)):
+            t = time.perf_counter()
+            subprocess.run([AGENTBOX, "exec", *args, "--", "/bin/true"], check=True)
+            out.append(time.perf_counter() - t)
+    return statistics.median(plain) * 1000, statistics.median(egress) * 1000
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=200)
@@ -269,6 +280,7 @@ def main():
         before, after = memory(srv.port, a.open)
         cpu = statistics.median(cpu_per_gb(srv.port, a.size_mb) for _ in range(3))
     shutil.rmtree(_policy_dir, ignore_errors=True)
+    st_plain, st_egress = startup()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("| measure | host | through the proxy | ratio / difference |")
     print("|---|---|---|---|")
@@ -282,6 +294,8 @@ def main():
     print(f"| one connection: connect, request, answer, close (median of {a.conns}) | "
           f"{direct:.3f} ms | {proxied:.3f} ms | +{proxied - direct:.3f} ms |")
     print(f"| proxy helper CPU time (user+system) per GB relayed, median of 3 | | {cpu:.2f} s | |")
+    print(f"| `exec -- /bin/true` start-up, without / with --allow-host (median of 60) | "
+          f"{st_plain:.2f} ms | {st_egress:.2f} ms | +{st_egress - st_plain:.2f} ms |")
     print(f"| proxy helper RSS, 0 and {a.open} open tunnels | {before} kB | {after} kB | "
           f"{(after - before) / a.open:.1f} kB per connection |")
 
