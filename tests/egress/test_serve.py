@@ -69,6 +69,52 @@ class ServeEgressTest(ServeTestCase):
         self.assertNotIn("no network access", system[0])
         self.assertIn("There is no network access.", system[-1])
 
+    @unittest.skipUnless(os.geteuid() == 0, "reading another process's memory needs root")
+    def test_the_proxy_helper_never_holds_the_key(self):
+        import glob
+        import time
+        self.start_fake({"queue": [
+            {"tool_calls": [{"name": "execute_bash", "arguments": {"command": "sleep 4"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"message": "done"}}]}]})
+        self.start_server("--egress-allow=pypi.org")
+        c = self.conn()
+        tid = self.submit(c, {"prompt": "p", "network": {"allow": ["pypi.org"]}})
+        helper = None
+        deadline = time.monotonic() + 20
+        while helper is None and time.monotonic() < deadline:
+            for d in glob.glob("/proc/[0-9]*"):
+                try:
+                    with open(d + "/cmdline", "rb") as f:
+                        argv = f.read()
+                    if argv.split(b"\0")[:2] == [b"agentbox", b"__egress"]:
+                        helper = int(d[6:])
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        self.assertIsNotNone(helper, "no proxy helper seen while the task ran")
+        key = self.key.encode()
+        with open(f"/proc/{helper}/environ", "rb") as f:
+            self.assertNotIn(key, f.read())
+        with open(f"/proc/{helper}/status") as f:
+            uid_line = [line for line in f if line.startswith("Uid:")][0]
+        self.assertEqual(uid_line.split()[1:], ["65534"] * 4)  # nobody, as root
+        seen = 0
+        with open(f"/proc/{helper}/maps") as maps, open(f"/proc/{helper}/mem", "rb") as mem:
+            for line in maps:
+                addr, perms = line.split()[:2]
+                if "r" not in perms:
+                    continue
+                lo, hi = (int(x, 16) for x in addr.split("-"))
+                try:
+                    mem.seek(lo)
+                    chunk = mem.read(hi - lo)
+                except (OSError, ValueError, OverflowError):
+                    continue
+                seen += len(chunk)
+                self.assertFalse(key in chunk, f"the key is in the helper's memory at {addr}")
+        self.assertGreater(seen, 1 << 20)
+        self.assertEqual(self.wait_result(c, tid)["status"], "succeeded")
+
     def test_ceiling_refuses_wider_tasks(self):
         replay = self.write_replay([finish_reply("x")])
         # one entry from the option, one from the configuration
