@@ -16,6 +16,11 @@ from egress_util import AGENTBOX
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"),
                      "needs root, unshare and ip")
 class RebindingTest(unittest.TestCase):
+    def setUp(self):
+        probe = subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("cannot make network and mount namespaces here")
+
     def test_checked_address_is_the_connected_address(self):
         inner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rebind_inner.py")
         p = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "--",
