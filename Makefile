@@ -97,7 +97,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	  build-essential pkg-config libcurl4-openssl-dev libcjson-dev libseccomp-dev libcap-dev \
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
-	  libc6-dev ca-certificates clang libclang-rt-14-dev \
+	  libc6-dev ca-certificates clang libclang-rt-14-dev python3-pip curl openssl \
 	  qemu-system-x86 busybox-static cpio \
 	  slurmctld slurmd slurm-client munge python3-yaml
 	# node and npm for the independent OpenAI-compatible mock server of the llm and run suites

@@ -18,3 +18,5 @@ if [ -f bench/bench_serve.py ]; then
 fi
 echo "== supervisor crash loop (bench/bench_crashloop.py)"
 "$PYTHON" bench/bench_crashloop.py
+echo "== egress proxy (bench/bench_egress.py)"
+"$PYTHON" bench/bench_egress.py

@@ -20,6 +20,8 @@
 #include "cell.h"
 #include "commands.h"
 #include "safedir.h"
+#include "egress.h"
+#include "egress_exec.h"
 #include "json.h"
 #include "log.h"
 #include "seed_open.h"
@@ -39,6 +41,10 @@ static const char usage_text[] =
     "  --cpu SECONDS          CPU time limit (RLIMIT_CPU); 0 = none\n"
     "  --workspace-from DIR   seed /workspace from DIR (DIR is never modified)\n"
     "  --network none|host    default none (own network namespace, loopback only)\n"
+    "  --allow-host HOST[:PORT]  let the cell reach HOST through the egress proxy\n"
+    "                         (repeatable; *.example.org for subdomains; ports 80, 443\n"
+    "                         unless given); see docs/network.md\n"
+    "  --resolve HOST:ADDR    pin HOST to ADDR for the proxy (mirrors, tests)\n"
     "  --meta FILE            write the cell record (JSON) to FILE\n"
     "  --help                 this text\n"
     "\n"
@@ -63,9 +69,9 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 
 int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err, size_t errsz)
 {
-    static const char *const with_value[] = {"--policy",  "--timeout", "--disk", "--inodes",
-                                             "--memory",  "--pids",    "--cpu",  "--workspace-from",
-                                             "--network", "--meta"};
+    static const char *const with_value[] = {
+        "--policy", "--timeout",        "--disk",    "--inodes", "--memory",     "--pids",
+        "--cpu",    "--workspace-from", "--network", "--meta",   "--allow-host", "--resolve"};
     memset(o, 0, sizeof(*o));
     o->policy = "default";
     o->network_host = -1;
@@ -128,6 +134,9 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
             if (!*v)
                 return errf(err, errsz, "--workspace-from: empty path");
             o->workspace_from = v;
+        } else if (strcmp(name, "--allow-host") == 0 || strcmp(name, "--resolve") == 0) {
+            if (egress_exec_option(o, name, v, err, errsz) < 0)
+                return -1;
         } else if (strcmp(name, "--network") == 0) {
             if (strcmp(v, "none") == 0)
                 o->network_host = 0;
@@ -167,9 +176,13 @@ void exec_options_limits(const struct exec_options *o, const struct policy_limit
         out->cpu_s = o->limits.cpu_s;
 }
 
-static int write_meta(int fd, const struct cell_record *rec)
+static int write_meta(int fd, const struct cell_record *rec, cJSON *network)
 {
     cleanup_json cJSON *j = cell_record_to_json(rec);
+    if (j && network)
+        cJSON_AddItemToObject(j, "network", network);
+    else
+        cJSON_Delete(network);
     cleanup_free char *text = j ? json_print(j) : NULL;
     if (!text)
         return -1;
@@ -263,8 +276,16 @@ int cmd_exec(int argc, char **argv)
         policy_free(pol);
         return usage_error(err);
     }
+    struct egress_rules eg_rules;
+    bool eg = false;
+    if (egress_exec_rules(pol, o.network_host, o.allow, o.nallow, o.resolve, o.nresolve, &eg_rules,
+                          &eg, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
+    cleanup_free char **eg_env = eg ? egress_cell_env(cell_default_env()) : NULL;
     struct sock_fprog prog = {0};
-    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
+    if ((eg && !eg_env) || policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
         policy_free(pol);
         return usage_error(err);
     }
@@ -287,11 +308,12 @@ int cmd_exec(int argc, char **argv)
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,
                               .network_host = host,
+                              .egress = eg,
                               .workspace_from = o.workspace_from ? seed_path : NULL,
                               .seed_fd = seed_fd,
                               .pid1 = CELL_PID1_COMMAND,
                               .argv = o.argv,
-                              .envp = NULL,
+                              .envp = eg_env,
                               .channel_fd = -1,
                               .stdio_passthrough = true,
                               .stdout_fd = -1,
@@ -309,8 +331,11 @@ int cmd_exec(int argc, char **argv)
 
     struct cell_record rec;
     struct cell *c = NULL;
+    struct egress *egp = NULL;
+    cJSON *network = NULL;
     int code;
-    if (cell_spawn(&cfg, &c, err, sizeof(err)) < 0) {
+    if (cell_spawn(&cfg, &c, err, sizeof(err)) < 0 ||
+        (eg && egress_exec_start(&eg_rules, c, &egp, err, sizeof(err)) < 0)) {
         fprintf(stderr, "agentbox: %s\n", err);
         memset(&rec, 0, sizeof(rec));
         rec.status = CELL_SETUP_ERROR;
@@ -320,6 +345,7 @@ int cmd_exec(int argc, char **argv)
         /* Whatever the cell does from here, our memory is not for it to read. */
         (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         int sig = wait_cell(c, sfd, cfg.limits.timeout_s);
+        network = egp ? egress_finish(egp, egress_exec_print, NULL) : NULL;
         if (cell_reap(c, &rec) < 0) {
             fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
             rec.status = CELL_SETUP_ERROR;
@@ -340,7 +366,9 @@ int cmd_exec(int argc, char **argv)
             fprintf(stderr, "agentbox: the memory limit was hit\n");
         cell_free(c);
     }
-    if (meta_fd >= 0 && write_meta(meta_fd, &rec) < 0) {
+    if (meta_fd < 0)
+        cJSON_Delete(network);
+    else if (write_meta(meta_fd, &rec, network) < 0) {
         fprintf(stderr, "agentbox: --meta %s: %s\n", o.meta, strerror(errno));
         if (code == 0)
             code = EXIT_EXEC_SETUP;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "egress_exec.h"
 #include "broker.h"
 #include "catalog.h"
 #include "commands.h"
@@ -46,6 +47,9 @@ static void usage(FILE *out)
             "  --disk SIZE --inodes N --memory SIZE --pids N --cpu SECONDS   cell limits\n"
             "  --workspace-from DIR  seed /workspace from DIR (never modified)\n"
             "  --network none|host   (default none)\n"
+            "  --allow-host HOST[:PORT]  the cell may reach HOST through the egress proxy\n"
+            "                        (repeatable; task network.allow; docs/network.md)\n"
+            "  --resolve HOST:ADDR   pin HOST to ADDR for the proxy (task network.resolve)\n"
             "  --output GLOB         copy matching workspace files out (repeatable)\n"
             "  --events FILE|-       also write the event stream (JSON lines) there; with '-'\n"
             "                        stdout is JSON lines: the events, then the result\n"
@@ -66,6 +70,8 @@ struct run_args {
     const char *outputs[TASK_OUTPUTS_MAX];
     int noutputs;
     const char *timeout, *disk, *inodes, *memory, *pids, *cpu, *max_iter;
+    const char *allow[EGRESS_RULES_MAX], *resolve[EGRESS_PINS_MAX];
+    size_t nallow, nresolve;
     bool quiet;
 };
 
@@ -91,6 +97,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         O_META,
         O_REPLAY,
         O_QUIET,
+        O_ALLOW,
+        O_RESOLVE,
         O_HELP
     };
     static const struct option opts[] = {
@@ -113,6 +121,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         {"meta", required_argument, 0, O_META},
         {"replay", required_argument, 0, O_REPLAY},
         {"quiet", no_argument, 0, O_QUIET},
+        {"allow-host", required_argument, 0, O_ALLOW},
+        {"resolve", required_argument, 0, O_RESOLVE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -166,6 +176,19 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             break;
         case O_NETWORK:
             a->network = optarg;
+            break;
+        case O_ALLOW:
+        case O_RESOLVE:
+            if ((c == O_ALLOW ? a->nallow : a->nresolve) >=
+                (c == O_ALLOW ? EGRESS_RULES_MAX : EGRESS_PINS_MAX)) {
+                fprintf(stderr, "agentbox run: too many --%s\n",
+                        c == O_ALLOW ? "allow-host" : "resolve");
+                return -1;
+            }
+            if (c == O_ALLOW)
+                a->allow[a->nallow++] = optarg;
+            else
+                a->resolve[a->nresolve++] = optarg;
             break;
         case O_OUTPUT:
             if (a->noutputs >= TASK_OUTPUTS_MAX) {
@@ -231,6 +254,9 @@ static int override(cJSON *task, const struct run_args *a, char *err, size_t err
         SET("policy", cJSON_CreateString(a->policy));
     if (a->network)
         SET("network", cJSON_CreateString(a->network));
+    if ((a->nallow || a->nresolve) &&
+        egress_task_override(task, a->allow, a->nallow, a->resolve, a->nresolve, err, errsz) < 0)
+        return -1;
     uint64_t u;
     double d;
     if (a->max_iter) {

@@ -43,6 +43,8 @@ struct agentbox_config {
     unsigned max_connections; /* total open connections of the process */
     char http_referer[CONFIG_URL_MAX];
     char app_title[CONFIG_MODEL_MAX];
+    char egress_allow[4096];   /* serve's egress ceiling: HOST[:PORT] list (serve_egress.c) */
+    char egress_resolve[2048]; /* ... and its pins: HOST:ADDR list */
     struct recovery_policy recovery;
     char source[CONFIG_URL_MAX]; /* config file read, "" if none */
 };

@@ -18,6 +18,7 @@
 #include "atomicfile.h"
 #include "channel.h"
 #include "crashpoint.h"
+#include "egress.h"
 #include "json.h"
 #include "log.h"
 #include "result_report.h"
@@ -65,6 +66,8 @@ struct runner {
     size_t output_bytes, output_files;
     struct cell_record rec;
     cJSON *result;
+    struct egress *egress; /* the cell's proxy helper, NULL without egress */
+    cJSON *network;        /* its summary, once the cell is reaped */
     int exit_code;
     bool result_saved;     /* result.json is durable */
     unsigned outputs_lost; /* output files the disk refused (not the limits) */
@@ -72,6 +75,13 @@ struct runner {
     char outputs_path[4096];
     char events_path[4096];
 };
+
+/* The proxy's net_connect / net_denied, into the task's event stream. */
+static void egress_event(void *opaque, const char *type, cJSON *fields)
+{
+    struct runner *r = opaque;
+    events_emit(r->o.events, type, fields);
+}
 
 static void send_to_cell(struct runner *r, const char *type, cJSON *fields)
 {
@@ -127,6 +137,14 @@ static cJSON *task_for_cell(const struct runner *r)
     cJSON_AddBoolToObject(j, "seeded", t->workspace_from != NULL);
     if (t->files)
         cJSON_AddItemToObject(j, "files", cJSON_Duplicate(t->files, 1));
+    if (r->o.egress) { /* the agent tells the model which hosts it can reach */
+        cJSON *na = cJSON_AddArrayToObject(j, "network_allow");
+        char buf[EGRESS_HOST_MAX + 16];
+        for (size_t i = 0; na && i < r->o.egress->nrules; i++) {
+            egress_rule_str(&r->o.egress->rules[i], buf, sizeof(buf));
+            cJSON_AddItemToArray(na, cJSON_CreateString(buf));
+        }
+    }
     cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
     for (size_t i = 0; i < t->noutputs; i++)
         cJSON_AddItemToArray(outs, cJSON_CreateString(t->outputs[i]));
@@ -179,11 +197,16 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
 #else
     char *const *cell_env = NULL;
 #endif
+    cleanup_free char **egress_env =
+        opts->egress ? egress_cell_env(cell_env ? cell_env : cell_default_env()) : NULL;
+    if (egress_env)
+        cell_env = egress_env;
     struct cell_config cc = {
         .policy = opts->policy,
         .seccomp = opts->seccomp,
         .limits = opts->limits,
         .network_host = opts->network_host,
+        .egress = opts->egress != NULL,
         .workspace_from = opts->task->workspace_from,
         .seed_fd = opts->seed_fd,
         .pid1 = CELL_PID1_AGENT,
@@ -201,6 +224,9 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     int rc = cell_spawn(&cc, &r->cell, cerr, sizeof(cerr));
     (void)close(sv[1]);
     r->chan = sv[0];
+    if (rc == 0 && opts->egress &&
+        egress_start(opts->egress, cell_take_proxy_fd(r->cell), &r->egress, cerr, sizeof(cerr)) < 0)
+        rc = -1;
     if (rc < 0) {
         cJSON_Delete(f);
         errf(err, errsz, "%s", cerr);
@@ -233,6 +259,8 @@ int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
         fds[n++] = (struct pollfd){.fd = r->chan, .events = POLLIN};
     if (n < max)
         fds[n++] = (struct pollfd){.fd = cell_pidfd(r->cell), .events = POLLIN};
+    if (r->egress && n < max)
+        fds[n++] = (struct pollfd){.fd = egress_fd(r->egress), .events = POLLIN};
     return n;
 }
 
@@ -841,6 +869,8 @@ static void build_result(struct runner *r)
         cJSON_AddNullToObject(res, "outputs_dir");
     cJSON_AddStringToObject(res, "events_file", r->events_path);
     cJSON_AddItemToObject(res, "sandbox", cell_record_to_json(&r->rec));
+    if (r->network)
+        cJSON_AddItemToObject(res, "network", cJSON_Duplicate(r->network, 1));
     cJSON *md = t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject();
     if (strcmp(status, "mock") == 0)
         cJSON_AddBoolToObject(md, "mock", true);
@@ -891,6 +921,8 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
             handle_channel(r);
         else if (fds[i].fd == cell_pidfd(r->cell) && fds[i].revents)
             pid_ready = true;
+        else if (r->egress && fds[i].fd == egress_fd(r->egress) && fds[i].revents)
+            egress_read(r->egress, egress_event, r);
     }
     double now = monotonic_s();
     if (!r->cancel_sent && now >= r->deadline) {
@@ -908,6 +940,10 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
     /* drain what the agent sent before it exited */
     if (!r->chan_closed)
         handle_channel(r);
+    if (r->egress) {
+        r->network = egress_finish(r->egress, egress_event, r);
+        r->egress = NULL;
+    }
     if (cell_reap(r->cell, &r->rec) < 0)
         log_warn("task %s: reaping the cell failed: %s", r->o.task->id, strerror(errno));
     r->reaped = true;
@@ -943,6 +979,9 @@ void runner_free(struct runner *r)
         r->llm_pending->r = NULL;
         broker_cancel_task(r->o.broker, r->o.task->id);
     }
+    if (r->egress)
+        cJSON_Delete(egress_finish(r->egress, NULL, NULL));
+    cJSON_Delete(r->network);
     if (r->cell) {
         if (!r->reaped) {
             (void)cell_kill(r->cell);

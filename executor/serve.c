@@ -381,7 +381,11 @@ static void usage(FILE *out)
             "                         only their own uid's\n"
             "  --policy-floor NAME|PATH  no client policy may be weaker (default: default)\n"
             "  --allow-weaker-policies   lift that floor (clients may ask for host network,\n"
-            "                         Landlock off, ...)\n\n"
+            "                         Landlock off, ...)\n"
+            "  --egress-allow HOST[:PORT]  the egress ceiling: hosts a task's network.allow may\n"
+            "                         name (repeatable; none = tasks get no egress, and with\n"
+            "                         any, network \"host\" is refused); docs/network.md\n"
+            "  --egress-resolve HOST:ADDR  a pin tasks may use (network.resolve)\n\n"
             "SIGTERM/SIGINT: stop intake, cancel the queue, let running tasks finish (up to\n"
             "--grace), then exit 0.\n",
             SERVE_DEFAULT_JOBS, SERVE_DEFAULT_RETAIN, SERVE_DEFAULT_QUEUE_MAX,
@@ -437,6 +441,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_ADMIN,
         O_FLOOR,
         O_WEAKER,
+        O_EGRESS_ALLOW,
+        O_EGRESS_RESOLVE,
         O_HELP
     };
     static const struct option opts[] = {
@@ -458,6 +464,8 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"admin-gid", required_argument, 0, O_ADMIN},
         {"policy-floor", required_argument, 0, O_FLOOR},
         {"allow-weaker-policies", no_argument, 0, O_WEAKER},
+        {"egress-allow", required_argument, 0, O_EGRESS_ALLOW},
+        {"egress-resolve", required_argument, 0, O_EGRESS_RESOLVE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -541,6 +549,15 @@ static int parse_args(int argc, char **argv, struct server *s)
         case O_WEAKER:
             s->allow_weaker = true;
             break;
+        case O_EGRESS_ALLOW:
+        case O_EGRESS_RESOLVE: {
+            char eerr[ERR_MSG_MAX];
+            if (serve_egress_option(s, c == O_EGRESS_RESOLVE, optarg, eerr, sizeof(eerr)) < 0) {
+                fprintf(stderr, "agentbox serve: %s\n", eerr);
+                return -1;
+            }
+            break;
+        }
         case O_HELP:
             usage(stdout);
             return 1;
@@ -624,6 +641,11 @@ int cmd_serve(int argc, char **argv)
     }
     config_scrub_env();
     crashpoint_init();
+    if (serve_egress_from_config(s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox serve: %s\n", err);
+        config_free(&s->cfg);
+        return EXIT_USAGE;
+    }
     int rc = EXIT_USAGE;
     sigset_t mask;
     sigemptyset(&mask);

@@ -13,6 +13,7 @@
 #include "broker.h"
 #include "catalog.h"
 #include "config.h"
+#include "egress_rules.h"
 #include "journal.h"
 #include "metrics.h"
 #include "policy.h"
@@ -92,8 +93,9 @@ struct slot {
     bool ready;
     double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
-    char state_dir[4400];    /* the runner borrows it for its whole life */
-    struct policy_entry *pe; /* borrowed (a reference held) for the runner's whole life */
+    char state_dir[4400];       /* the runner borrows it for its whole life */
+    struct policy_entry *pe;    /* borrowed (a reference held) for the runner's whole life */
+    struct egress_rules egress; /* the runner borrows it too */
     struct slot *prev, *next;
 };
 
@@ -121,6 +123,8 @@ struct server {
     gid_t admin_gid[SERVE_ALLOW_MAX]; /* members see every client's tasks */
     int nadmin_gid;
     mode_t socket_mode;
+    struct egress_rules egress_ceiling; /* --egress-allow/--egress-resolve (serve_egress.c) */
+    bool egress_ceiling_set;
 
     struct agentbox_config cfg;
     struct catalog cat;
@@ -189,6 +193,13 @@ int serve_policy_get(struct server *s, const struct task *tk, struct policy_entr
 void serve_policy_put(struct policy_entry *e);
 int serve_policy_init(struct server *s, char *err, size_t errsz);
 void serve_policy_free(struct server *s);
+/* serve_egress.c: --egress-allow / --egress-resolve into the ceiling; -1 + err. */
+int serve_egress_option(struct server *s, bool pin, const char *v, char *err, size_t errsz);
+/* Adds OPENHANDS_EGRESS_ALLOW / OPENHANDS_EGRESS_RESOLVE (comma or space separated) to the
+ * ceiling the options built. -1 + err. */
+int serve_egress_from_config(struct server *s, char *err, size_t errsz);
+/* A submitted task's network request against the ceiling; -1 + err (task.network: ...). */
+int serve_egress_check(const struct server *s, const struct task *t, char *err, size_t errsz);
 void serve_start_queued(struct server *s);
 void serve_enqueue(struct server *s, struct stask *t);
 void serve_dequeue(struct server *s, struct stask *t);

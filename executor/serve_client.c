@@ -199,7 +199,8 @@ static void op_submit(struct client *c, const struct request *req)
         return;
     }
     struct policy_entry *pe = NULL;
-    if (serve_policy_get(s, &tk, &pe, err, sizeof(err)) < 0) {
+    if (serve_egress_check(s, &tk, err, sizeof(err)) < 0 ||
+        serve_policy_get(s, &tk, &pe, err, sizeof(err)) < 0) {
         task_free(&tk);
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;

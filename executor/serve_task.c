@@ -14,6 +14,7 @@
 
 #include "crashpoint.h"
 #include "json.h"
+#include "task_egress.h"
 #include "log.h"
 #include "safedir.h"
 #include "util.h"
@@ -231,6 +232,16 @@ static void start_task(struct server *s, struct stask *t)
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];
+    bool egress_on = false;
+    /* checked again at start: a task requeued after a restart meets today's ceiling */
+    if (serve_egress_check(s, tk, err, sizeof(err)) < 0 ||
+        task_egress_rules(tk, pe->pol, &sl->egress, &egress_on, err, sizeof(err)) < 0) {
+        broker_free(sl->own_broker);
+        free(sl);
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
+        return;
+    }
+    o.egress = egress_on ? &sl->egress : NULL;
     taskprep_apply_limits(&o.limits, tk);
     events_init(&sl->events, t->id);
     (void)events_add_callback(&sl->events, serve_slot_event_sink, sl);

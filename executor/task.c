@@ -14,6 +14,7 @@
 
 #include "json.h"
 #include "policy.h"
+#include "task_egress.h"
 #include "util.h"
 
 #define TASK_PATH_MAX 1024
@@ -268,11 +269,17 @@ static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
         return -1;
     }
     const char *net = NULL;
-    if (json_get_string(json, "task", "network", &net, err, errsz) < 0)
+    const cJSON *netj = cJSON_GetObjectItemCaseSensitive(json, "network");
+    if (cJSON_IsObject(netj)) {
+        if (task_egress_parse(netj, t, err, errsz) < 0)
+            return -1;
+    } else if (json_get_string(json, "task", "network", &net, err, errsz) < 0)
         return -1;
     if (net) {
         if (strcmp(net, "none") && strcmp(net, "host"))
-            return errf(err, errsz, "task.network: expected \"none\" or \"host\"");
+            return errf(err, errsz,
+                        "task.network: expected \"none\", \"host\" or "
+                        "{\"allow\": [HOST[:PORT], ...]}");
         t->network_host = strcmp(net, "host") == 0;
         t->network_set = true;
     }
@@ -341,5 +348,6 @@ void task_free(struct task *t)
     for (size_t i = 0; i < t->noutputs; i++)
         free(t->outputs[i]);
     cJSON_Delete(t->metadata);
+    cJSON_Delete(t->egress);
     memset(t, 0, sizeof(*t));
 }

@@ -39,6 +39,8 @@ struct task {
     cJSON *policy_inline;    /* "policy": {...}: a whole policy object, validated on use */
     bool network_host;
     bool network_set;
+    cJSON *egress; /* task.network as an object ({"allow", "resolve", caps}; task_egress.c);
+                      NULL when network is a string or absent */
     unsigned limits_set;
     uint64_t disk_bytes, inodes, memory_bytes, pids;
     double cpu_s;

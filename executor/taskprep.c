@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "task_egress.h"
 #include "util.h"
 
 void taskprep_apply_limits(struct policy_limits *l, const struct task *t)
@@ -61,7 +62,13 @@ int taskprep_check(const struct task *t, char *err, size_t errsz)
     struct policy *p = NULL;
     if (load_policy(t, &p, err, errsz) < 0)
         return -1;
+    struct egress_rules *eg = malloc(sizeof(*eg));
+    bool on;
+    int r = eg ? task_egress_rules(t, p, eg, &on, err, errsz) : errf(err, errsz, "out of memory");
+    free(eg);
     policy_free(p);
+    if (r < 0)
+        return -1;
     return taskprep_check_seed(t, err, errsz);
 }
 
@@ -82,7 +89,9 @@ int taskprep_build(struct taskprep *tp, const struct task *t, const struct agent
 {
     if (load_policy(t, &tp->policy, err, errsz) < 0)
         return -1;
-    if (policy_seccomp_build(tp->policy, !t->network_host, &tp->prog, err, errsz) < 0)
+    bool egress_on = false;
+    if (task_egress_rules(t, tp->policy, &tp->egress, &egress_on, err, errsz) < 0 ||
+        policy_seccomp_build(tp->policy, !t->network_host, &tp->prog, err, errsz) < 0)
         return -1;
     const char *primary = t->model ? t->model : cfg->model;
     const char *extra[TASK_MODELS_MAX + 1] = {0};
@@ -99,6 +108,7 @@ int taskprep_build(struct taskprep *tp, const struct task *t, const struct agent
     o->seccomp = &tp->prog;
     o->limits = tp->policy->limits;
     o->network_host = t->network_host;
+    o->egress = egress_on ? &tp->egress : NULL;
     o->timeout_s = t->timeout_s > 0 ? t->timeout_s : cfg->timeout_s;
     o->max_iterations = t->max_iterations ? (unsigned)t->max_iterations : TASKPREP_DEFAULT_MAX_ITER;
     o->max_tokens_per_call = cfg->max_tokens;

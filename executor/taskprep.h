@@ -21,6 +21,7 @@ struct taskprep {
     struct sock_fprog prog;
     int seed_fd; /* the task's seed opened with this process's rights (valid if have_seed) */
     bool have_seed;
+    struct egress_rules egress; /* opts.egress points here when the cell gets egress */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     /* filled except state_dir, events and broker, which belong to the caller */
     struct runner_opts opts;

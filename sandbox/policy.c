@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include "egress_rules.h"
 #include "json.h"
 #include "safedir.h"
 #include "util.h"
@@ -401,12 +402,13 @@ static int parse_mounts(const cJSON *o, struct policy *p, char *err, size_t errs
 
 static int parse_network(const cJSON *o, struct policy *p, char *err, size_t errsz)
 {
-    static const char *const keys[] = {"allow_host", "loopback", NULL};
+    static const char *const keys[] = {"allow_host", "loopback", "egress", NULL};
     if (check_keys(o, "network", keys, err, errsz) < 0 ||
         json_get_bool(o, "network", "allow_host", &p->allow_network_host, err, errsz) < 0 ||
         json_get_bool(o, "network", "loopback", &p->loopback, err, errsz) < 0)
         return -1;
-    return 0;
+    const cJSON *eg = cJSON_GetObjectItemCaseSensitive(o, "egress");
+    return eg ? policy_parse_egress(eg, p, err, errsz) : 0;
 }
 
 static int parse_action(const cJSON *o, const char *ctx, const char *field, enum policy_action *out,
@@ -874,6 +876,7 @@ void policy_free(struct policy *p)
     free(p->description);
     free_binds(p->binds, p->nbinds);
     free(p->rules);
+    free(p->egress);
     free(p);
 }
 
@@ -971,6 +974,7 @@ cJSON *policy_to_json(const struct policy *p)
     cJSON *net = ok ? cJSON_AddObjectToObject(o, "network") : NULL;
     ok = net && cJSON_AddBoolToObject(net, "allow_host", p->allow_network_host) &&
          cJSON_AddBoolToObject(net, "loopback", p->loopback) &&
+         (!p->egress || add(net, "egress", egress_rules_to_json(p->egress))) &&
          cJSON_AddBoolToObject(o, "landlock", p->landlock);
     cJSON *lim = ok ? cJSON_AddObjectToObject(o, "limits") : NULL;
     ok = lim && add_size(lim, "disk", p->limits.disk_bytes) &&

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct egress_rules;
+
 /* Default limits a policy gives a cell; each can be overridden by an option or task field.
  * 0 means "no limit of this kind" except where noted. */
 struct policy_limits {
@@ -87,6 +89,8 @@ struct policy {
     bool loopback; /* with --network none, may the cell still make IPv4/IPv6 sockets (they
                       reach only the cell's own loopback)? false: socket() says EAFNOSUPPORT */
     char *description;
+    struct egress_rules *egress; /* network.egress: hosts every cell of this policy may reach
+                                    through the egress proxy, and its caps; NULL = none */
 };
 
 /* Built-in values of fields a policy file leaves out (docs/policy.md; default.json states
@@ -117,6 +121,10 @@ int policy_load(const char *name_or_path, struct policy **out, char *err, size_t
 int policy_parse(const char *text, size_t len, const char *source, struct policy **out, char *err,
                  size_t errsz);
 void policy_free(struct policy *p);
+/* policy_egress.c: "network.egress" {"allow": [...], "resolve": {...}, "max_connections": N,
+ * "max_bytes": N} into p->egress (replacing a base policy's). -1 + err. */
+struct cJSON;
+int policy_parse_egress(const struct cJSON *o, struct policy *p, char *err, size_t errsz);
 /* The effective policy ("extends" resolved) as a policy file that loads back to the same
  * policy; NULL when out of memory. */
 struct cJSON *policy_to_json(const struct policy *p);
