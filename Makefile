@@ -99,7 +99,7 @@ deps:
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
 	  libc6-dev ca-certificates clang libclang-rt-14-dev \
 	  qemu-system-x86 busybox-static cpio \
-	  slurmctld slurmd slurm-client munge python3-yaml
+	  slurmctld slurmd slurm-client munge python3-yaml systemd
 
 install: agentbox
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agentbox/policies \
