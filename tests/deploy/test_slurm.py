@@ -2,8 +2,9 @@
 started here as root on 127.0.0.1 with their configuration, state and sockets in a temporary
 directory) runs deploy/slurm/agentbox-array.sbatch as shipped as a four-task job array against
 the fake OpenRouter on loopback, then `agentbox batch merge` joins the four shards. Every
-daemon is this test's child and is ended by its pid; anything they left (slurmstepd) is found
-by a marker in its environment and ended by pid too. Skips with one line when not root or
+daemon is this test's child and is ended by its pid; anything they left (a slurmstepd) is
+found by its working directory or open files in the cluster's directory, or a marker in its
+environment, and ended by pid too (and fails the suite). Skips with one line when not root or
 Slurm/munge are not installed (make deps installs them)."""
 import json
 import os
