@@ -99,7 +99,7 @@ deps:
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
 	  libc6-dev ca-certificates clang libclang-rt-14-dev python3-pip curl openssl \
 	  qemu-system-x86 busybox-static cpio \
-	  slurmctld slurmd slurm-client munge python3-yaml
+	  slurmctld slurmd slurm-client munge python3-yaml systemd
 	# node and npm for the independent OpenAI-compatible mock server of the llm and run suites
 	# (tests/mock-npm); Debian's, unless a node with npm is installed already
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \

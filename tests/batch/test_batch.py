@@ -321,7 +321,9 @@ class Concurrency(BatchTestCase):
         spans = self.spans(ids)
         # all four were running at one moment
         self.assertLess(max(s for s, _ in spans), min(e for _, e in spans), spans)
-        self.assertLess(b.elapsed, 4 * 1.5, b)
+        # and the batch took about one task's time, not four (relative, so that a slow host,
+        # such as the cgroup v2 VM under emulation, does not make it fail)
+        self.assertLess(b.elapsed, 0.6 * sum(e - s for s, e in spans), (b, spans))
 
     def test_jobs_1_runs_one_at_a_time(self):
         ids = [f"o{i}" for i in range(3)]
