@@ -70,7 +70,7 @@ struct cell {
     int setup_fd;
     int ws_fd;               /* keeps the workspace's superblock for the final statfs */
     int exe_tree, seed_tree; /* root, until clone: detached copies of the mounts (open_tree) */
-    int proxy_fd;            /* cfg->egress: the listening socket in the cell's netns, until taken */
+    int proxy_fd; /* cfg->egress: the listening socket in the cell's netns, until taken */
     enum cell_pid1 mode;
     struct cell_slot slot;
     struct cell_cgroup cg;
