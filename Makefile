@@ -26,16 +26,17 @@ SAN_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanit
 # agent/tools and agent (cell pid 1: untrusted, never the key), llm (the one holder of the
 # key), supervisor (a task's life), batch, daemon, cli (commands: everything). cli/commands.h
 # (the entry points and exit codes) is visible to the folders that define an entry point.
-DIRS := common sandbox wire agent/tools agent llm supervisor batch daemon cli
+DIRS := common sandbox wire agent/tools agent llm egress supervisor batch daemon cli
 INC_common     := common
 INC_sandbox    := common sandbox
 INC_wire       := common sandbox wire
 INC_agent/tools := common agent/tools
 INC_agent      := common sandbox wire agent/tools agent cli
 INC_llm        := common llm
-INC_supervisor := common sandbox wire agent/tools llm supervisor
+INC_egress     := common wire egress cli
+INC_supervisor := common sandbox wire agent/tools llm egress supervisor
 INC_batch      := common sandbox wire batch cli
-INC_daemon     := common sandbox wire llm supervisor daemon cli
+INC_daemon     := common sandbox wire llm egress supervisor daemon cli
 INC_cli        := $(DIRS)
 ALL_INC        := $(DIRS:%=-I%)
 # Pattern-specific: the longer stem (agent/tools) wins over the shorter (agent).
@@ -123,9 +124,9 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	  build-essential pkg-config libcurl4-openssl-dev libcjson-dev libseccomp-dev libcap-dev \
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
-	  libc6-dev ca-certificates clang libclang-rt-14-dev \
+	  libc6-dev ca-certificates clang libclang-rt-14-dev python3-pip curl openssl \
 	  qemu-system-x86 busybox-static cpio \
-	  slurmctld slurmd slurm-client munge python3-yaml
+	  slurmctld slurmd slurm-client munge python3-yaml systemd
 	# node and npm for the independent OpenAI-compatible mock server of the llm and run suites
 	# (tests/mock-npm); Debian's, unless a node with npm is installed already
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \

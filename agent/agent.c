@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_prompt.h"
 #include "cell.h"
 #include "channel.h"
 #include "commands.h"
@@ -705,7 +706,9 @@ int cmd_internal_agent(int argc, char **argv)
         snprintf(a.error, sizeof(a.error), "could not start the agent");
         end_with(&a, "error", "");
     } else {
-        (void)history_add_system(a.hist, system_prompt);
+        char *sys = agent_prompt_with_network(system_prompt, a.task);
+        (void)history_add_system(a.hist, sys ? sys : system_prompt);
+        free(sys);
         (void)history_add_user(a.hist, prompt->valuestring);
         if (!a.native_tools && enable_text_mode(&a) < 0) {
             snprintf(a.error, sizeof(a.error), "could not describe the tools in the prompt");

@@ -100,8 +100,20 @@ static int push_item(struct batch_input *in, struct batch_item *it)
     return 0;
 }
 
+/* ids_only: the line's id alone (as `batch merge` needs it), not the task's other fields,
+ * which may name directories that exist only where the batch ran. */
+static int take_id(const cJSON *json, struct task *t, char *err, size_t errsz)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(json, "id");
+    if (!cJSON_IsString(id) || !task_id_is_valid(id->valuestring))
+        return errf(err, errsz, "task.id: expected 1 to %d characters from A-Za-z0-9._-",
+                    TASK_ID_MAX);
+    snprintf(t->id, sizeof(t->id), "%s", id->valuestring);
+    return 0;
+}
+
 /* One line (trimmed, NUL-terminated): parsed as a task; its id derived when absent. */
-static void parse_line(struct batch_input *in, unsigned lineno, char *s, size_t len)
+static void parse_line(struct batch_input *in, unsigned lineno, char *s, size_t len, bool ids_only)
 {
     cleanup_json cJSON *json = cJSON_ParseWithLength(s, len);
     if (!json) {
@@ -125,7 +137,8 @@ static void parse_line(struct batch_input *in, unsigned lineno, char *s, size_t 
         it.derived_id = true;
     }
     char err[ERR_MSG_MAX];
-    if (task_parse(json, &it.task, err, sizeof(err)) < 0) {
+    if ((ids_only ? take_id(json, &it.task, err, sizeof(err))
+                  : task_parse(json, &it.task, err, sizeof(err))) < 0) {
         batch_input_add_error(in, lineno, "%s", err);
         return;
     }
@@ -182,7 +195,8 @@ static int settle_ids(struct batch_input *in)
     return 0;
 }
 
-int batch_input_read(FILE *f, const char *name, struct batch_input *in, char *err, size_t errsz)
+static int read_lines(FILE *f, const char *name, struct batch_input *in, bool ids_only, char *err,
+                      size_t errsz)
 {
     memset(in, 0, sizeof(*in));
     cleanup_free char *buf = NULL;
@@ -213,7 +227,7 @@ int batch_input_read(FILE *f, const char *name, struct batch_input *in, char *er
             batch_input_add_error(in, lineno, "more than %u tasks in one batch", BATCH_TASKS_MAX);
             break;
         }
-        parse_line(in, lineno, s, len);
+        parse_line(in, lineno, s, len, ids_only);
         errno = 0;
     }
     if (ferror(f))
@@ -221,6 +235,16 @@ int batch_input_read(FILE *f, const char *name, struct batch_input *in, char *er
     if (settle_ids(in) < 0)
         return errf(err, errsz, "out of memory");
     return 0;
+}
+
+int batch_input_read(FILE *f, const char *name, struct batch_input *in, char *err, size_t errsz)
+{
+    return read_lines(f, name, in, false, err, errsz);
+}
+
+int batch_input_read_ids(FILE *f, const char *name, struct batch_input *in, char *err, size_t errsz)
+{
+    return read_lines(f, name, in, true, err, errsz);
 }
 
 void batch_input_free(struct batch_input *in)

@@ -40,6 +40,11 @@ struct batch_input {
 /* Reads every line of f (name is for messages). Returns -1 only when the file itself cannot
  * be read (err says why); bad lines are collected in in->errors, sorted by line. */
 int batch_input_read(FILE *f, const char *name, struct batch_input *in, char *err, size_t errsz);
+/* The same lines, blank and '#' lines, derived ids and duplicate checks, but of each task
+ * only its id (task.id; the other fields stay empty and unchecked): for `batch merge`, which
+ * may run where the tasks' workspace directories do not exist. */
+int batch_input_read_ids(FILE *f, const char *name, struct batch_input *in, char *err,
+                         size_t errsz);
 void batch_input_free(struct batch_input *in);
 /* Adds a refusal found by a later check (e.g. the policy), keeping the list sorted. */
 __attribute__((format(printf, 3, 4))) void

@@ -365,7 +365,7 @@ static int gather(const struct merge_args *a, struct merge_set *s, struct batch_
     (void)merge_find_duplicates(s);
     if (a->tasks) {
         FILE *f = fopen(a->tasks, "re");
-        if (!f || batch_input_read(f, a->tasks, in, err, sizeof(err)) < 0) {
+        if (!f || batch_input_read_ids(f, a->tasks, in, err, sizeof(err)) < 0) {
             if (!f)
                 snprintf(err, sizeof(err), "--tasks %s: %s", a->tasks, strerror(errno));
             fprintf(stderr, "agentbox batch merge: %s\n", err);

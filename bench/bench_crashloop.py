@@ -94,6 +94,11 @@ class Loop:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self.proc.returncode != -9:
+                    self.log.flush()
+                    with open(os.path.join(self.tmp, "serve.log"), "rb") as f:
+                        tail = f.read()[-600:].decode(errors="replace")
+                    raise RuntimeError(f"serve exited {self.proc.returncode}: {tail}")
                 return False  # died in its recovery (an armed point)
             try:
                 sub = Conn(self.sock, timeout=None)
@@ -238,9 +243,15 @@ def main():
         "### Crash loop (bench/bench_crashloop.py)",
         "",
         f"`python3 bench/bench_crashloop.py --tasks {a.tasks} --kills {a.kills} --jobs {a.jobs} "
-        f"--seed {a.seed}`: serve SIGKILLed {a.kills} times (half at random moments, half at a "
-        "random crash point of a task's end via AGENTBOX_TEST_CRASH_AT) while tasks are "
-        "submitted; then every acknowledged task is checked.",
+        f"--seed {a.seed}`: serve SIGKILLed {a.kills} times while tasks are submitted (every "
+        "other life armed at a random crash point of a task's end or of recovery via "
+        "AGENTBOX_TEST_CRASH_AT; the other lives, and armed ones that do not reach their point "
+        "within 5 s, are killed at a random moment: 'timed'); then a clean restart, and every "
+        "acknowledged task is checked: lost = unknown or its result unreadable; duplicated = "
+        "more than one terminal event in its events.jsonl; contradicted = its status differs "
+        "from a terminal event a subscriber saw; re-run = started again after a subscriber saw "
+        "it end. 'failed: interrupted' are tasks the default mode failed as interrupted by a "
+        "restart (`--requeue-interrupted` runs them again instead).",
         "",
         "| mode | acknowledged | kills (timed / crash point) | lost | duplicated terminal "
         "events | contradicted | re-run after announced | failed: interrupted | wall s |",

@@ -16,3 +16,7 @@ if [ -f bench/bench_serve.py ]; then
   echo "== supervisor (bench/bench_serve.py)"
   "$PYTHON" bench/bench_serve.py
 fi
+echo "== supervisor crash loop (bench/bench_crashloop.py)"
+"$PYTHON" bench/bench_crashloop.py
+echo "== egress proxy (bench/bench_egress.py)"
+"$PYTHON" bench/bench_egress.py

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "batch_input.h"
 #include "batch_merge.h"
 #include "batch_report.h"
@@ -29,6 +30,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "runner.h"
 #include "taskprep.h"
 #include "util.h"
@@ -480,7 +482,7 @@ static int prepare_out(struct batch *b, char *err, size_t errsz)
     } else {
         char tmp[PATH_MAX + 16];
         snprintf(tmp, sizeof(tmp), "%s.tmp", b->a.out);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0) {
             errf(err, errsz, "--out %s: %s", tmp, strerror(errno));
             goto out;
@@ -498,12 +500,15 @@ static int prepare_out(struct batch *b, char *err, size_t errsz)
                 ok = write_line(fd, prev[k].result) == 0;
         }
         free(mine);
-        if (!ok || close(fd) < 0 || rename(tmp, b->a.out) < 0) {
+        /* whole or not at all, and durable before a result is appended to it */
+        ok = ok && fsync(fd) == 0;
+        ok = close(fd) == 0 && ok;
+        if (!ok || rename(tmp, b->a.out) < 0 || fsync_parent_dir(b->a.out) < 0) {
             errf(err, errsz, "--out %s: %s", b->a.out, strerror(errno));
             (void)unlink(tmp);
             goto out;
         }
-        b->out_fd = open(b->a.out, O_WRONLY | O_APPEND | O_CLOEXEC);
+        b->out_fd = open(b->a.out, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
         if (b->out_fd < 0) {
             errf(err, errsz, "--out %s: %s", b->a.out, strerror(errno));
             goto out;
@@ -973,21 +978,29 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
     if (catalog_load(&b->cat, NULL, err, errsz) < 0)
         return -1;
     b->have_cat = true;
+    /* every directory written into is the running uid's alone, and so is every one above
+     * it: no other user can steer a (root) batch's writes through a planted link */
     const char *root = b->a.state_dir ? b->a.state_dir : b->cfg.workspace_root;
-    if (dir_ensure(root) < 0)
+    char real[PATH_MAX], perr[ERR_MSG_MAX];
+    if (dir_ensure_trusted(root, real, sizeof(real), perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "%s: %s",
+                    b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", perr);
+    if (access(real, W_OK | X_OK) < 0)
         return errf(err, errsz, "%s %s: %s",
-                    b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", root,
+                    b->a.state_dir ? "--state-dir" : "OPENHANDS_WORKSPACE_ROOT", real,
                     strerror(errno));
-    char real[PATH_MAX];
-    if (!realpath(root, real))
-        return errf(err, errsz, "%s: %s", root, strerror(errno));
     if (strlen(real) >= sizeof(b->state_root))
         return errf(err, errsz, "%s: path longer than %d bytes", real, BATCH_ROOT_MAX - 1);
     memcpy(b->state_root, real, strlen(real) + 1);
     /* every output path is checked before the first task spends anything */
-    if (b->a.events_dir &&
-        (dir_ensure(b->a.events_dir) < 0 || access(b->a.events_dir, W_OK | X_OK) < 0))
+    if (b->a.events_dir && dir_ensure_trusted(b->a.events_dir, NULL, 0, perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "--events-dir: %s", perr);
+    if (b->a.events_dir && access(b->a.events_dir, W_OK | X_OK) < 0)
         return errf(err, errsz, "--events-dir %s: %s", b->a.events_dir, strerror(errno));
+    if (b->a.out && parent_check_trusted(b->a.out, perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "--out %s: %s", b->a.out, perr);
+    if (b->a.junit && parent_check_trusted(b->a.junit, perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "--junit %s: %s", b->a.junit, perr);
     if (b->a.junit && batch_junit_probe(b->a.junit, err, errsz) < 0)
         return -1;
     if (b->a.replay) {
@@ -1034,7 +1047,8 @@ int cmd_batch(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (config_load(&b.cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 ||
+        config_load(&b.cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox batch: %s\n", err);
         return EXIT_USAGE;
     }

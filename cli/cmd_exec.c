@@ -19,6 +19,9 @@
 
 #include "cell.h"
 #include "commands.h"
+#include "safedir.h"
+#include "egress.h"
+#include "egress_exec.h"
 #include "json.h"
 #include "log.h"
 #include "seed_open.h"
@@ -31,13 +34,17 @@ static const char usage_text[] =
     "\n"
     "  --policy NAME|PATH     policy (policies/NAME.json, or a file); default \"default\"\n"
     "  --timeout SECONDS      wall-clock limit (e.g. 30, 1.5, 5m); exit 124 when hit\n"
-    "  --disk SIZE            /workspace size (K, M, G = powers of 1024)\n"
+    "  --disk SIZE            /workspace size (K, M, G = powers of 1024; at least 4K)\n"
     "  --inodes N             /workspace inode count\n"
-    "  --memory SIZE          memory limit (cgroup; RLIMIT_AS where no cgroup can be used)\n"
-    "  --pids N               process limit (cgroup; RLIMIT_NPROC otherwise)\n"
-    "  --cpu SECONDS          CPU time limit (RLIMIT_CPU)\n"
+    "  --memory SIZE          memory limit, at least 8M (cgroup; RLIMIT_AS without one)\n"
+    "  --pids N               process limit, at least 2 (cgroup; RLIMIT_NPROC otherwise)\n"
+    "  --cpu SECONDS          CPU time limit (RLIMIT_CPU); 0 = none\n"
     "  --workspace-from DIR   seed /workspace from DIR (DIR is never modified)\n"
     "  --network none|host    default none (own network namespace, loopback only)\n"
+    "  --allow-host HOST[:PORT]  let the cell reach HOST through the egress proxy\n"
+    "                         (repeatable; *.example.org for subdomains; ports 80, 443\n"
+    "                         unless given); see docs/network.md\n"
+    "  --resolve HOST:ADDR    pin HOST to ADDR for the proxy (mirrors, tests)\n"
     "  --meta FILE            write the cell record (JSON) to FILE\n"
     "  --help                 this text\n"
     "\n"
@@ -62,9 +69,9 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 
 int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err, size_t errsz)
 {
-    static const char *const with_value[] = {"--policy",  "--timeout", "--disk", "--inodes",
-                                             "--memory",  "--pids",    "--cpu",  "--workspace-from",
-                                             "--network", "--meta"};
+    static const char *const with_value[] = {
+        "--policy", "--timeout",        "--disk",    "--inodes", "--memory",     "--pids",
+        "--cpu",    "--workspace-from", "--network", "--meta",   "--allow-host", "--resolve"};
     memset(o, 0, sizeof(*o));
     o->policy = "default";
     o->network_host = -1;
@@ -127,6 +134,9 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
             if (!*v)
                 return errf(err, errsz, "--workspace-from: empty path");
             o->workspace_from = v;
+        } else if (strcmp(name, "--allow-host") == 0 || strcmp(name, "--resolve") == 0) {
+            if (egress_exec_option(o, name, v, err, errsz) < 0)
+                return -1;
         } else if (strcmp(name, "--network") == 0) {
             if (strcmp(v, "none") == 0)
                 o->network_host = 0;
@@ -155,9 +165,13 @@ void exec_options_limits(const struct exec_options *o, const struct policy_limit
     policy_limits_override(out, o->set, &o->limits);
 }
 
-static int write_meta(int fd, const struct cell_record *rec)
+static int write_meta(int fd, const struct cell_record *rec, cJSON *network)
 {
     cleanup_json cJSON *j = cell_record_to_json(rec);
+    if (j && network)
+        cJSON_AddItemToObject(j, "network", network);
+    else
+        cJSON_Delete(network);
     cleanup_free char *text = j ? json_print(j) : NULL;
     if (!text)
         return -1;
@@ -251,16 +265,30 @@ int cmd_exec(int argc, char **argv)
         policy_free(pol);
         return usage_error(err);
     }
+    struct egress_rules eg_rules;
+    bool eg = false;
+    if (policy_egress_rules(pol, o.network_host, o.allow, o.nallow, o.resolve, o.nresolve,
+                            &eg_rules, &eg, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
+    cleanup_free char **eg_env = eg ? egress_cell_env(cell_default_env()) : NULL;
     struct sock_fprog prog = {0};
-    if (policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
+    if ((eg && !eg_env) || policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
         policy_free(pol);
         return usage_error(err);
     }
     cleanup_fd int meta_fd = -1;
     if (o.meta) {
-        meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        /* its directory must be ours alone (a root exec must not write through a link a
+         * user planted there); then the file itself may be a link (/dev/stdout) */
+        char perr[ERR_MSG_MAX];
+        if (parent_check_trusted(o.meta, perr, sizeof(perr)) < 0)
+            meta_fd = -1;
+        else if ((meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644)) < 0)
+            snprintf(perr, sizeof(perr), "%s", strerror(errno));
         if (meta_fd < 0) {
-            snprintf(err, sizeof(err), "--meta %s: %s", o.meta, strerror(errno));
+            snprintf(err, sizeof(err), "--meta %.200s: %.280s", o.meta, perr);
             policy_bpf_free(&prog);
             policy_free(pol);
             return usage_error(err);
@@ -269,11 +297,12 @@ int cmd_exec(int argc, char **argv)
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,
                               .network_host = host,
+                              .egress = eg,
                               .workspace_from = o.workspace_from ? seed_path : NULL,
                               .seed_fd = seed_fd,
                               .pid1 = CELL_PID1_COMMAND,
                               .argv = o.argv,
-                              .envp = NULL,
+                              .envp = eg_env,
                               .channel_fd = -1,
                               .stdio_passthrough = true,
                               .stdout_fd = -1,
@@ -291,8 +320,11 @@ int cmd_exec(int argc, char **argv)
 
     struct cell_record rec;
     struct cell *c = NULL;
+    struct egress *egp = NULL;
+    cJSON *network = NULL;
     int code;
-    if (cell_spawn(&cfg, &c, err, sizeof(err)) < 0) {
+    if (cell_spawn(&cfg, &c, err, sizeof(err)) < 0 ||
+        (eg && egress_exec_start(&eg_rules, c, &egp, err, sizeof(err)) < 0)) {
         fprintf(stderr, "agentbox: %s\n", err);
         memset(&rec, 0, sizeof(rec));
         rec.status = CELL_SETUP_ERROR;
@@ -302,6 +334,7 @@ int cmd_exec(int argc, char **argv)
         /* Whatever the cell does from here, our memory is not for it to read. */
         (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         int sig = wait_cell(c, sfd, cfg.limits.timeout_s);
+        network = egp ? egress_finish(egp, egress_exec_print, NULL) : NULL;
         if (cell_reap(c, &rec) < 0) {
             fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
             rec.status = CELL_SETUP_ERROR;
@@ -322,7 +355,9 @@ int cmd_exec(int argc, char **argv)
             fprintf(stderr, "agentbox: the memory limit was hit\n");
         cell_free(c);
     }
-    if (meta_fd >= 0 && write_meta(meta_fd, &rec) < 0) {
+    if (meta_fd < 0)
+        cJSON_Delete(network);
+    else if (write_meta(meta_fd, &rec, network) < 0) {
         fprintf(stderr, "agentbox: --meta %s: %s\n", o.meta, strerror(errno));
         if (code == 0)
             code = EXIT_EXEC_SETUP;

@@ -26,6 +26,10 @@ struct exec_options {
     const char *workspace_from;
     int network_host; /* -1 not given, 0 none, 1 host */
     const char *meta;
+    const char *allow[64]; /* --allow-host (egress_exec.c) */
+    size_t nallow;
+    const char *resolve[32]; /* --resolve */
+    size_t nresolve;
     bool help;
     char **argv; /* the command, NULL-terminated (points into argv) */
 };

@@ -290,7 +290,7 @@ int cmd_llm(int argc, char **argv)
 
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_load(&cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox llm: %s\n", err);
         return EXIT_USAGE;
     }
@@ -330,7 +330,8 @@ int cmd_llm(int argc, char **argv)
         if (!strcmp(events, "-"))
             events_fd = STDOUT_FILENO;
         else {
-            events_fd = open(events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
+            events_fd = open(
+                events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND | O_NOFOLLOW, 0600);
             if (events_fd < 0) {
                 fprintf(stderr, "agentbox llm: --events %s: %s\n", events, strerror(errno));
                 goto out;

@@ -228,7 +228,7 @@ int cmd_models(int argc, char **argv)
     }
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_load(&cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox models: %s\n", err);
         return EXIT_USAGE;
     }

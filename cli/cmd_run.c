@@ -10,17 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "egress_exec.h"
 #include "broker.h"
 #include "catalog.h"
 #include "commands.h"
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "policy.h"
 #include "runner.h"
 #include "task.h"
@@ -46,6 +47,9 @@ static void usage(FILE *out)
             "  --disk SIZE --inodes N --memory SIZE --pids N --cpu SECONDS   cell limits\n"
             "  --workspace-from DIR  seed /workspace from DIR (never modified)\n"
             "  --network none|host   (default none)\n"
+            "  --allow-host HOST[:PORT]  the cell may reach HOST through the egress proxy\n"
+            "                        (repeatable; task network.allow; docs/network.md)\n"
+            "  --resolve HOST:ADDR   pin HOST to ADDR for the proxy (task network.resolve)\n"
             "  --output GLOB         copy matching workspace files out (repeatable)\n"
             "  --events FILE|-       also write the event stream (JSON lines) there; with '-'\n"
             "                        stdout is JSON lines: the events, then the result\n"
@@ -66,6 +70,8 @@ struct run_args {
     const char *outputs[TASK_OUTPUTS_MAX];
     int noutputs;
     const char *timeout, *disk, *inodes, *memory, *pids, *cpu, *max_iter;
+    const char *allow[EGRESS_RULES_MAX], *resolve[EGRESS_PINS_MAX];
+    size_t nallow, nresolve;
     bool quiet;
 };
 
@@ -91,6 +97,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         O_META,
         O_REPLAY,
         O_QUIET,
+        O_ALLOW,
+        O_RESOLVE,
         O_HELP
     };
     static const struct option opts[] = {
@@ -113,6 +121,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         {"meta", required_argument, 0, O_META},
         {"replay", required_argument, 0, O_REPLAY},
         {"quiet", no_argument, 0, O_QUIET},
+        {"allow-host", required_argument, 0, O_ALLOW},
+        {"resolve", required_argument, 0, O_RESOLVE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -166,6 +176,19 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             break;
         case O_NETWORK:
             a->network = optarg;
+            break;
+        case O_ALLOW:
+        case O_RESOLVE:
+            if ((c == O_ALLOW ? a->nallow : a->nresolve) >=
+                (c == O_ALLOW ? EGRESS_RULES_MAX : EGRESS_PINS_MAX)) {
+                fprintf(stderr, "agentbox run: too many --%s\n",
+                        c == O_ALLOW ? "allow-host" : "resolve");
+                return -1;
+            }
+            if (c == O_ALLOW)
+                a->allow[a->nallow++] = optarg;
+            else
+                a->resolve[a->nresolve++] = optarg;
             break;
         case O_OUTPUT:
             if (a->noutputs >= TASK_OUTPUTS_MAX) {
@@ -231,6 +254,9 @@ static int override(cJSON *task, const struct run_args *a, char *err, size_t err
         SET("policy", cJSON_CreateString(a->policy));
     if (a->network)
         SET("network", cJSON_CreateString(a->network));
+    if ((a->nallow || a->nresolve) &&
+        egress_task_override(task, a->allow, a->nallow, a->resolve, a->nresolve, err, errsz) < 0)
+        return -1;
     uint64_t u;
     double d;
     if (a->max_iter) {
@@ -345,6 +371,12 @@ static void progress_sink(void *opaque, const char *line, size_t len)
         fprintf(stderr, "agentbox: LLM error %s, next: %s\n",
                 cJSON_IsString(et) ? et->valuestring : "?",
                 cJSON_IsString(st) ? st->valuestring : "?");
+    } else if (strcmp(t, "rate_limit_wait") == 0) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "model");
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(ev, "wait_s");
+        long secs = cJSON_IsNumber(w) ? (long)(w->valuedouble + 0.5) : 0;
+        fprintf(stderr, "agentbox: waiting for the rate limit of %s: %ld second%s\n",
+                cJSON_IsString(m) ? m->valuestring : "the model", secs, secs == 1 ? "" : "s");
     } else if (strncmp(t, "task_", 5) == 0 && strcmp(t, "task_queued") &&
                strcmp(t, "task_started")) {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(ev, "status");
@@ -395,7 +427,7 @@ static void run_loop(struct runner *r, struct broker *b, int sigfd)
 static int write_meta(const char *path, const cJSON *sandbox)
 {
     cleanup_free char *text = json_print_pretty(sandbox);
-    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (!text || fd < 0 || write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0)
         return -1;
     return close(steal_fd(&fd));
@@ -409,18 +441,11 @@ int cmd_run(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_load(&cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
     config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
-    /* this process holds the key: no other process of this uid may ptrace it or read its
-     * memory through /proc */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-        fprintf(stderr, "agentbox run: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
-        config_free(&cfg);
-        return EXIT_USAGE;
-    }
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
@@ -465,16 +490,23 @@ int cmd_run(int argc, char **argv)
     o.events = &events;
     o.broker = b;
 
-    char state_dir[4096];
-    if (dir_ensure(cfg.workspace_root) < 0) {
-        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT %.400s: %s", cfg.workspace_root,
-                 strerror(errno));
+    /* the results' directory and every one above it must be ours alone: a user who made
+     * ./openhands_workspace could otherwise steer a root run's writes through links */
+    char state_dir[4096], root[4096], perr[ERR_MSG_MAX];
+    if (dir_ensure_trusted(cfg.workspace_root, root, sizeof(root), perr, sizeof(perr)) < 0) {
+        snprintf(err, sizeof(err), "OPENHANDS_WORKSPACE_ROOT: %.400s", perr);
         goto usage_error;
     }
-    snprintf(state_dir, sizeof(state_dir), "%s/%s", cfg.workspace_root, t.id);
+    snprintf(state_dir, sizeof(state_dir), "%.3900s/%s", root, t.id);
     o.state_dir = state_dir;
 
     events_init(&events, t.id);
+    if ((a.events && strcmp(a.events, "-") &&
+         parent_check_trusted(a.events, perr, sizeof(perr)) < 0) ||
+        (a.meta && parent_check_trusted(a.meta, perr, sizeof(perr)) < 0)) {
+        snprintf(err, sizeof(err), "--events/--meta: %.400s", perr);
+        goto usage_error;
+    }
     if (a.events) {
         events_fd = open_events_sink(a.events);
         if (events_fd < 0) {

@@ -30,6 +30,8 @@ COMMAND(cmd_models);
 COMMAND(cmd_policy);
 COMMAND(cmd_llm);            /* drive the OpenRouter client directly (diagnostics) */
 COMMAND(cmd_internal_agent); /* pid 1 of an agent cell; not for users */
+
+COMMAND(cmd_internal_egress); /* a cell's egress proxy helper; not for users */
 #undef COMMAND
 
 #endif

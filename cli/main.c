@@ -24,6 +24,7 @@ static int (*p_models)(int, char **) = cmd_models;
 static int (*p_policy)(int, char **) = cmd_policy;
 static int (*p_llm)(int, char **) = cmd_llm;
 static int (*p_agent)(int, char **) = cmd_internal_agent;
+static int (*p_egress)(int, char **) = cmd_internal_egress;
 
 static const struct command commands[] = {
     {"exec", &p_exec, "run one command in a fresh cell (no LLM)"},
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(name, "__agent") == 0 && p_agent)
         return p_agent(argc - 1, argv + 1);
+    if (strcmp(name, "__egress") == 0 && p_egress)
+        return p_egress(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(name, commands[i].name) != 0)
             continue;

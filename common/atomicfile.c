@@ -38,18 +38,41 @@ int fsync_parent_dir(const char *path)
     return rc < 0 && errno != EINVAL && errno != EROFS ? -1 : 0;
 }
 
+/* The directory part of path ("." or "/" when it has none) opened without following a
+ * final symlink, and the name inside it. */
+static int open_parent(const char *path, const char **name)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) >= sizeof(dir)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    } else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    *name = slash ? slash + 1 : path;
+    return open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 int atomic_write_file(const char *path, const void *data, size_t len, unsigned mode,
                       const char *crash_point)
 {
-    char tmp[4200];
-    const char *slash = strrchr(path, '/');
-    int w = snprintf(tmp, sizeof(tmp), "%.*s.%s.tmp", slash ? (int)(slash - path + 1) : 0, path,
-                     slash ? slash + 1 : path);
+    /* every step relative to the directory's fd: the name that is renamed over is the one in
+     * the directory that was opened, whatever happens to the path meanwhile */
+    const char *name;
+    cleanup_fd int dfd = open_parent(path, &name);
+    if (dfd < 0)
+        return -1;
+    char tmp[512];
+    int w = snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
     if (w < 0 || (size_t)w >= sizeof(tmp)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
         return -1;
     size_t half = len / 2;
@@ -65,14 +88,17 @@ int atomic_write_file(const char *path, const void *data, size_t len, unsigned m
         rc = -1;
         saved = errno;
     }
-    if (rc == 0 && rename(tmp, path) < 0) {
+    if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0) {
         rc = -1;
         saved = errno;
     }
     if (rc < 0) {
-        (void)unlink(tmp);
+        (void)unlinkat(dfd, tmp, 0);
         errno = saved;
         return -1;
     }
-    return fsync_parent_dir(path);
+    /* some filesystems cannot fsync a directory; the rename is then as durable as it gets */
+    if (fsync(dfd) < 0 && errno != EINVAL && errno != EROFS)
+        return -1;
+    return 0;
 }

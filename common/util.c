@@ -349,9 +349,18 @@ int dir_ensure(const char *path)
 {
     if (mkdir(path, 0700) == 0 || errno == EEXIST) {
         struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        errno = ENOTDIR;
+        if (lstat(path, &st) < 0)
+            return -1;
+        if (!S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            return -1;
+        }
+        /* someone else's, or open to others: not ours to write into */
+        if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+            errno = EPERM;
+            return -1;
+        }
+        return 0;
     }
     return -1;
 }

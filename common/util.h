@@ -55,7 +55,7 @@ int uint_parse(const char *text, uint64_t max, uint64_t *out);
 const char *size_format(uint64_t bytes, char *buf, size_t bufsz);
 /* A command-line option's value, with one wording for every command's refusal
  * ("--memory: expected a size (like 512M; K, M, G are powers of 1024), got '1e3'";
- * "--memory: 1 is below the working minimum of 4M"). 0 or -1 with err filled. */
+ * "--memory: 1 is below the working minimum of 8M"). 0 or -1 with err filled. */
 int opt_seconds(const char *opt, const char *text, int zero_ok, double *out, char *err,
                 size_t errsz);
 int opt_size(const char *opt, const char *text, uint64_t min, uint64_t *out, char *err,
@@ -73,7 +73,9 @@ int write_all(int fd, const void *buf, size_t len);
 int read_file(const char *path, size_t max, char **out, size_t *outlen);
 /* read_file, or all of stdin (a pipe or a file) when path is "-". */
 int read_input(const char *path, size_t max, char **out, size_t *outlen);
-/* mkdir(path, 0700) that accepts an existing directory (and refuses anything else there). */
+/* mkdir(path, 0700) that accepts an existing directory of the running uid that no one else
+ * may write (EPERM otherwise; ENOTDIR for anything else there, a symlink included). Only
+ * for directories below one safedir.h has judged: it looks at the last component alone. */
 int dir_ensure(const char *path);
 
 /* Absolute path of the running agentbox binary, resolved on first call (main calls it at

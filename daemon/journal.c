@@ -18,6 +18,7 @@
 #include "atomicfile.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 
 /* A record is all there or not at all: a failed write or sync (a full disk) is cut back to
@@ -59,10 +60,16 @@ static cJSON *record(const char *op, const char *id, double ts)
     return rec;
 }
 
-int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts)
+static int add_owner(cJSON *rec, long owner)
+{
+    return owner < 0 || cJSON_AddNumberToObject(rec, "uid", (double)owner) ? 0 : -1;
+}
+
+int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts, long owner)
 {
     cJSON *rec = record("submitted", id, ts);
-    if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(task, 1))) {
+    if (!rec || !cJSON_AddItemToObject(rec, "task", cJSON_Duplicate(task, 1)) ||
+        add_owner(rec, owner) < 0) {
         cJSON_Delete(rec);
         return -1;
     }
@@ -102,7 +109,9 @@ void journal_close(struct journal *j)
 {
     if (j->fd >= 0)
         (void)close(j->fd);
-    j->fd = -1;
+    if (j->dfd >= 0)
+        (void)close(j->dfd);
+    j->fd = j->dfd = -1;
 }
 
 struct reader {
@@ -173,6 +182,10 @@ static void apply(struct reader *r, const char *line)
             memset(e, 0, sizeof(*e));
         }
         snprintf(e->id, sizeof(e->id), "%s", id->valuestring);
+        const cJSON *uid = cJSON_GetObjectItemCaseSensitive(rec, "uid");
+        e->owner = cJSON_IsNumber(uid) && uid->valuedouble >= 0 && uid->valuedouble < 4294967295.0
+                       ? (long)uid->valuedouble
+                       : -1;
         e->task = cJSON_DetachItemViaPointer(rec, task);
         e->submitted = t;
     } else if (!e) {
@@ -190,14 +203,16 @@ static void apply(struct reader *r, const char *line)
     }
 }
 
-static int write_compacted(const char *path, const struct journal_entry *e, size_t n)
+/* Below the state dir's fd and never through a symlink: not the journal, not its copy. */
+#define JOURNAL_NAME "journal.jsonl"
+#define COMPACT_NAME ".journal.jsonl.compact"
+#define STATE_OPEN   (O_CLOEXEC | O_NOFOLLOW)
+
+static int write_compacted(int dfd, const struct journal_entry *e, size_t n)
 {
     /* a dot name: task ids never start with one, so no task directory can be in the way */
-    char tmp[4200];
-    const char *slash = strrchr(path, '/');
-    snprintf(tmp, sizeof(tmp), "%.*s.%s.compact", slash ? (int)(slash - path + 1) : 0, path,
-             slash ? slash + 1 : path);
-    struct journal out = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    struct journal out = {
+        .fd = openat(dfd, COMPACT_NAME, O_WRONLY | O_CREAT | O_TRUNC | STATE_OPEN, 0600)};
     if (out.fd < 0)
         return -1;
     int rc = 0;
@@ -208,6 +223,11 @@ static int write_compacted(const char *path, const struct journal_entry *e, size
         cJSON *rec = record("submitted", e[i].id, e[i].submitted);
         if (!rec || !task || !cJSON_AddItemToObject(rec, "task", task)) {
             cJSON_Delete(task);
+            cJSON_Delete(rec);
+            rc = -1;
+            break;
+        }
+        if (add_owner(rec, e[i].owner) < 0) {
             cJSON_Delete(rec);
             rc = -1;
             break;
@@ -240,25 +260,25 @@ static int write_compacted(const char *path, const struct journal_entry *e, size
     if (close(out.fd) < 0)
         rc = -1;
     int saved = errno;
-    if (rc == 0 && rename(tmp, path) < 0) {
+    if (rc == 0 && renameat(dfd, COMPACT_NAME, dfd, JOURNAL_NAME) < 0) {
         rc = -1;
         saved = errno;
     }
     if (rc < 0) {
-        (void)unlink(tmp);
+        (void)unlinkat(dfd, COMPACT_NAME, 0);
         errno = saved;
         return -1;
     }
-    (void)fsync_parent_dir(path); /* the rename is done; this only hastens its durability */
+    (void)fsync(dfd); /* the rename is done; this only hastens its durability */
     return 0;
 }
 
 int journal_rewrite(struct journal *j, const struct journal_entry *entries, size_t n, char *err,
                     size_t errsz)
 {
-    if (write_compacted(j->path, entries, n) < 0)
+    if (write_compacted(j->dfd, entries, n) < 0)
         return errf(err, errsz, "%s: compaction failed: %s", j->path, strerror(errno));
-    int fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    int fd = openat(j->dfd, JOURNAL_NAME, O_WRONLY | O_APPEND | STATE_OPEN);
     if (fd < 0)
         return errf(err, errsz, "%s: %s", j->path, strerror(errno));
     struct stat st;
@@ -282,12 +302,16 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
     j->fd = -1;
     j->appended = 0;
     j->torn = false;
-    snprintf(j->path, sizeof(j->path), "%s/journal.jsonl", state_dir);
+    snprintf(j->path, sizeof(j->path), "%s/" JOURNAL_NAME, state_dir);
     *entries = NULL;
     *nentries = 0;
+    j->dfd = open(state_dir, O_RDONLY | O_DIRECTORY | STATE_OPEN);
+    if (j->dfd < 0)
+        return errf(err, errsz, "%s: %s", state_dir, strerror(errno));
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(j->path, JOURNAL_FILE_MAX_BYTES, &text, &len) < 0 && errno != ENOENT)
+    if (read_regular_at(j->dfd, JOURNAL_NAME, 0, JOURNAL_FILE_MAX_BYTES, &text, &len) < 0 &&
+        errno != ENOENT)
         return errf(err, errsz, "%s: %s", j->path, strerror(errno));
     /* a torn last line is cut off either way: the next record must start a line */
     const char *lastnl = len ? memrchr(text, '\n', len) : NULL;
@@ -319,7 +343,7 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
         free(r.keys[i]);
     free(r.keys);
     r.n = w;
-    if (write_compacted(j->path, r.e, r.n) < 0) {
+    if (write_compacted(j->dfd, r.e, r.n) < 0) {
         int saved = errno;
         if (!errno_is_no_space(saved)) {
             journal_entries_free(r.e, r.n);
@@ -331,10 +355,10 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
     } else {
         j->size = 0;
         struct stat st;
-        if (stat(j->path, &st) == 0)
+        if (fstatat(j->dfd, JOURNAL_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0)
             j->size = (uint64_t)st.st_size;
     }
-    j->fd = open(j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    j->fd = openat(j->dfd, JOURNAL_NAME, O_WRONLY | O_APPEND | O_CREAT | STATE_OPEN, 0600);
     if (j->fd < 0 || ftruncate(j->fd, (off_t)j->size) < 0) {
         int saved = errno;
         journal_entries_free(r.e, r.n);

@@ -20,10 +20,12 @@ struct journal_entry {
     cJSON *task;                      /* as accepted, id filled in */
     double submitted, started, ended; /* wall clock; 0 = not reached */
     char status[16];                  /* when finished */
+    long owner;                       /* the submitting client's uid; -1 unknown (older) */
 };
 
 struct journal {
     int fd;
+    int dfd; /* the state dir: the journal and its compacted copy are opened below it */
     char path[4096];
     uint64_t appended; /* bytes written since the last compaction */
     uint64_t size;     /* the end of the last whole record */
@@ -40,8 +42,9 @@ void journal_entries_free(struct journal_entry *entries, size_t n);
 void journal_close(struct journal *j);
 
 /* Each returns 0 once the record is durable, or -1 with errno (ENOSPC: the disk is full)
- * and nothing of the record left in the file. */
-int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts);
+ * and nothing of the record left in the file. owner: the submitting client's uid (kept
+ * across restarts and compactions). */
+int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts, long owner);
 int journal_started(struct journal *j, const char *id, double ts);
 int journal_finished(struct journal *j, const char *id, const char *status, double ts);
 /* The task's records are dropped at the next compaction (retention). */

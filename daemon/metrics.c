@@ -83,6 +83,13 @@ void metrics_observe_event(struct metrics *m, const cJSON *ev)
         count_call(m, str_field(ev, "model", "unknown"), str_field(ev, "error_type", "unknown"));
     } else if (strcmp(type, "circuit_state") == 0) {
         set_breaker(m, str_field(ev, "model", "unknown"), str_field(ev, "state", ""));
+    } else if (strcmp(type, "net_connect") == 0) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "allowed")))
+            m->net_connects++;
+        else
+            m->net_refused_addrs++;
+    } else if (strcmp(type, "net_denied") == 0) {
+        m->net_denied++;
     }
 }
 
@@ -156,6 +163,15 @@ char *metrics_format(const struct metrics *m, const struct metrics_gauges *g)
         label(&sb, m->breakers[i].model);
         strbuf_printf(&sb, "\"} %d\n", m->breakers[i].state);
     }
+    strbuf_printf(&sb,
+                  "# HELP agentbox_egress_connects_total Egress proxy connection attempts, by "
+                  "whether the resolved address was allowed.\n"
+                  "# TYPE agentbox_egress_connects_total counter\n"
+                  "agentbox_egress_connects_total{allowed=\"true\"} %lu\n"
+                  "agentbox_egress_connects_total{allowed=\"false\"} %lu\n"
+                  "# HELP agentbox_egress_denied_total Egress proxy requests refused.\n"
+                  "# TYPE agentbox_egress_denied_total counter\nagentbox_egress_denied_total %lu\n",
+                  m->net_connects, m->net_refused_addrs, m->net_denied);
     histogram(&sb, "agentbox_task_duration_seconds", "Task duration, start to result.",
               &m->task_duration);
     histogram(&sb, "agentbox_llm_latency_seconds", "Latency of answered LLM HTTP attempts.",

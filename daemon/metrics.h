@@ -32,6 +32,7 @@ struct metrics {
     } breakers[METRICS_SERIES_MAX];
     size_t nbreakers;
     struct histogram task_duration, llm_latency;
+    unsigned long net_connects, net_refused_addrs, net_denied; /* egress proxy events */
 };
 
 /* What the server knows that the metrics do not: tasks by status, queue, cells. */

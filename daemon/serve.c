@@ -22,6 +22,7 @@
 #include "commands.h"
 #include "crashpoint.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
@@ -135,9 +136,7 @@ static void housekeeping(struct server *s)
     serve_retry_unsaved(s);
     /* a task whose result is not saved yet stays (and holds the ones after it) */
     while ((old = taskstore_evictable(&s->store, s->retain)) != NULL && !old->unsaved) {
-        char dir[4400];
-        serve_task_dir(s, old->id, dir, sizeof(dir));
-        serve_remove_tree(dir);
+        serve_remove_tree(s, old->id);
         if (journal_forget(&s->journal, old->id) < 0)
             log_error("journal: %s", strerror(errno));
         taskstore_remove(&s->store, old);
@@ -182,6 +181,7 @@ static void compact_journal(struct server *s)
         e[n].submitted = t->submitted;
         e[n].started = t->started;
         e[n].ended = t->ended;
+        e[n].owner = t->owner;
         if (task_status_terminal(t->status))
             snprintf(e[n].status, sizeof(e[n].status), "%s", task_status_name(t->status));
     }
@@ -297,6 +297,9 @@ static int open_socket(struct server *s, char *err, size_t errsz)
     if (inherited != 0)
         return inherited < 0 ? -1 : 0;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char perr[ERR_MSG_MAX];
+    if (parent_check_trusted(s->socket_path, perr, sizeof(perr)) < 0)
+        return errf(err, errsz, "--socket %s: %s", s->socket_path, perr);
     if (strlen(s->socket_path) >= sizeof(sa.sun_path))
         return errf(err, errsz, "--socket %s: path too long", s->socket_path);
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->socket_path);
@@ -330,14 +333,22 @@ static int open_socket(struct server *s, char *err, size_t errsz)
  * directories. A dot name: no task id can collide with it. */
 static int lock_state_dir(struct server *s, char *err, size_t errsz)
 {
-    char path[sizeof(s->state_dir) + 16];
-    snprintf(path, sizeof(path), "%s/.serve.lock", s->state_dir);
-    s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    s->lockfd =
+        openat(s->state_dfd, ".serve.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (s->lockfd < 0)
-        return errf(err, errsz, "%.300s: %s", path, strerror(errno));
-    if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0)
-        return errf(err, errsz, "state dir %.300s: %s", s->state_dir,
-                    errno == EWOULDBLOCK ? "another agentbox serve is using it" : strerror(errno));
+        return errf(err, errsz, "%.300s/.serve.lock: %s", s->state_dir, strerror(errno));
+    /* A server SIGKILLed a moment ago may leave a child that has not exec'd or died yet
+     * (a cell being set up) holding the lock for some milliseconds: a restart waits for it a
+     * little instead of failing. A live server holds it for good. */
+    double give_up = monotonic_s() + SERVE_LOCK_WAIT_S;
+    while (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return errf(err, errsz, "state dir %.300s: %s", s->state_dir, strerror(errno));
+        if (monotonic_s() >= give_up)
+            return errf(err, errsz, "state dir %.300s: another agentbox serve is using it",
+                        s->state_dir);
+        (void)usleep(20000);
+    }
     return 0;
 }
 
@@ -364,7 +375,17 @@ static void usage(FILE *out)
             "  --replay FILE          offline: every task takes its LLM replies from FILE\n"
             "  --log-level LEVEL      error, warn, info (default: a line per task event) or debug\n"
             "  --log-format FORMAT    text (default) or json lines, on stderr; under systemd\n"
-            "                         (JOURNAL_STREAM) with <N> priorities and no timestamps\n\n"
+            "                         (JOURNAL_STREAM) with <N> priorities and no timestamps\n"
+            "  --admin-gid GID        members (primary or supplementary group) may see and\n"
+            "                         cancel every client's tasks (repeatable); others see\n"
+            "                         only their own uid's\n"
+            "  --policy-floor NAME|PATH  no client policy may be weaker (default: default)\n"
+            "  --allow-weaker-policies   lift that floor (clients may ask for host network,\n"
+            "                         Landlock off, ...)\n"
+            "  --egress-allow HOST[:PORT]  the egress ceiling: hosts a task's network.allow may\n"
+            "                         name (repeatable; none = tasks get no egress, and with\n"
+            "                         any, network \"host\" is refused); docs/network.md\n"
+            "  --egress-resolve HOST:ADDR  a pin tasks may use (network.resolve)\n\n"
             "SIGTERM/SIGINT: stop intake, cancel the queue, let running tasks finish (up to\n"
             "--grace), then exit 0.\n",
             SERVE_DEFAULT_JOBS, SERVE_DEFAULT_RETAIN, SERVE_DEFAULT_QUEUE_MAX,
@@ -375,6 +396,28 @@ static int option_error(const char *msg)
 {
     fprintf(stderr, "agentbox serve: %s\n", msg);
     return -1;
+}
+
+/* --allow-uid (kind 'u'), --allow-gid ('g'), --admin-gid ('a'): one id more. */
+static int add_id(struct server *s, char kind, const char *arg)
+{
+    const char *opt = kind == 'u' ? "--allow-uid" : kind == 'g' ? "--allow-gid" : "--admin-gid";
+    int *n = kind == 'u' ? &s->nallow_uid : kind == 'g' ? &s->nallow_gid : &s->nadmin_gid;
+    uint64_t u;
+    char oerr[ERR_MSG_MAX];
+    if (opt_count(opt, arg, 0, UINT32_MAX - 1, &u, oerr, sizeof(oerr)) < 0)
+        return option_error(oerr);
+    if (*n >= SERVE_ALLOW_MAX) {
+        fprintf(stderr, "agentbox serve: at most %d of %s\n", SERVE_ALLOW_MAX, opt);
+        return -1;
+    }
+    if (kind == 'u')
+        s->allow_uid[(*n)++] = (uid_t)u;
+    else if (kind == 'g')
+        s->allow_gid[(*n)++] = (gid_t)u;
+    else
+        s->admin_gid[(*n)++] = (gid_t)u;
+    return 0;
 }
 
 static int parse_args(int argc, char **argv, struct server *s)
@@ -395,6 +438,11 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_REPLAY,
         O_LOGLEVEL,
         O_LOGFMT,
+        O_ADMIN,
+        O_FLOOR,
+        O_WEAKER,
+        O_EGRESS_ALLOW,
+        O_EGRESS_RESOLVE,
         O_HELP
     };
     static const struct option opts[] = {
@@ -413,6 +461,11 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"replay", required_argument, 0, O_REPLAY},
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"log-format", required_argument, 0, O_LOGFMT},
+        {"admin-gid", required_argument, 0, O_ADMIN},
+        {"policy-floor", required_argument, 0, O_FLOOR},
+        {"allow-weaker-policies", no_argument, 0, O_WEAKER},
+        {"egress-allow", required_argument, 0, O_EGRESS_ALLOW},
+        {"egress-resolve", required_argument, 0, O_EGRESS_RESOLVE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -438,18 +491,9 @@ static int parse_args(int argc, char **argv, struct server *s)
             break;
         case O_AUID:
         case O_AGID:
-            if (opt_count(c == O_AUID ? "--allow-uid" : "--allow-gid", optarg, 0, UINT32_MAX - 1,
-                          &u, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            if ((c == O_AUID ? s->nallow_uid : s->nallow_gid) >= SERVE_ALLOW_MAX) {
-                fprintf(stderr, "agentbox serve: at most %d of each allow option\n",
-                        SERVE_ALLOW_MAX);
+        case O_ADMIN:
+            if (add_id(s, c == O_AUID ? 'u' : c == O_AGID ? 'g' : 'a', optarg) < 0)
                 return -1;
-            }
-            if (c == O_AUID)
-                s->allow_uid[s->nallow_uid++] = (uid_t)u;
-            else
-                s->allow_gid[s->nallow_gid++] = (gid_t)u;
             break;
         case O_MODE:
             if (strcmp(optarg, "0660") && strcmp(optarg, "0600") && strcmp(optarg, "660") &&
@@ -499,6 +543,21 @@ static int parse_args(int argc, char **argv, struct server *s)
                 return -1;
             }
             break;
+        case O_FLOOR:
+            s->floor_name = optarg;
+            break;
+        case O_WEAKER:
+            s->allow_weaker = true;
+            break;
+        case O_EGRESS_ALLOW:
+        case O_EGRESS_RESOLVE: {
+            char eerr[ERR_MSG_MAX];
+            if (serve_egress_option(s, c == O_EGRESS_RESOLVE, optarg, eerr, sizeof(eerr)) < 0) {
+                fprintf(stderr, "agentbox serve: %s\n", eerr);
+                return -1;
+            }
+            break;
+        }
         case O_HELP:
             usage(stdout);
             return 1;
@@ -542,16 +601,14 @@ static void teardown(struct server *s)
     taskstore_free(&s->store);
     journal_close(&s->journal);
     broker_free(s->broker);
-    for (int i = 0; i < s->npolicies; i++) {
-        policy_bpf_free(&s->policies[i].prog);
-        policy_free(s->policies[i].pol);
-    }
+    serve_policy_free(s);
     if (s->lfd >= 0) {
         (void)close(s->lfd);
         if (!s->socket_inherited) /* systemd's socket is systemd's to remove */
             (void)unlink(s->socket_path);
     }
-    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd, s->spare_fd}, i = 0; i < 5; i++)
+    for (int *fd = (int[]){s->sigfd, s->bep, s->ep, s->lockfd, s->spare_fd, s->state_dfd}, i = 0;
+         i < 6; i++)
         if (fd[i] >= 0)
             (void)close(fd[i]);
     config_free(&s->cfg);
@@ -569,21 +626,27 @@ int cmd_serve(int argc, char **argv)
     s->client_queue = SERVE_DEFAULT_CLIENT_QUEUE;
     s->journal_max = SERVE_DEFAULT_JOURNAL_MAX;
     s->socket_mode = 0660;
-    s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = -1;
+    s->ep = s->lfd = s->sigfd = s->bep = s->lockfd = s->state_dfd = -1;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* see refuse_for_want_of_fds */
-    s->journal.fd = -1;
+    s->journal.fd = s->journal.dfd = -1;
     s->publish = (struct serve_publish){serve_publish_event, serve_answer_waiters};
     int prc = parse_args(argc, argv, s);
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (config_load(&s->cfg, err, sizeof(err)) < 0) {
+    if (config_keyholder_harden(err, sizeof(err)) < 0 ||
+        config_load(&s->cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox serve: %s\n", err);
         config_free(&s->cfg);
         return EXIT_USAGE;
     }
     config_scrub_env();
     crashpoint_init();
+    if (serve_egress_from_config(s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox serve: %s\n", err);
+        config_free(&s->cfg);
+        return EXIT_USAGE;
+    }
     int rc = EXIT_USAGE;
     sigset_t mask;
     sigemptyset(&mask);
@@ -600,13 +663,19 @@ int cmd_serve(int argc, char **argv)
     if (!s->state_dir[0])
         snprintf(s->state_dir, sizeof(s->state_dir), "%.*s", (int)sizeof(s->state_dir) - 1,
                  s->cfg.workspace_root);
-    if (dir_ensure(s->state_dir) < 0) {
-        snprintf(err, sizeof(err), "state dir %.300s: %s", s->state_dir, strerror(errno));
+    /* no other user may own or write the state dir or any directory above it: a root
+     * server would otherwise write (journal, results) through links they plant there */
+    char perr[ERR_MSG_MAX];
+    if (dir_ensure_trusted(s->state_dir, s->state_dir, sizeof(s->state_dir), perr, sizeof(perr)) <
+            0 ||
+        (s->state_dfd = dir_open_trusted(s->state_dir, perr, sizeof(perr))) < 0) {
+        snprintf(err, sizeof(err), "state dir: %.480s", perr);
         goto fail;
     }
     if (lock_state_dir(s, err, sizeof(err)) < 0)
         goto fail;
-    if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0)
+    if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0 ||
+        serve_policy_init(s, err, sizeof(err)) < 0)
         goto fail;
     if (s->replay) {
         /* checked once here so a bad file is a usage error, not 1000 failed tasks */

@@ -13,6 +13,7 @@
 #include "broker.h"
 #include "catalog.h"
 #include "config.h"
+#include "egress_rules.h"
 #include "journal.h"
 #include "metrics.h"
 #include "policy.h"
@@ -35,6 +36,7 @@
 #define SERVE_REPLAY_LOW_WATER     (256u << 10)
 #define SERVE_RESULT_MAX_BYTES     (256u << 20)
 #define SERVE_EXIT_FLUSH_S         2.0
+#define SERVE_LOCK_WAIT_S          2.0 /* a killed server's dying children may hold the lock */
 #define SERVE_EPOLL_BATCH          256
 #define SERVE_REWAKE_S             0.05
 #define SERVE_LISTEN_PAUSE_S       0.1 /* out of fds and no spare: listener not polled */
@@ -52,6 +54,7 @@ struct client {
     struct server *srv;
     int fd;
     uid_t uid;
+    bool admin; /* sees and acts on every task: root, the server's uid, --admin-gid */
     char *in;
     size_t inlen, incap;
     bool discarding; /* dropping the rest of an oversized line */
@@ -90,13 +93,17 @@ struct slot {
     bool ready;
     double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
-    char state_dir[4400]; /* the runner borrows it for its whole life */
+    char state_dir[4400];       /* the runner borrows it for its whole life */
+    struct policy_entry *pe;    /* borrowed (a reference held) for the runner's whole life */
+    struct egress_rules egress; /* the runner borrows it too */
     struct slot *prev, *next;
 };
 
 struct policy_entry {
-    char name[256];
+    char name[256]; /* an installed policy's name, or "inline:" + SHA-256 of its text */
     bool network_none;
+    unsigned refs;      /* running tasks that borrow it: never evicted while > 0 */
+    unsigned long used; /* the server's policy clock at its last use (LRU eviction) */
     struct policy *pol;
     struct sock_fprog prog;
 };
@@ -122,7 +129,11 @@ struct server {
     uid_t allow_uid[SERVE_ALLOW_MAX];
     gid_t allow_gid[SERVE_ALLOW_MAX];
     int nallow_uid, nallow_gid;
+    gid_t admin_gid[SERVE_ALLOW_MAX]; /* members see every client's tasks */
+    int nadmin_gid;
     mode_t socket_mode;
+    struct egress_rules egress_ceiling; /* --egress-allow/--egress-resolve (serve_egress.c) */
+    bool egress_ceiling_set;
 
     struct agentbox_config cfg;
     struct catalog cat;
@@ -132,10 +143,15 @@ struct server {
     struct metrics metrics;
     struct policy_entry policies[SERVE_POLICY_CACHE_MAX];
     int npolicies;
+    unsigned long policy_clock;
+    const char *floor_name; /* --policy-floor (default "default") */
+    struct policy *floor;   /* no client policy may be weaker, unless allow_weaker */
+    bool allow_weaker;      /* --allow-weaker-policies */
 
     int ep, lfd, sigfd, bep;
     bool socket_inherited; /* from systemd (LISTEN_FDS): not ours to unlink */
     int lockfd;            /* STATE/.serve.lock, flock'ed: one server per state dir */
+    int state_dfd;         /* the state dir, judged trusted: files in it opened by *at() */
     struct tag listen_tag, signal_tag, broker_tag;
     int bfds[256];
     int nbfds;
@@ -174,13 +190,26 @@ cJSON *serve_result_get(struct server *s, struct stask *t);
 
 /* serve_task.c */
 void serve_slot_event_sink(void *opaque, const char *line, size_t len);
-void serve_remove_tree(const char *path);
+void serve_remove_tree(struct server *s, const char *id);
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);
 void serve_unregister_slot_fds(struct slot *sl);
-int serve_policy_get(struct server *s, const char *name, bool network_none,
-                     struct policy_entry **out, char *err, size_t errsz);
+/* serve_policy.c: the task's policy (an installed one by name, or inline), checked against
+ * the floor, compiled, from a bounded cache that evicts the least recently used entry no
+ * running task borrows. A client may never name a path. */
+int serve_policy_get(struct server *s, const struct task *tk, struct policy_entry **out, char *err,
+                     size_t errsz);
+void serve_policy_put(struct policy_entry *e);
+int serve_policy_init(struct server *s, char *err, size_t errsz);
+void serve_policy_free(struct server *s);
+/* serve_egress.c: --egress-allow / --egress-resolve into the ceiling; -1 + err. */
+int serve_egress_option(struct server *s, bool pin, const char *v, char *err, size_t errsz);
+/* Adds OPENHANDS_EGRESS_ALLOW / OPENHANDS_EGRESS_RESOLVE (comma or space separated) to the
+ * ceiling the options built. -1 + err. */
+int serve_egress_from_config(struct server *s, char *err, size_t errsz);
+/* A submitted task's network request against the ceiling; -1 + err (task.network: ...). */
+int serve_egress_check(const struct server *s, const struct task *t, char *err, size_t errsz);
 void serve_start_queued(struct server *s);
 void serve_enqueue(struct server *s, struct stask *t);
 void serve_dequeue(struct server *s, struct stask *t);
@@ -202,5 +231,7 @@ void serve_client_process(struct client *c);
 void serve_client_read(struct client *c);
 void serve_client_close(struct client *c);
 void serve_accept(struct server *s);
+/* A task is its submitter's: others (but admins) are told it does not exist. */
+bool serve_client_sees(const struct client *c, const struct stask *t);
 
 #endif

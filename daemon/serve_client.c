@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
@@ -135,6 +136,25 @@ static cJSON *task_summary(const struct stask *t)
     return o;
 }
 
+/* ---------------------------------------------------------------- ownership */
+
+bool serve_client_sees(const struct client *c, const struct stask *t)
+{
+    return c->admin || (t->owner >= 0 && (uid_t)t->owner == c->uid);
+}
+
+/* The task by id when this client may see it; another client's task answers not_found
+ * exactly as an unknown id does, so ids reveal nothing. */
+static struct stask *find_visible(struct client *c, const char *id)
+{
+    struct stask *t = taskstore_find(&c->srv->store, id);
+    if (!t || !serve_client_sees(c, t)) {
+        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+        return NULL;
+    }
+    return t;
+}
+
 /* ---------------------------------------------------------------- ops */
 
 void serve_stream_end(struct client *c)
@@ -179,8 +199,8 @@ static void op_submit(struct client *c, const struct request *req)
         return;
     }
     struct policy_entry *pe = NULL;
-    if (serve_policy_get(s, tk.policy ? tk.policy : "default", !tk.network_host, &pe, err,
-                         sizeof(err)) < 0) {
+    if (serve_egress_check(s, &tk, err, sizeof(err)) < 0 ||
+        serve_policy_get(s, &tk, &pe, err, sizeof(err)) < 0) {
         task_free(&tk);
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;
@@ -211,7 +231,8 @@ static void op_submit(struct client *c, const struct request *req)
     t->task_json = json;
     t->submitted = wallclock_s();
     /* acknowledged only once its record is durable */
-    if (journal_submitted(&s->journal, t->id, json, t->submitted) < 0) {
+    t->owner = (long)c->uid;
+    if (journal_submitted(&s->journal, t->id, json, t->submitted, t->owner) < 0) {
         int e = errno;
         taskstore_remove(&s->store, t);
         if (errno_is_no_space(e)) {
@@ -260,6 +281,8 @@ void serve_publish_event(struct server *s, const struct stask *t, const char *li
             continue;
         if (!c->all && strcmp(c->id, t->id) != 0)
             continue;
+        if (c->all && !serve_client_sees(c, t))
+            continue; /* "events all": only the tasks this client may see */
         serve_client_queue(c, line, len);
         if (terminal && !c->all)
             serve_stream_end(c);
@@ -279,11 +302,9 @@ void serve_answer_waiters(struct server *s, struct stask *t)
 
 static void op_wait(struct client *c, const struct request *req)
 {
-    struct stask *t = taskstore_find(&c->srv->store, req->id);
-    if (!t) {
-        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+    struct stask *t = find_visible(c, req->id);
+    if (!t)
         return;
-    }
     if (task_status_terminal(t->status)) {
         send_result(c, t);
         return;
@@ -300,11 +321,9 @@ static void op_wait(struct client *c, const struct request *req)
 static void op_cancel(struct client *c, const struct request *req)
 {
     struct server *s = c->srv;
-    struct stask *t = taskstore_find(&s->store, req->id);
-    if (!t) {
-        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+    struct stask *t = find_visible(c, req->id);
+    if (!t)
         return;
-    }
     bool cancelling = false;
     if (t->status == TS_QUEUED) {
         serve_dequeue(s, t);
@@ -327,10 +346,8 @@ static void op_events(struct client *c, const struct request *req)
 {
     struct server *s = c->srv;
     struct stask *t = NULL;
-    if (!req->all && !(t = taskstore_find(&s->store, req->id))) {
-        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+    if (!req->all && !(t = find_visible(c, req->id)))
         return;
-    }
     cJSON *f = cJSON_CreateObject();
     cJSON_AddBoolToObject(f, "stream", true);
     reply_ok(c, f);
@@ -348,9 +365,7 @@ static void op_events(struct client *c, const struct request *req)
         return;
     }
     snprintf(c->id, sizeof(c->id), "%s", t->id);
-    char path[4500];
-    snprintf(path, sizeof(path), "%s/%s/events.jsonl", s->state_dir, t->id);
-    c->replay_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    c->replay_fd = openat_below(s->state_dfd, t->id, "events.jsonl", O_RDONLY, 0);
     /* a queued task has no events file yet: nothing to replay */
     serve_stream_pump(c);
 }
@@ -404,11 +419,9 @@ void serve_stream_pump(struct client *c)
 
 static void op_status(struct client *c, const struct request *req)
 {
-    struct stask *t = taskstore_find(&c->srv->store, req->id);
-    if (!t) {
-        serve_reply_error(c, PERR_NOT_FOUND, "no such task");
+    struct stask *t = find_visible(c, req->id);
+    if (!t)
         return;
-    }
     cJSON *f = cJSON_CreateObject();
     cJSON_AddItemToObject(f, "task", task_summary(t));
     reply_ok(c, f);
@@ -419,7 +432,8 @@ static void op_list(struct client *c)
     cJSON *f = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(f, "tasks");
     for (struct stask *t = c->srv->store.head; t; t = t->next)
-        cJSON_AddItemToArray(arr, task_summary(t));
+        if (serve_client_sees(c, t))
+            cJSON_AddItemToArray(arr, task_summary(t));
     reply_ok(c, f);
 }
 
@@ -639,6 +653,26 @@ void serve_client_close(struct client *c)
     free(c);
 }
 
+/* Root, the server's own uid, and members (primary or supplementary) of an --admin-gid. */
+static bool peer_is_admin(const struct server *s, int fd, const struct ucred *cr)
+{
+    if (cr->uid == 0 || cr->uid == geteuid())
+        return true;
+    gid_t groups[256];
+    socklen_t len = sizeof(groups);
+    int ng = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0
+                 ? (int)(len / sizeof(gid_t))
+                 : 0;
+    for (int i = 0; i < s->nadmin_gid; i++) {
+        if (s->admin_gid[i] == cr->gid)
+            return true;
+        for (int k = 0; k < ng; k++)
+            if (groups[k] == s->admin_gid[i])
+                return true;
+    }
+    return false;
+}
+
 static bool peer_allowed(const struct server *s, const struct ucred *cr)
 {
     if (cr->uid == 0 || cr->uid == geteuid())
@@ -705,7 +739,9 @@ void serve_accept(struct server *s)
         }
         struct ucred cr;
         socklen_t crlen = sizeof(cr);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 || !peer_allowed(s, &cr)) {
+        bool admin = false;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 ||
+            !((admin = peer_is_admin(s, fd, &cr)) || peer_allowed(s, &cr))) {
             cleanup_free char *line =
                 protocol_error_line(PERR_FORBIDDEN, "this uid/gid may not use the server");
             if (line)
@@ -723,6 +759,7 @@ void serve_accept(struct server *s)
         c->srv = s;
         c->fd = fd;
         c->uid = cr.uid;
+        c->admin = admin;
         c->replay_fd = -1;
         c->interest = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->interest, .data.ptr = c};

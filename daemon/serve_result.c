@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomicfile.h"
 #include "crashpoint.h"
 #include "json.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 
@@ -102,6 +104,34 @@ cJSON *serve_terminal_event(const struct server *s, const char *id)
     return NULL;
 }
 
+/* The whole of a regular file open in fd (from offset 0), at most max bytes. */
+static int read_fd_whole(int fd, size_t max, char **out, size_t *outlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+        errno = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
+        return -1;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return -1;
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *outlen = got;
+    return 0;
+}
+
 /* Events of a task that no runner produced go to its events file (after a torn last line
  * is cut off, so the new line stands alone) and to subscribers. */
 static void emit_event(struct server *s, struct stask *t, const char *type, cJSON *fields,
@@ -109,13 +139,16 @@ static void emit_event(struct server *s, struct stask *t, const char *type, cJSO
 {
     char path[4500];
     events_path(s, t->id, path, sizeof(path));
-    cleanup_fd int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* below the state dir's fd, following no link (safedir.h) */
+    cleanup_fd int fd =
+        openat_below(s->state_dfd, t->id, "events.jsonl", O_RDWR | O_CREAT | O_APPEND, 0600);
     struct event_log log;
     events_init(&log, t->id);
-    /* continue the task's seq numbers when a runner wrote some already */
+    /* continue the task's seq numbers when a runner wrote some already (read through the
+     * same fd: what is counted is what is appended to) */
     cleanup_free char *old = NULL;
     size_t oldlen = 0;
-    if (fd >= 0 && read_file(path, EVENTS_READ_MAX, &old, &oldlen) == 0) {
+    if (fd >= 0 && read_fd_whole(fd, EVENTS_READ_MAX, &old, &oldlen) == 0) {
         const char *nl = oldlen ? memrchr(old, '\n', oldlen) : NULL;
         size_t whole = nl ? (size_t)(nl - old) + 1 : 0;
         if (whole < oldlen && ftruncate(fd, (off_t)whole) < 0)
@@ -250,6 +283,8 @@ void serve_retry_unsaved(struct server *s)
     for (struct stask *t = s->store.head; t && s->nunsaved; t = t->next) {
         if (!t->unsaved)
             continue;
+        if (!t->result_saved && !t->result) /* none could be made (out of memory) */
+            t->result = serve_rebuild_result(s, t, NULL);
         if (!t->result_saved && t->result) {
             t->result_saved = serve_save_result(s, t->id, t->result, NULL);
             /* subscribers saw the terminal event; the file may have refused it */

@@ -4,7 +4,7 @@
  * Never reads from a client; what goes to subscribers and waiters passes serve_client.c. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,9 @@
 
 #include "crashpoint.h"
 #include "json.h"
+#include "task_egress.h"
 #include "log.h"
+#include "safedir.h"
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
@@ -22,23 +24,11 @@
 
 /* ---------------------------------------------------------------- small helpers */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* By fd below the state dir: symlinks are removed, never followed. */
+void serve_remove_tree(struct server *s, const char *id)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT)
-        log_warn("cannot remove %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* Symlinks are removed, never followed (FTW_PHYS). */
-void serve_remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return;
-    (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (remove_tree_at(s->state_dfd, id) < 0)
+        log_warn("cannot remove %s/%s: %s", s->state_dir, id, strerror(errno));
 }
 
 void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz)
@@ -122,14 +112,14 @@ static void record_finished(struct server *s, struct stask *t, enum task_status 
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message)
 {
-    char dir[4400];
-    serve_task_dir(s, t->id, dir, sizeof(dir));
-    if (dir_ensure(dir) < 0)
-        log_warn("%s: %s", dir, strerror(errno));
+    if (mkdirat(s->state_dfd, t->id, 0700) < 0 && errno != EEXIST)
+        log_warn("%s/%s: %s", s->state_dir, t->id, strerror(errno));
     cJSON *res = synth_result(s, t, st, error_type, message);
     bool saved = res && serve_save_result(s, t->id, res, "synth-result-half");
     crashpoint("synth-after-result");
-    serve_emit_own_event(s, t, serve_terminal_event_type(st), serve_terminal_fields(res));
+    cJSON *f = serve_terminal_fields(res);
+    cJSON_ReplaceItemInObjectCaseSensitive(f, "status", cJSON_CreateString(task_status_name(st)));
+    serve_emit_own_event(s, t, serve_terminal_event_type(st), f);
     crashpoint("synth-after-event");
     record_finished(s, t, st, res, saved);
 }
@@ -153,6 +143,7 @@ static void finish_running(struct server *s, struct slot *sl)
     serve_unregister_slot_fds(sl);
     runner_free(sl->runner);
     broker_free(sl->own_broker);
+    serve_policy_put(sl->pe);
     if (sl->prev)
         sl->prev->next = sl->next;
     else
@@ -172,50 +163,12 @@ static void finish_running(struct server *s, struct slot *sl)
 
 /* ---------------------------------------------------------------- starting tasks */
 
-int serve_policy_get(struct server *s, const char *name, bool network_none,
-                     struct policy_entry **out, char *err, size_t errsz)
-{
-    for (int i = 0; i < s->npolicies; i++)
-        if (s->policies[i].network_none == network_none && strcmp(s->policies[i].name, name) == 0) {
-            *out = &s->policies[i];
-            return 0;
-        }
-    struct policy *pol = NULL;
-    if (policy_load(name, &pol, err, errsz) < 0)
-        return -1;
-    if (!network_none && !pol->allow_network_host) {
-        errf(err, errsz, "task.network: policy '%s' does not allow network host", pol->name);
-        policy_free(pol);
-        return -1;
-    }
-    struct sock_fprog prog = {0};
-    if (policy_seccomp_build(pol, network_none, &prog, err, errsz) < 0) {
-        policy_free(pol);
-        return -1;
-    }
-    if (s->npolicies == SERVE_POLICY_CACHE_MAX) {
-        /* the cache holds what tasks borrow: a full cache refuses new policies */
-        policy_bpf_free(&prog);
-        policy_free(pol);
-        return errf(err, errsz, "task.policy: more than %d distinct policies in use",
-                    SERVE_POLICY_CACHE_MAX);
-    }
-    struct policy_entry *e = &s->policies[s->npolicies++];
-    snprintf(e->name, sizeof(e->name), "%s", name);
-    e->network_none = network_none;
-    e->pol = pol;
-    e->prog = prog;
-    *out = e;
-    return 0;
-}
-
 static void start_task(struct server *s, struct stask *t)
 {
     char err[ERR_MSG_MAX];
     const struct task *tk = &t->task;
     struct policy_entry *pe = NULL;
-    if (serve_policy_get(s, tk->policy ? tk->policy : "default", !tk->network_host, &pe, err,
-                         sizeof(err)) < 0) {
+    if (serve_policy_get(s, tk, &pe, err, sizeof(err)) < 0) {
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
@@ -269,6 +222,16 @@ static void start_task(struct server *s, struct stask *t)
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];
+    bool egress_on = false;
+    /* checked again at start: a task requeued after a restart meets today's ceiling */
+    if (serve_egress_check(s, tk, err, sizeof(err)) < 0 ||
+        task_egress_rules(tk, pe->pol, &sl->egress, &egress_on, err, sizeof(err)) < 0) {
+        broker_free(sl->own_broker);
+        free(sl);
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
+        return;
+    }
+    o.egress = egress_on ? &sl->egress : NULL;
     taskprep_apply_limits(&o.limits, tk);
     events_init(&sl->events, t->id);
     (void)events_add_callback(&sl->events, serve_slot_event_sink, sl);
@@ -293,6 +256,8 @@ static void start_task(struct server *s, struct stask *t)
         else
             log_error("epoll_ctl: %s", strerror(errno));
     }
+    sl->pe = pe; /* held until finish_running: the cache cannot evict it meanwhile */
+    pe->refs++;
     sl->next = s->running;
     if (s->running)
         s->running->prev = sl;
@@ -451,6 +416,7 @@ int serve_recover(struct server *s, char *err, size_t errsz)
             continue;
         t->submitted = e[i].submitted;
         t->started = e[i].started;
+        t->owner = e[i].owner;
         t->task_json = steal_pointer(&e[i].task);
         int st = e[i].status[0] ? task_status_parse(e[i].status) : -1;
         if (st >= 0) {
@@ -469,7 +435,7 @@ int serve_recover(struct server *s, char *err, size_t errsz)
         serve_task_dir(s, t->id, dir, sizeof(dir));
         if (s->requeue && task_parse(t->task_json, &t->task, perr, sizeof(perr)) == 0) {
             t->parsed = true;
-            serve_remove_tree(dir);
+            serve_remove_tree(s, t->id);
             t->started = 0;
             serve_enqueue(s, t);
             requeued++;

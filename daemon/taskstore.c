@@ -74,6 +74,7 @@ struct stask *taskstore_add(struct taskstore *s, const char *id)
         return NULL;
     snprintf(t->id, sizeof(t->id), "%s", id);
     t->status = TS_QUEUED;
+    t->owner = -1;
     if (s->count + 1 > s->nbuckets)
         grow(s);
     size_t i = hash(id) & (s->nbuckets - 1);

@@ -28,6 +28,7 @@ struct stask {
     void *slot;    /* while running: the loop's per-task state */
     long cell_pid; /* from task_started */
     bool cancel_requested;
+    long owner; /* the submitting client's uid (SO_PEERCRED); -1 unknown: admins only */
     /* links */
     struct stask *hnext;       /* hash chain */
     struct stask *prev, *next; /* submission order */

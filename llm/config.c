@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -45,6 +47,8 @@ const char *const config_variables[] = {
     "OPENHANDS_MAX_CONNECTIONS",
     "OPENHANDS_HTTP_REFERER",
     "OPENHANDS_APP_TITLE",
+    "OPENHANDS_EGRESS_ALLOW",
+    "OPENHANDS_EGRESS_RESOLVE",
     "OPENHANDS_RECOVERY_CONNECTION_ERROR",
     "OPENHANDS_RECOVERY_TIMEOUT_ERROR",
     "OPENHANDS_RECOVERY_AUTHENTICATION_ERROR",
@@ -297,6 +301,10 @@ int config_set(struct agentbox_config *cfg, const char *n, const char *v, char *
         return parse_bool(n, v, &cfg->catalog_fallback, err, errsz);
     if (!strcmp(n, "OPENHANDS_MAX_CONNECTIONS"))
         return parse_uint(n, v, 1, 100000, &cfg->max_connections, err, errsz);
+    if (!strcmp(n, "OPENHANDS_EGRESS_ALLOW"))
+        return copy_str(n, v, cfg->egress_allow, sizeof(cfg->egress_allow), false, err, errsz);
+    if (!strcmp(n, "OPENHANDS_EGRESS_RESOLVE"))
+        return copy_str(n, v, cfg->egress_resolve, sizeof(cfg->egress_resolve), false, err, errsz);
     if (!strcmp(n, "OPENHANDS_HTTP_REFERER"))
         return copy_str(n, v, cfg->http_referer, sizeof(cfg->http_referer), false, err, errsz);
     if (!strcmp(n, "OPENHANDS_APP_TITLE"))
@@ -407,6 +415,16 @@ int config_load(struct agentbox_config *cfg, char *err, size_t errsz)
 fail:
     config_free(cfg);
     return -1;
+}
+
+int config_keyholder_harden(char *err, size_t errsz)
+{
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return errf(err, errsz, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) < 0)
+        return errf(err, errsz, "setrlimit(RLIMIT_CORE): %s", strerror(errno));
+    return 0;
 }
 
 void config_scrub_env(void)

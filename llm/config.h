@@ -43,6 +43,8 @@ struct agentbox_config {
     unsigned max_connections; /* total open connections of the process */
     char http_referer[CONFIG_URL_MAX];
     char app_title[CONFIG_MODEL_MAX];
+    char egress_allow[4096];   /* serve's egress ceiling: HOST[:PORT] list (serve_egress.c) */
+    char egress_resolve[2048]; /* ... and its pins: HOST:ADDR list */
     struct recovery_policy recovery;
     char source[CONFIG_URL_MAX]; /* config file read, "" if none */
 };
@@ -58,6 +60,11 @@ int config_load_file(struct agentbox_config *cfg, const char *path, char *err, s
  * exists), then every known variable set in the environment. Registers the key with
  * log_add_secret. */
 int config_load(struct agentbox_config *cfg, char *err, size_t errsz);
+/* Every process that will hold the key calls this first, before config_load: it becomes
+ * non-dumpable (no other process of its uid may ptrace it or read its memory through /proc)
+ * and its core dumps are off (RLIMIT_CORE 0, soft and hard), so the key can leak neither
+ * way. run, batch, llm, models and serve call it; -1 with err when either cannot be set. */
+int config_keyholder_harden(char *err, size_t errsz);
 /* Zeroes OPENROUTER_API_KEY's value in this process's environment and unsets it, so that no
  * child forked or exec'd later inherits it. Call once, after config_load, in any process
  * that will start children (the supervisor, `agentbox run`); config keeps its own copy. */

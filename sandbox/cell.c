@@ -44,6 +44,7 @@ enum {
     MSG_EXEC = 'E',      /* the command could not be exec'd: err */
     MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
     MSG_DUMPABLE = 'D',  /* the child made itself dumpable: its maps can be written */
+    MSG_PROXYFD = 'P',   /* carries the egress proxy's listening socket (SCM_RIGHTS) */
 };
 
 struct setup_msg {
@@ -69,6 +70,7 @@ struct cell {
     int setup_fd;
     int ws_fd;               /* keeps the workspace's superblock for the final statfs */
     int exe_tree, seed_tree; /* root, until clone: detached copies of the mounts (open_tree) */
+    int proxy_fd; /* cfg->egress: the listening socket in the cell's netns, until taken */
     enum cell_pid1 mode;
     struct cell_slot slot;
     struct cell_cgroup cg;
@@ -185,6 +187,21 @@ static int send_workspace_fd(struct cell_child *ctx)
     (void)close(fd);
     errno = e;
     return n == (ssize_t)sizeof(m) ? 0 : CHILD_FAIL(ctx, "send workspace fd");
+}
+
+static int send_proxy_fd(struct cell_child *ctx)
+{
+    if (!ctx->cfg->egress)
+        return 0;
+    int fd = egress_listen_child(ctx);
+    if (fd < 0)
+        return -1;
+    struct setup_msg m = {.kind = MSG_PROXYFD};
+    ssize_t n = fdpass_send(ctx->setup_fd, &m, sizeof(m), fd);
+    int e = errno;
+    (void)close(fd);
+    errno = e;
+    return n == (ssize_t)sizeof(m) ? 0 : CHILD_FAIL(ctx, "send proxy socket");
 }
 
 /* ---- child: pid 1 of a command cell ---- */
@@ -343,6 +360,7 @@ static const struct child_step {
     {"hostname and loopback", ns_set_hostname_and_lo},
     {"setsid", new_session},
     {"send workspace fd", send_workspace_fd},
+    {"send proxy socket", send_proxy_fd},
     {"arrange fds", arrange_fds},
     {"limits", apply_limits},
     {"drop capabilities", caps_drop_all},
@@ -378,7 +396,8 @@ static int recv_msg(int fd, struct setup_msg *m, int *passed_fd)
     if (n < 0)
         return -1;
     /* Only a whole workspace message may carry a descriptor. */
-    if (got >= 0 && !(m->kind == MSG_WORKSPACE && n == (ssize_t)sizeof(*m))) {
+    if (got >= 0 &&
+        !((m->kind == MSG_WORKSPACE || m->kind == MSG_PROXYFD) && n == (ssize_t)sizeof(*m))) {
         (void)close(got);
         got = -1;
     }
@@ -418,7 +437,7 @@ static void cell_cleanup(struct cell *c)
     }
     drop_cgroups(c);
     slot_release(&c->slot);
-    int *fds[] = {&c->pidfd, &c->setup_fd, &c->ws_fd, &c->exe_tree, &c->seed_tree};
+    int *fds[] = {&c->pidfd, &c->setup_fd, &c->ws_fd, &c->exe_tree, &c->seed_tree, &c->proxy_fd};
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
         if (*fds[i] >= 0)
             (void)close(*fds[i]);
@@ -463,6 +482,12 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
         case MSG_WORKSPACE:
             if (fd >= 0 && c->ws_fd < 0)
                 c->ws_fd = fd;
+            else if (fd >= 0)
+                (void)close(fd);
+            break;
+        case MSG_PROXYFD:
+            if (fd >= 0 && c->proxy_fd < 0)
+                c->proxy_fd = fd;
             else if (fd >= 0)
                 (void)close(fd);
             break;
@@ -563,6 +588,8 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     *out = NULL;
     if (!cfg->policy || (cfg->pid1 == CELL_PID1_COMMAND && (!cfg->argv || !cfg->argv[0])))
         return errf(err, errsz, "set-up failed: no policy or no command");
+    if (cfg->network_host && cfg->egress)
+        return errf(err, errsz, "set-up failed: network host and egress are exclusive");
     if (cfg->network_host && !cfg->policy->allow_network_host)
         return errf(err, errsz, "set-up failed: policy '%s' does not allow network host",
                     cfg->policy->name);
@@ -574,7 +601,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     struct cell *c = calloc(1, sizeof(*c));
     if (!c)
         return errf(err, errsz, "set-up failed: out of memory");
-    c->pidfd = c->setup_fd = c->ws_fd = c->exe_tree = c->seed_tree = -1;
+    c->pidfd = c->setup_fd = c->ws_fd = c->exe_tree = c->seed_tree = c->proxy_fd = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
     c->cg.dir_fd = -1;
@@ -675,6 +702,10 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         goto fail;
     if (wait_ready(c, err, errsz) < 0)
         goto fail;
+    if (cfg->egress && c->proxy_fd < 0) {
+        errf(err, errsz, "set-up failed at proxy socket: not received");
+        goto fail;
+    }
     c->enforced |= FEAT(CELL_F_USERNS) | FEAT(CELL_F_PIDNS) | FEAT(CELL_F_MOUNTNS) |
                    FEAT(CELL_F_IPCNS) | FEAT(CELL_F_UTSNS) | FEAT(CELL_F_CGROUPNS) |
                    FEAT(CELL_F_UID) | FEAT(CELL_F_SETSID) | FEAT(CELL_F_NO_NEW_PRIVS);
@@ -704,6 +735,13 @@ int cell_pidfd(const struct cell *c)
 pid_t cell_pid(const struct cell *c)
 {
     return c->pid;
+}
+
+int cell_take_proxy_fd(struct cell *c)
+{
+    int fd = c->proxy_fd;
+    c->proxy_fd = -1;
+    return fd;
 }
 
 int cell_kill(struct cell *c)

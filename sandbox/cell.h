@@ -21,6 +21,7 @@
 #define CELL_AGENT_BIN        "/run/agentbox/agentbox"
 #define CELL_CHANNEL_FD       3
 #define CELL_HOSTNAME         "agentbox"
+#define CELL_PROXY_PORT       3128  /* egress: the proxy's listening socket on 127.0.0.1 */
 #define CELL_SETUP_TIMEOUT_MS 60000 /* a cell not running by then is killed (a big seed copy) */
 
 enum cell_pid1 { CELL_PID1_COMMAND, CELL_PID1_AGENT };
@@ -34,6 +35,9 @@ struct cell_config {
     const char *workspace_from;       /* host dir to seed /workspace from (for messages), or NULL */
     int seed_fd; /* with workspace_from: that directory, opened by seed_open() with the rights
                     of whoever asked for it; the cell never resolves the host path itself */
+    /* own netns, plus a socket listening on 127.0.0.1:CELL_PROXY_PORT in it, for the
+     * supervisor's egress proxy: cell_take_proxy_fd */
+    bool egress;
     enum cell_pid1 pid1;
     char *const *argv; /* CELL_PID1_COMMAND: the command (PATH searched inside the cell);
                           CELL_PID1_AGENT: extra arguments after `agentbox __agent`, or NULL */
@@ -115,6 +119,9 @@ struct cell;
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz);
 int cell_pidfd(const struct cell *c); /* readable when pid 1 has exited */
 pid_t cell_pid(const struct cell *c);
+/* cfg->egress: the listening socket made in the cell's network namespace (caller owns it;
+ * accept() on it gets the cell's connections to 127.0.0.1:CELL_PROXY_PORT); -1 otherwise. */
+int cell_take_proxy_fd(struct cell *c);
 /* SIGKILL to pid 1: the kernel then kills every process of the pid namespace. */
 int cell_kill(struct cell *c);
 /* Marks the end as a timeout (status "timeout") and kills. */

@@ -53,6 +53,9 @@ int ns_become_user(struct cell_child *ctx); /* setgroups/setresgid/setresuid, ca
 struct clone_args;
 long ns_clone3_as(struct clone_args *ca, uid_t uid, gid_t gid);
 int ns_set_hostname_and_lo(struct cell_child *ctx);
+/* egress_listen.c: a listening TCP socket on 127.0.0.1:CELL_PROXY_PORT in the cell's
+ * network namespace (lo must be up), close-on-exec; -1 and ctx->step on failure. */
+int egress_listen_child(struct cell_child *ctx);
 /* mounts.c: the new root, built under a tmpfs while the host's tree is still visible;
  * then pivot_root onto it, the old root detached, cwd /workspace. */
 int mounts_build_root(struct cell_child *ctx);

@@ -258,10 +258,19 @@ static int bind_identity(struct cell_child *ctx)
         bool ok = fd >= 0 && write_all(fd, files[i].text, strlen(files[i].text)) == 0;
         if (fd >= 0 && close(fd) < 0)
             ok = false;
-        if (!ok || mount(src, target, NULL, MS_BIND, NULL) < 0 ||
-            mounts_restrict(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-                            false) < 0)
-            return fail_path(ctx, "bind cell identity", files[i].path);
+        if (!ok)
+            return fail_path(ctx, "write cell identity", files[i].path);
+        /* Best effort: the host replaces these files by rename (useradd, passwd), which
+         * makes a mount onto the old one fail (ENOENT) or dissolves it (EINVAL when made
+         * read-only); a few tries find the new file, and a cell whose `whoami` names a host
+         * account is better than a cell that never starts. */
+        for (int tries = 0; tries < 5; tries++) {
+            if (mount(src, target, NULL, MS_BIND, NULL) == 0 &&
+                mounts_restrict(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                false) == 0)
+                break;
+            (void)umount2(target, MNT_DETACH); /* never a writable bind left behind */
+        }
     }
     return 0;
 }

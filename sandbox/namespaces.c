@@ -109,7 +109,7 @@ int ns_set_hostname_and_lo(struct cell_child *ctx)
     if (sethostname(CELL_HOSTNAME, strlen(CELL_HOSTNAME)) < 0)
         return CHILD_FAIL(ctx, "sethostname");
     /* A policy without loopback denies IP sockets anyway (seccomp): no need for lo. */
-    if (ctx->cfg->network_host || !ctx->cfg->policy->loopback)
+    if (ctx->cfg->network_host || (!ctx->cfg->policy->loopback && !ctx->cfg->egress))
         return 0;
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)

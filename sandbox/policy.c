@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include "egress_rules.h"
 #include "json.h"
+#include "safedir.h"
 #include "util.h"
 
 #define NAME_MAX_CHARS    64
@@ -290,7 +293,7 @@ static int parse_limits(const cJSON *o, struct policy_limits *l, char *err, size
         get_seconds(o, ctx, "timeout_s", false, &l->timeout_s, err, errsz) < 0)
         return -1;
     if (l->memory_bytes && l->memory_bytes < POLICY_MIN_MEMORY_BYTES)
-        return errf(err, errsz, "limits.memory: below the working minimum of 4M (0: none)");
+        return errf(err, errsz, "limits.memory: below the working minimum of 8M (0: none)");
     if (l->pids && l->pids < POLICY_MIN_PIDS)
         return errf(err, errsz, "limits.pids: below the working minimum of 2 (0: none)");
     if (l->disk_bytes < POLICY_MIN_DISK_BYTES)
@@ -399,12 +402,13 @@ static int parse_mounts(const cJSON *o, struct policy *p, char *err, size_t errs
 
 static int parse_network(const cJSON *o, struct policy *p, char *err, size_t errsz)
 {
-    static const char *const keys[] = {"allow_host", "loopback", NULL};
+    static const char *const keys[] = {"allow_host", "loopback", "egress", NULL};
     if (check_keys(o, "network", keys, err, errsz) < 0 ||
         json_get_bool(o, "network", "allow_host", &p->allow_network_host, err, errsz) < 0 ||
         json_get_bool(o, "network", "loopback", &p->loopback, err, errsz) < 0)
         return -1;
-    return 0;
+    const cJSON *eg = cJSON_GetObjectItemCaseSensitive(o, "egress");
+    return eg ? policy_parse_egress(eg, p, err, errsz) : 0;
 }
 
 static int parse_action(const cJSON *o, const char *ctx, const char *field, enum policy_action *out,
@@ -846,7 +850,8 @@ static int load_depth(const char *name_or_path, int depth, struct policy **out, 
     }
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(path, POLICY_FILE_MAX_BYTES, &text, &len) < 0) {
+    /* regular files only, opened without blocking: a FIFO or a device is refused unopened */
+    if (read_regular_at(AT_FDCWD, path, 1, POLICY_FILE_MAX_BYTES, &text, &len) < 0) {
         if (errno == EFBIG)
             return errf(err, errsz, "%s: larger than %u bytes", path, POLICY_FILE_MAX_BYTES);
         if (errno == EINVAL)
@@ -871,6 +876,7 @@ void policy_free(struct policy *p)
     free(p->description);
     free_binds(p->binds, p->nbinds);
     free(p->rules);
+    free(p->egress);
     free(p);
 }
 
@@ -968,6 +974,7 @@ cJSON *policy_to_json(const struct policy *p)
     cJSON *net = ok ? cJSON_AddObjectToObject(o, "network") : NULL;
     ok = net && cJSON_AddBoolToObject(net, "allow_host", p->allow_network_host) &&
          cJSON_AddBoolToObject(net, "loopback", p->loopback) &&
+         (!p->egress || add(net, "egress", egress_rules_to_json(p->egress))) &&
          cJSON_AddBoolToObject(o, "landlock", p->landlock);
     cJSON *lim = ok ? cJSON_AddObjectToObject(o, "limits") : NULL;
     ok = lim && add_size(lim, "disk", p->limits.disk_bytes) &&

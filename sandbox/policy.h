@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct egress_rules;
+
 /* Default limits a policy gives a cell; each can be overridden by an option or task field.
  * 0 means "no limit of this kind" except where noted. */
 struct policy_limits {
@@ -101,6 +103,8 @@ struct policy {
     bool loopback; /* with --network none, may the cell still make IPv4/IPv6 sockets (they
                       reach only the cell's own loopback)? false: socket() says EAFNOSUPPORT */
     char *description;
+    struct egress_rules *egress; /* network.egress: hosts every cell of this policy may reach
+                                    through the egress proxy, and its caps; NULL = none */
 };
 
 /* Built-in values of fields a policy file leaves out (docs/policy.md; default.json states
@@ -113,9 +117,10 @@ struct policy {
 #define POLICY_DEFAULT_FSIZE_BYTES  (1ull << 30)
 #define POLICY_DEFAULT_CPU_S        0.0
 #define POLICY_DEFAULT_TIMEOUT_S    300.0
-/* Below these a cell cannot run a shell: refused as usage errors, not set-up failures. */
+/* Below these a cell cannot run a shell or the agent (8M: the agent under RLIMIT_AS, where
+ * no cgroup can be used): refused as usage errors, not set-up failures. */
 #define POLICY_MIN_DISK_BYTES    4096ull
-#define POLICY_MIN_MEMORY_BYTES  (4ull << 20)
+#define POLICY_MIN_MEMORY_BYTES  (8ull << 20)
 #define POLICY_MIN_PIDS          2ull
 #define POLICY_DEFAULT_TMP_BYTES (256ull << 20)
 #define POLICY_DEFAULT_SHM_BYTES (64ull << 20)
@@ -130,6 +135,17 @@ int policy_load(const char *name_or_path, struct policy **out, char *err, size_t
 int policy_parse(const char *text, size_t len, const char *source, struct policy **out, char *err,
                  size_t errsz);
 void policy_free(struct policy *p);
+/* policy_egress.c: "network.egress" {"allow": [...], "resolve": {...}, "max_connections": N,
+ * "max_bytes": N} into p->egress (replacing a base policy's). -1 + err. */
+struct cJSON;
+int policy_parse_egress(const struct cJSON *o, struct policy *p, char *err, size_t errsz);
+/* The cell's rules: pol->egress (if any) plus allow/resolve. *on: egress is used (some host
+ * is allowed and the network is not "host"/"none" by request). network: -1 not given, 0
+ * none, 1 host. -1 + err when the request is contradictory ("host" with allowed hosts). */
+int policy_egress_rules(const struct policy *pol, int network, const char *const *allow,
+                        size_t nallow, const char *const *resolve, size_t nresolve,
+                        struct egress_rules *out, bool *on, char *err, size_t errsz);
+
 /* The effective policy ("extends" resolved) as a policy file that loads back to the same
  * policy; NULL when out of memory. */
 struct cJSON *policy_to_json(const struct policy *p);

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #define DEFAULT_FIRST_UID 60000u
@@ -100,12 +103,37 @@ int slot_try(int index, struct cell_slot *s)
     return 1;
 }
 
+/* A slot whose uid is an account's (or whose gid is a group's) is never used: that user
+ * could signal or ptrace the slot's cells, and a cell would get that group's files. Looked
+ * up once per slot and process (NSS may be slow); said once in the log. */
+static bool slot_belongs_to_account(unsigned index)
+{
+    static unsigned char known[MAX_SLOTS]; /* 0 unknown, 1 free, 2 an account's */
+    if (geteuid() != 0 || index >= MAX_SLOTS)
+        return false;
+    if (!known[index]) {
+        unsigned id = first_uid() + index;
+        const struct passwd *pw = getpwuid((uid_t)id);
+        const struct group *gr = pw ? NULL : getgrgid((gid_t)id);
+        known[index] = pw || gr ? 2 : 1;
+        if (pw || gr)
+            log_warn("slot %u skipped: its uid/gid %u belongs to %s '%s' on this host (choose "
+                     "AGENTBOX_FIRST_UID so that no account is in its range)",
+                     index, id, pw ? "account" : "group", pw ? pw->pw_name : gr->gr_name);
+    }
+    return known[index] == 2;
+}
+
 int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
 {
-    unsigned n = slot_count();
+    unsigned n = slot_count(), skipped = 0;
     /* Start at a pid-derived slot so concurrent callers rarely contend for the same lock. */
     unsigned start = (unsigned)getpid() % n;
     for (unsigned i = 0; i < n; i++) {
+        if (slot_belongs_to_account((start + i) % n)) {
+            skipped++;
+            continue;
+        }
         int r = slot_try((int)((start + i) % n), s);
         if (r < 0 && lock_dir_problem[0])
             return errf(err, errsz, "slot lock directory %s", lock_dir_problem);
@@ -114,6 +142,11 @@ int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
         if (r == 1)
             return 0;
     }
+    if (skipped)
+        return errf(err, errsz,
+                    "slot: all %u slots are in use or belong to accounts (%u: uids %u-%u "
+                    "include existing accounts or groups; see AGENTBOX_FIRST_UID)",
+                    n, skipped, first_uid(), first_uid() + n - 1);
     return errf(err, errsz, "slot: all %u slots are in use (AGENTBOX_SLOTS)", n);
 }
 

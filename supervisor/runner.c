@@ -18,6 +18,7 @@
 #include "atomicfile.h"
 #include "channel.h"
 #include "crashpoint.h"
+#include "egress.h"
 #include "json.h"
 #include "log.h"
 #include "result_report.h"
@@ -68,6 +69,8 @@ struct runner {
     size_t output_bytes, output_files;
     struct cell_record rec;
     cJSON *result;
+    struct egress *egress; /* the cell's proxy helper, NULL without egress */
+    cJSON *network;        /* its summary, once the cell is reaped */
     int exit_code;
     bool result_saved;     /* result.json is durable */
     unsigned outputs_lost; /* output files the disk refused (not the limits) */
@@ -75,6 +78,13 @@ struct runner {
     char outputs_path[4096];
     char events_path[4096];
 };
+
+/* The proxy's net_connect / net_denied, into the task's event stream. */
+static void egress_event(void *opaque, const char *type, cJSON *fields)
+{
+    struct runner *r = opaque;
+    events_emit(r->o.events, type, fields);
+}
 
 static void send_to_cell(struct runner *r, enum channel_type type, cJSON *fields)
 {
@@ -97,6 +107,7 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
                         dir, r->o.task->id);
         return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
     }
+    (void)fsync_parent_dir(dir); /* the task's directory survives a power loss with its result */
     snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
     r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
@@ -129,6 +140,14 @@ static cJSON *task_for_cell(const struct runner *r)
     cJSON_AddBoolToObject(j, "seeded", t->workspace_from != NULL);
     if (t->files)
         cJSON_AddItemToObject(j, "files", cJSON_Duplicate(t->files, 1));
+    if (r->o.egress) { /* the agent tells the model which hosts it can reach */
+        cJSON *na = cJSON_AddArrayToObject(j, "network_allow");
+        char buf[EGRESS_HOST_MAX + 16];
+        for (size_t i = 0; na && i < r->o.egress->nrules; i++) {
+            egress_rule_str(&r->o.egress->rules[i], buf, sizeof(buf));
+            cJSON_AddItemToArray(na, cJSON_CreateString(buf));
+        }
+    }
     cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
     for (size_t i = 0; i < t->noutputs; i++)
         cJSON_AddItemToArray(outs, cJSON_CreateString(t->outputs[i]));
@@ -181,11 +200,16 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
 #else
     char *const *cell_env = NULL;
 #endif
+    cleanup_free char **egress_env =
+        opts->egress ? egress_cell_env(cell_env ? cell_env : cell_default_env()) : NULL;
+    if (egress_env)
+        cell_env = egress_env;
     struct cell_config cc = {
         .policy = opts->policy,
         .seccomp = opts->seccomp,
         .limits = opts->limits,
         .network_host = opts->network_host,
+        .egress = opts->egress != NULL,
         .workspace_from = opts->task->workspace_from,
         .seed_fd = opts->seed_fd,
         .pid1 = CELL_PID1_AGENT,
@@ -203,6 +227,9 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     int rc = cell_spawn(&cc, &r->cell, cerr, sizeof(cerr));
     (void)close(sv[1]);
     r->chan = sv[0];
+    if (rc == 0 && opts->egress &&
+        egress_start(opts->egress, cell_take_proxy_fd(r->cell), &r->egress, cerr, sizeof(cerr)) < 0)
+        rc = -1;
     if (rc < 0) {
         cJSON_Delete(f);
         errf(err, errsz, "%s", cerr);
@@ -235,6 +262,8 @@ int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
         fds[n++] = (struct pollfd){.fd = r->chan, .events = POLLIN};
     if (n < max)
         fds[n++] = (struct pollfd){.fd = cell_pidfd(r->cell), .events = POLLIN};
+    if (r->egress && n < max)
+        fds[n++] = (struct pollfd){.fd = egress_fd(r->egress), .events = POLLIN};
     return n;
 }
 
@@ -802,22 +831,6 @@ static const char *decide_status(struct runner *r, const char **status, cJSON **
     return "task_failed";
 }
 
-int runner_write_result(const char *path, const cJSON *res, const char *crash_point)
-{
-    cleanup_free char *text = json_print_pretty(res);
-    if (!text) {
-        errno = ENOMEM;
-        return -1;
-    }
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line)
-        return -1;
-    text = line;
-    memcpy(text + n, "\n", 2);
-    return atomic_write_file(path, text, n + 1, 0600, crash_point);
-}
-
 /* The fields of a terminal event for a result replaced by save_result. */
 static cJSON *terminal_fields(const struct runner *r, double iters)
 {
@@ -901,6 +914,8 @@ static void build_result(struct runner *r)
         cJSON_AddNullToObject(res, "outputs_dir");
     cJSON_AddStringToObject(res, "events_file", r->events_path);
     cJSON_AddItemToObject(res, "sandbox", cell_record_to_json(&r->rec));
+    if (r->network)
+        cJSON_AddItemToObject(res, "network", cJSON_Duplicate(r->network, 1));
     cJSON *md = t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject();
     if (strcmp(status, "mock") == 0)
         cJSON_AddBoolToObject(md, "mock", true);
@@ -948,6 +963,8 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
             handle_channel(r);
         else if (fds[i].fd == cell_pidfd(r->cell) && fds[i].revents)
             pid_ready = true;
+        else if (r->egress && fds[i].fd == egress_fd(r->egress) && fds[i].revents)
+            egress_read(r->egress, egress_event, r);
     }
     double now = monotonic_s();
     if (!r->cancel_sent && now >= r->deadline) {
@@ -965,6 +982,10 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
     /* drain what the agent sent before it exited */
     if (!r->chan_closed)
         handle_channel(r);
+    if (r->egress) {
+        r->network = egress_finish(r->egress, egress_event, r);
+        r->egress = NULL;
+    }
     if (cell_reap(r->cell, &r->rec) < 0)
         log_warn("task %s: reaping the cell failed: %s", r->o.task->id, strerror(errno));
     r->reaped = true;
@@ -1000,6 +1021,9 @@ void runner_free(struct runner *r)
         r->llm_pending->r = NULL;
         broker_cancel_task(r->o.broker, r->o.task->id);
     }
+    if (r->egress)
+        cJSON_Delete(egress_finish(r->egress, NULL, NULL));
+    cJSON_Delete(r->network);
     if (r->cell) {
         if (!r->reaped) {
             (void)cell_kill(r->cell);
@@ -1024,41 +1048,4 @@ void runner_free(struct runner *r)
     cJSON_Delete(r->report);
     cJSON_Delete(r->result);
     free(r);
-}
-
-cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, double elapsed,
-                           const char *model, const char *events_file, const cJSON *metadata)
-{
-    cJSON *r = cJSON_CreateObject();
-    if (!r) {
-        cJSON_Delete(error);
-        return NULL;
-    }
-    cJSON_AddStringToObject(r, "id", id);
-    cJSON_AddStringToObject(r, "status", status);
-    cJSON_AddBoolToObject(r, "success", false);
-    cJSON_AddStringToObject(r, "output", "");
-    cJSON_AddNumberToObject(r, "execution_time", elapsed);
-    cJSON_AddItemToObject(r, "error", error ? error : cJSON_CreateNull());
-    cJSON_AddNumberToObject(r, "iterations", 0);
-    cJSON_AddStringToObject(r, "model", model ? model : "");
-    cJSON_AddArrayToObject(r, "models_tried");
-    cJSON *u = cJSON_AddObjectToObject(r, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", 0);
-    cJSON_AddNumberToObject(u, "completion_tokens", 0);
-    cJSON_AddNumberToObject(u, "total_tokens", 0);
-    cJSON_AddNumberToObject(u, "cost_usd", 0);
-    cJSON_AddArrayToObject(r, "files");
-    cJSON_AddStringToObject(r, "diff", "");
-    result_report_add_cut(r, NULL);
-    cJSON_AddNullToObject(r, "outputs_dir");
-    if (events_file)
-        cJSON_AddStringToObject(r, "events_file", events_file);
-    else
-        cJSON_AddNullToObject(r, "events_file");
-    cJSON_AddNullToObject(r, "sandbox");
-    cJSON_AddItemToObject(r, "metadata",
-                          cJSON_IsObject(metadata) ? cJSON_Duplicate(metadata, 1)
-                                                   : cJSON_CreateObject());
-    return r;
 }

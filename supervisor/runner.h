@@ -13,6 +13,7 @@
 
 #include "broker.h"
 #include "cell.h"
+#include "egress_rules.h"
 #include "events.h"
 #include "task.h"
 
@@ -29,6 +30,7 @@ struct runner_opts {
     struct policy_limits limits;      /* effective */
     bool network_host;
     int seed_fd; /* with task->workspace_from: the seed, opened by seed_open (borrowed) */
+    const struct egress_rules *egress;         /* borrowed; NULL: no egress proxy */
     const char *models[RUNNER_MODELS_MAX + 1]; /* chain, NULL-terminated; borrowed strings */
     double timeout_s;
     unsigned max_iterations;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "task_egress.h"
 #include "util.h"
 
 void taskprep_apply_limits(struct policy_limits *l, const struct task *t)
@@ -22,12 +23,27 @@ void taskprep_apply_limits(struct policy_limits *l, const struct task *t)
         l->fsize_bytes = l->disk_bytes;
 }
 
-static int load_policy(const struct task *t, struct policy **out, char *err, size_t errsz)
+int taskprep_policy_load(const struct task *t, struct policy **out, char *err, size_t errsz)
 {
     const char *name = t->policy ? t->policy : "default";
     char perr[ERR_MSG_MAX];
+    if (t->policy_inline) {
+        cleanup_free char *text = cJSON_PrintUnformatted(t->policy_inline);
+        if (!text)
+            return errf(err, errsz, "out of memory");
+        if (policy_parse(text, strlen(text), "task.policy", out, perr, sizeof(perr)) < 0)
+            return errf(err, errsz, "task.policy (inline): %s", perr);
+        return 0;
+    }
     if (policy_load(name, out, perr, sizeof(perr)) < 0)
         return errf(err, errsz, "task.policy: %s", perr);
+    return 0;
+}
+
+static int load_policy(const struct task *t, struct policy **out, char *err, size_t errsz)
+{
+    if (taskprep_policy_load(t, out, err, errsz) < 0)
+        return -1;
     if (t->network_host && !(*out)->allow_network_host) {
         errf(err, errsz, "task.network: policy '%s' does not allow network host", (*out)->name);
         policy_free(*out);
@@ -42,7 +58,13 @@ int taskprep_check(const struct task *t, char *err, size_t errsz)
     struct policy *p = NULL;
     if (load_policy(t, &p, err, errsz) < 0)
         return -1;
+    struct egress_rules *eg = malloc(sizeof(*eg));
+    bool on;
+    int r = eg ? task_egress_rules(t, p, eg, &on, err, errsz) : errf(err, errsz, "out of memory");
+    free(eg);
     policy_free(p);
+    if (r < 0)
+        return -1;
     return taskprep_check_seed(t, err, errsz);
 }
 
@@ -63,7 +85,9 @@ int taskprep_build(struct taskprep *tp, const struct task *t, const struct agent
 {
     if (load_policy(t, &tp->policy, err, errsz) < 0)
         return -1;
-    if (policy_seccomp_build(tp->policy, !t->network_host, &tp->prog, err, errsz) < 0)
+    bool egress_on = false;
+    if (task_egress_rules(t, tp->policy, &tp->egress, &egress_on, err, errsz) < 0 ||
+        policy_seccomp_build(tp->policy, !t->network_host, &tp->prog, err, errsz) < 0)
         return -1;
     const char *primary = t->model ? t->model : cfg->model;
     const char *extra[TASK_MODELS_MAX + 1] = {0};
@@ -80,6 +104,7 @@ int taskprep_build(struct taskprep *tp, const struct task *t, const struct agent
     o->seccomp = &tp->prog;
     o->limits = tp->policy->limits;
     o->network_host = t->network_host;
+    o->egress = egress_on ? &tp->egress : NULL;
     o->timeout_s = t->timeout_s > 0 ? t->timeout_s : cfg->timeout_s;
     o->max_iterations = t->max_iterations ? (unsigned)t->max_iterations : TASKPREP_DEFAULT_MAX_ITER;
     o->max_tokens_per_call = cfg->max_tokens;

@@ -21,6 +21,7 @@ struct taskprep {
     struct sock_fprog prog;
     int seed_fd; /* the task's seed opened with this process's rights (valid if have_seed) */
     bool have_seed;
+    struct egress_rules egress; /* opts.egress points here when the cell gets egress */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     /* filled except state_dir, events and broker, which belong to the caller */
     struct runner_opts opts;
@@ -33,6 +34,9 @@ struct taskprep {
 int taskprep_check(const struct task *t, char *err, size_t errsz);
 /* Only the seed part of taskprep_check (opened with this process's rights, then closed). */
 int taskprep_check_seed(const struct task *t, char *err, size_t errsz);
+/* The task's policy: task.policy_inline parsed, or task.policy (a name, or a path for the
+ * operator's own commands) loaded; "default" when neither. */
+int taskprep_policy_load(const struct task *t, struct policy **out, char *err, size_t errsz);
 /* Loads the policy, compiles its filter, resolves models (cat may be NULL), opens the seed
  * with this process's rights unless the task already holds it open (seed_fd). tp must be
  * zeroed; release with taskprep_free whether this succeeds or not. tp must not move while

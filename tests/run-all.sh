@@ -4,7 +4,8 @@
 # 2. the Python suites that drive the real binary (tests/*/test_*.py), each as the calling
 #    user and, when that is root, again as an unprivileged user (escape and usability suites);
 # 3. the integration suites once more against the sanitizer binary;
-# 4. the exec, escape, run, serve, batch and deploy suites in a cgroup v2-only VM (tests/vm/run-v2.sh).
+# 4. the exec, escape, run, serve, batch and deploy suites in a cgroup v2-only VM (tests/vm/run-v2.sh);
+# 5. deploy/'s units under a real systemd as pid 1, in a VM (tests/vm/run-systemd.sh).
 # Ends with one tally line: "check: N passed, N failed, N skipped".
 set -u
 cd "$(dirname "$0")/.."
@@ -69,6 +70,9 @@ done
 # Six of the suites again on a cgroup v2-only kernel, in a VM (this host is v1).
 run "cgroup v2 (exec, escape, run, serve, batch, deploy suites in a VM)" env AGENTBOX="$AGENTBOX" BUILD="$BUILD" \
   PYTHON="$PYTHON" bash tests/vm/run-v2.sh
+# deploy/agentbox.service and agentbox.socket under systemd as init (this host has none).
+run "systemd (deploy units under systemd as pid 1, in a VM)" env AGENTBOX="$AGENTBOX" BUILD="$BUILD" \
+  PYTHON="$PYTHON" bash tests/vm/run-systemd.sh
 
 echo "check: $tot_p passed, $tot_f failed, $tot_s skipped"
 [ "$tot_f" -eq 0 ]

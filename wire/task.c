@@ -14,6 +14,7 @@
 
 #include "json.h"
 #include "policy.h"
+#include "task_egress.h"
 #include "util.h"
 
 #define TASK_PATH_MAX 1024
@@ -128,7 +129,7 @@ static int parse_limits(const cJSON *json, struct task *t, char *err, size_t err
     if ((t->limits_set & LIMIT_SET_DISK) && t->disk_bytes < POLICY_MIN_DISK_BYTES)
         return errf(err, errsz, "task.limits.disk: below the working minimum of 4K");
     if ((t->limits_set & LIMIT_SET_MEMORY) && t->memory_bytes < POLICY_MIN_MEMORY_BYTES)
-        return errf(err, errsz, "task.limits.memory: below the working minimum of 4M");
+        return errf(err, errsz, "task.limits.memory: below the working minimum of 8M");
     if ((t->limits_set & LIMIT_SET_PIDS) && t->pids < POLICY_MIN_PIDS)
         return errf(err, errsz, "task.limits.pids: below the working minimum of 2");
     return 0;
@@ -259,14 +260,26 @@ static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
     if (json_get_number(json, "task", "timeout_s", 0.001, 366.0 * 86400, &t->timeout_s, err,
                         errsz) < 0)
         return -1;
-    if (dup_string(json, "policy", &t->policy, 4096, err, errsz) < 0)
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(json, "policy");
+    if (cJSON_IsObject(pol)) {
+        t->policy_inline = cJSON_Duplicate(pol, 1);
+        if (!t->policy_inline)
+            return errf(err, errsz, "out of memory");
+    } else if (dup_string(json, "policy", &t->policy, 4096, err, errsz) < 0) {
         return -1;
+    }
     const char *net = NULL;
-    if (json_get_string(json, "task", "network", &net, err, errsz) < 0)
+    const cJSON *netj = cJSON_GetObjectItemCaseSensitive(json, "network");
+    if (cJSON_IsObject(netj)) {
+        if (task_egress_parse(netj, t, err, errsz) < 0)
+            return -1;
+    } else if (json_get_string(json, "task", "network", &net, err, errsz) < 0)
         return -1;
     if (net) {
         if (strcmp(net, "none") && strcmp(net, "host"))
-            return errf(err, errsz, "task.network: expected \"none\" or \"host\"");
+            return errf(err, errsz,
+                        "task.network: expected \"none\", \"host\" or "
+                        "{\"allow\": [HOST[:PORT], ...]}");
         t->network_host = strcmp(net, "host") == 0;
         t->network_set = true;
     }
@@ -329,10 +342,12 @@ void task_free(struct task *t)
     for (size_t i = 0; i < t->nfallback; i++)
         free(t->fallback_models[i]);
     free(t->policy);
+    cJSON_Delete(t->policy_inline);
     free(t->workspace_from);
     cJSON_Delete(t->files);
     for (size_t i = 0; i < t->noutputs; i++)
         free(t->outputs[i]);
     cJSON_Delete(t->metadata);
+    cJSON_Delete(t->egress);
     memset(t, 0, sizeof(*t));
 }

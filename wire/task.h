@@ -27,9 +27,12 @@ struct task {
     size_t nfallback;
     uint64_t max_iterations; /* 0: default */
     double timeout_s;        /* 0: default */
-    char *policy;            /* NULL: "default" */
+    char *policy;            /* NULL: "default" (or policy_inline) */
+    cJSON *policy_inline;    /* "policy": {...}: a whole policy object, validated on use */
     bool network_host;
     bool network_set;
+    cJSON *egress;       /* task.network as an object ({"allow", "resolve", caps}; task_egress.c);
+                            NULL when network is a string or absent */
     unsigned limits_set; /* LIMIT_SET_* (policy.h): the limits the task set itself */
     uint64_t disk_bytes, inodes, memory_bytes, pids;
     double cpu_s;

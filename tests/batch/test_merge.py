@@ -6,7 +6,7 @@ import os
 import subprocess
 import xml.etree.ElementTree as ET
 
-from batchtest_util import AGENTBOX, BatchTestCase, task
+from batchtest_util import AGENTBOX, BatchTestCase, derived_id, task
 
 
 def result(tid, status="succeeded", **extra):
@@ -90,6 +90,17 @@ class Merge(BatchTestCase):
         self.assertIsNone(fails["a"])
         self.assertEqual(fails["b"].get("type"), "missing")
         self.assertEqual(fails["d"].get("type"), "missing")
+
+    def test_tasks_file_needs_only_ids_and_derives_them_as_batch_does(self):
+        # merged on another machine: the tasks' workspace directories need not exist here
+        anon = json.dumps(task(prompt="no id here"))
+        tasks = self.batch_file([task("far", workspace={"from_dir": "/nonexistent/checkout"}),
+                                 anon, anon])
+        self.write("s0.jsonl", result("far") + "\n")
+        m = self.merge("s0.jsonl", "--tasks", tasks, "--out", "all.jsonl")
+        self.assertEqual(m.returncode, 1, m.stderr)
+        d = derived_id(anon)
+        self.assertIn(f"2 tasks have no result in any input: {d} {d}-2", m.stderr)
 
     def test_a_result_that_is_not_a_task_of_the_file_is_refused(self):
         tasks = self.batch_file([task("a")])

@@ -2,8 +2,9 @@
 started here as root on 127.0.0.1 with their configuration, state and sockets in a temporary
 directory) runs deploy/slurm/agentbox-array.sbatch as shipped as a four-task job array against
 the fake OpenRouter on loopback, then `agentbox batch merge` joins the four shards. Every
-daemon is this test's child and is ended by its pid; anything they left (slurmstepd) is found
-by a marker in its environment and ended by pid too. Skips with one line when not root or
+daemon is this test's child and is ended by its pid; anything they left (a slurmstepd) is
+found by its working directory or open files in the cluster's directory, or a marker in its
+environment, and ended by pid too (and fails the suite). Skips with one line when not root or
 Slurm/munge are not installed (make deps installs them)."""
 import json
 import os
@@ -77,8 +78,9 @@ class SlurmCluster:
 
     def spawn(self, name, argv):
         with self.log(name) as log:
+            # cwd: slurmstepd inherits slurmd's, which is how stop() knows it for ours
             p = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, cwd=self.tmp)
         self.procs.append((name, p))
         return p
 
@@ -141,10 +143,25 @@ PartitionName=agentbox Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         except OSError:
             return ""
 
+    def steps(self):
+        found = []
+        for pid in our_pids(self.tmp):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "slurmstepd":
+                        found.append(pid)
+            except OSError:
+                pass
+        return found
+
     def stop(self):
-        """SIGTERM to each daemon (slurmd and slurmctld first), SIGKILL after 30 s; then
-        whatever carries this cluster's marker (slurmstepd, a job's leftovers) is killed.
-        Returns the names of processes that had to be killed that way."""
+        """Waits (up to 30 s) for the job steps' slurmstepd to finish their clean-up, then
+        SIGTERM to each daemon (slurmd and slurmctld first), SIGKILL after 30 s; then whatever
+        is still this cluster's (a job's leftovers) is killed. Returns the names of processes
+        that had to be killed that way."""
+        deadline = time.monotonic() + 30
+        while self.steps() and time.monotonic() < deadline:
+            time.sleep(0.1)
         for name, p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -154,7 +171,7 @@ PartitionName=agentbox Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
                     p.kill()
                     p.wait()
         left = []
-        for pid in marked_pids(self.tmp):
+        for pid in our_pids(self.tmp):
             try:
                 with open(f"/proc/{pid}/comm") as f:
                     left.append(f.read().strip())
@@ -164,7 +181,10 @@ PartitionName=agentbox Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         return left
 
 
-def marked_pids(tmp):
+def our_pids(tmp):
+    """Processes of this cluster: the marker in their environment (the daemons and what they
+    start with it), or, for slurmstepd, which starts with a clean environment, a working
+    directory or an open file below the cluster's directory."""
     want = f"{MARKER}={tmp}".encode()
     pids = []
     for d in os.listdir("/proc"):
@@ -172,8 +192,17 @@ def marked_pids(tmp):
             continue
         try:
             with open(f"/proc/{d}/environ", "rb") as f:
-                if want in f.read().split(b"\0"):
-                    pids.append(int(d))
+                mine = want in f.read().split(b"\0")
+            if not mine:
+                links = [os.readlink(f"/proc/{d}/cwd")]
+                for fd in os.listdir(f"/proc/{d}/fd"):
+                    try:
+                        links.append(os.readlink(f"/proc/{d}/fd/{fd}"))
+                    except OSError:
+                        pass
+                mine = any(link == tmp or link.startswith(tmp + "/") for link in links)
+            if mine:
+                pids.append(int(d))
         except OSError:
             pass
     return pids

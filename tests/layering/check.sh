@@ -18,10 +18,11 @@ declare -A may=(
   [agent/tools]="common agent/tools"
   [agent]="common sandbox wire agent/tools agent"
   [llm]="common llm"
-  [supervisor]="common sandbox wire agent/tools llm supervisor"
+  [egress]="common egress"
+  [supervisor]="common sandbox wire agent/tools llm egress supervisor"
   [batch]="common sandbox wire batch"
 )
-all="common sandbox wire agent/tools agent llm supervisor batch daemon cli"
+all="common sandbox wire agent/tools agent llm egress supervisor batch daemon cli"
 
 objs_of() { # the objects directly in folder $1 (not its subfolders)
   find "$build/$1" -maxdepth 1 -name '*.o' 2>/dev/null | sort

@@ -11,8 +11,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "clients", "python"))
 from agentbox_client import (AgentboxClient, AgentboxConnectionError,  # noqa: E402
-                             AgentboxProtocolError, AgentboxServerError, Forbidden, QueueFull,
-                             ShuttingDown)
+                             AgentboxProtocolError, AgentboxServerError, Forbidden, NoSpace,
+                             QueueFull, ShuttingDown)
 
 
 class Misbehaving(unittest.IsolatedAsyncioTestCase):
@@ -80,7 +80,7 @@ class Misbehaving(unittest.IsolatedAsyncioTestCase):
 
     async def test_error_codes_map_to_classes(self):
         for code, cls in (("forbidden", Forbidden), ("queue_full", QueueFull),
-                          ("shutting_down", ShuttingDown)):
+                          ("shutting_down", ShuttingDown), ("no_space", NoSpace)):
             self.answer = b'{"ok":false,"error":{"code":"%s","message":"m"}}\n' % code.encode()
             with self.assertRaises(cls) as cm:
                 await self.c.submit({"prompt": "p"})

@@ -363,5 +363,34 @@ class Replay(RunTestCase):
         self.assertIn("task.limits.disk", run.stderr)
 
 
+class RateLimitShown(RunTestCase):
+    def test_a_wait_for_the_rate_limit_is_a_progress_line(self):
+        import pty
+        marker = self.serve([{"tool_calls": [bash("true")]}, {"tool_calls": [finish("ok")]}])
+        env = self.env(OPENHANDS_RATE_LIMIT_RPM="30", OPENHANDS_RATE_LIMIT_BURST="1")
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run([AGENTBOX, "run", f"{marker} go"], env=env, stdout=subprocess.PIPE,
+                               stderr=slave, timeout=120)
+            os.close(slave)
+            slave = -1
+            chunks = []
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            if slave >= 0:
+                os.close(slave)
+            os.close(master)
+        text = b"".join(chunks).decode(errors="replace")
+        self.assertEqual(p.returncode, 0, text)
+        self.assertRegex(text, r"agentbox: waiting for the rate limit of test/primary: [12] seconds?")
+
+
 if __name__ == "__main__":
     unittest.main()

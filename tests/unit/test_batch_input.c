@@ -104,6 +104,29 @@ static void test_duplicate_ids_refused(void **state)
     batch_input_free(&in);
 }
 
+static void test_ids_only_skips_field_checks_but_not_ids(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"id\":\"a\",\"prompt\":\"x\",\"workspace\":{\"from_dir\":\"/nonexistent\"}}\n"
+        "{\"prompt\":\"same\"}\n{\"prompt\":\"same\"}\n{\"id\":\"../x\"}\n{\"id\":\"a\"}\n";
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    assert_non_null(f);
+    struct batch_input in;
+    char err[512];
+    assert_int_equal(batch_input_read_ids(f, "mem", &in, err, sizeof(err)), 0);
+    fclose(f);
+    assert_int_equal(in.n, 4); /* a, the two derived ids, and the duplicate a */
+    assert_string_equal(in.items[0].task.id, "a");
+    assert_null(in.items[0].task.workspace_from);
+    assert_int_equal(strncmp(in.items[1].task.id, "task-", 5), 0);
+    assert_non_null(strstr(in.items[2].task.id, "-2"));
+    assert_int_equal(in.nerrors_all, 2); /* the invalid id (line 4), the duplicate (line 5) */
+    assert_int_equal(in.errors[0].line, 4);
+    assert_int_equal(in.errors[1].line, 5);
+    batch_input_free(&in);
+}
+
 static void test_shard_hash_vectors(void **state)
 {
     (void)state;
@@ -248,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_bad_lines_are_all_reported_with_numbers),
         cmocka_unit_test(test_derived_ids_are_content_hashes),
         cmocka_unit_test(test_duplicate_ids_refused),
+        cmocka_unit_test(test_ids_only_skips_field_checks_but_not_ids),
         cmocka_unit_test(test_shard_hash_vectors),
         cmocka_unit_test(test_shard_parse),
         cmocka_unit_test(test_exit_code_precedence),

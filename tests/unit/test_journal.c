@@ -58,7 +58,7 @@ static void test_reopen_knows_every_task(void **state)
     const char *ids[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++) {
         cJSON *t = task(ids[i]);
-        assert_int_equal(journal_submitted(&j, ids[i], t, 100 + i), 0);
+        assert_int_equal(journal_submitted(&j, ids[i], t, 100 + i, 1000), 0);
         cJSON_Delete(t);
     }
     assert_int_equal(journal_started(&j, "a", 200), 0);
@@ -88,7 +88,7 @@ static void test_reopen_knows_every_task(void **state)
     journal_entries_free(e, n);
     /* an id used again after it was forgotten */
     cJSON *t = task("c");
-    assert_int_equal(journal_submitted(&j, "c", t, 400), 0);
+    assert_int_equal(journal_submitted(&j, "c", t, 400, -1), 0);
     cJSON_Delete(t);
     journal_close(&j);
     assert_int_equal(journal_open(&j, dir, &e, &n, err, sizeof(err)), 0);
@@ -127,7 +127,7 @@ static void test_a_refused_record_leaves_nothing(void **state)
     assert_int_equal(journal_open(&j, dir, &e, &n, err, sizeof(err)), 0);
     journal_entries_free(e, n);
     cJSON *t = task("a");
-    assert_int_equal(journal_submitted(&j, "a", t, 1), 0);
+    assert_int_equal(journal_submitted(&j, "a", t, 1, 0), 0);
     cJSON_Delete(t);
     off_t good = journal_size();
     /* the disk takes 20 more bytes, then refuses (as a full one would, half-way) */
@@ -137,7 +137,7 @@ static void test_a_refused_record_leaves_nothing(void **state)
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
     t = task("refused");
-    int rc = journal_submitted(&j, "refused", t, 2);
+    int rc = journal_submitted(&j, "refused", t, 2, 0);
     cJSON_Delete(t);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, prev);
@@ -145,7 +145,7 @@ static void test_a_refused_record_leaves_nothing(void **state)
     assert_int_equal(journal_size(), good); /* cut back: no half record */
     /* room again: the next record stands on its own line */
     t = task("b");
-    assert_int_equal(journal_submitted(&j, "b", t, 3), 0);
+    assert_int_equal(journal_submitted(&j, "b", t, 3, 0), 0);
     cJSON_Delete(t);
     journal_close(&j);
     assert_int_equal(journal_open(&j, dir, &e, &n, err, sizeof(err)), 0);

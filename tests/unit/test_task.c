@@ -38,7 +38,7 @@ static void test_full_task(void **state)
     const char *text =
         "{\"id\":\"t-1\",\"prompt\":\"p\",\"model\":\"m\",\"fallback_models\":[\"a\",\"b\"],"
         "\"max_iterations\":7,\"timeout_s\":12.5,\"policy\":\"strict\",\"network\":\"none\","
-        "\"limits\":{\"disk\":\"64M\",\"inodes\":100,\"memory\":4194304,\"pids\":10,"
+        "\"limits\":{\"disk\":\"64M\",\"inodes\":100,\"memory\":8388608,\"pids\":10,"
         "\"cpu_s\":3},\"workspace\":{\"from_dir\":\"/tmp\",\"files\":{\"a/b.txt\":\"x\"}},"
         "\"outputs\":[\"*.txt\"],\"budget\":{\"max_cost_usd\":0.5,\"max_tokens\":1000},"
         "\"metadata\":{\"k\":1}}";
@@ -47,7 +47,7 @@ static void test_full_task(void **state)
     assert_int_equal(t.nfallback, 2);
     assert_int_equal(t.max_iterations, 7);
     assert_int_equal(t.disk_bytes, 64u << 20);
-    assert_int_equal(t.memory_bytes, 4194304);
+    assert_int_equal(t.memory_bytes, 8388608);
     assert_int_equal(t.limits_set, LIMIT_SET_DISK | LIMIT_SET_INODES | LIMIT_SET_MEMORY |
                                        LIMIT_SET_PIDS | LIMIT_SET_CPU);
     assert_string_equal(t.workspace_from, "/tmp");

@@ -68,8 +68,8 @@ static void test_option_messages_share_one_wording(void **state)
     assert_true(d == 0);
     assert_int_equal(opt_seconds("--timeout", "0", 0, &d, err, sizeof(err)), -1);
     assert_string_equal(err, "--timeout: expected more than 0 seconds, got '0'");
-    assert_int_equal(opt_size("--memory", "1", 4u << 20, &u, err, sizeof(err)), -1);
-    assert_string_equal(err, "--memory: 1 is below the working minimum of 4M");
+    assert_int_equal(opt_size("--memory", "1", 8u << 20, &u, err, sizeof(err)), -1);
+    assert_string_equal(err, "--memory: 1 is below the working minimum of 8M");
     assert_int_equal(opt_size("--memory", "lots", 0, &u, err, sizeof(err)), -1);
     assert_string_equal(
         err, "--memory: expected a size (like 512M; K, M, G are powers of 1024), got 'lots'");

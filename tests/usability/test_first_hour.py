@@ -17,6 +17,7 @@ DEMO = os.path.join(ROOT, "examples", "demo")
 
 
 class FirstHour(unittest.TestCase):
+    """The harness: a temp dir, the environment, the binary and the demo task."""
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="agentbox-first-hour-")
         os.chmod(self.tmp, 0o755)
@@ -38,6 +39,10 @@ class FirstHour(unittest.TestCase):
     def demo_run(self, *args, **kw):
         return self.agentbox("run", "--quiet", "--task-file", os.path.join(DEMO, "task.json"),
                              "--replay", os.path.join(DEMO, "replay.json"), *args, **kw)
+
+
+class Output(FirstHour):
+    """What the README's commands write, for people and for jq."""
 
     def test_result_json_is_indented_with_two_spaces(self):
         r = self.demo_run()
@@ -80,7 +85,8 @@ class FirstHour(unittest.TestCase):
     def test_make_demo_stdout_is_the_result_alone(self):
         env = self.env()
         env["OPENHANDS_WORKSPACE_ROOT"] = os.path.join(self.tmp, "demo-state")
-        env.pop("OPENROUTER_API_KEY", None)
+        for k in ("OPENROUTER_API_KEY", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # not the outer make's
+            env.pop(k, None)
         r = subprocess.run(["make", "-s", "--no-print-directory", "-C", ROOT, "demo"], env=env,
                            capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -99,8 +105,8 @@ class Messages(FirstHour):
     """Refusals a newcomer meets: each says what was wrong, in one wording, exit 2."""
 
     def test_sizes_below_the_working_minimum_are_usage_errors(self):
-        for args, needle in ((["--memory", "1"], "--memory: 1 is below the working minimum of 4M"),
-                             (["--memory", "100K"], "below the working minimum of 4M"),
+        for args, needle in ((["--memory", "1"], "--memory: 1 is below the working minimum of 8M"),
+                             (["--memory", "100K"], "below the working minimum of 8M"),
                              (["--pids", "1"], "--pids: expected a whole number from 2 to"),
                              (["--disk", "1"], "--disk: 1 is below the working minimum of 4K")):
             r = self.agentbox("exec", *args, "--", "echo", "RAN")
@@ -109,8 +115,8 @@ class Messages(FirstHour):
             self.assertNotIn("RAN", r.stdout)
         r = self.agentbox("run", "--memory", "1", "hi")
         self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn("--memory: 1 is below the working minimum of 4M", r.stderr)
-        r = self.demo_run("--memory", "4M")  # the minimum itself is accepted
+        self.assertIn("--memory: 1 is below the working minimum of 8M", r.stderr)
+        r = self.demo_run("--memory", "8M")  # the minimum itself is accepted
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_number_errors_share_one_wording_without_exponents(self):
@@ -219,6 +225,34 @@ class Identity(FirstHour):
         self.assertNotEqual(r.returncode, 0)  # read-only
         self.assertEqual(r.stdout.split(), ["root:0", "agent:1000", "nobody:65534"])
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                         "needs root and unshare(1) for a private /etc")
+    def test_identity_survives_the_host_rewriting_passwd(self):
+        # useradd and passwd replace /etc/passwd by rename; a cell starting meanwhile must
+        # not fail. The renames happen in a private mount namespace on a copy of /etc.
+        etc = os.path.join(self.tmp, "etc")
+        shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True,
+                        ignore=lambda d, names: [n for n in names
+                                                 if not os.path.isfile(os.path.join(d, n))
+                                                 and not os.path.isdir(os.path.join(d, n))])
+        script = """
+mount --bind "$1" /etc || exit 3
+python3 -c 'import os, shutil
+while True:
+    shutil.copyfile("/etc/passwd", "/etc/passwd.tmp"); os.rename("/etc/passwd.tmp", "/etc/passwd")' &
+loop=$!
+trap 'kill $loop' EXIT
+fails=0
+for i in $(seq 150); do "$2" exec -- true 2>>"$3" || fails=$((fails+1)); done
+echo "fails=$fails"
+"""
+        errs = os.path.join(self.tmp, "errs")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                            etc, AGENTBOX, errs], env=self.env(), capture_output=True, text=True,
+                           timeout=600)
+        with open(errs) as f:
+            self.assertEqual(r.stdout.strip(), "fails=0", f.read()[-2000:] + r.stderr)
+
     def test_a_mistyped_model_draws_a_warning(self):
         r = self.demo_run("--model", "gemini-flsh")
         self.assertIn("model 'gemini-flsh' is neither a preset (agentbox models lists them) nor "
@@ -230,7 +264,8 @@ class Identity(FirstHour):
 
 # Built from pieces so that this file does not match itself.
 CITATIONS = re.compile("|".join([r"\b" + "SPEC" + r"\.md", r"\b" + "DESIGN" + r"\.md", r"\b" + "STYLE" + r"\.md",
-                                 r"\bthe " + "seed's", r"\bthe " + "seed orchestrator",
+                                 r"\bthe " + r"seed's (names|defaults|design|summary|orchestrator|interface)",
+                                 r"\bthe " + "seed orchestrator",
                                  r"\b[Ii]" + r"ssue #?\d+"]))
 
 
@@ -260,6 +295,26 @@ class NoInternalReferences(FirstHour):
             outputs.append(self.agentbox(cmd, "--help").stdout)
         for text in outputs:
             self.assertIsNone(CITATIONS.search(text), text)
+
+
+class OneDefaultSocket(FirstHour):
+    def test_every_part_names_the_same_default_socket(self):
+        default = "/run/agentbox-api/agentbox.sock"
+        env = {k: v for k, v in self.env().items() if k != "AGENTBOX_SOCKET"}
+        r = subprocess.run([AGENTBOX, "health"], env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:  # no server here: the message names where it looked
+            self.assertIn(f"server at {default}", r.stderr)
+        self.assertIn(default, self.agentbox("serve", "--help").stdout)
+        self.assertIn(default, self.agentbox("wait", "--help").stdout)
+        with open(os.path.join(ROOT, "clients", "python", "agentbox_client", "client.py")) as f:
+            self.assertIn(f'DEFAULT_SOCKET = "{default}"', f.read())
+        with open(os.path.join(ROOT, "deploy", "agentbox.socket")) as f:
+            self.assertIn(f"ListenStream={default}", f.read())
+        for doc in ("docs/protocol.md", "docs/deploy.md", "docs/configuration.md",
+                    "clients/python/README.md"):
+            with open(os.path.join(ROOT, doc)) as f:
+                socks = set(re.findall(r"/run/[\w./-]+\.sock", f.read()))
+            self.assertEqual(socks, {default}, doc)
 
 
 class WaitTimeout(FirstHour):

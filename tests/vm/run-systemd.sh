@@ -11,10 +11,10 @@
 # one line and counts one skip.
 #
 # env: AGENTBOX (binary under test), BUILD (kernel cache: $BUILD/vm), PYTHON, VM_TIMEOUT
-# (seconds, default 900).
+# (seconds, default 600).
 set -u
 cd "$(dirname "$0")/../.."
-: "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=900}"
+: "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=600}"
 label=systemd
 
 skip() {
@@ -58,7 +58,7 @@ exec >/mnt/job.log 2>&1
 echo "vm: systemd \$(systemctl --version | head -1) is pid 1 (\$(cat /proc/1/comm)); cgroup2 controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
 cd /mnt/src && [ -f tests/pyrun.py ] || { echo "vm: the checkout is not at /mnt/src in the guest"; systemctl --no-block poweroff; exit 1; }
 export AGENTBOX=/mnt/agentbox AGENTBOX_DATA_DIR=/mnt/src HOME=/root AGENTBOX_IN_VM=1 AGENTBOX_SYSTEMD_VM=1
-$PYTHON tests/pyrun.py tests/vm/systemd/ $label-vm
+"$PYTHON" tests/pyrun.py tests/vm/systemd/ $label-vm
 echo "vm: job exit \$?"
 systemctl --no-block poweroff
 EOF

@@ -4,10 +4,10 @@
 # (software emulation, no KVM needed) with this machine's root shared read-only over 9p, a
 # cgroup2-only /sys/fs/cgroup and a tmpfs /tmp, and runs the suites there as root against this
 # checkout's binary; the checkout is shared on its own (read-only, at /mnt/src in the guest),
-# so a clone anywhere (below /tmp, in a path with spaces) works. Prints each suite's tally and one closing line "cgroupv2: N passed, N
-# failed, N skipped" (run-all.sh adds it up). Without qemu, busybox-static or cpio (make deps
-# installs them), or when Debian's kernel package cannot be fetched, it says why and counts one
-# skip.
+# so a clone anywhere (below /tmp, in a path with spaces) works. Prints each suite's tally and
+# one closing line "cgroupv2: N passed, N failed, N skipped" (run-all.sh adds it up). Without
+# qemu, busybox-static or cpio (make deps installs them), or when Debian's kernel package
+# cannot be fetched, it says why and counts one skip.
 #
 # env: AGENTBOX (binary under test), BUILD (kernel and initramfs cache: $BUILD/vm), PYTHON,
 # HELPERS_DIR, VM_TIMEOUT (seconds, default 1200).

@@ -55,6 +55,9 @@ class UnknownOp(AgentboxServerError):
 
 
 class NotFound(AgentboxServerError):
+    """No such task for this caller: never submitted, forgotten by retention, or another
+    uid's task (a task belongs to the uid that submitted it; only root, the server's uid
+    and --admin-gid members see every task)."""
     code = "not_found"
 
 

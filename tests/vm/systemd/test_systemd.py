@@ -189,7 +189,7 @@ class Systemd(unittest.TestCase):
         r = ask({"op": "wait", "id": tid, "timeout_s": 120}, timeout=150)["result"]
         self.assertEqual(r["status"], "succeeded", r)
         self.assertEqual(r["sandbox"]["cgroup"], "v2")
-        for need in ("memory", "pids", "seccomp"):
+        for need in ("memory", "pids", "seccomp", "landlock"):
             self.assertIn(need, r["sandbox"]["enforced"], r["sandbox"])
         self.assertFalse(os.path.exists(cells[0]), "the cell's cgroup outlived it")
         # inside a cell of the hardened service: no_new_privs, seccomp, no capability, a
@@ -202,6 +202,8 @@ class Systemd(unittest.TestCase):
         self.assertIn("NoNewPrivs:\\t1", text)
         self.assertIn("Seccomp:\\t2", text)
         self.assertIn("CapEff:\\t0000000000000000", text)
+        self.assertRegex(text, r"touch: cannot touch '/usr/x': (Read-only file system|Permission denied)")
+        self.assertRegex(text, r"/etc/agentbox/(y|agentbox.conf): (Permission denied|No such file)")
         self.assertNotIn(self.key, text)
         self.assertNotIn(self.key, json.dumps(r))
 
