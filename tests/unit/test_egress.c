@@ -1,5 +1,5 @@
 /* Unit tests for the egress allow-list, pins, refused address classes, ceilings
- * (common/egress_rules.c) and the proxy's preamble parser (executor/egress_http.c). */
+ * (common/egress_rules.c) and the proxy's preamble parser (egress/egress_http.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
