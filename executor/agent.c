@@ -28,6 +28,7 @@
 #include "task.h"
 #include "tools.h"
 #include "util.h"
+#include "git_patch.h"
 #include "workspace_diff.h"
 
 #define AGENT_TASK_WAIT_MS       30000
@@ -598,6 +599,9 @@ static void send_result(struct agent *a, const char *seed)
         diff)
         cJSON_AddStringToObject(h, "diff", diff);
     send_outputs(a);
+    const cJSON *commit = cJSON_GetObjectItemCaseSensitive(a->task, "git_commit");
+    if (cJSON_IsString(commit))
+        (void)git_patch_send(a->chan, commit->valuestring);
     (void)channel_send_type(a->chan, "result", h, NULL, 0);
 }
 

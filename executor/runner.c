@@ -18,6 +18,8 @@
 #include "channel.h"
 #include "json.h"
 #include "log.h"
+#include "runner_post.h"
+#include "utf8.h"
 #include "util.h"
 
 #define RUNNER_OVERHEAD_SAMPLES 4096
@@ -66,6 +68,7 @@ struct runner {
     int exit_code;
     char outputs_path[4096];
     char events_path[4096];
+    struct runner_post post; /* git workspace, patch, verify */
 };
 
 static void send_to_cell(struct runner *r, const char *type, cJSON *fields)
@@ -119,6 +122,7 @@ static cJSON *task_for_cell(const struct runner *r)
     cJSON_AddBoolToObject(j, "native_tools", r->o.native_tools);
     cJSON_AddNumberToObject(j, "context_tokens", (double)r->o.context_tokens);
     cJSON_AddBoolToObject(j, "seeded", t->workspace_from != NULL);
+    post_task_fields(&r->post, j);
     if (t->files)
         cJSON_AddItemToObject(j, "files", cJSON_Duplicate(t->files, 1));
     cJSON *outs = cJSON_AddArrayToObject(j, "outputs");
@@ -152,6 +156,11 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     cJSON *q = cJSON_CreateObject();
     cJSON_AddNumberToObject(q, "queued_at", opts->queued_at > 0 ? opts->queued_at : r->start_wall);
     events_emit(r->o.events, "task_queued", q);
+    if (post_prepare(&r->post, opts->task, r->o.events, err, errsz) < 0) {
+        cJSON_Delete(f);
+        runner_free(r);
+        return -1;
+    }
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -178,7 +187,7 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         .seccomp = opts->seccomp,
         .limits = opts->limits,
         .network_host = opts->network_host,
-        .workspace_from = opts->task->workspace_from,
+        .workspace_from = post_seed(&r->post),
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
         .envp = cell_env,
@@ -220,8 +229,11 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
 int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
 {
     int n = 0;
-    if (r->reaped)
-        return 0;
+    if (r->reaped) {
+        if (post_poll_fd(&r->post) >= 0 && max > 0)
+            fds[n++] = (struct pollfd){.fd = post_poll_fd(&r->post), .events = POLLIN};
+        return n;
+    }
     if (!r->chan_closed && n < max)
         fds[n++] = (struct pollfd){.fd = r->chan, .events = POLLIN};
     if (n < max)
@@ -232,7 +244,9 @@ int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
 double runner_next_wakeup(const struct runner *r)
 {
     /* once the kill is sent only the pidfd matters: a past time here would spin a loop */
-    if (r->reaped || r->kill_sent)
+    if (r->reaped)
+        return post_wakeup(&r->post);
+    if (r->kill_sent)
         return 0;
     return r->cancel_sent ? r->kill_at : r->deadline;
 }
@@ -254,6 +268,10 @@ static void wrap_up(struct runner *r, const char *reason)
 
 void runner_cancel(struct runner *r)
 {
+    if (r->reaped && post_verifying(&r->post)) {
+        r->cancelled = true;
+        post_kill(&r->post);
+    }
     if (r->reaped || r->timed_out)
         return;
     r->cancelled = true;
@@ -620,6 +638,8 @@ static void handle_channel(struct runner *r)
             handle_output(r, &m);
         else if (strcmp(m.type, "result") == 0)
             handle_report(r, m.header);
+        else if (strcmp(m.type, "patch") == 0)
+            post_on_patch(&r->post, &m);
         else
             log_debug("task %s: unknown message from the cell", r->o.task->id);
         channel_msg_clear(&m);
@@ -764,6 +784,7 @@ static void build_result(struct runner *r)
     const char *status = "failed";
     cJSON *error = NULL;
     const char *terminal = decide_status(r, &status, &error);
+    post_decide(&r->post, &status, &terminal, &error);
     cJSON *res = cJSON_CreateObject();
     cJSON_AddStringToObject(res, "id", t->id);
     cJSON_AddStringToObject(res, "status", status);
@@ -784,13 +805,16 @@ static void build_result(struct runner *r)
     cJSON_AddNumberToObject(usage, "cost_usd", r->cost_usd);
     cJSON_AddItemToObject(res, "files", checked_files(r->report));
     const char *diff = r->report ? report_string(r->report, "diff", CELL_DIFF_MAX_BYTES) : NULL;
-    cJSON_AddStringToObject(res, "diff", diff ? diff : "");
+    /* diff prints a binary file it took for text as is: JSON needs valid UTF-8 */
+    cleanup_free char *diff_text = diff ? utf8_sanitize(diff, strlen(diff), NULL) : NULL;
+    cJSON_AddStringToObject(res, "diff", diff_text ? diff_text : "");
     if (r->output_files)
         cJSON_AddStringToObject(res, "outputs_dir", r->outputs_path);
     else
         cJSON_AddNullToObject(res, "outputs_dir");
     cJSON_AddStringToObject(res, "events_file", r->events_path);
     cJSON_AddItemToObject(res, "sandbox", cell_record_to_json(&r->rec));
+    post_result(&r->post, res, r->o.state_dir);
     cJSON *md = t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject();
     if (strcmp(status, "mock") == 0)
         cJSON_AddBoolToObject(md, "mock", true);
@@ -833,8 +857,11 @@ static void build_result(struct runner *r)
 
 void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
 {
-    if (r->reaped)
+    if (r->reaped) {
+        if (post_verifying(&r->post) && post_step(&r->post, r->o.events))
+            build_result(r);
         return;
+    }
     bool pid_ready = false;
     for (int i = 0; i < nfds; i++) {
         if (fds[i].fd == r->chan && fds[i].revents)
@@ -861,12 +888,17 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
     if (cell_reap(r->cell, &r->rec) < 0)
         log_warn("task %s: reaping the cell failed: %s", r->o.task->id, strerror(errno));
     r->reaped = true;
-    build_result(r);
+    const char *end = r->report ? report_string(r->report, "end", 64) : NULL;
+    bool finished =
+        end && strcmp(end, "finished") == 0 && !r->timed_out && !r->cancelled && !r->mock_used;
+    if (!post_start_verify(&r->post, finished, r->o.policy, r->o.seccomp, &r->o.limits,
+                           r->o.state_dir, r->o.events))
+        build_result(r);
 }
 
 bool runner_done(const struct runner *r)
 {
-    return r->reaped;
+    return r->reaped && !post_verifying(&r->post);
 }
 
 const cJSON *runner_result(const struct runner *r)
@@ -903,6 +935,7 @@ void runner_free(struct runner *r)
     if (r->outputs_dirfd >= 0)
         (void)close(r->outputs_dirfd);
     channel_reader_free(&r->rd);
+    post_free(&r->post);
     drop_messages_from(r, 0);
     free(r->msg_text);
     free(r->msg_len);

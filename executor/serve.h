@@ -50,6 +50,7 @@ struct client {
     struct server *srv;
     int fd;
     uid_t uid;
+    gid_t gid;
     char *in;
     size_t inlen, incap;
     bool discarding; /* dropping the rest of an oversized line */

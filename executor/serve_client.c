@@ -168,6 +168,9 @@ static void op_submit(struct client *c, const struct request *req)
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;
     }
+    tk.requester_set = true; /* a git workspace is read with the client's rights */
+    tk.requester_uid = c->uid;
+    tk.requester_gid = c->gid;
     struct policy_entry *pe = NULL;
     if (serve_policy_get(s, tk.policy ? tk.policy : "default", !tk.network_host, &pe, err,
                          sizeof(err)) < 0) {
@@ -591,6 +594,7 @@ void serve_accept(struct server *s)
         c->srv = s;
         c->fd = fd;
         c->uid = cr.uid;
+        c->gid = cr.gid;
         c->replay_fd = -1;
         c->interest = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->interest, .data.ptr = c};

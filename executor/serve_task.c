@@ -275,6 +275,12 @@ static void start_task(struct server *s, struct stask *t)
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
+    if (tk->git && !tk->requester_set) { /* re-queued by a restart: whose rights is unknown */
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
+                                    "task.workspace.git: the requester is not known after a "
+                                    "supervisor restart; submit the task again");
+        return;
+    }
     struct slot *sl = calloc(1, sizeof(*sl));
     if (!sl) {
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", "out of memory");

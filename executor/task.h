@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define TASK_ID_MAX           128
 #define TASK_PROMPT_MAX_BYTES (1u << 20)
@@ -43,9 +44,15 @@ struct task {
     cJSON *files;         /* object: relative path -> content */
     char *outputs[TASK_OUTPUTS_MAX];
     size_t noutputs;
-    double max_cost_usd; /* 0: none */
-    uint64_t max_tokens; /* 0: none (budget of total tokens for the task) */
-    cJSON *metadata;     /* the caller's, returned unchanged */
+    double max_cost_usd;        /* 0: none */
+    uint64_t max_tokens;        /* 0: none (budget of total tokens for the task) */
+    cJSON *metadata;            /* the caller's, returned unchanged */
+    struct git_ws_spec *git;    /* workspace.git (git_workspace.h), or NULL */
+    struct verify_spec *verify; /* verify (verify.h), or NULL */
+    /* who asked (serve: the client's SO_PEERCRED); unset: this process's own ids */
+    bool requester_set;
+    uid_t requester_uid;
+    gid_t requester_gid;
 };
 
 /* Parses and validates; on error fills err with "task.FIELD: why" and returns -1. */

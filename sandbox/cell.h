@@ -38,6 +38,8 @@ struct cell_config {
     char *const *envp; /* NULL = cell_default_env() */
     int channel_fd;    /* CELL_PID1_AGENT: becomes fd 3 of pid 1; -1 otherwise */
     bool stdio_passthrough;
+    bool stdin_set; /* when !stdio_passthrough: stdin_fd is stdin (else /dev/null) */
+    int stdin_fd;
     int stdout_fd, stderr_fd; /* when !stdio_passthrough (-1 = /dev/null) */
 };
 
