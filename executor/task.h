@@ -44,11 +44,12 @@ struct task {
     cJSON *files;         /* object: relative path -> content */
     char *outputs[TASK_OUTPUTS_MAX];
     size_t noutputs;
-    double max_cost_usd;        /* 0: none */
-    uint64_t max_tokens;        /* 0: none (budget of total tokens for the task) */
-    cJSON *metadata;            /* the caller's, returned unchanged */
-    struct git_ws_spec *git;    /* workspace.git (git_workspace.h), or NULL */
-    struct verify_spec *verify; /* verify (verify.h), or NULL */
+    double max_cost_usd; /* 0: none */
+    uint64_t max_tokens; /* 0: none (budget of total tokens for the task) */
+    cJSON *metadata;     /* the caller's, returned unchanged */
+    /* workspace.git (git_workspace.h) and verify (verify.h), or NULL */
+    struct git_ws_spec *git;
+    struct verify_spec *verify;
     /* who asked (serve: the client's SO_PEERCRED); unset: this process's own ids */
     bool requester_set;
     uid_t requester_uid;
