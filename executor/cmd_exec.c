@@ -18,6 +18,7 @@
 
 #include "cell.h"
 #include "commands.h"
+#include "exec_run.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -36,7 +37,7 @@ static const char usage_text[] =
     "  --cpu SECONDS          CPU time limit (RLIMIT_CPU)\n"
     "  --workspace-from DIR   seed /workspace from DIR (DIR is never modified)\n"
     "  --network none|host    default none (own network namespace, loopback only)\n"
-    "  --meta FILE            write the cell record (JSON) to FILE\n"
+    "  --meta FILE            write the cell record (JSON) to FILE\n" EXEC_RUN_USAGE
     "  --help                 this text\n"
     "\n"
     "Exit status: the command's; 128+N if it died of signal N; 124 timeout; 125 the cell\n"
@@ -66,6 +67,7 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
     memset(o, 0, sizeof(*o));
     o->policy = "default";
     o->network_host = -1;
+    o->x = exec_extra_reset();
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -85,6 +87,11 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
             if (strncmp(a, with_value[k], n) == 0 && (a[n] == '\0' || a[n] == '='))
                 name = with_value[k];
         }
+        int xr = name ? 0 : exec_extra_option(argc, argv, &i, o->x, err, errsz);
+        if (xr < 0)
+            return -1;
+        if (xr > 0)
+            continue;
         if (!name)
             return errf(err, errsz, "unknown option '%s'", a);
         const char *v = NULL;
@@ -254,6 +261,11 @@ int cmd_exec(int argc, char **argv)
     struct policy *pol = NULL;
     if (policy_load(o.policy, &pol, err, sizeof(err)) < 0)
         return usage_error(err);
+    struct exec_run xr;
+    if (exec_run_prepare(&xr, &o, pol, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
     bool host = o.network_host == 1;
     if (host && !pol->allow_network_host) {
         snprintf(err, sizeof(err), "--network host: policy '%s' does not allow it", pol->name);
@@ -278,15 +290,21 @@ int cmd_exec(int argc, char **argv)
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,
                               .network_host = host,
-                              .workspace_from = o.workspace_from,
+                              .workspace_from = xr.seed ? xr.seed : o.workspace_from,
                               .pid1 = CELL_PID1_COMMAND,
-                              .argv = o.argv,
-                              .envp = NULL,
+                              .argv = xr.argv,
+                              .envp = xr.envp,
                               .channel_fd = -1,
                               .stdio_passthrough = true,
                               .stdout_fd = -1,
                               .stderr_fd = -1};
     exec_options_limits(&o, &pol->limits, &cfg.limits);
+    if (exec_run_start(&xr, &cfg, err, sizeof(err)) < 0) {
+        exec_run_finish(&xr, false);
+        policy_bpf_free(&prog);
+        policy_free(pol);
+        return usage_error(err);
+    }
 
     sigset_t sigs, old;
     sigemptyset(&sigs);
@@ -309,7 +327,9 @@ int cmd_exec(int argc, char **argv)
     } else {
         /* Whatever the cell does from here, our memory is not for it to read. */
         (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        int sig = wait_cell(c, sfd, cfg.limits.timeout_s);
+        int sig = xr.tty_on ? exec_tty_wait(&xr.tty, c, sfd, cfg.limits.timeout_s)
+                            : wait_cell(c, sfd, cfg.limits.timeout_s);
+        exec_run_keep_workspace(&xr, c);
         if (cell_reap(c, &rec) < 0) {
             fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
             rec.status = CELL_SETUP_ERROR;
@@ -330,6 +350,8 @@ int cmd_exec(int argc, char **argv)
             fprintf(stderr, "agentbox: the memory limit was hit\n");
         cell_free(c);
     }
+    if (exec_run_finish(&xr, rec.status != CELL_SETUP_ERROR) < 0 && code == 0)
+        code = EXIT_EXEC_SETUP;
     if (meta_fd >= 0 && write_meta(meta_fd, &rec) < 0) {
         fprintf(stderr, "agentbox: --meta %s: %s\n", o.meta, strerror(errno));
         if (code == 0)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "exec_opts.h"
 #include "policy.h"
 
 /* Which limits an option overrode (bits), so policy defaults fill in the rest. */
@@ -26,7 +27,8 @@ struct exec_options {
     int network_host; /* -1 not given, 0 none, 1 host */
     const char *meta;
     bool help;
-    char **argv; /* the command, NULL-terminated (points into argv) */
+    char **argv;          /* the command, NULL-terminated (points into argv) */
+    struct exec_extra *x; /* --env, --workdir, --ro-bind, --output, --git, -t (exec_opts.h) */
 };
 
 /* Parses argv (argv[0] = "exec"). Returns 0, or -1 with a message naming the option. */

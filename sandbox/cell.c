@@ -636,6 +636,11 @@ int cell_pidfd(const struct cell *c)
     return c->pidfd;
 }
 
+int cell_workspace_fd(const struct cell *c)
+{
+    return c->ws_fd;
+}
+
 pid_t cell_pid(const struct cell *c)
 {
     return c->pid;

@@ -113,6 +113,9 @@ struct cell;
  * prctl(PR_SET_DUMPABLE, 0) itself first thing, before it reads anything from its channel. */
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz);
 int cell_pidfd(const struct cell *c); /* readable when pid 1 has exited */
+/* The cell's /workspace (a directory fd; -1 if it never came), valid until cell_reap: dup it
+ * to read the workspace after pid 1 exited (the tmpfs lives while a descriptor holds it). */
+int cell_workspace_fd(const struct cell *c);
 pid_t cell_pid(const struct cell *c);
 /* SIGKILL to pid 1: the kernel then kills every process of the pid namespace. */
 int cell_kill(struct cell *c);
