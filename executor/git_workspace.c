@@ -195,17 +195,22 @@ static int clone_and_checkout(const struct git_ws_spec *s, const char *ctx, stru
     if (res.status != 0)
         return errf(err, errsz, "%s.repo: %s: not a git repository the requester can read (%s)",
                     ctx, s->repo, res.errtail[0] ? res.errtail : "git clone failed");
-    char spec[GIT_WS_REV_MAX + 16];
-    snprintf(spec, sizeof(spec), "%s^{commit}", s->rev);
-    char *const parse[] = {GIT_BIN, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                           spec,    NULL};
-    if (run_git(w, parse, w->tree, 128, &res, gerr, sizeof(gerr)) < 0)
-        return errf(err, errsz, "%s: git rev-parse: %s", ctx, gerr);
-    size_t n = res.out ? strcspn(res.out, "\n") : 0;
-    bool ok = res.status == 0 && (n == 40 || n == 64);
-    if (ok)
-        snprintf(w->commit, sizeof(w->commit), "%.*s", (int)n, res.out);
-    gitcmd_result_free(&res);
+    /* REV as given, else a branch of the repository (the clone has it as origin/REV) */
+    bool ok = false;
+    for (int attempt = 0; attempt < 2 && !ok; attempt++) {
+        char spec[GIT_WS_REV_MAX + 32];
+        snprintf(spec, sizeof(spec), "%s%s^{commit}", attempt ? "refs/remotes/origin/" : "",
+                 s->rev);
+        char *const parse[] = {GIT_BIN, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                               spec,    NULL};
+        if (run_git(w, parse, w->tree, 128, &res, gerr, sizeof(gerr)) < 0)
+            return errf(err, errsz, "%s: git rev-parse: %s", ctx, gerr);
+        size_t n = res.out ? strcspn(res.out, "\n") : 0;
+        ok = res.status == 0 && (n == 40 || n == 64);
+        if (ok)
+            snprintf(w->commit, sizeof(w->commit), "%.*s", (int)n, res.out);
+        gitcmd_result_free(&res);
+    }
     if (!ok)
         return errf(err, errsz, "%s.rev: %s: no such commit in %s", ctx, s->rev, s->repo);
     char *const co[] = {GIT_BIN,    "-c",      "core.hooksPath=/dev/null",
