@@ -131,7 +131,8 @@ fuzz:
 	set -e; mkdir -p $(BUILD)/fuzz; \
 	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	  -Icommon -Isandbox -Iexecutor $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_protocol \
-	  tests/fuzz/fuzz_protocol.c executor/protocol.c executor/task.c $(wildcard common/*.c) \
+	  tests/fuzz/fuzz_protocol.c executor/protocol.c executor/task.c executor/git_workspace.c \
+	  executor/gitcmd.c executor/verify_spec.c $(wildcard common/*.c) \
 	  $(PKG_LIBS) -lm; \
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/protocol/* $(BUILD)/fuzz/corpus/; \
 	if ! $(BUILD)/fuzz/fuzz_protocol -max_total_time=$(FUZZ_TIME) -max_len=65536 \

@@ -161,6 +161,7 @@ void serve_client_interest(struct client *c);
 void serve_client_flush(struct client *c);
 void serve_client_queue(struct client *c, const char *p, size_t n);
 void serve_reply_error(struct client *c, enum protocol_error code, const char *msg);
+void serve_reply_ok(struct client *c, cJSON *fields); /* fields consumed */
 void serve_stream_end(struct client *c);
 void serve_answer_waiters(struct server *s, struct stask *t);
 void serve_stream_pump(struct client *c);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_artifact.h"
 
 /* ---------------------------------------------------------------- clients: output */
 
@@ -113,6 +114,11 @@ static void reply_ok(struct client *c, cJSON *fields)
     queue_line(c, protocol_ok_line(fields));
 }
 
+void serve_reply_ok(struct client *c, cJSON *fields)
+{
+    reply_ok(c, fields);
+}
+
 /* ---------------------------------------------------------------- summaries */
 
 static cJSON *time_or_null(double t)
@@ -191,6 +197,12 @@ static void op_submit(struct client *c, const struct request *req)
     if (json) {
         cJSON_DeleteItemFromObjectCaseSensitive(json, "id");
         cJSON_AddStringToObject(json, "id", tk.id);
+    }
+    if (json && serve_upload(s, req->root, &tk, json, err, sizeof(err)) < 0) {
+        cJSON_Delete(json);
+        task_free(&tk);
+        serve_reply_error(c, PERR_INVALID_TASK, err);
+        return;
     }
     struct stask *t = json ? taskstore_add(&s->store, tk.id) : NULL;
     if (!t) {
@@ -459,6 +471,9 @@ static void handle_request(struct client *c, const char *line, size_t len)
         break;
     case OP_METRICS:
         op_metrics(c);
+        break;
+    case OP_ARTIFACT:
+        serve_op_artifact(c, &req);
         break;
     }
     request_free(&req);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "serve_artifact.h"
 #include "taskprep.h"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -153,6 +154,7 @@ static int write_result_file(const struct server *s, const char *id, const cJSON
 static void record_finished(struct server *s, struct stask *t, enum task_status st, cJSON *res)
 {
     t->ended = wallclock_s();
+    serve_upload_remove(s, t->id); /* an uploaded workspace lives as long as its task */
     taskstore_set_status(&s->store, t, st);
     cJSON_Delete(t->result);
     t->result = res;
