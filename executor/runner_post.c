@@ -116,6 +116,7 @@ bool post_start_verify(struct runner_post *p, bool finished, const struct policy
         emit_finished(p, ev);
         return false;
     }
+    p->next_look = monotonic_s() + 0.25;
     return true;
 }
 
@@ -133,15 +134,17 @@ double post_wakeup(const struct runner_post *p)
 {
     if (!post_verifying(p))
         return 0;
-    /* a loop that registered its fds before the verify cell existed still looks in */
-    double soon = monotonic_s() + 0.25, dl = verify_deadline(p->verify);
-    return soon < dl ? soon : dl;
+    /* a loop that registered its fds before the verify cell existed still looks in; the
+     * time stays put until it is handled, or a loop waiting for it would never get there */
+    double dl = verify_deadline(p->verify);
+    return p->next_look < dl ? p->next_look : dl;
 }
 
 bool post_step(struct runner_post *p, struct event_log *ev)
 {
     if (!post_verifying(p))
         return true;
+    p->next_look = monotonic_s() + 0.25;
     if (!verify_poll(p->verify))
         return false;
     p->verify_json = verify_result_json(p->verify);

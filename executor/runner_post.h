@@ -27,6 +27,7 @@ struct runner_post {
     char patch_error[256];
     struct verify *verify;
     cJSON *verify_json;
+    double next_look; /* monotonic: when the verify cell is looked at next (a stable time) */
 };
 
 /* Before the cell: the clone (as the requester). Errors name the field. */
