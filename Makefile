@@ -97,6 +97,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	  build-essential pkg-config libcurl4-openssl-dev libcjson-dev libseccomp-dev libcap-dev \
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
+	  python3-pip python3-setuptools python3-wheel python3-venv \
 	  libc6-dev ca-certificates clang libclang-rt-14-dev \
 	  qemu-system-x86 busybox-static cpio
 

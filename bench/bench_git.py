@@ -86,7 +86,10 @@ def one_task(tmp, repo, i, verify):
         if res["status"] != "succeeded":
             sys.exit(f"task failed: {p.stdout[-2000:]} {p.stderr[-2000:]}")
         first = fake.requests()[0]["t"] + fake._t0  # monotonic of the first request
-        return first - t0, total, res
+        with open(res["events_file"]) as f:
+            ev = {e["type"]: e for e in map(json.loads, f)}
+        vspan = (ev["verify_finished"]["ts"] - ev["verify_started"]["ts"]) if verify else 0.0
+        return first - t0, total, res, vspan
     finally:
         fake.stop()
 
@@ -104,22 +107,24 @@ def main():
         t0 = time.perf_counter()
         make_repo(repo, a.files, a.mb * 1000 * 1000)
         print(f"repository: {a.files} files, {a.mb} MB (made in {time.perf_counter() - t0:.1f} s)")
-        ref, first, total, tot_v, vwall = [], [], [], [], []
+        ref, first, total, tot_v, vwall, vstep = [], [], [], [], [], []
         for i in range(a.runs):
             ref.append(host_reference(tmp, repo))
-            f, t, _ = one_task(tmp, repo, 2 * i, verify=False)
+            f, t, _, _ = one_task(tmp, repo, 2 * i, verify=False)
             first.append(f)
             total.append(t)
-            _, tv, res = one_task(tmp, repo, 2 * i + 1, verify=True)
+            _, tv, res, vspan = one_task(tmp, repo, 2 * i + 1, verify=True)
             tot_v.append(tv)
             vwall.append(res["verify"]["wall_s"])
+            vstep.append(vspan)
         m = statistics.median
         print(f"host git worktree add + cp -a:            median {m(ref):.2f} s  {['%.2f' % x for x in ref]}")
         print(f"agentbox run: start to first LLM request: median {m(first):.2f} s  {['%.2f' % x for x in first]}"
               f"  ({m(first) / m(ref):.2f}x the host reference)")
         print(f"agentbox run total, no verify:            median {m(total):.2f} s")
         print(f"agentbox run total, verify 'true':        median {m(tot_v):.2f} s  (+{m(tot_v) - m(total):.2f} s)")
-        print(f"verify cell wall_s:                       median {m(vwall):.2f} s  {['%.2f' % x for x in vwall]}")
+        print(f"verify step (verify_started to _finished): median {m(vstep):.2f} s  {['%.2f' % x for x in vstep]}")
+        print(f"verify command's cell (verify.wall_s):    median {m(vwall):.2f} s  {['%.2f' % x for x in vwall]}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

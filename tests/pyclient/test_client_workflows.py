@@ -4,6 +4,7 @@ number, a workspace uploaded from a local directory and outputs and patch fetche
 artifact op, unknown context keys refused, and the package's type information."""
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -84,6 +85,26 @@ class Workflows(ServerTestCase):
         self.assertIn("'modle', 'timeuot'", out["error"])
         with self.assertRaises(Exception):
             await AgentboxClient(self.server.socket, reconnect_timeout=0).status("typo-1")
+
+    def test_offline_install_in_a_venv(self):
+        py = "/usr/bin/python3"
+        if subprocess.run([py, "-c", "import setuptools, wheel, venv, pip"],
+                          capture_output=True).returncode != 0:
+            self.skipTest("the system python has no setuptools/wheel/pip/venv")
+        venv = os.path.join(self.tmp, "venv")
+        subprocess.run([py, "-m", "venv", "--system-site-packages", venv], check=True)
+        src = os.path.join(self.tmp, "pysrc")
+        shutil.copytree(os.path.join(ROOT, "clients", "python"), src)
+        p = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--no-index",
+                            "--no-build-isolation", src], capture_output=True, text=True,
+                           timeout=300, cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
+                            "import agentbox_client, os; d = os.path.dirname(agentbox_client.__file__); "
+                            "print(d); assert os.path.exists(os.path.join(d, 'py.typed'))"],
+                           capture_output=True, text=True, cwd="/")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(venv, p.stdout)
 
     def test_typed_package(self):
         self.assertTrue(os.path.exists(os.path.join(ROOT, "clients", "python", "agentbox_client",
