@@ -82,6 +82,8 @@ def one_task(tmp, repo, i, verify):
         p = subprocess.run([AGENTBOX, "run", "--quiet", "--task-file", tf], env=env,
                            capture_output=True, text=True, timeout=1200)
         total = time.monotonic() - t0
+        if not p.stdout.strip():
+            sys.exit(f"agentbox run gave no result ({p.returncode}): {p.stderr[-3000:]}")
         res = json.loads(p.stdout)
         if res["status"] != "succeeded":
             sys.exit(f"task failed: {p.stdout[-2000:]} {p.stderr[-2000:]}")
