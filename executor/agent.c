@@ -585,8 +585,12 @@ static void send_result(struct agent *a, const char *seed)
     if (a->error[0])
         cJSON_AddStringToObject(h, "error", a->error);
     struct wsdiff_manifest man = {0};
+    const cJSON *commit = cJSON_GetObjectItemCaseSensitive(a->task, "git_commit");
     struct wsdiff_limits lim = {.max_files = AGENT_MANIFEST_FILES,
-                                .max_hash_bytes = AGENT_MANIFEST_BYTES};
+                                .max_hash_bytes = AGENT_MANIFEST_BYTES,
+                                .skip_git = cJSON_IsString(commit)};
+    if (cJSON_IsString(commit))
+        wsdiff_unified_skip_git();
     char err[ERR_MSG_MAX];
     if (wsdiff_manifest(seed, CELL_WORKSPACE, &lim, &man, err, sizeof(err)) == 0) {
         cJSON_AddItemToObject(h, "files", wsdiff_manifest_json(&man));
@@ -599,7 +603,6 @@ static void send_result(struct agent *a, const char *seed)
         diff)
         cJSON_AddStringToObject(h, "diff", diff);
     send_outputs(a);
-    const cJSON *commit = cJSON_GetObjectItemCaseSensitive(a->task, "git_commit");
     if (cJSON_IsString(commit))
         (void)git_patch_send(a->chan, commit->valuestring);
     (void)channel_send_type(a->chan, "result", h, NULL, 0);

@@ -48,6 +48,10 @@ class GitWorkspace(RunTestCase):
         self.assertIn("+    return a + b", patch)
         self.assertIn("new file mode", patch)  # notes.txt
         self.assertIn("notes.txt", patch)
+        # files and diff describe the work tree: .git (changed by git stash) is left out
+        self.assertEqual(sorted(f["path"] for f in r["files"]), ["calc.py", "notes.txt"])
+        self.assertNotIn(".git/", r["diff"])
+        self.assertIn("+    return a + b", r["diff"])
         with open(os.path.join(self.state, r["id"], "patch.diff")) as f:
             self.assertEqual(f.read(), patch)
         self.assertEqual(r["verify"]["status"], "passed", r["verify"])
