@@ -22,7 +22,8 @@ static const struct {
     enum protocol_op op;
     const char *const *keys;
 } ops[] = {
-    {"submit", OP_SUBMIT, (const char *const[]){"op", "task", "workspace_tar", NULL}},
+    {"submit", OP_SUBMIT,
+     (const char *const[]){"op", "task", "workspace_tar", "workspace_tar_fd", NULL}},
     {"status", OP_STATUS, (const char *const[]){"op", "id", NULL}},
     {"wait", OP_WAIT, (const char *const[]){"op", "id", "timeout_s", NULL}},
     {"cancel", OP_CANCEL, (const char *const[]){"op", "id", NULL}},

@@ -51,6 +51,7 @@ struct client {
     int fd;
     uid_t uid;
     gid_t gid;
+    int passed_fd; /* a descriptor the client sent (SCM_RIGHTS) for its next submit, or -1 */
     char *in;
     size_t inlen, incap;
     bool discarding; /* dropping the rest of an oversized line */

@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,25 +35,64 @@ static int set_from_dir(cJSON *json, const char *dir)
     return cJSON_AddStringToObject(ws, "from_dir", dir) ? 0 : -1;
 }
 
-int serve_upload(struct server *s, const cJSON *request, struct task *tk, cJSON *json, char *err,
-                 size_t errsz)
+/* The archive behind a passed descriptor: a regular file (or memfd), at most the cap. */
+static int read_passed(int fd, unsigned char **data, size_t *len, char *err, size_t errsz)
+{
+    struct stat st;
+    if (fd < 0)
+        return errf(err, errsz,
+                    "request.workspace_tar_fd: no descriptor came with the request (send it "
+                    "with SCM_RIGHTS in the same sendmsg as the request's first bytes)");
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return errf(err, errsz, "request.workspace_tar_fd: not a regular file or memfd");
+    if ((uint64_t)st.st_size > SERVE_UPLOAD_FD_MAX)
+        return errf(err, errsz, "request.workspace_tar_fd: an archive larger than %u bytes",
+                    SERVE_UPLOAD_FD_MAX);
+    *len = (size_t)st.st_size;
+    *data = malloc(*len ? *len : 1);
+    if (!*data)
+        return errf(err, errsz, "out of memory");
+    size_t got = 0;
+    while (got < *len) {
+        ssize_t n = pread(fd, *data + got, *len - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return errf(err, errsz, "request.workspace_tar_fd: %s",
+                        n < 0 ? strerror(errno) : "shorter than its size");
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+int serve_upload(struct server *s, const cJSON *request, int *passed_fd, struct task *tk,
+                 cJSON *json, char *err, size_t errsz)
 {
     const cJSON *tar = cJSON_GetObjectItemCaseSensitive(request, "workspace_tar");
-    if (!tar || cJSON_IsNull(tar))
+    const cJSON *by_fd = cJSON_GetObjectItemCaseSensitive(request, "workspace_tar_fd");
+    cleanup_fd int fd = steal_fd(passed_fd); /* one descriptor per submit, used or not */
+    bool inline_tar = tar && !cJSON_IsNull(tar);
+    if (!inline_tar && !cJSON_IsTrue(by_fd))
         return 0;
-    if (!cJSON_IsString(tar))
+    if (inline_tar && cJSON_IsTrue(by_fd))
+        return errf(err, errsz, "request: workspace_tar and workspace_tar_fd exclude each other");
+    if (inline_tar && !cJSON_IsString(tar))
         return errf(err, errsz, "request.workspace_tar: expected a base64 string");
     if (tk->workspace_from || tk->git)
         return errf(err, errsz,
                     "request.workspace_tar: the task already names a workspace (from_dir or git)");
     cleanup_free unsigned char *data = NULL;
     size_t len = 0;
-    const char *b = tar->valuestring;
-    if (b64_decode(b, strlen(b), SERVE_UPLOAD_MAX_BYTES, &data, &len) < 0)
+    if (!inline_tar) {
+        if (read_passed(fd, &data, &len, err, errsz) < 0)
+            return -1;
+    } else if (b64_decode(tar->valuestring, strlen(tar->valuestring), SERVE_UPLOAD_MAX_BYTES, &data,
+                          &len) < 0) {
         return errf(err, errsz,
                     "request.workspace_tar: not base64, or an archive larger than %u bytes "
-                    "(send bigger workspaces as a file the server can read)",
+                    "(pass bigger archives as a descriptor: workspace_tar_fd)",
                     SERVE_UPLOAD_MAX_BYTES);
+    }
     char parent[4400], dir[4600];
     snprintf(parent, sizeof(parent), "%s/.uploads", s->state_dir);
     upload_dir(s, tk->id, dir, sizeof(dir));

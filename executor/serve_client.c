@@ -17,6 +17,7 @@
 #include "log.h"
 #include "util.h"
 #include "serve.h"
+#include "fdpass.h"
 #include "serve_artifact.h"
 
 /* ---------------------------------------------------------------- clients: output */
@@ -198,7 +199,7 @@ static void op_submit(struct client *c, const struct request *req)
         cJSON_DeleteItemFromObjectCaseSensitive(json, "id");
         cJSON_AddStringToObject(json, "id", tk.id);
     }
-    if (json && serve_upload(s, req->root, &tk, json, err, sizeof(err)) < 0) {
+    if (json && serve_upload(s, req->root, &c->passed_fd, &tk, json, err, sizeof(err)) < 0) {
         cJSON_Delete(json);
         task_free(&tk);
         serve_reply_error(c, PERR_INVALID_TASK, err);
@@ -527,7 +528,13 @@ void serve_client_read(struct client *c)
             c->in = ni;
             c->incap = ncap;
         }
-        ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+        int got = -1; /* a workspace archive may come with the bytes (serve_artifact.h) */
+        ssize_t n = fdpass_recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT, &got);
+        if (got >= 0) {
+            if (c->passed_fd >= 0)
+                (void)close(c->passed_fd);
+            c->passed_fd = got;
+        }
         if (n == 0) {
             c->eof = true;
             serve_client_interest(c);
@@ -550,6 +557,8 @@ void serve_client_close(struct client *c)
     struct server *s = c->srv;
     (void)epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
     (void)close(c->fd);
+    if (c->passed_fd >= 0)
+        (void)close(c->passed_fd);
     if (c->replay_fd >= 0)
         (void)close(c->replay_fd);
     if (c->prev)
@@ -610,6 +619,7 @@ void serve_accept(struct server *s)
         c->fd = fd;
         c->uid = cr.uid;
         c->gid = cr.gid;
+        c->passed_fd = -1;
         c->replay_fd = -1;
         c->interest = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->interest, .data.ptr = c};

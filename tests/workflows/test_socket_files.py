@@ -136,6 +136,45 @@ class SocketFiles(ServeTestCase):
         r = c.ask({"op": "list"})
         self.assertEqual(r["tasks"], [], r)
 
+    def test_archive_passed_as_a_descriptor(self):
+        self.start([bash_reply("wc -c < big.bin > out.txt; cat out.txt"), finish_reply("done")])
+        raw = base64.b64decode(tar_of([("big.bin", "file", os.urandom(5 * 1024 * 1024))]))
+        self.assertGreater(len(raw), 3_000_000)  # more than the inline limit
+
+        def ask_with_fd(req, fd):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(self.sock)
+                data = json.dumps(req).encode() + b"\n"
+                if fd is None:
+                    s.sendall(data)
+                else:
+                    socket.send_fds(s, [data], [fd])
+                f = s.makefile("rb")
+                r = json.loads(f.readline())
+                if r.get("ok") and req["op"] == "submit":
+                    s.sendall(json.dumps({"op": "wait", "id": r["id"], "timeout_s": 120}).encode() + b"\n")
+                    r["result"] = json.loads(f.readline())["result"]
+                return r
+
+        mfd = os.memfd_create("ws.tar")
+        os.write(mfd, raw)
+        r = ask_with_fd({"op": "submit", "workspace_tar_fd": True,
+                         "task": {"id": "fd1", "prompt": "x", "outputs": ["out.txt"]}}, mfd)
+        os.close(mfd)
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["result"]["status"], "succeeded", r["result"])
+        with open(os.path.join(self.state, "fd1", "outputs", "out.txt")) as f:
+            self.assertEqual(f.read().strip(), str(5 * 1024 * 1024))
+        r = ask_with_fd({"op": "submit", "workspace_tar_fd": True, "task": {"id": "fd2", "prompt": "x"}}, None)
+        self.assertFalse(r["ok"])
+        self.assertIn("no descriptor", r["error"]["message"])
+        rp, wp = os.pipe()
+        r = ask_with_fd({"op": "submit", "workspace_tar_fd": True, "task": {"id": "fd3", "prompt": "x"}}, rp)
+        os.close(rp)
+        os.close(wp)
+        self.assertFalse(r["ok"])
+        self.assertIn("not a regular file", r["error"]["message"])
+
     def test_git_workspace_is_read_with_the_clients_rights(self):
         self.start([bash_reply("cat f"), finish_reply("done")])
         repo = os.path.join(self.tmp, "private-repo")
