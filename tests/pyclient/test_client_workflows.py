@@ -58,6 +58,17 @@ class Workflows(ServerTestCase):
         self.assertEqual([e["seq"] for e in later], [e["seq"] for e in all_ev if e["seq"] > 2])
         self.assertTrue(later)
 
+    async def test_big_archive_goes_as_a_descriptor(self):
+        c = AgentboxClient(self.server.socket)
+        src = tempfile.mkdtemp(dir=self.tmp)
+        with open(os.path.join(src, "big.bin"), "wb") as f:
+            f.write(os.urandom(4 * 1024 * 1024))  # past the inline limit
+        result = await c.run({"id": "bigfd-1", "prompt": "x", "outputs": ["big.bin"]},
+                             workspace_dir=src)
+        self.assertEqual(result["status"], "succeeded", result)
+        self.assertEqual(await c.outputs("bigfd-1"),
+                         [{"path": "outputs/big.bin", "size": 4 * 1024 * 1024}])
+
     async def test_git_patch_through_the_proxy(self):
         repo = os.path.join(self.tmp, "repo")
         env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import socket
 import tarfile
 from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
@@ -18,6 +19,8 @@ DEFAULT_SOCKET = "/run/agentbox-api/agentbox.sock"
 _IDEMPOTENT = ("status", "wait", "events", "list", "health", "metrics", "artifact", "cancel")
 # The server's inline upload limit (decoded tar bytes; docs/protocol.md).
 UPLOAD_MAX_BYTES = 3_000_000
+# Bigger archives go as a descriptor (a memfd over SCM_RIGHTS) up to this.
+UPLOAD_FD_MAX_BYTES = 64 << 20
 ARTIFACT_CHUNK = 1 << 20
 # A reply line can carry a whole result (diff and all); the server bounds results at 256 MB.
 REPLY_MAX_BYTES = 300 * 1024 * 1024
@@ -151,8 +154,8 @@ class AgentboxClient:
                      workspace_dir: Optional[str] = None) -> str:
         """Queues a task (a dict, SPEC.md); returns its id. ``workspace_tar`` (the bytes of a
         tar archive) or ``workspace_dir`` (a local directory, archived here) is uploaded
-        with the request, for a server that does not share this file system (at most
-        UPLOAD_MAX_BYTES of archive)."""
+        with the request, for a server that does not share this file system: inline up to
+        UPLOAD_MAX_BYTES, as a memfd passed over the socket up to UPLOAD_FD_MAX_BYTES."""
         if isinstance(task, str):
             task = {"prompt": task}
         if workspace_dir is not None:
@@ -160,16 +163,46 @@ class AgentboxClient:
                 raise ValueError("give workspace_tar or workspace_dir, not both")
             workspace_tar = tar_directory(workspace_dir)
         fields: Dict[str, Any] = {"task": task}
-        if workspace_tar is not None:
-            if len(workspace_tar) > UPLOAD_MAX_BYTES:
+        if workspace_tar is not None and len(workspace_tar) > UPLOAD_MAX_BYTES:
+            if len(workspace_tar) > UPLOAD_FD_MAX_BYTES:
                 raise ValueError(f"workspace archive of {len(workspace_tar)} bytes: the server "
-                                 f"takes at most {UPLOAD_MAX_BYTES} inline")
-            fields["workspace_tar"] = base64.b64encode(workspace_tar).decode()
-        reply = await self.request("submit", **fields)
+                                 f"takes at most {UPLOAD_FD_MAX_BYTES}")
+            reply = await asyncio.get_running_loop().run_in_executor(
+                None, self._submit_with_fd, task, workspace_tar)
+        else:
+            if workspace_tar is not None:
+                fields["workspace_tar"] = base64.b64encode(workspace_tar).decode()
+            reply = await self.request("submit", **fields)
         tid = reply.get("id")
         if not isinstance(tid, str):
             raise AgentboxProtocolError("submit reply without an id")
         return tid
+
+    def _submit_with_fd(self, task: Dict[str, Any], archive: bytes) -> Dict[str, Any]:
+        """A submit whose archive travels as a memfd over SCM_RIGHTS (blocking; run in a
+        thread)."""
+        fd = os.memfd_create("agentbox-workspace.tar", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, archive)
+            line = json.dumps({"op": "submit", "task": task, "workspace_tar_fd": True},
+                              separators=(",", ":")).encode() + b"\n"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(self.connect_timeout)
+                try:
+                    s.connect(self.socket_path)
+                    socket.send_fds(s, [line], [fd])
+                    reply = s.makefile("rb").readline(self.reply_max_bytes)
+                except OSError as e:
+                    raise AgentboxConnectionError(f"{self.socket_path}: {e.strerror or e}") from e
+        finally:
+            os.close(fd)
+        try:
+            obj = json.loads(reply)
+        except ValueError as e:
+            raise AgentboxProtocolError(f"reply is not JSON: {reply[:200]!r}") from e
+        if not isinstance(obj, dict):
+            raise AgentboxProtocolError(f"reply is not a JSON object: {reply[:200]!r}")
+        return self._check(obj)
 
     async def status(self, task_id: str) -> Optional[Dict[str, Any]]:
         """The task's summary: {"id", "status", "submitted", "started", "ended", ...}."""
