@@ -152,7 +152,7 @@ class AgentboxClient:
 
     async def submit(self, task: Union[str, Dict[str, Any]], workspace_tar: Optional[bytes] = None,
                      workspace_dir: Optional[str] = None) -> str:
-        """Queues a task (a dict, SPEC.md); returns its id. ``workspace_tar`` (the bytes of a
+        """Queues a task (a dict, the task object of docs/agent.md); returns its id. ``workspace_tar`` (the bytes of a
         tar archive) or ``workspace_dir`` (a local directory, archived here) is uploaded
         with the request, for a server that does not share this file system: inline up to
         UPLOAD_MAX_BYTES, as a memfd passed over the socket up to UPLOAD_FD_MAX_BYTES."""
