@@ -3,10 +3,12 @@ clone of a repository at a revision, its change comes back as a patch that appli
 clone, and a verify command judges it in a fresh cell the agent cannot tamper with."""
 import json
 import os
+import signal
 import subprocess
+import time
 import unittest
 
-from wftest_util import (CALC_FIXED, RunTestCase, bash, call, calc_repo, finish, git,
+from wftest_util import (AGENTBOX, CALC_FIXED, RunTestCase, bash, call, calc_repo, finish, git,
                          make_repo, tree_state)
 
 FIX = call("str_replace_editor", command="str_replace", path="/workspace/calc.py",
@@ -126,6 +128,29 @@ class GitWorkspace(RunTestCase):
         self.assertStatus(run, "failed", 1)
         self.assertEqual(run.result["verify"]["status"], "timeout")
         self.assertLess(run.result["verify"]["wall_s"], 30)
+
+    def test_cancel_during_verify(self):
+        marker = self.serve([{"tool_calls": [finish("done")]}])
+        path = os.path.join(self.tmp, "task.json")
+        with open(path, "w") as f:
+            json.dump(self.task(marker, verify={"command": "sleep 60", "timeout_s": 120},
+                                id="cv1"), f)
+        proc = subprocess.Popen([AGENTBOX, "run", "--quiet", "--task-file", path], env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        events = os.path.join(self.state, "cv1", "events.jsonl")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if os.path.exists(events) and "verify_started" in open(events).read():
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        self.assertLess(time.monotonic() - t0, 20)
+        r = json.loads(out)
+        self.assertEqual((r["status"], proc.returncode), ("cancelled", 1), err)
+        self.assertNotEqual(r["verify"]["status"], "passed")
 
     def test_branch_name_and_older_revision(self):
         second = make_repo(self.repo, {"calc.py": "def add(a, b):\n    return b + a\n"}, "second")
