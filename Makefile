@@ -126,7 +126,8 @@ deps:
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
 	  libc6-dev ca-certificates clang libclang-rt-14-dev python3-pip curl openssl \
 	  qemu-system-x86 busybox-static cpio \
-	  slurmctld slurmd slurm-client munge python3-yaml systemd
+	  slurmctld slurmd slurm-client munge python3-yaml systemd \
+	  python3-setuptools python3-wheel python3-venv
 	# node and npm for the independent OpenAI-compatible mock server of the llm and run suites
 	# (tests/mock-npm); Debian's, unless a node with npm is installed already
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
@@ -197,7 +198,8 @@ fuzz:
 	set -e; mkdir -p $(BUILD)/fuzz; \
 	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	  $(ALL_INC) $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_protocol \
-	  tests/fuzz/fuzz_protocol.c wire/protocol.c wire/task.c wire/task_egress.c sandbox/seed_open.c sandbox/policy_egress.c $(wildcard common/*.c) \
+	  tests/fuzz/fuzz_protocol.c wire/protocol.c wire/task.c wire/task_egress.c sandbox/seed_open.c sandbox/policy_egress.c \
+	  wire/git_workspace.c common/gitcmd.c wire/verify_spec.c $(wildcard common/*.c) \
 	  $(PKG_LIBS) -lm; \
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/protocol/* $(BUILD)/fuzz/corpus/; \
 	if ! $(BUILD)/fuzz/fuzz_protocol -max_total_time=$(FUZZ_TIME) -max_len=65536 \

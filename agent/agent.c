@@ -30,6 +30,7 @@
 #include "task.h"
 #include "tools.h"
 #include "util.h"
+#include "git_patch.h"
 #include "workspace_diff.h"
 
 #define AGENT_TASK_WAIT_MS     30000
@@ -632,8 +633,12 @@ static void send_result(struct agent *a, const char *seed)
     if (a->error[0])
         cJSON_AddStringToObject(h, "error", a->error);
     struct wsdiff_manifest man = {0};
+    const cJSON *commit = cJSON_GetObjectItemCaseSensitive(a->task, "git_commit");
     struct wsdiff_limits lim = {.max_files = AGENT_MANIFEST_FILES,
-                                .max_hash_bytes = AGENT_MANIFEST_BYTES};
+                                .max_hash_bytes = AGENT_MANIFEST_BYTES,
+                                .skip_git = cJSON_IsString(commit)};
+    if (cJSON_IsString(commit))
+        wsdiff_unified_skip_git();
     char err[ERR_MSG_MAX];
     if (wsdiff_manifest(seed, CELL_WORKSPACE, &lim, &man, err, sizeof(err)) == 0) {
         cJSON_AddItemToObject(h, "files", wsdiff_manifest_json(&man));
@@ -651,6 +656,8 @@ static void send_result(struct agent *a, const char *seed)
             cJSON_AddBoolToObject(h, "diff_truncated", true);
     }
     send_outputs(a);
+    if (cJSON_IsString(commit))
+        (void)git_patch_send(a->chan, commit->valuestring);
     (void)channel_send_kind(a->chan, CH_RESULT, h, NULL, 0);
 }
 

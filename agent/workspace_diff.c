@@ -124,6 +124,7 @@ struct walk {
     size_t max_files;
     size_t scan_left;
     uint64_t hash_left;
+    bool skip_git;
     char path[PATH_MAX];
 };
 
@@ -199,6 +200,8 @@ static int walk(struct walk *w, int sfd, int wfd, size_t plen, int depth);
 
 static int entry(struct walk *w, int sfd, int wfd, const char *name, size_t plen, int depth)
 {
+    if (w->skip_git && plen == 0 && strcmp(name, ".git") == 0)
+        return 0;
     size_t nl = strlen(name);
     if (plen + 1 + nl + 1 > sizeof(w->path)) {
         w->m->truncated = true;
@@ -299,6 +302,7 @@ int wsdiff_manifest(const char *seed, const char *workspace, const struct wsdiff
     w->max_files = lim && lim->max_files ? lim->max_files : WSDIFF_DEFAULT_MAX_FILES;
     w->scan_left = lim && lim->max_scan ? lim->max_scan : WSDIFF_DEFAULT_MAX_SCAN;
     w->hash_left = lim && lim->max_hash_bytes ? lim->max_hash_bytes : WSDIFF_DEFAULT_MAX_HASH_BYTES;
+    w->skip_git = lim && lim->skip_git;
     int rc = walk(w, sfd, wfd, 0, 0);
     free(w);
     if (rc < 0) {
@@ -412,6 +416,13 @@ static void rewrite_lines(struct strbuf *sb, const char *raw, size_t len, const 
     }
 }
 
+static bool unified_skip_git;
+
+void wsdiff_unified_skip_git(void)
+{
+    unified_skip_git = true;
+}
+
 int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, double timeout_s,
                    const char *diff_path, char **out, bool *truncated, char *err, size_t errsz)
 {
@@ -448,8 +459,10 @@ int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, do
                 close(fd);
         char *const argv[] = {"diff", "-ruN", "--no-dereference", (char *)seed, (char *)workspace,
                               NULL};
+        char *const argv_x[] = {"diff", "-ruN",       "--no-dereference", "-x",
+                                ".git", (char *)seed, (char *)workspace,  NULL};
         char *const envp[] = {"LC_ALL=C", "PATH=/usr/bin:/bin", NULL};
-        execve(bin, argv, envp);
+        execve(bin, unified_skip_git ? argv_x : argv, envp);
         _exit(127);
     }
     close(p[1]);

@@ -34,6 +34,7 @@ struct wsdiff_limits {
     size_t max_files;        /* entries in the manifest (0 = default) */
     size_t max_scan;         /* directory entries examined (0 = default) */
     uint64_t max_hash_bytes; /* bytes read for comparing and hashing (0 = default) */
+    bool skip_git;           /* leave out a top-level .git (a git workspace: the patch has it) */
 };
 
 struct wsdiff_manifest {
@@ -56,6 +57,8 @@ const char *wsdiff_status_name(enum wsdiff_status s);
 /* `diff -ruN --no-dereference SEED WORKSPACE` with paths rewritten to a/REL and b/REL and
  * timestamps dropped; at most max_bytes (0 = default), cut at a line end with a note.
  * diff_path NULL = /usr/bin/diff. Returns 0 and *out (malloc'd, "" when identical) or -1. */
+/* From now on wsdiff_unified leaves out every entry named .git (diff -x .git). */
+void wsdiff_unified_skip_git(void);
 int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, double timeout_s,
                    const char *diff_path, char **out, bool *truncated, char *err, size_t errsz);
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "atomicfile.h"
+#include "batch_eval.h"
 #include "batch_input.h"
 #include "batch_merge.h"
 #include "batch_report.h"
@@ -64,7 +65,11 @@ static void usage(FILE *out)
             "  --state-dir DIR   per-task state (default OPENHANDS_WORKSPACE_ROOT)\n"
             "  --replay FILE     offline: every task takes the LLM's replies from FILE, from\n"
             "                    its first reply on; no network, no key\n"
-            "  --quiet           no progress on stderr (the closing summary stays)\n\n"
+            "  --quiet           no progress on stderr (the closing summary stays)\n"
+            "  --predictions F   also write SWE-bench-style predictions (instance_id,\n"
+            "                    model_name_or_path, model_patch) as JSON lines to F\n"
+            "  --retry-failed    with --resume: re-run the tasks whose earlier result did\n"
+            "                    not succeed (the others are kept)\n\n"
             "A task without an id gets \"task-\" + 16 hex digits of SHA-256 of its line.\n"
             "Exit: 0 all succeeded; 1 any failed, timed out, was cancelled or not run;\n"
             "else 3 any escalated; else 4 any mock; 2 usage, configuration or a bad batch\n"
@@ -73,10 +78,10 @@ static void usage(FILE *out)
 }
 
 struct batch_args {
-    const char *file, *out, *shard, *junit, *replay, *events_dir, *state_dir;
+    const char *file, *out, *shard, *junit, *replay, *events_dir, *state_dir, *predictions;
     unsigned jobs;
     unsigned shard_index, shard_count;
-    bool resume, quiet;
+    bool resume, quiet, retry_failed;
 };
 
 /* One task of this shard, for the whole run. */
@@ -136,7 +141,9 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
         O_EVDIR,
         O_STATE,
         O_QUIET,
-        O_HELP
+        O_HELP,
+        O_PRED,
+        O_RETRY
     };
     static const struct option opts[] = {
         {"jobs", required_argument, 0, O_JOBS},
@@ -149,6 +156,8 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
         {"state-dir", required_argument, 0, O_STATE},
         {"quiet", no_argument, 0, O_QUIET},
         {"help", no_argument, 0, O_HELP},
+        {"predictions", required_argument, 0, O_PRED},
+        {"retry-failed", no_argument, 0, O_RETRY},
         {0, 0, 0, 0},
     };
     a->jobs = BATCH_DEFAULT_JOBS;
@@ -198,6 +207,12 @@ static int parse_args(int argc, char **argv, struct batch_args *a)
         case O_HELP:
             usage(stdout);
             return 1;
+        case O_PRED:
+            a->predictions = optarg;
+            break;
+        case O_RETRY: /* a retry keeps what passed: it is a resume */
+            a->retry_failed = a->resume = true;
+            break;
         default:
             fprintf(stderr, "agentbox batch: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
@@ -302,6 +317,12 @@ static bool is_finished(const cJSON *result)
 {
     enum batch_outcome o = batch_outcome_of(result);
     return o != BATCH_CANCELLED && o != BATCH_NOT_RUN;
+}
+
+/* --resume keeps a finished result; --retry-failed only one that succeeded */
+static bool keep_result(const struct batch *b, const cJSON *result)
+{
+    return is_finished(result) && (!b->a.retry_failed || batch_result_passed(result));
 }
 
 /* Every parseable result line of an earlier --out, in file order (for an id that appears
@@ -440,7 +461,7 @@ static int prepare_out(struct batch *b, char *err, size_t errsz)
         char dir[PATH_MAX];
         snprintf(dir, sizeof(dir), "%s/%s", b->state_root, id);
         cJSON *r = find_last(prev, nprev, id);
-        if (b->a.resume && r && is_finished(r)) {
+        if (b->a.resume && r && keep_result(b, r)) {
             j->result = cJSON_Duplicate(r, 1);
             j->resumed = true;
             continue;
@@ -456,7 +477,7 @@ static int prepare_out(struct batch *b, char *err, size_t errsz)
             continue;
         }
         cJSON *sr = read_state_result(dir);
-        if (sr && is_finished(sr)) {
+        if (sr && keep_result(b, sr)) {
             j->result = sr;
             j->resumed = true;
             j->to_write = true;
@@ -928,6 +949,27 @@ static void suite_name(const struct batch *b, char *buf, size_t bufsz)
         snprintf(buf, bufsz, "%s", base);
 }
 
+/* --predictions and pass@1: from every task's result of the shard, resumed ones included */
+static int batch_eval_finish(struct batch *b)
+{
+    const cJSON **res = calloc(b->njobs ? b->njobs : 1, sizeof(*res));
+    if (!res)
+        return -1;
+    for (size_t i = 0; i < b->njobs; i++)
+        res[i] = b->jobs[i].result;
+    char err[ERR_MSG_MAX], line[200];
+    int r = 0;
+    if (b->a.predictions &&
+        batch_predictions_write(b->a.predictions, res, b->njobs, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox batch: %s\n", err);
+        r = -1;
+    }
+    if (batch_pass_at_1(res, b->njobs, line, sizeof(line)))
+        fprintf(stderr, "agentbox batch: %s\n", line);
+    free(res);
+    return r;
+}
+
 static int finish(struct batch *b)
 {
     clear_bar(b);
@@ -952,6 +994,8 @@ static int finish(struct batch *b)
         }
     }
     free(cases);
+    if (batch_eval_finish(b) < 0 && rc == 0)
+        rc = EXIT_TASK_FAILED;
     if (b->out_broken && rc == 0)
         rc = EXIT_TASK_FAILED;
     char line[512];

@@ -22,6 +22,7 @@
 #include "safedir.h"
 #include "egress.h"
 #include "egress_exec.h"
+#include "exec_run.h"
 #include "json.h"
 #include "log.h"
 #include "seed_open.h"
@@ -45,7 +46,7 @@ static const char usage_text[] =
     "                         (repeatable; *.example.org for subdomains; ports 80, 443\n"
     "                         unless given); see docs/network.md\n"
     "  --resolve HOST:ADDR    pin HOST to ADDR for the proxy (mirrors, tests)\n"
-    "  --meta FILE            write the cell record (JSON) to FILE\n"
+    "  --meta FILE            write the cell record (JSON) to FILE\n" EXEC_RUN_USAGE
     "  --help                 this text\n"
     "\n"
     "Exit status: the command's; 128+N if it died of signal N; 124 timeout; 125 the cell\n"
@@ -75,6 +76,7 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
     memset(o, 0, sizeof(*o));
     o->policy = "default";
     o->network_host = -1;
+    o->x = exec_extra_reset();
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -94,6 +96,11 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
             if (strncmp(a, with_value[k], n) == 0 && (a[n] == '\0' || a[n] == '='))
                 name = with_value[k];
         }
+        int xr = name ? 0 : exec_extra_option(argc, argv, &i, o->x, err, errsz);
+        if (xr < 0)
+            return -1;
+        if (xr > 0)
+            continue;
         if (!name)
             return errf(err, errsz, "unknown option '%s'", a);
         const char *v = NULL;
@@ -259,6 +266,11 @@ int cmd_exec(int argc, char **argv)
     struct policy *pol = NULL;
     if (policy_load(o.policy, &pol, err, sizeof(err)) < 0)
         return usage_error(err);
+    struct exec_run xr;
+    if (exec_run_prepare(&xr, &o, pol, err, sizeof(err)) < 0) {
+        policy_free(pol);
+        return usage_error(err);
+    }
     bool host = o.network_host == 1;
     if (host && !pol->allow_network_host) {
         snprintf(err, sizeof(err), "--network host: policy '%s' does not allow it", pol->name);
@@ -272,7 +284,8 @@ int cmd_exec(int argc, char **argv)
         policy_free(pol);
         return usage_error(err);
     }
-    cleanup_free char **eg_env = eg ? egress_cell_env(cell_default_env()) : NULL;
+    cleanup_free char **eg_env =
+        eg ? egress_cell_env(xr.envp ? xr.envp : cell_default_env()) : NULL;
     struct sock_fprog prog = {0};
     if ((eg && !eg_env) || policy_seccomp_build(pol, !host, &prog, err, sizeof(err)) < 0) {
         policy_free(pol);
@@ -301,13 +314,19 @@ int cmd_exec(int argc, char **argv)
                               .workspace_from = o.workspace_from ? seed_path : NULL,
                               .seed_fd = seed_fd,
                               .pid1 = CELL_PID1_COMMAND,
-                              .argv = o.argv,
-                              .envp = eg_env,
+                              .argv = xr.argv,
+                              .envp = eg_env ? eg_env : xr.envp,
                               .channel_fd = -1,
                               .stdio_passthrough = true,
                               .stdout_fd = -1,
                               .stderr_fd = -1};
     exec_options_limits(&o, &pol->limits, &cfg.limits);
+    if (exec_run_start(&xr, &cfg, err, sizeof(err)) < 0) {
+        exec_run_finish(&xr, false);
+        policy_bpf_free(&prog);
+        policy_free(pol);
+        return usage_error(err);
+    }
 
     sigset_t sigs, old;
     sigemptyset(&sigs);
@@ -333,8 +352,10 @@ int cmd_exec(int argc, char **argv)
     } else {
         /* Whatever the cell does from here, our memory is not for it to read. */
         (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        int sig = wait_cell(c, sfd, cfg.limits.timeout_s);
+        int sig = xr.tty_on ? exec_tty_wait(&xr.tty, c, sfd, cfg.limits.timeout_s)
+                            : wait_cell(c, sfd, cfg.limits.timeout_s);
         network = egp ? egress_finish(egp, egress_exec_print, NULL) : NULL;
+        exec_run_keep_workspace(&xr, c);
         if (cell_reap(c, &rec) < 0) {
             fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
             rec.status = CELL_SETUP_ERROR;
@@ -355,6 +376,8 @@ int cmd_exec(int argc, char **argv)
             fprintf(stderr, "agentbox: the memory limit was hit\n");
         cell_free(c);
     }
+    if (exec_run_finish(&xr, rec.status != CELL_SETUP_ERROR) < 0 && code == 0)
+        code = EXIT_EXEC_SETUP;
     if (meta_fd < 0)
         cJSON_Delete(network);
     else if (write_meta(meta_fd, &rec, network) < 0) {

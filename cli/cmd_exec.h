@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "exec_opts.h"
 #include "policy.h"
 
 /* Which limits an option overrode: the one mask of policy.h (LIMIT_SET_*), under the
@@ -31,7 +32,8 @@ struct exec_options {
     const char *resolve[32]; /* --resolve */
     size_t nresolve;
     bool help;
-    char **argv; /* the command, NULL-terminated (points into argv) */
+    char **argv;          /* the command, NULL-terminated (points into argv) */
+    struct exec_extra *x; /* --env, --workdir, --ro-bind, --output, --git, -t (exec_opts.h) */
 };
 
 /* Parses argv (argv[0] = "exec"). Returns 0, or -1 with a message naming the option. */

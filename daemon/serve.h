@@ -54,7 +54,9 @@ struct client {
     struct server *srv;
     int fd;
     uid_t uid;
-    bool admin; /* sees and acts on every task: root, the server's uid, --admin-gid */
+    gid_t gid;
+    int passed_fd; /* a descriptor the client sent (SCM_RIGHTS) for its next submit, or -1 */
+    bool admin;    /* sees and acts on every task: root, the server's uid, --admin-gid */
     char *in;
     size_t inlen, incap;
     bool discarding; /* dropping the rest of an oversized line */
@@ -222,6 +224,7 @@ void serve_client_interest(struct client *c);
 void serve_client_flush(struct client *c);
 void serve_client_queue(struct client *c, const char *p, size_t n);
 void serve_reply_error(struct client *c, enum protocol_error code, const char *msg);
+void serve_reply_ok(struct client *c, cJSON *fields); /* fields consumed */
 void serve_stream_end(struct client *c);
 void serve_answer_waiters(struct server *s, struct stask *t);
 void serve_publish_event(struct server *s, const struct stask *t, const char *line, size_t len,

@@ -20,6 +20,8 @@
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
+#include "fdpass.h"
+#include "serve_artifact.h"
 
 /* ---------------------------------------------------------------- clients: output */
 
@@ -116,6 +118,11 @@ static void reply_ok(struct client *c, cJSON *fields)
     queue_line(c, protocol_ok_line(fields));
 }
 
+void serve_reply_ok(struct client *c, cJSON *fields)
+{
+    reply_ok(c, fields);
+}
+
 /* ---------------------------------------------------------------- summaries */
 
 static cJSON *time_or_null(double t)
@@ -198,6 +205,9 @@ static void op_submit(struct client *c, const struct request *req)
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;
     }
+    tk.requester_set = true; /* a git workspace is read with the client's rights */
+    tk.requester_uid = c->uid;
+    tk.requester_gid = c->gid;
     struct policy_entry *pe = NULL;
     if (serve_egress_check(s, &tk, err, sizeof(err)) < 0 ||
         serve_policy_get(s, &tk, &pe, err, sizeof(err)) < 0) {
@@ -218,6 +228,12 @@ static void op_submit(struct client *c, const struct request *req)
     if (json) {
         cJSON_DeleteItemFromObjectCaseSensitive(json, "id");
         cJSON_AddStringToObject(json, "id", tk.id);
+    }
+    if (json && serve_upload(s, req->root, &c->passed_fd, &tk, json, err, sizeof(err)) < 0) {
+        cJSON_Delete(json);
+        task_free(&tk);
+        serve_reply_error(c, PERR_INVALID_TASK, err);
+        return;
     }
     struct stask *t = json ? taskstore_add(&s->store, tk.id) : NULL;
     if (!t) {
@@ -511,6 +527,9 @@ static void handle_request(struct client *c, const char *line, size_t len)
     case OP_METRICS:
         op_metrics(c);
         break;
+    case OP_ARTIFACT:
+        serve_op_artifact(c, &req);
+        break;
     }
     request_free(&req);
 }
@@ -615,7 +634,13 @@ void serve_client_read(struct client *c)
             c->dead = true;
             return;
         }
-        ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+        int got = -1; /* a workspace archive may come with the bytes (serve_artifact.h) */
+        ssize_t n = fdpass_recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT, &got);
+        if (got >= 0) {
+            if (c->passed_fd >= 0)
+                (void)close(c->passed_fd);
+            c->passed_fd = got;
+        }
         if (n == 0) {
             c->eof = true;
             serve_client_interest(c);
@@ -638,6 +663,8 @@ void serve_client_close(struct client *c)
     struct server *s = c->srv;
     (void)epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
     (void)close(c->fd);
+    if (c->passed_fd >= 0)
+        (void)close(c->passed_fd);
     if (c->replay_fd >= 0)
         (void)close(c->replay_fd);
     if (c->prev)
@@ -760,6 +787,8 @@ void serve_accept(struct server *s)
         c->fd = fd;
         c->uid = cr.uid;
         c->admin = admin;
+        c->gid = cr.gid;
+        c->passed_fd = -1;
         c->replay_fd = -1;
         c->interest = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->interest, .data.ptr = c};

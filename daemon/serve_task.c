@@ -20,6 +20,7 @@
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
+#include "serve_artifact.h"
 #include "taskprep.h"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -90,6 +91,7 @@ static void record_finished(struct server *s, struct stask *t, enum task_status 
                             bool result_saved)
 {
     t->ended = wallclock_s();
+    serve_upload_remove(s, t->id); /* an uploaded workspace lives as long as its task */
     taskstore_set_status(&s->store, t, st);
     cJSON_Delete(t->result);
     t->result = res;
@@ -178,6 +180,14 @@ static void start_task(struct server *s, struct stask *t)
                                     "task.workspace.from_dir: the seed is opened with the "
                                     "submitter's rights at submission; after a supervisor "
                                     "restart it cannot be, submit the task again");
+        serve_policy_put(pe);
+        return;
+    }
+    if (tk->git && !tk->requester_set) { /* re-queued by a restart: whose rights is unknown */
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
+                                    "task.workspace.git: the requester is not known after a "
+                                    "supervisor restart; submit the task again");
+        serve_policy_put(pe);
         return;
     }
     struct slot *sl = calloc(1, sizeof(*sl));

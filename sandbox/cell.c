@@ -136,10 +136,12 @@ static int arrange_fds(struct cell_child *ctx)
     if (!cfg->stdio_passthrough) {
         int out = cfg->stdout_fd >= 0 ? dup_high(cfg->stdout_fd) : -1;
         int errfd = cfg->stderr_fd >= 0 ? dup_high(cfg->stderr_fd) : -1;
+        int in = cfg->stdin_set ? dup_high(cfg->stdin_fd) : -1;
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null < 0 || (cfg->stdout_fd >= 0 && out < 0) || (cfg->stderr_fd >= 0 && errfd < 0))
+        if (null < 0 || (cfg->stdout_fd >= 0 && out < 0) || (cfg->stderr_fd >= 0 && errfd < 0) ||
+            (cfg->stdin_set && in < 0))
             return CHILD_FAIL(ctx, "open stdio");
-        if (dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
+        if (dup2(in >= 0 ? in : null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0 ||
             dup2(errfd >= 0 ? errfd : null, 2) < 0)
             return CHILD_FAIL(ctx, "dup stdio");
     }
@@ -730,6 +732,11 @@ fail:
 int cell_pidfd(const struct cell *c)
 {
     return c->pidfd;
+}
+
+int cell_workspace_fd(const struct cell *c)
+{
+    return c->ws_fd;
 }
 
 pid_t cell_pid(const struct cell *c)

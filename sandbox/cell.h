@@ -44,6 +44,8 @@ struct cell_config {
     char *const *envp; /* NULL = cell_default_env() */
     int channel_fd;    /* CELL_PID1_AGENT: becomes fd 3 of pid 1; -1 otherwise */
     bool stdio_passthrough;
+    bool stdin_set; /* when !stdio_passthrough: stdin_fd is stdin (else /dev/null) */
+    int stdin_fd;
     int stdout_fd, stderr_fd; /* when !stdio_passthrough (-1 = /dev/null) */
 };
 
@@ -118,6 +120,9 @@ struct cell;
  * prctl(PR_SET_DUMPABLE, 0) itself first thing, before it reads anything from its channel. */
 int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz);
 int cell_pidfd(const struct cell *c); /* readable when pid 1 has exited */
+/* The cell's /workspace (a directory fd; -1 if it never came), valid until cell_reap: dup it
+ * to read the workspace after pid 1 exited (the tmpfs lives while a descriptor holds it). */
+int cell_workspace_fd(const struct cell *c);
 pid_t cell_pid(const struct cell *c);
 /* cfg->egress: the listening socket made in the cell's network namespace (caller owns it;
  * accept() on it gets the cell's connections to 127.0.0.1:CELL_PROXY_PORT); -1 otherwise. */

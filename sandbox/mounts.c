@@ -93,7 +93,7 @@ static int bind_host(struct cell_child *ctx, const struct policy_bind *b)
         errno = EINVAL;
         return fail_path(ctx, "bind", b->path);
     }
-    if (in_root(target, sizeof(target), b->path) < 0)
+    if (in_root(target, sizeof(target), b->dest ? b->dest : b->path) < 0)
         return fail_path(ctx, "bind", b->path);
     struct stat st;
     if (lstat(b->path, &st) < 0) {

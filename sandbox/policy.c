@@ -332,8 +332,10 @@ static int check_bind_path(const char *path, const char *ctx, char *err, size_t 
 
 static void free_binds(struct policy_bind *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(b[i].path);
+        free(b[i].dest);
+    }
     free(b);
 }
 

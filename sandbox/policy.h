@@ -43,6 +43,7 @@ void policy_limits_override(struct policy_limits *l, unsigned set,
 struct policy_bind {
     char *path;    /* absolute host path, bound read-only at the same path in the cell */
     bool optional; /* skip silently if missing on this host */
+    char *dest;    /* where in the cell (exec --ro-bind SRC:DST); NULL: path */
 };
 
 /* Seccomp actions, weakest first (the order the kernel ranks them in, reversed). */

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "result_report.h"
 #include "status.h"
+#include "runner_post.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -77,6 +78,7 @@ struct runner {
     int outputs_errno;
     char outputs_path[4096];
     char events_path[4096];
+    struct runner_post post; /* git workspace, patch, verify */
 };
 
 /* The proxy's net_connect / net_denied, into the task's event stream. */
@@ -138,6 +140,7 @@ static cJSON *task_for_cell(const struct runner *r)
     cJSON_AddBoolToObject(j, "native_tools", r->o.native_tools);
     cJSON_AddNumberToObject(j, "context_tokens", (double)r->o.context_tokens);
     cJSON_AddBoolToObject(j, "seeded", t->workspace_from != NULL);
+    post_task_fields(&r->post, j);
     if (t->files)
         cJSON_AddItemToObject(j, "files", cJSON_Duplicate(t->files, 1));
     if (r->o.egress) { /* the agent tells the model which hosts it can reach */
@@ -179,6 +182,11 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     cJSON *q = cJSON_CreateObject();
     cJSON_AddNumberToObject(q, "queued_at", opts->queued_at > 0 ? opts->queued_at : r->start_wall);
     events_emit(r->o.events, "task_queued", q);
+    if (post_prepare(&r->post, opts->task, r->o.events, err, errsz) < 0) {
+        cJSON_Delete(f);
+        runner_free(r);
+        return -1;
+    }
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -204,14 +212,18 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
         opts->egress ? egress_cell_env(cell_env ? cell_env : cell_default_env()) : NULL;
     if (egress_env)
         cell_env = egress_env;
+    /* a git workspace seeds from the supervisor's own clone of it, opened here like any seed */
+    cleanup_fd int git_seed_fd =
+        r->post.git.top[0] ? open(r->post.git.tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                           : -1;
     struct cell_config cc = {
         .policy = opts->policy,
         .seccomp = opts->seccomp,
         .limits = opts->limits,
         .network_host = opts->network_host,
         .egress = opts->egress != NULL,
-        .workspace_from = opts->task->workspace_from,
-        .seed_fd = opts->seed_fd,
+        .workspace_from = post_seed(&r->post),
+        .seed_fd = r->post.git.top[0] ? git_seed_fd : opts->seed_fd,
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
         .envp = cell_env,
@@ -256,8 +268,11 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
 int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
 {
     int n = 0;
-    if (r->reaped)
-        return 0;
+    if (r->reaped) {
+        if (post_poll_fd(&r->post) >= 0 && max > 0)
+            fds[n++] = (struct pollfd){.fd = post_poll_fd(&r->post), .events = POLLIN};
+        return n;
+    }
     if (!r->chan_closed && n < max)
         fds[n++] = (struct pollfd){.fd = r->chan, .events = POLLIN};
     if (n < max)
@@ -270,7 +285,9 @@ int runner_poll_fds(struct runner *r, struct pollfd *fds, int max)
 double runner_next_wakeup(const struct runner *r)
 {
     /* once the kill is sent only the pidfd matters: a past time here would spin a loop */
-    if (r->reaped || r->kill_sent)
+    if (r->reaped)
+        return post_wakeup(&r->post);
+    if (r->kill_sent)
         return 0;
     return r->cancel_sent ? r->kill_at : r->deadline;
 }
@@ -292,6 +309,10 @@ static void wrap_up(struct runner *r, const char *reason)
 
 void runner_cancel(struct runner *r)
 {
+    if (r->reaped && post_verifying(&r->post)) {
+        r->cancelled = true;
+        post_kill(&r->post);
+    }
     if (r->reaped || r->timed_out)
         return;
     r->cancelled = true;
@@ -666,11 +687,16 @@ static void on_result(void *ctx, struct channel_msg *m)
     handle_report(ctx, m->header);
 }
 
+static void on_patch(void *ctx, struct channel_msg *m)
+{
+    struct runner *r = ctx;
+    post_on_patch(&r->post, m);
+}
+
 /* What the supervisor accepts from a cell; anything else ends the task. */
 static const struct channel_rule cell_rules[] = {
-    {CH_LLM, CH_FROM_CELL, false, on_llm},
-    {CH_EVENT, CH_FROM_CELL, false, on_event},
-    {CH_OUTPUT, CH_FROM_CELL, false, on_output},
+    {CH_LLM, CH_FROM_CELL, false, on_llm},       {CH_EVENT, CH_FROM_CELL, false, on_event},
+    {CH_OUTPUT, CH_FROM_CELL, false, on_output}, {CH_PATCH, CH_FROM_CELL, true, on_patch},
     {CH_RESULT, CH_FROM_CELL, true, on_result},
 };
 
@@ -884,6 +910,7 @@ static void build_result(struct runner *r)
     const char *status = "failed";
     cJSON *error = NULL;
     const char *terminal = decide_status(r, &status, &error);
+    post_decide(&r->post, &status, &terminal, &error);
     cJSON *res = cJSON_CreateObject();
     cJSON_AddStringToObject(res, "id", t->id);
     cJSON_AddStringToObject(res, "status", status);
@@ -916,6 +943,7 @@ static void build_result(struct runner *r)
     cJSON_AddItemToObject(res, "sandbox", cell_record_to_json(&r->rec));
     if (r->network)
         cJSON_AddItemToObject(res, "network", cJSON_Duplicate(r->network, 1));
+    post_result(&r->post, res, r->o.state_dir);
     cJSON *md = t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject();
     if (strcmp(status, "mock") == 0)
         cJSON_AddBoolToObject(md, "mock", true);
@@ -955,8 +983,11 @@ static void build_result(struct runner *r)
 
 void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
 {
-    if (r->reaped)
+    if (r->reaped) {
+        if (post_verifying(&r->post) && post_step(&r->post, r->o.events))
+            build_result(r);
         return;
+    }
     bool pid_ready = false;
     for (int i = 0; i < nfds; i++) {
         if (fds[i].fd == r->chan && fds[i].revents)
@@ -989,12 +1020,17 @@ void runner_handle(struct runner *r, const struct pollfd *fds, int nfds)
     if (cell_reap(r->cell, &r->rec) < 0)
         log_warn("task %s: reaping the cell failed: %s", r->o.task->id, strerror(errno));
     r->reaped = true;
-    build_result(r);
+    const char *end = r->report ? report_string(r->report, "end", 64) : NULL;
+    bool finished =
+        end && strcmp(end, "finished") == 0 && !r->timed_out && !r->cancelled && !r->mock_used;
+    if (!post_start_verify(&r->post, finished, r->o.policy, r->o.seccomp, &r->o.limits,
+                           r->o.state_dir, r->o.events))
+        build_result(r);
 }
 
 bool runner_done(const struct runner *r)
 {
-    return r->reaped;
+    return r->reaped && !post_verifying(&r->post);
 }
 
 const cJSON *runner_result(const struct runner *r)
@@ -1039,6 +1075,7 @@ void runner_free(struct runner *r)
     if (r->outputs_dirfd >= 0)
         (void)close(r->outputs_dirfd);
     channel_reader_free(&r->rd);
+    post_free(&r->post);
     drop_messages_from(r, 0);
     free(r->msg_text);
     free(r->msg_len);

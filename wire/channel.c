@@ -18,7 +18,7 @@ static const struct {
     [CH_TASK] = {"task", CH_TO_CELL},           [CH_LLM] = {"llm", CH_FROM_CELL},
     [CH_LLM_REPLY] = {"llm_reply", CH_TO_CELL}, [CH_CANCEL] = {"cancel", CH_TO_CELL},
     [CH_EVENT] = {"event", CH_FROM_CELL},       [CH_OUTPUT] = {"output", CH_FROM_CELL},
-    [CH_RESULT] = {"result", CH_FROM_CELL},
+    [CH_PATCH] = {"patch", CH_FROM_CELL},       [CH_RESULT] = {"result", CH_FROM_CELL},
 };
 
 const char *channel_type_name(enum channel_type t)

@@ -34,6 +34,7 @@ enum channel_type {
     CH_CANCEL,
     CH_EVENT,
     CH_OUTPUT,
+    CH_PATCH, /* a git workspace's change (git diff --binary), before the result */
     CH_RESULT,
     CH_NTYPES
 };

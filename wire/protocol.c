@@ -22,7 +22,8 @@ static const struct {
     enum protocol_op op;
     const char *const *keys;
 } ops[] = {
-    {"submit", OP_SUBMIT, (const char *const[]){"op", "task", NULL}},
+    {"submit", OP_SUBMIT,
+     (const char *const[]){"op", "task", "workspace_tar", "workspace_tar_fd", NULL}},
     {"status", OP_STATUS, (const char *const[]){"op", "id", NULL}},
     {"wait", OP_WAIT, (const char *const[]){"op", "id", "timeout_s", NULL}},
     {"cancel", OP_CANCEL, (const char *const[]){"op", "id", NULL}},
@@ -30,6 +31,7 @@ static const struct {
     {"list", OP_LIST, (const char *const[]){"op", NULL}},
     {"health", OP_HEALTH, (const char *const[]){"op", NULL}},
     {"metrics", OP_METRICS, (const char *const[]){"op", NULL}},
+    {"artifact", OP_ARTIFACT, (const char *const[]){"op", "id", "name", "offset", "length", NULL}},
 };
 
 const char *protocol_error_name(enum protocol_error code)
@@ -117,7 +119,7 @@ int protocol_parse(const char *line, size_t len, struct request *req, enum proto
     if (i == ARRAY_SIZE(ops)) {
         errf(err, errsz,
              "request.op: unknown op (one of submit status wait cancel events list "
-             "health metrics)");
+             "health metrics artifact)");
         return fail(req, code, PERR_UNKNOWN_OP);
     }
     req->op = ops[i].op;
@@ -133,6 +135,7 @@ int protocol_parse(const char *line, size_t len, struct request *req, enum proto
         break;
     case OP_STATUS:
     case OP_CANCEL:
+    case OP_ARTIFACT:
         if (parse_id(req, false, err, errsz) < 0)
             return fail(req, code, PERR_BAD_REQUEST);
         break;

@@ -22,6 +22,7 @@ enum protocol_op {
     OP_LIST,
     OP_HEALTH,
     OP_METRICS,
+    OP_ARTIFACT, /* serve_artifact.c reads its own fields from root */
 };
 
 /* Error codes of the protocol; their names are the wire strings. */

@@ -12,10 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "git_workspace.h"
 #include "json.h"
 #include "policy.h"
 #include "task_egress.h"
 #include "util.h"
+#include "verify.h"
 
 #define TASK_PATH_MAX 1024
 
@@ -140,9 +142,16 @@ static int parse_workspace(const cJSON *json, struct task *t, char *err, size_t 
     const cJSON *ws = cJSON_GetObjectItemCaseSensitive(json, "workspace");
     if (!ws || cJSON_IsNull(ws))
         return 0;
-    static const char *const keys[] = {"from_dir", "files", NULL};
+    static const char *const keys[] = {"from_dir", "files", "git", NULL};
     if (json_check_keys(ws, "task.workspace", keys, err, errsz) < 0)
         return -1;
+    const cJSON *git = cJSON_GetObjectItemCaseSensitive(ws, "git");
+    if (git && !cJSON_IsNull(git)) {
+        if (cJSON_GetObjectItemCaseSensitive(ws, "from_dir"))
+            return errf(err, errsz, "task.workspace: from_dir and git exclude each other");
+        if (git_ws_spec_parse(git, "task.workspace.git", &t->git, err, errsz) < 0)
+            return -1;
+    }
     const char *dir = NULL;
     if (json_get_string(ws, "task.workspace", "from_dir", &dir, err, errsz) < 0)
         return -1;
@@ -225,9 +234,9 @@ static int parse_budget(const cJSON *json, struct task *t, char *err, size_t err
 static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
 {
     static const char *const keys[] = {
-        "id",       "prompt",  "model",  "fallback_models", "max_iterations", "timeout_s",
-        "policy",   "network", "limits", "workspace",       "outputs",        "budget",
-        "metadata", NULL};
+        "id",        "prompt", "model",    "fallback_models", "max_iterations",
+        "timeout_s", "policy", "network",  "limits",          "workspace",
+        "outputs",   "budget", "metadata", "verify",          NULL};
     if (json_check_keys(json, "task", keys, err, errsz) < 0)
         return -1;
     const char *id = NULL;
@@ -286,6 +295,15 @@ static int parse_all(const cJSON *json, struct task *t, char *err, size_t errsz)
     if (parse_limits(json, t, err, errsz) < 0 || parse_workspace(json, t, err, errsz) < 0 ||
         parse_outputs(json, t, err, errsz) < 0 || parse_budget(json, t, err, errsz) < 0)
         return -1;
+    const cJSON *vf = cJSON_GetObjectItemCaseSensitive(json, "verify");
+    if (vf && !cJSON_IsNull(vf)) {
+        if (!t->git)
+            return errf(err, errsz,
+                        "task.verify: needs a git workspace (workspace.git): verify runs on the "
+                        "agent's patch against the original commit");
+        if (verify_spec_parse(vf, &t->verify, err, errsz) < 0)
+            return -1;
+    }
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(json, "metadata");
     if (md && !cJSON_IsNull(md)) {
         if (!cJSON_IsObject(md))
@@ -349,5 +367,7 @@ void task_free(struct task *t)
         free(t->outputs[i]);
     cJSON_Delete(t->metadata);
     cJSON_Delete(t->egress);
+    git_ws_spec_free(t->git);
+    verify_spec_free(t->verify);
     memset(t, 0, sizeof(*t));
 }

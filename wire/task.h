@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "policy.h"
 #include "seed_open.h"
@@ -44,6 +45,13 @@ struct task {
     double max_cost_usd; /* 0: none */
     uint64_t max_tokens; /* 0: none (budget of total tokens for the task) */
     cJSON *metadata;     /* the caller's, returned unchanged */
+    /* workspace.git (git_workspace.h) and verify (verify.h), or NULL */
+    struct git_ws_spec *git;
+    struct verify_spec *verify;
+    /* who asked (serve: the client's SO_PEERCRED); unset: this process's own ids */
+    bool requester_set;
+    uid_t requester_uid;
+    gid_t requester_gid;
 };
 
 /* Parses and validates; on error fills err with "task.FIELD: why" and returns -1. */

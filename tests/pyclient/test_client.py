@@ -157,7 +157,7 @@ class Ops(ServerTestCase):
 
 class NoServer(ServerTestCase):
     async def test_missing_socket_is_a_connection_error(self):
-        c = AgentboxClient(os.path.join(self.tmp, "nothing-here.sock"))
+        c = AgentboxClient(os.path.join(self.tmp, "nothing-here.sock"), reconnect_timeout=0)
         with self.assertRaises(AgentboxConnectionError) as cm:
             await c.health()
         self.assertEqual(cm.exception.code, "connection_error")

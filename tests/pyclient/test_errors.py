@@ -33,7 +33,7 @@ class Misbehaving(unittest.IsolatedAsyncioTestCase):
             writer.close()
 
         self.server = await asyncio.start_unix_server(handle, self.path)
-        self.c = AgentboxClient(self.path, connect_timeout=0.5)
+        self.c = AgentboxClient(self.path, connect_timeout=0.5, reconnect_timeout=0)
 
     async def asyncTearDown(self):
         self.release.set()
@@ -100,6 +100,6 @@ class Misbehaving(unittest.IsolatedAsyncioTestCase):
 
     async def test_oversized_reply(self):
         self.answer = b'{"ok":true,"text":"' + b"x" * 5000 + b'"}\n'
-        c = AgentboxClient(self.path, reply_max_bytes=1024)
+        c = AgentboxClient(self.path, reply_max_bytes=1024, reconnect_timeout=0)
         with self.assertRaises(AgentboxProtocolError):
             await c.metrics()

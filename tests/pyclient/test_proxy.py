@@ -108,8 +108,8 @@ class Proxy(ServerTestCase):
         self.assertEqual(out["metadata"]["server_error_code"], "invalid_task")
         self.assertIn("task.limits.disk", out["error"])
         self.assertEqual(rec.types(), ["task_failed"])
-        out = await OpenHandsAgentProxy(os.path.join(self.tmp, "none.sock")) \
-            .execute_development_task("x")
+        out = await OpenHandsAgentProxy(client=AgentboxClient(
+            os.path.join(self.tmp, "none.sock"), reconnect_timeout=0)).execute_development_task("x")
         self.assertFalse(out["success"])
         self.assertEqual(out["metadata"]["error"]["type"], "CONNECTION_ERROR")
         out = await OpenHandsAgentProxy(self.server.socket).execute_development_task("   ")

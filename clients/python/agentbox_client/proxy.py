@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import time
+from typing import Any, Dict, Optional
 
 from .client import AgentboxClient
 from .errors import AgentboxConnectionError, AgentboxError
@@ -18,7 +19,11 @@ log = logging.getLogger("agentbox_client")
 
 # Context keys copied into the task as they are (the task's own fields).
 _TASK_FIELDS = ("model", "fallback_models", "max_iterations", "policy", "network", "limits",
-                "outputs", "budget")
+                "outputs", "budget", "verify")
+# Every context key build_task reads: anything else is refused (a typo must not pass).
+CONTEXT_KEYS = frozenset(_TASK_FIELDS + (
+    "task_id", "id", "timeout", "timeout_s", "workspace", "files", "workspace_files",
+    "workspace_dir", "from_dir", "git", "metadata"))
 # The summary events this proxy publishes itself, once per task, after the result is in.
 _SUMMARY_EVENTS = ("task_completed", "task_failed")
 _SERVER_CODE_TO_ERROR_TYPE = {
@@ -42,8 +47,10 @@ class AgentboxAgentProxy:
     """``event_callback(event_type, payload)`` may be a plain function or a coroutine
     function; its exceptions are logged, never propagated into the task."""
 
-    def __init__(self, socket_path=None, event_callback=None, model=None, timeout=None,
-                 policy=None, client=None, wait_timeout=None):
+    def __init__(self, socket_path: Optional[str] = None, event_callback: Any = None,
+                 model: Optional[str] = None, timeout: Optional[float] = None,
+                 policy: Optional[str] = None, client: Optional[AgentboxClient] = None,
+                 wait_timeout: Optional[float] = None) -> None:
         self.client = client or AgentboxClient(socket_path)
         self.event_callback = event_callback
         self.model = model or os.environ.get("OPENHANDS_MODEL") or None
@@ -55,15 +62,21 @@ class AgentboxAgentProxy:
 
     # ---- building the task ----
 
-    def build_task(self, task_description, context=None):
-        """The agentbox task (docs/protocol.md) for a description and the orchestrator's context.
+    def build_task(self, task_description: str,
+                   context: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The agentbox task (docs/agent.md) for a description and the orchestrator's context.
         Context keys used: task_id/id, model, fallback_models, timeout/timeout_s,
         max_iterations, policy, network, limits, outputs, budget, metadata, workspace (the task's
         object) or files/workspace_files (path -> content) and workspace_dir/from_dir."""
         if not isinstance(task_description, str) or not task_description.strip():
             raise ValueError("task_description: expected a non-empty string")
         ctx = dict(context or {})
-        task = {"prompt": task_description}
+        unknown = sorted(str(k) for k in ctx if k not in CONTEXT_KEYS)
+        if unknown:
+            raise ValueError(f"context: unknown key{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(repr(k) for k in unknown)} (known: "
+                             f"{', '.join(sorted(CONTEXT_KEYS))})")
+        task: Dict[str, Any] = {"prompt": task_description}
         tid = ctx.get("task_id", ctx.get("id"))
         if tid is not None:
             task["id"] = str(tid)
@@ -86,6 +99,17 @@ class AgentboxAgentProxy:
         from_dir = ctx.get("workspace_dir", ctx.get("from_dir"))
         if from_dir:
             ws["from_dir"] = os.path.abspath(from_dir)
+        git = ctx.get("git")  # {"repo", "rev"}, or "REPO@REV"
+        if git:
+            if isinstance(git, str):
+                repo, _, rev = git.rpartition("@") if "@" in git else (git, "", "HEAD")
+                git = {"repo": repo, "rev": rev or "HEAD"}
+            if not isinstance(git, dict):
+                raise ValueError("context.git: expected {\"repo\": PATH, \"rev\": REV} or \"PATH@REV\"")
+            git = dict(git)
+            if isinstance(git.get("repo"), str) and "://" not in git["repo"]:
+                git["repo"] = os.path.abspath(git["repo"])
+            ws["git"] = git
         if ws:
             task["workspace"] = ws
         if ctx.get("metadata") is not None:
@@ -121,7 +145,8 @@ class AgentboxAgentProxy:
 
     # ---- the orchestrator's interface ----
 
-    async def execute_development_task(self, task_description, context=None):
+    async def execute_development_task(self, task_description: str,
+                                       context: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         t0 = time.monotonic()
         try:
             task = self.build_task(task_description, context)
@@ -186,6 +211,7 @@ class AgentboxAgentProxy:
             "iterations": result.get("iterations"), "usage": result.get("usage"),
             "files": result.get("files"), "diff": result.get("diff"),
             "outputs_dir": result.get("outputs_dir"), "events_file": result.get("events_file"),
+            "patch": result.get("patch"), "verify": result.get("verify"),
             "sandbox": result.get("sandbox"), "error": err,
             "error_reason": err.get("reason") if err else None,
             "agentbox_execution_time": result.get("execution_time"),

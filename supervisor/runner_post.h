@@ -1,0 +1,60 @@
+/* runner_post: what a git workspace and a verify step add to one task's life on the
+ * supervisor side: the fresh clone the cell is seeded from (made before the cell, removed
+ * after the verify), the agent's patch (checked, kept as bytes, written to STATE/ID/
+ * patch.diff), the verify cell after the agent's cell is gone, and their part of the result
+ * and of its status. The runner calls it at fixed points; it never talks to the agent's
+ * cell itself. */
+#ifndef AGENTBOX_RUNNER_POST_H
+#define AGENTBOX_RUNNER_POST_H
+
+#include <cjson/cJSON.h>
+#include <linux/filter.h>
+#include <stdbool.h>
+
+#include "channel.h"
+#include "events.h"
+#include "git_workspace.h"
+#include "policy.h"
+#include "task.h"
+#include "verify.h"
+
+struct runner_post {
+    const struct task *task;
+    struct git_ws git;
+    char *patch; /* the agent's, as sent (bytes), NULL until it came */
+    size_t patch_len;
+    bool patch_truncated;
+    char patch_error[256];
+    struct verify *verify;
+    cJSON *verify_json;
+    double next_look; /* monotonic: when the verify cell is looked at next (a stable time) */
+};
+
+/* Before the cell: the clone (as the requester). Errors name the field. */
+int post_prepare(struct runner_post *p, const struct task *t, struct event_log *ev, char *err,
+                 size_t errsz);
+/* The seed directory for the agent's cell (the clone's work tree, or the task's from_dir). */
+const char *post_seed(const struct runner_post *p);
+/* Adds what the agent needs to the cell's task message ("git_commit", "seeded"). */
+void post_task_fields(const struct runner_post *p, cJSON *cell_task);
+/* A "patch" message from the cell. */
+void post_on_patch(struct runner_post *p, const struct channel_msg *m);
+/* After the agent's cell is reaped; finished: the agent ended with `finish`. Returns true
+ * when a verify cell now runs (the result waits for it). */
+bool post_start_verify(struct runner_post *p, bool finished, const struct policy *pol,
+                       const struct sock_fprog *seccomp, const struct policy_limits *lim,
+                       const char *state_dir, struct event_log *ev);
+bool post_verifying(const struct runner_post *p);
+int post_poll_fd(const struct runner_post *p);
+double post_wakeup(const struct runner_post *p);
+/* Steps the verify cell; true once it is done (then verify_finished was emitted). */
+bool post_step(struct runner_post *p, struct event_log *ev);
+void post_kill(struct runner_post *p);
+/* A succeeded task whose verify did not pass becomes failed (reason verify_failed). */
+void post_decide(const struct runner_post *p, const char **status, const char **terminal,
+                 cJSON **error);
+/* Adds "patch", "verify" and "workspace_git" to the result; writes patch.diff. */
+void post_result(struct runner_post *p, cJSON *res, const char *state_dir);
+void post_free(struct runner_post *p);
+
+#endif
