@@ -80,12 +80,22 @@ int verify_start(const struct verify_cell *vc, struct verify **out, char *err, s
     for (size_t i = 0; i < vc->spec->nreset; i++)
         argv[n++] = vc->spec->reset[i];
     argv[n] = NULL;
+    /* the clone seeds the cell through a descriptor, like any seed (the cell resolves no
+     * host path itself) */
+    cleanup_fd int seed_fd =
+        vc->seed ? open(vc->seed, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (vc->seed && seed_fd < 0) {
+        errf(err, errsz, "verify: %s: %s", vc->seed, strerror(errno));
+        verify_free(v);
+        return -1;
+    }
     struct cell_config cc = {
         .policy = vc->policy,
         .seccomp = vc->seccomp,
         .limits = vc->limits,
         .network_host = false,
         .workspace_from = vc->seed,
+        .seed_fd = seed_fd,
         .pid1 = CELL_PID1_COMMAND,
         .argv = argv,
         .envp = NULL,
