@@ -181,7 +181,10 @@ class AgentTasks(RunTestCase):
                     self.assertIn(m["tool_call_id"], ids)
 
     def test_cancel_with_sigint(self):
-        marker = self.serve([{"tool_calls": [bash("sleep 100")]}])
+        # a duration no other process on the host uses, so that the check below sees only
+        # this cell's sleep (suites of other checkouts may run `sleep 100` at the same time)
+        nap = f"100.{os.getpid()}"
+        marker = self.serve([{"tool_calls": [bash(f"sleep {nap}")]}])
         argv = [AGENTBOX, "run", "--quiet", f"{marker} go"]
         p = subprocess.Popen(argv, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20
@@ -197,7 +200,7 @@ class AgentTasks(RunTestCase):
         res = json.loads(out)
         self.assertEqual(res["status"], "cancelled")
         self.assertTrue(res["sandbox"]["enforced"])
-        # the tool's observation tells when the cancel came (about 1 s into `sleep 100`),
+        # the tool's observation tells when the cancel came (about 1 s into the sleep),
         # not the command's timeout (120 s by default)
         with open(res["events_file"]) as f:
             results = [json.loads(line) for line in f if '"tool_result"' in line]
@@ -206,12 +209,12 @@ class AgentTasks(RunTestCase):
         self.assertIsNotNone(m, results[0]["observation"])
         self.assertGreater(float(m.group(1)), 0.5)
         self.assertLess(float(m.group(1)), 10)
-        # no process of the cell survives: nothing runs `sleep 100` any more
+        # no process of the cell survives: nothing runs that sleep any more
         for d in os.listdir("/proc"):
             if d.isdigit():
                 try:
                     with open(f"/proc/{d}/cmdline", "rb") as f:
-                        self.assertNotEqual(f.read(), b"sleep\x00100\x00")
+                        self.assertNotEqual(f.read(), f"sleep\x00{nap}\x00".encode())
                 except OSError:
                     pass
 
