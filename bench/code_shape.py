@@ -13,7 +13,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIRS = ["common", "sandbox", "wire", "agent", "agent/tools", "llm", "supervisor", "batch",
+DIRS = ["common", "sandbox", "wire", "agent", "agent/tools", "llm", "egress", "supervisor", "batch",
         "daemon", "cli"]
 OPEN = re.compile(r"^[A-Za-z_].*\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
