@@ -125,8 +125,13 @@ class Install(unittest.TestCase):
         r = self.installed("exec", "--", "sh", "-c", "echo in-cell; whoami", user=user, cwd=cwd)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.split(), ["in-cell", "agent"])
-        r = self.installed("run", "--quiet", "--task-file", os.path.join(DEMO, "task.json"),
-                           "--replay", os.path.join(DEMO, "replay.json"), user=user, cwd=cwd)
+        # the demo's files, copied where the user running it can read them (the checkout may
+        # sit below a directory only root can enter, or on a share it sees as another owner)
+        for name in ("task.json", "replay.json"):
+            shutil.copy(os.path.join(DEMO, name), os.path.join(cwd, name))
+            os.chmod(os.path.join(cwd, name), 0o644)
+        r = self.installed("run", "--quiet", "--task-file", os.path.join(cwd, "task.json"),
+                           "--replay", os.path.join(cwd, "replay.json"), user=user, cwd=cwd)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["status"], "succeeded")
 
