@@ -199,7 +199,7 @@ fuzz:
 	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	  $(ALL_INC) $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_protocol \
 	  tests/fuzz/fuzz_protocol.c wire/protocol.c wire/task.c wire/task_egress.c sandbox/seed_open.c sandbox/policy_egress.c \
-	  wire/git_workspace.c common/gitcmd.c wire/verify_spec.c $(wildcard common/*.c) \
+	  wire/git_workspace.c wire/verify_spec.c $(wildcard common/*.c) \
 	  $(PKG_LIBS) -lm; \
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/protocol/* $(BUILD)/fuzz/corpus/; \
 	if ! $(BUILD)/fuzz/fuzz_protocol -max_total_time=$(FUZZ_TIME) -max_len=65536 \
