@@ -561,18 +561,30 @@ static int make_cgroups(struct cell *c, const struct cell_config *cfg, int versi
  * the cell gets detached copies of the mounts of the binary and of the seed directory to move
  * into place. (An unprivileged parent cannot make them; its child, with the same rights, opens
  * the names itself, the seed checked to be the directory opened here: workspace_reopen_seed.) */
+static void close_mounts(struct cell *c);
+
 static int clone_mounts(struct cell *c, const struct cell_config *cfg, char *err, size_t errsz)
 {
     if (cfg->pid1 == CELL_PID1_AGENT &&
         (c->exe_tree = (int)syscall(SYS_open_tree, AT_FDCWD, self_exe_path(),
                                     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
-        return errf(err, errsz, "set-up failed at clone agentbox binary mount: %s",
-                    strerror(errno));
+        goto no_clone;
     if (cfg->workspace_from && (c->seed_tree = (int)syscall(SYS_open_tree, cfg->seed_fd, "",
                                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
                                                                 AT_EMPTY_PATH | AT_RECURSIVE)) < 0)
-        return errf(err, errsz, "set-up failed at clone seed mount: %s", strerror(errno));
+        goto no_clone;
     return 0;
+no_clone:
+    /* Root without CAP_SYS_ADMIN (a hardened systemd unit's bounding set) may not clone
+     * mounts: then the child opens the names itself, as an unprivileged parent's does, and
+     * the seed is used only if it is the very directory opened here (workspace_reopen_seed). */
+    if (errno == EPERM) {
+        close_mounts(c);
+        return 0;
+    }
+    return errf(err, errsz, "set-up failed at clone %s mount: %s",
+                c->exe_tree < 0 && cfg->pid1 == CELL_PID1_AGENT ? "agentbox binary" : "seed",
+                strerror(errno));
 }
 
 static void close_mounts(struct cell *c)

@@ -68,9 +68,17 @@ long ns_clone3_as(struct clone_args *ca, uid_t uid, gid_t gid)
      * for the clone only. SECBIT_NO_SETUID_FIXUP keeps the capabilities in effect while the
      * effective uid is not 0 (CLONE_INTO_CGROUP writes a root-owned cgroup). */
     int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
-    if (bits < 0 ||
-        prctl(PR_SET_SECUREBITS, (unsigned long)bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0)
+    if (bits < 0)
         return -1;
+    if (prctl(PR_SET_SECUREBITS, (unsigned long)bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0) {
+        /* Root without CAP_SETPCAP and CAP_SYS_ADMIN (a hardened systemd unit's bounding
+         * set) can neither keep its capabilities across the switch nor write the maps of a
+         * user namespace another uid owns: the namespace is then root's, as before, and the
+         * cell's counters are held only by the per-cell caps (limits_cap_ucounts). */
+        if (errno != EPERM)
+            return -1;
+        return syscall(SYS_clone3, ca, sizeof(*ca));
+    }
     long pid = -1;
     int e = 0;
     if (syscall(SYS_setresgid, -1, gid, -1) < 0 || syscall(SYS_setresuid, -1, uid, -1) < 0)

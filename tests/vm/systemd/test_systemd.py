@@ -141,11 +141,15 @@ class Systemd(unittest.TestCase):
 
     def wait_running(self, tid, timeout=120):
         deadline = time.monotonic() + timeout
+        st = None
         while time.monotonic() < deadline:
-            if ask({"op": "status", "id": tid}).get("task", {}).get("status") == "running":
+            st = ask({"op": "status", "id": tid}).get("task", {}).get("status")
+            if st == "running":
                 return
+            if st not in (None, "queued"):  # it ended without being seen running: say why
+                self.fail(f"{tid} never ran: {ask({'op': 'wait', 'id': tid, 'timeout_s': 5})}")
             time.sleep(0.2)
-        self.fail(f"{tid} never ran")
+        self.fail(f"{tid} never ran (status {st})")
 
     def test_1_socket_activation(self):
         sh("systemctl", "stop", "agentbox.service")
