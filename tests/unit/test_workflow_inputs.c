@@ -1,5 +1,5 @@
 /* Unit tests for the inputs of the git/verify/upload workflows: workspace.git and verify in
- * a task (executor/task.c, git_workspace.c, verify_spec.c), base64 (b64.c) and the tar
+ * a task (wire/task.c, git_workspace.c, verify_spec.c), base64 (b64.c) and the tar
  * extractor's refusals (tar_in.c). */
 #include <setjmp.h>
 #include <stdarg.h>
