@@ -3,7 +3,10 @@
 
 1. throughput: curl downloads SIZE MB from a local server (sendfile) on the host, and the same
    download from inside a cell through the proxy (CONNECT tunnel, and a plain absolute-URI GET);
-   curl's own speed_download, median of RUNS each;
+   curl's own speed_download, median of RUNS each, interleaved; beside them two references
+   that show where the difference comes from: the host download through relay_floor.c (a bare
+   splice relay: the least any relay in the path costs here), and the download from a cell
+   with --network host (the cell's own cost, no relay);
 2. added latency per connection: N sequential request/response exchanges from a Python client,
    directly on the host and through the proxy from inside a cell (CONNECT + GET + answer +
    close); median difference;
@@ -99,16 +102,33 @@ def curl_speed(argv):
     return float(out.stdout.split()[-1])
 
 
-def throughput(port, runs, path="big"):
+def throughput(port, runs, path="big", relay_port=None):
+    """Medians in MB/s: host, tunnel, plain; then relay floor and cell without relay when
+    relay_port is given."""
     url = f"http://reg.test:{port}/{path}"
     fmt = ["-w", "%{speed_download}", "-o", "/dev/null", "-sS"]
-    host, tunnel, plain = [], [], []
+    pin = ["--resolve", f"reg.test:{port}:127.0.0.1"]
+    host, tunnel, plain, relay, cell = [], [], [], [], []
     for _ in range(runs):  # interleaved
-        host.append(curl_speed(["curl", *fmt, "--resolve", f"reg.test:{port}:127.0.0.1", url]))
+        host.append(curl_speed(["curl", *fmt, *pin, url]))
         tunnel.append(curl_speed([AGENTBOX, "exec", *egress_args(port), "--", "curl", *fmt,
                                   "--proxytunnel", url]))
         plain.append(curl_speed([AGENTBOX, "exec", *egress_args(port), "--", "curl", *fmt, url]))
-    return [statistics.median(x) / 1e6 for x in (host, tunnel, plain)]
+        if relay_port:
+            relay.append(curl_speed(["curl", *fmt, f"http://127.0.0.1:{relay_port}/{path}"]))
+            cell.append(curl_speed([AGENTBOX, "exec", "--policy", "permissive", "--network",
+                                    "host", "--", "curl", *fmt, *pin, url]))
+    return [statistics.median(x) / 1e6 if x else 0.0 for x in (host, tunnel, plain, relay, cell)]
+
+
+def start_relay_floor(port, outdir):
+    """Builds and starts bench/relay_floor.c towards the server; returns (process, its port)."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay_floor.c")
+    exe = os.path.join(outdir, "relay_floor")
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-D_GNU_SOURCE", "-pthread", "-o", exe,
+                    src], check=True)
+    p = subprocess.Popen([exe, str(port)], stdout=subprocess.PIPE, text=True)
+    return p, int(p.stdout.readline())
 
 
 LATENCY_CLIENT = r"""
@@ -274,8 +294,13 @@ def main():
         big.flush()
         srv = FileServer(big.name)
         load = os.getloadavg()
-        host, tunnel, plain = throughput(srv.port, a.runs)
-        p_host, p_tunnel, _ = throughput(srv.port, 3, "paced")
+        relay_proc, relay_port = start_relay_floor(srv.port, _policy_dir)
+        try:
+            host, tunnel, plain, relay, cell = throughput(srv.port, a.runs, "big", relay_port)
+        finally:
+            relay_proc.kill()
+            relay_proc.wait()
+        p_host, p_tunnel, *_ = throughput(srv.port, 3, "paced")
         direct, proxied = latency(srv.port, a.conns)
         before, after = memory(srv.port, a.open)
         cpu = statistics.median(cpu_per_gb(srv.port, a.size_mb) for _ in range(3))
@@ -288,6 +313,10 @@ def main():
           f"{tunnel:.0f} MB/s | {tunnel / host:.2f}x |")
     print(f"| {a.size_mb} MB download, plain absolute-URI GET | {host:.0f} MB/s | {plain:.0f} MB/s "
           f"| {plain / host:.2f}x |")
+    print(f"| reference: {a.size_mb} MB on the host through a bare splice relay "
+          f"(relay_floor.c) | {host:.0f} MB/s | {relay:.0f} MB/s | {relay / host:.2f}x |")
+    print(f"| reference: {a.size_mb} MB from a cell with --network host (no relay) | "
+          f"{host:.0f} MB/s | {cell:.0f} MB/s | {cell / host:.2f}x |")
     print(f"| {a.size_mb} MB at {FileServer.PACE_MBPS} MB/s (a link, not the CPU, is the limit), "
           f"CONNECT tunnel (median of 3) | {p_host:.0f} MB/s | {p_tunnel:.0f} MB/s | "
           f"{p_tunnel / p_host:.2f}x |")
