@@ -13,6 +13,31 @@ from runtest_util import AGENTBOX, RunTestCase, bash, call, finish
 PROG = "#include <stdio.h>\nint main(void){int s=0;for(int i=1;i<=10;i++)s+=i;printf(\"sum=%d\\n\",s);return 0;}\n"
 
 
+
+def run_with_tty_stderr(argv, env):
+    """Runs argv with stderr on a pseudo-terminal (so agentbox prints its progress lines);
+    returns the completed process and everything written to the terminal."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    return p, b"".join(chunks).decode(errors="replace")
+
 class AgentTasks(RunTestCase):
     def test_multi_step_task_writes_and_runs_a_program(self):
         marker = self.serve([
@@ -319,31 +344,12 @@ class Replay(RunTestCase):
         self.assertEqual(files.get("primes.c"), "added")
 
     def test_progress_lines_on_a_terminal(self):
-        import pty
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "demo")
         env = self.env()
         env.pop("OPENROUTER_API_KEY", None)
-        master, slave = pty.openpty()
-        try:
-            p = subprocess.run([AGENTBOX, "run", "--task-file", os.path.join(root, "task.json"),
-                                "--replay", os.path.join(root, "replay.json")],
-                               env=env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
-            os.close(slave)
-            slave = -1
-            chunks = []
-            while True:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
-            if slave >= 0:
-                os.close(slave)
-            os.close(master)
-        text = b"".join(chunks).decode(errors="replace")
+        p, text = run_with_tty_stderr([AGENTBOX, "run", "--task-file",
+                                       os.path.join(root, "task.json"), "--replay",
+                                       os.path.join(root, "replay.json")], env)
         self.assertEqual(p.returncode, 0, text)
         self.assertIn("OFFLINE REPLAY", text)
         steps = [l for l in text.splitlines() if "agentbox: step" in l]
@@ -368,29 +374,9 @@ class Replay(RunTestCase):
 
 class RateLimitShown(RunTestCase):
     def test_a_wait_for_the_rate_limit_is_a_progress_line(self):
-        import pty
         marker = self.serve([{"tool_calls": [bash("true")]}, {"tool_calls": [finish("ok")]}])
         env = self.env(OPENHANDS_RATE_LIMIT_RPM="30", OPENHANDS_RATE_LIMIT_BURST="1")
-        master, slave = pty.openpty()
-        try:
-            p = subprocess.run([AGENTBOX, "run", f"{marker} go"], env=env, stdout=subprocess.PIPE,
-                               stderr=slave, timeout=120)
-            os.close(slave)
-            slave = -1
-            chunks = []
-            while True:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
-            if slave >= 0:
-                os.close(slave)
-            os.close(master)
-        text = b"".join(chunks).decode(errors="replace")
+        p, text = run_with_tty_stderr([AGENTBOX, "run", f"{marker} go"], env)
         self.assertEqual(p.returncode, 0, text)
         self.assertRegex(text, r"agentbox: waiting for the rate limit of test/primary: [12] seconds?")
 
