@@ -7,27 +7,19 @@ only the processes it started."""
 import ctypes
 import json
 import os
-import pwd
 import secrets
 import shutil
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-AGENTBOX = os.environ.get("AGENTBOX") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "agentbox")
-DATA_DIR = os.environ.get("AGENTBOX_DATA_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..")
+from hostile_util import AGENTBOX, ATTACKER_PYTHON, DATA_DIR, Attacker, base_env
 
 IN_ACCESS, IN_OPEN, IN_NONBLOCK = 0x1, 0x20, 0o4000
-# what the attacker runs (the test's own interpreter may live below a private home)
-USER_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else "python3"
+USER_PYTHON = ATTACKER_PYTHON  # what the attacker runs
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -70,22 +62,6 @@ def replay_file(dirpath, commands, name="replay.json"):
     return path
 
 
-def base_env(tmp):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": tmp,
-        "AGENTBOX_DATA_DIR": DATA_DIR,
-        "OPENHANDS_WORKSPACE_ROOT": os.path.join(tmp, "ws"),
-        "OPENHANDS_TIMEOUT": "60",
-        "OPENHANDS_CATALOG_FALLBACK": "false",
-        "OPENHANDS_MODEL": "test/primary",
-    }
-    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
-        if k in os.environ:
-            env[k] = os.environ[k]
-    return env
-
-
 class HostileHostCase(unittest.TestCase):
     """Root only: makes the attacker user, the canary tree and a scratch dir per test."""
     maxDiff = None
@@ -115,14 +91,7 @@ class HostileHostCase(unittest.TestCase):
         self.addCleanup(self.watch.close)
 
     def make_attacker(self):
-        self.atk = f"abx-atk-{os.getpid()}-{secrets.token_hex(2)}"
-        r = subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", "-d", "/nonexistent",
-                            self.atk], capture_output=True, text=True)
-        if r.returncode != 0:
-            self.skipTest(f"useradd failed: {r.stderr.strip()}")
-        self.addCleanup(subprocess.run, ["userdel", "-f", self.atk], capture_output=True)
-        pw = pwd.getpwnam(self.atk)
-        self.atk_uid, self.atk_gid = pw.pw_uid, pw.pw_gid
+        self.atk, self.atk_uid, self.atk_gid = Attacker.get()
 
     def require_attacker_can_run_agentbox(self):
         for path in (AGENTBOX, os.path.join(DATA_DIR, "policies", "default.json")):
