@@ -6,7 +6,8 @@
  * file edited between two tasks is a new key, never a stale program. Safe for concurrent
  * use (one mutex; each caller gets its own copy, so nothing handed out is shared or freed
  * under it). Bounded (oldest entry replaced). Never builds a filter (seccomp.c does) and
- * never caches a failure. */
+ * never caches a failure. A child forked while another thread held the lock must not build
+ * (none does: cells, the janitor and the egress helper never compile a filter). */
 #include "seccomp_cache.h"
 
 #include <pthread.h>
