@@ -8,8 +8,10 @@ of /bin/true, `agentbox exec -- /bin/true`, bubblewrap with every namespace
 /proc and pivot_root). Prints median, p90 and min wall time, the median CPU time (user+system of
 the process and the children it reaped, from wait4), ratios, and the peak RSS of a cell's pid 1
 (VmHWM read from inside) and of agentbox itself (its VmHWM while the cell runs).
+Given --agentbox more than once, every binary is timed in the same rounds ("agentbox exec" is the
+first, "agentbox #2"... the others): before/after comparisons that share the machine's noise.
 Each run is os.posix_spawn + os.wait4 timed with time.perf_counter, so the Python overhead is
-the same for all. usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH] [--cc CC]
+the same for all. usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH]... [--cc CC]
 """
 import argparse
 import os
@@ -50,17 +52,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--agentbox", default=os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..",
-                                                                               "agentbox")))
+    ap.add_argument("--agentbox", action="append", help="binary to time (repeat to compare binaries)")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     a = ap.parse_args()
-    agentbox = os.path.abspath(a.agentbox)
+    default = os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..", "agentbox"))
+    binaries = [os.path.abspath(b) for b in (a.agentbox or [default])]
+    agentbox = binaries[0]
     tmp = tempfile.TemporaryDirectory(prefix="bench_exec.")
     os.chmod(tmp.name, 0o755)  # runnable by whoever runs this (nobody too)
     floor = build_floor(a.cc, tmp.name)
     cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec", "--", "/bin/true"]),
              ("bwrap", [subprocess.check_output(["which", "bwrap"]).decode().strip()] + BWRAP[1:]),
              ("floor", [floor]), ("floor+root", [floor, "--root"])]
+    cases += [("agentbox #%d" % (i + 2), [b, "exec", "--", "/bin/true"]) for i, b in enumerate(binaries[1:])]
     devnull = os.open(os.devnull, os.O_RDWR)
     load0 = os.getloadavg()[0]
     times = {name: [] for name, _ in cases}
@@ -93,6 +97,10 @@ def main():
         print("%-14s %10.3f %10.3f %10.3f %10.3f %12.3f" % (n, med[n] * 1e3, pct(t, 90) * 1e3,
                                                             statistics.fmean(t) * 1e3, min(t) * 1e3,
                                                             statistics.median(cpu[n]) * 1e3))
+    for i, b in enumerate(binaries):
+        name = "agentbox exec" if i == 0 else "agentbox #%d" % (i + 1)
+        print("%s = %s: / bwrap median %.2fx, CPU %.2fx" % (name, b, med[name] / med["bwrap"],
+              statistics.median(cpu[name]) / statistics.median(cpu["bwrap"])))
     print("agentbox / bwrap (median): %.2fx" % (med["agentbox exec"] / med["bwrap"]))
     print("agentbox / fork+exec (median): %.2fx" % (med["agentbox exec"] / med["fork+exec"]))
     print("bwrap / fork+exec (median): %.2fx" % (med["bwrap"] / med["fork+exec"]))

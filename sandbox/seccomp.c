@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "seccomp_cache.h"
 #include "util.h"
 
 /* The hand-written allow-list filter compares the native architecture and reads an
@@ -437,9 +438,14 @@ int policy_seccomp_build(const struct policy *p, bool network_none, struct sock_
     int r = -1;
     prog->filter = NULL;
     prog->len = 0;
+    bool sockets_local = network_none && !p->loopback;
+    uint8_t key[SECCOMP_CACHE_KEY_BYTES];
+    seccomp_cache_key(p, sockets_local, key);
+    if (seccomp_cache_get(key, prog))
+        return 0; /* built before for the same rules: the same program (seccomp_cache.c) */
     const struct allow_set *sets[] = {
         &allow_personality,
-        network_none && !p->loopback ? &allow_socket_local : &allow_socket_inet,
+        sockets_local ? &allow_socket_local : &allow_socket_inet,
         &allow_socketpair,
     };
     if (ctx_to_bpf(baseline_ctx(err, errsz), &parts[0], err, errsz) < 0)
@@ -451,6 +457,8 @@ int policy_seccomp_build(const struct policy *p, bool network_none, struct sock_
     if (ctx_to_bpf(policy_ctx(p, err, errsz), &parts[2], err, errsz) < 0)
         goto out;
     r = link_filters(parts, ARRAY_SIZE(parts), prog, err, errsz);
+    if (r == 0)
+        seccomp_cache_put(key, prog);
 out:
     for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
         free(parts[i].filter);
