@@ -104,32 +104,17 @@ cJSON *serve_terminal_event(const struct server *s, const char *id)
     return NULL;
 }
 
-/* The whole of a regular file open in fd (from offset 0), at most max bytes. */
+/* The whole of a regular file open in fd (a FIFO would block the loop), at most max bytes. */
 static int read_fd_whole(int fd, size_t max, char **out, size_t *outlen)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -1;
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-        errno = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
         return -1;
     }
-    size_t n = (size_t)st.st_size, got = 0;
-    char *buf = malloc(n + 1);
-    if (!buf)
-        return -1;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *outlen = got;
-    return 0;
+    return read_fd_bounded(fd, max, out, outlen);
 }
 
 /* Events of a task that no runner produced go to its events file (after a torn last line
