@@ -29,6 +29,7 @@
 #include "catalog.h"
 #include "commands.h"
 #include "config.h"
+#include "grow.h"
 #include "json.h"
 #include "log.h"
 #include "safedir.h"
@@ -39,6 +40,9 @@
 #define BATCH_DEFAULT_JOBS     4
 #define BATCH_JOBS_MAX         256
 #define BATCH_OUT_LINE_MAX     (64u << 20) /* one result line read back by --resume */
+#define BATCH_OUT_LINES_MAX    4000000     /* result lines of an earlier --out (re-runs included) */
+#define STR_(x)                #x
+#define STR(x)                 STR_(x)
 #define BATCH_RESULT_MAX_BYTES (64u << 20) /* a state dir's result.json read by --resume */
 #define BATCH_ERRORS_SHOWN     50
 #define BATCH_REDRAW_S         0.25
@@ -355,15 +359,10 @@ static int read_previous_out(const char *path, struct known **out, size_t *nout,
                 dropped++;
             continue;
         }
-        if (n == ncap) {
-            ncap = ncap ? ncap * 2 : 64;
-            struct known *nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv) {
-                cJSON_Delete(r);
-                oom = true;
-                break;
-            }
-            v = nv;
+        if (GROW(v, n, ncap, 64, BATCH_OUT_LINES_MAX) < 0) {
+            cJSON_Delete(r);
+            oom = true;
+            break;
         }
         v[n] = (struct known){.id = id->valuestring, .result = r, .order = n};
         n++;
@@ -375,7 +374,10 @@ static int read_previous_out(const char *path, struct known **out, size_t *nout,
         for (size_t i = 0; i < n; i++)
             cJSON_Delete(v[i].result);
         free(v);
-        return errf(err, errsz, "--out %s: %s", path, oom ? "out of memory" : "read error");
+        return errf(err, errsz, "--out %s: %s", path,
+                    !oom             ? "read error"
+                    : errno == E2BIG ? "more than " STR(BATCH_OUT_LINES_MAX) " result lines"
+                                     : "out of memory");
     }
     if (dropped)
         fprintf(stderr, "agentbox batch: --out %s: dropped %u line%s that %s not results\n", path,
@@ -828,23 +830,19 @@ static void on_signal(struct batch *b, int sigfd)
 
 /* ---- the loop ---- */
 
-static int add_fds(struct pollfd **fds, size_t *cap, size_t n, size_t want)
+/* Room for want more entries after n: the array is created with its bound (fds_max). */
+static int add_fds(struct pollfd **fds, size_t *cap, size_t n, size_t want, size_t max)
 {
-    if (n + want <= *cap)
-        return 0;
-    size_t ncap = (n + want) * 2;
-    struct pollfd *nf = realloc(*fds, ncap * sizeof(*nf));
-    if (!nf)
-        return -1;
-    *fds = nf;
-    *cap = ncap;
-    return 0;
+    return grow_to_fit(fds, n + want - 1, cap, sizeof(**fds), 64, max);
 }
 
 static void run_loop(struct batch *b, int sigfd)
 {
-    size_t cap = 64 + 4 * (size_t)b->a.jobs;
-    struct pollfd *fds = calloc(cap, sizeof(*fds));
+    /* the signalfd, up to 8 per cell, the shared broker's connections */
+    size_t fds_max = 1 + 8 * (size_t)b->a.jobs + (size_t)b->cfg.max_connections + 16;
+    size_t cap = 0;
+    struct pollfd *fds = NULL;
+    (void)add_fds(&fds, &cap, 0, 1 + 4 * (size_t)b->a.jobs, fds_max);
     int *first = calloc(b->a.jobs, sizeof(*first));
     int *count = calloc(b->a.jobs, sizeof(*count));
     if (!fds || !first || !count) {
@@ -872,7 +870,7 @@ static void run_loop(struct batch *b, int sigfd)
             count[i] = 0;
             if (!s->runner)
                 continue;
-            if (add_fds(&fds, &cap, n, 8) < 0)
+            if (add_fds(&fds, &cap, n, 8, fds_max) < 0)
                 break;
             count[i] = runner_poll_fds(s->runner, fds + n, (int)(cap - n));
             n += (size_t)count[i];
@@ -889,7 +887,7 @@ static void run_loop(struct batch *b, int sigfd)
         }
         if (b->shared) {
             size_t want = (size_t)b->cfg.max_connections + 16;
-            if (add_fds(&fds, &cap, n, want) == 0)
+            if (add_fds(&fds, &cap, n, want, fds_max) == 0)
                 n += (size_t)broker_poll_fds(b->shared, fds + n, (int)want);
             long bt = broker_timeout_ms(b->shared);
             if (bt >= 0 && bt < timeout)
