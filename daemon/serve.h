@@ -62,6 +62,7 @@ struct client {
     bool discarding; /* dropping the rest of an oversized line */
     char *out;
     size_t outlen, outoff, outcap;
+    size_t outmax; /* --client-queue: the output queue's bound (serve_client_queue) */
     uint32_t interest;
     bool dead;
     bool eof; /* the peer shut down its writing side: answer what it asked, then close */

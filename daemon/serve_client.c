@@ -21,6 +21,7 @@
 #include "serve.h"
 #include "serve_log.h"
 #include "fdpass.h"
+#include "grow.h"
 #include "serve_artifact.h"
 
 /* ---------------------------------------------------------------- clients: output */
@@ -68,30 +69,31 @@ void serve_client_flush(struct client *c)
     }
 }
 
-/* Queues bytes for the client; a reader that lets its queue pass the bound is dropped
- * (one message is always accepted into an empty queue, however large). */
+/* Queues bytes for the client. The queue's bound is --client-queue, given when the client is
+ * accepted (outmax): a reader that lets its queue pass it is dropped; one message larger than
+ * the bound is accepted alone, into an empty queue. */
 void serve_client_queue(struct client *c, const char *p, size_t n)
 {
-    if (c->dead)
+    if (c->dead || n == 0)
         return;
     size_t queued = c->outlen - c->outoff;
-    if (queued > 0 && queued + n > c->srv->client_queue) {
+    if (queued > 0 && queued + n > c->outmax) {
         log_info("client uid %u: output queue over %zu bytes, disconnected", (unsigned)c->uid,
-                 c->srv->client_queue);
+                 c->outmax);
         c->dead = true;
         return;
     }
-    if (c->outlen + n > c->outcap) {
-        size_t ncap = c->outcap ? c->outcap : 4096;
-        while (ncap < c->outlen + n)
-            ncap *= 2;
-        char *no = realloc(c->out, ncap);
-        if (!no) {
-            c->dead = true;
-            return;
-        }
-        c->out = no;
-        c->outcap = ncap;
+    if (c->outlen + n > c->outcap && c->outoff > 0) { /* what was sent makes room first */
+        memmove(c->out, c->out + c->outoff, queued);
+        c->outlen = queued;
+        c->outoff = 0;
+    }
+    size_t most = queued ? c->outmax : (n > c->outmax ? n : c->outmax);
+    if (grow_to_fit(&c->out, c->outlen + n - 1, &c->outcap, 1, 4096, most) < 0) {
+        log_info("client uid %u: no room for %zu more bytes of output (%s), disconnected",
+                 (unsigned)c->uid, n, strerror(errno));
+        c->dead = true;
+        return;
     }
     memcpy(c->out + c->outlen, p, n);
     c->outlen += n;
@@ -606,14 +608,11 @@ void serve_client_process(struct client *c)
  * while all clients' buffers together stay within SERVE_INPUT_TOTAL_MAX. */
 static int grow_input(struct client *c)
 {
-    if (c->incap - c->inlen >= SERVE_READ_CHUNK)
-        return 0;
-    size_t ncap = c->incap ? c->incap * 2 : SERVE_READ_CHUNK * 2;
     size_t most = PROTOCOL_REQUEST_MAX_BYTES + 2 * SERVE_READ_CHUNK;
-    if (ncap > most)
-        ncap = most;
-    if (ncap <= c->incap)
-        return 0; /* full: the next process() discards */
+    size_t ncap =
+        grow_next_cap(c->inlen + SERVE_READ_CHUNK - 1, c->incap, SERVE_READ_CHUNK * 2, most);
+    if (ncap == c->incap || ncap == 0)
+        return 0; /* room enough; or full: the next process() discards */
     if (c->srv->in_bytes - c->incap + ncap > SERVE_INPUT_TOTAL_MAX) {
         char msg[160];
         snprintf(msg, sizeof(msg),
@@ -790,6 +789,7 @@ void serve_accept(struct server *s)
         c->gid = cr.gid;
         c->passed_fd = -1;
         c->replay_fd = -1;
+        c->outmax = s->client_queue;
         c->interest = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->interest, .data.ptr = c};
         if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
