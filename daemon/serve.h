@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "protocol.h"
 #include "runner.h"
+#include "statefile.h"
 #include "taskstore.h"
 
 #define SERVE_DEFAULT_JOBS         4
@@ -96,7 +97,7 @@ struct slot {
     bool ready;
     double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
-    char state_dir[4400];       /* the runner borrows it for its whole life */
+    char state_dir[STATEFILE_PATH_MAX]; /* the runner borrows it for its whole life */
     struct policy_entry *pe;    /* borrowed (a reference held) for the runner's whole life */
     struct egress_rules egress; /* the runner borrows it too */
     struct slot *prev, *next;
@@ -194,7 +195,6 @@ cJSON *serve_result_get(struct server *s, struct stask *t);
 /* serve_task.c */
 void serve_slot_event_sink(void *opaque, const char *line, size_t len);
 void serve_remove_tree(struct server *s, const char *id);
-void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);
 void serve_unregister_slot_fds(struct slot *sl);

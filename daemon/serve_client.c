@@ -217,10 +217,9 @@ static void op_submit(struct client *c, const struct request *req)
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;
     }
-    char dir[4400];
-    serve_task_dir(s, tk.id, dir, sizeof(dir));
     struct stat st;
-    if (taskstore_find(&s->store, tk.id) || lstat(dir, &st) == 0) {
+    if (taskstore_find(&s->store, tk.id) ||
+        fstatat(s->state_dfd, tk.id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         snprintf(err, sizeof(err), "task id '%s' is already known to this server", tk.id);
         task_free(&tk);
         serve_reply_error(c, PERR_DUPLICATE_ID, err);
@@ -383,7 +382,7 @@ static void op_events(struct client *c, const struct request *req)
         return;
     }
     snprintf(c->id, sizeof(c->id), "%s", t->id);
-    c->replay_fd = openat_below(s->state_dfd, t->id, "events.jsonl", O_RDONLY, 0);
+    c->replay_fd = statefile_open(s->state_dfd, t->id, "events.jsonl", O_RDONLY, 0);
     /* a queued task has no events file yet: nothing to replay */
     serve_stream_pump(c);
 }
