@@ -161,6 +161,19 @@ static void finish_running(struct server *s, struct slot *sl)
 
 /* ---------------------------------------------------------------- starting tasks */
 
+/* A task queued again after a supervisor restart whose workspace needs its submitter's
+ * rights, which were not kept: why it cannot start, or NULL. */
+static const char *restart_lost_rights(const struct task *tk)
+{
+    if (tk->workspace_from && tk->seed_fd < 0) /* the seed was opened at submission */
+        return "task.workspace.from_dir: the seed is opened with the submitter's rights at "
+               "submission; after a supervisor restart it cannot be, submit the task again";
+    if (tk->git && !tk->requester_set) /* a git workspace is read as the requester */
+        return "task.workspace.git: the requester is not known after a supervisor restart; "
+               "submit the task again";
+    return NULL;
+}
+
 static void start_task(struct server *s, struct stask *t)
 {
     char err[ERR_MSG_MAX];
@@ -170,19 +183,9 @@ static void start_task(struct server *s, struct stask *t)
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
-    if (tk->workspace_from && tk->seed_fd < 0) {
-        /* queued again after a restart: the submitter's rights were not kept */
-        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
-                                    "task.workspace.from_dir: the seed is opened with the "
-                                    "submitter's rights at submission; after a supervisor "
-                                    "restart it cannot be, submit the task again");
-        serve_policy_put(pe);
-        return;
-    }
-    if (tk->git && !tk->requester_set) { /* re-queued by a restart: whose rights is unknown */
-        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
-                                    "task.workspace.git: the requester is not known after a "
-                                    "supervisor restart; submit the task again");
+    const char *lost = restart_lost_rights(tk);
+    if (lost) {
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", lost);
         serve_policy_put(pe);
         return;
     }
