@@ -36,6 +36,7 @@
 #define SERVE_INPUT_TOTAL_MAX      (64u << 20) /* all clients' input buffers together */
 #define SERVE_REPLAY_LOW_WATER     (256u << 10)
 #define SERVE_RESULT_MAX_BYTES     (256u << 20)
+#define SERVE_EVENTS_READ_MAX      (64u << 20) /* a task's events file read whole; one line replayed */
 #define SERVE_EXIT_FLUSH_S         2.0
 #define SERVE_LOCK_WAIT_S          2.0 /* a killed server's dying children may hold the lock */
 #define SERVE_EPOLL_BATCH          256
@@ -73,7 +74,7 @@ struct client {
     double deadline; /* wait: monotonic, 0 = none */
     int replay_fd;
     char *carry; /* a replayed line not yet complete */
-    size_t carrylen;
+    size_t carrylen, carrycap;
     struct client *prev, *next;
 };
 

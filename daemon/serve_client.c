@@ -166,14 +166,19 @@ static struct stask *find_visible(struct client *c, const char *id)
 
 /* ---------------------------------------------------------------- ops */
 
+static void drop_carry(struct client *c)
+{
+    free(c->carry);
+    c->carry = NULL;
+    c->carrylen = c->carrycap = 0;
+}
+
 void serve_stream_end(struct client *c)
 {
     if (c->replay_fd >= 0)
         (void)close(c->replay_fd);
     c->replay_fd = -1;
-    free(c->carry);
-    c->carry = NULL;
-    c->carrylen = 0;
+    drop_carry(c);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddBoolToObject(f, "end", true);
     reply_ok(c, f);
@@ -402,13 +407,17 @@ void serve_stream_pump(struct client *c)
                 continue;
         }
         if (n > 0) {
-            char *joined = realloc(c->carry, c->carrylen + (size_t)n);
-            if (!joined) {
-                c->dead = true;
+            /* one line at most is carried, bounded as serve reads an events file */
+            if (GROW(c->carry, c->carrylen + (size_t)n - 1, c->carrycap, SERVE_READ_CHUNK * 2,
+                     SERVE_EVENTS_READ_MAX) < 0) {
+                log_warn("client uid %u: events of %s: %s; the stream ends here", (unsigned)c->uid,
+                         c->id,
+                         errno == E2BIG ? "a line longer than the events file's bound"
+                                        : strerror(errno));
+                serve_stream_end(c);
                 return;
             }
-            memcpy(joined + c->carrylen, buf, (size_t)n);
-            c->carry = joined;
+            memcpy(c->carry + c->carrylen, buf, (size_t)n);
             c->carrylen += (size_t)n;
             char *last = memrchr(c->carry, '\n', c->carrylen);
             if (last) {
@@ -423,9 +432,7 @@ void serve_stream_pump(struct client *c)
         if (c->replay_fd >= 0)
             (void)close(c->replay_fd);
         c->replay_fd = -1;
-        free(c->carry);
-        c->carry = NULL;
-        c->carrylen = 0;
+        drop_carry(c);
         struct stask *t = taskstore_find(&c->srv->store, c->id);
         if (!c->follow || !t || task_status_terminal(t->status))
             serve_stream_end(c);

@@ -21,8 +21,6 @@
 #include "util.h"
 #include "serve.h"
 
-#define EVENTS_READ_MAX (64u << 20)
-
 /* A result with a terminal status, or NULL (absent, torn, not an object). Read below the
  * state dir's fd, following no link. */
 cJSON *serve_load_result(const struct server *s, const char *id)
@@ -76,7 +74,7 @@ cJSON *serve_terminal_event(const struct server *s, const char *id)
 {
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (statefile_read(s->state_dfd, id, "events.jsonl", EVENTS_READ_MAX, &text, &len) < 0)
+    if (statefile_read(s->state_dfd, id, "events.jsonl", SERVE_EVENTS_READ_MAX, &text, &len) < 0)
         return NULL;
     /* complete lines only, last first: the terminal event is the last a task emits */
     char *end = memrchr(text, '\n', len);
@@ -121,7 +119,7 @@ static void emit_event(struct server *s, struct stask *t, const char *type, cJSO
      * same fd: what is counted is what is appended to) */
     cleanup_free char *old = NULL;
     size_t oldlen = 0;
-    if (fd >= 0 && read_fd_whole(fd, EVENTS_READ_MAX, &old, &oldlen) == 0) {
+    if (fd >= 0 && read_fd_whole(fd, SERVE_EVENTS_READ_MAX, &old, &oldlen) == 0) {
         const char *nl = oldlen ? memrchr(old, '\n', oldlen) : NULL;
         size_t whole = nl ? (size_t)(nl - old) + 1 : 0;
         if (whole < oldlen && ftruncate(fd, (off_t)whole) < 0)
