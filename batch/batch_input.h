@@ -17,6 +17,7 @@
 #define BATCH_TASKS_MAX      1000000u
 #define BATCH_SHARDS_MAX     1000000u
 #define BATCH_ERRORS_MAX     1000u /* kept; the rest are only counted */
+#define BATCH_ERRORS_SHOWN   50    /* printed; the rest are counted */
 
 struct batch_item {
     unsigned line;   /* 1-based line number in the file */

@@ -66,6 +66,12 @@ int atomic_write_file(const char *path, const void *data, size_t len, unsigned m
     cleanup_fd int dfd = open_parent(path, &name);
     if (dfd < 0)
         return -1;
+    return atomic_write_at(dfd, name, data, len, mode, crash_point);
+}
+
+int atomic_write_at(int dfd, const char *name, const void *data, size_t len, unsigned mode,
+                    const char *crash_point)
+{
     char tmp[512];
     int w = snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
     if (w < 0 || (size_t)w >= sizeof(tmp)) {

@@ -13,6 +13,9 @@
  * half the bytes are written (crashpoint.h). */
 int atomic_write_file(const char *path, const void *data, size_t len, unsigned mode,
                       const char *crash_point);
+/* The same in the directory open in dfd (name: a plain name in it, never followed). */
+int atomic_write_at(int dfd, const char *name, const void *data, size_t len, unsigned mode,
+                    const char *crash_point);
 /* The directory holding path is fsync'd (after a rename or a create in it). */
 int fsync_parent_dir(const char *path);
 /* True for the errno values that mean "the disk is full" (ENOSPC, EDQUOT). */

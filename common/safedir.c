@@ -235,45 +235,7 @@ int read_regular_at(int dfd, const char *name, int follow, size_t max, char **ou
         errno = EINVAL;
         return -1;
     }
-    if ((uint64_t)st.st_size > max) {
-        errno = EFBIG;
-        return -1;
-    }
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf)
-        return -1;
-    for (;;) {
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len == cap) { /* grew while read: still bounded by max */
-            if (len > max) {
-                free(buf);
-                errno = EFBIG;
-                return -1;
-            }
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) {
-                free(buf);
-                return -1;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    buf[len] = '\0';
-    *out = buf;
-    if (outlen)
-        *outlen = len;
-    return 0;
+    return read_fd_bounded(fd, max, out, outlen);
 }
 
 int remove_tree_at(int dfd, const char *name)

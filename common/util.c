@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "grow.h"
+
 int errf(char *err, size_t errsz, const char *fmt, ...)
 {
     if (err && errsz) {
@@ -212,47 +214,55 @@ int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+int read_fd_bounded(int fd, size_t max, char **out, size_t *outlen)
+{
+    struct stat st;
+    size_t first = 65536;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > max) { /* refused before a byte is read */
+            errno = EFBIG;
+            return -1;
+        }
+        first = (size_t)st.st_size + 2; /* the file, its NUL, and one byte to see the end */
+    }
+    /* a byte past max is read (and refused), not silently cut off */
+    size_t most = max < SIZE_MAX - 2 ? max + 2 : SIZE_MAX;
+    if (first > most)
+        first = most;
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (grow_to_fit(&buf, len + 1, &cap, 1, first, most) < 0)
+            break;
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            break;
+        if (r == 0) {
+            buf[len] = '\0';
+            *out = buf;
+            if (outlen)
+                *outlen = len;
+            return 0;
+        }
+        len += (size_t)r;
+        if (len > max) { /* grew while it was read, or a pipe longer than allowed */
+            errno = EFBIG;
+            break;
+        }
+    }
+    int e = errno == E2BIG ? EFBIG : errno;
+    free(buf);
+    errno = e;
+    return -1;
+}
+
 int read_input(const char *path, size_t max, char **out, size_t *outlen)
 {
     if (strcmp(path, "-") != 0)
         return read_file(path, max, out, outlen);
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return -1;
-    for (;;) {
-        if (len + 1 >= cap) {
-            char *nb = cap > max ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                int e = cap > max ? EFBIG : errno;
-                free(buf);
-                errno = e;
-                return -1;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(STDIN_FILENO, buf + len, cap - len - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    if (len > max) {
-        free(buf);
-        errno = EFBIG;
-        return -1;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    if (outlen)
-        *outlen = len;
-    return 0;
+    return read_fd_bounded(STDIN_FILENO, max, out, outlen);
 }
 
 int read_file(const char *path, size_t max, char **out, size_t *outlen)
@@ -267,45 +277,7 @@ int read_file(const char *path, size_t max, char **out, size_t *outlen)
         errno = EINVAL;
         return -1;
     }
-    if ((uint64_t)st.st_size > max) {
-        errno = EFBIG;
-        return -1;
-    }
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return -1;
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap > max) {
-                free(buf);
-                errno = EFBIG;
-                return -1;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return -1;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + len, cap - len - 1);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            free(buf);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    if (outlen)
-        *outlen = len;
-    return 0;
+    return read_fd_bounded(fd, max, out, outlen);
 }
 
 const char *self_exe_path(void)

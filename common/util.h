@@ -69,7 +69,12 @@ double wallclock_s(void);
 
 /* ---- I/O that retries EINTR and short transfers ---- */
 int write_all(int fd, const void *buf, size_t len);
-/* Reads a whole (small) file; refuses files larger than max. NUL-terminates. */
+/* The one bounded whole-file read: fd from its current offset to its end, at most max bytes
+ * (the caller's cap), NUL-terminated into a new buffer. -1 with errno EFBIG past max (a
+ * regular file larger than max is refused before anything is read; a pipe or a file that
+ * grows while it is read, at the first byte past max), nothing returned then. */
+int read_fd_bounded(int fd, size_t max, char **out, size_t *outlen);
+/* Reads a whole (small) regular file (EINVAL for anything else) with read_fd_bounded. */
 int read_file(const char *path, size_t max, char **out, size_t *outlen);
 /* read_file, or all of stdin (a pipe or a file) when path is "-". */
 int read_input(const char *path, size_t max, char **out, size_t *outlen);

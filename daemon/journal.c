@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "atomicfile.h"
+#include "grow.h"
 #include "json.h"
 #include "log.h"
 #include "safedir.h"
@@ -116,8 +117,9 @@ void journal_close(struct journal *j)
 
 struct reader {
     struct journal_entry *e;
-    size_t n, cap;
-    char **keys; /* the index's keys (entries move on realloc; these do not) */
+    size_t n, cap, max; /* max: the journal's lines, set before the first record */
+    char **keys;        /* the index's keys (entries move on realloc; these do not) */
+    size_t kcap;
     struct hsearch_data index;
 };
 
@@ -159,17 +161,11 @@ static void apply(struct reader *r, const char *line)
             cJSON_Delete(e->task);
             memset(e, 0, sizeof(*e));
         } else {
-            if (r->n == r->cap) {
-                size_t ncap = r->cap ? r->cap * 2 : 64;
-                struct journal_entry *ne = realloc(r->e, ncap * sizeof(*ne));
-                if (!ne)
-                    return;
-                r->e = ne;
-                char **nk = realloc(r->keys, ncap * sizeof(*nk));
-                if (!nk)
-                    return;
-                r->keys = nk;
-                r->cap = ncap;
+            /* one entry per `submitted` line at most: the bound is the journal's line count */
+            if (GROW(r->e, r->n, r->cap, 64, r->max) < 0 ||
+                GROW(r->keys, r->n, r->kcap, 64, r->max) < 0) {
+                log_warn("journal: task %s skipped: %s", id->valuestring, strerror(errno));
+                return;
             }
             ENTRY item = {.key = strdup(id->valuestring), .data = (void *)(uintptr_t)r->n};
             ENTRY *res = NULL;
@@ -320,6 +316,7 @@ int journal_open(struct journal *j, const char *state_dir, struct journal_entry 
     size_t lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += text[i] == '\n';
+    r.max = lines;
     if (!hcreate_r(lines * 2 + 64, &r.index))
         return errf(err, errsz, "journal: out of memory");
     for (char *p = text; p && p < text + len;) {

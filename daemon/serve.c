@@ -4,6 +4,7 @@
  * every task; a journal so that a restart after a crash knows every task. Never blocks on a
  * client: a slow reader is disconnected at its queue bound, a stalled writer costs nothing. */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -420,158 +421,163 @@ static int add_id(struct server *s, char kind, const char *arg)
     return 0;
 }
 
+/* ---- options: one table row each, applied by kind ---- */
+
+enum opt_kind {
+    OPT_STR,     /* a const char * field keeps the argument */
+    OPT_FLAG,    /* a bool field set */
+    OPT_COUNT,   /* a whole number from min to max (opt_count) */
+    OPT_SIZE,    /* a size of at least min (opt_size) */
+    OPT_SECONDS, /* seconds, 0 allowed (opt_seconds) */
+    OPT_STATE,   /* --state-dir into its buffer */
+    OPT_ID,      /* --allow-uid 'u', --allow-gid 'g', --admin-gid 'a' */
+    OPT_MODE,    /* --socket-mode */
+    OPT_LOG,     /* --log-level 'l', --log-format 'f' */
+    OPT_EGRESS,  /* --egress-allow, --egress-resolve 'p' (a pin) */
+    OPT_HELP,
+};
+
+struct serve_option {
+    const char *name;
+    enum opt_kind kind;
+    size_t off, size; /* the struct server field it sets (FIELD) */
+    uint64_t min, max;
+    char sub;
+};
+
+#define FIELD(f) offsetof(struct server, f), sizeof(((struct server *)0)->f)
+
+static const struct serve_option serve_options[] = {
+    {"socket", OPT_STR, FIELD(socket_path)},
+    {"jobs", OPT_COUNT, FIELD(jobs), 1, 4096},
+    {"state-dir", OPT_STATE},
+    {"allow-uid", OPT_ID, .sub = 'u'},
+    {"allow-gid", OPT_ID, .sub = 'g'},
+    {"socket-mode", OPT_MODE},
+    {"retain", OPT_COUNT, FIELD(retain), 0, 100000000},
+    {"queue-max", OPT_COUNT, FIELD(queue_max), 1, 100000000},
+    {"grace", OPT_SECONDS, FIELD(grace_s)},
+    {"client-queue", OPT_SIZE, FIELD(client_queue), 4096},
+    {"journal-max", OPT_SIZE, FIELD(journal_max), 4096},
+    {"requeue-interrupted", OPT_FLAG, FIELD(requeue)},
+    {"replay", OPT_STR, FIELD(replay)},
+    {"log-level", OPT_LOG, .sub = 'l'},
+    {"log-format", OPT_LOG, .sub = 'f'},
+    {"admin-gid", OPT_ID, .sub = 'a'},
+    {"policy-floor", OPT_STR, FIELD(floor_name)},
+    {"allow-weaker-policies", OPT_FLAG, FIELD(allow_weaker)},
+    {"egress-allow", OPT_EGRESS},
+    {"egress-resolve", OPT_EGRESS, .sub = 'p'},
+    {"help", OPT_HELP},
+};
+
+/* A number into an unsigned field of 4 or 8 bytes (unsigned, unsigned long, size_t,
+ * uint64_t). */
+static void set_uint(void *field, size_t size, uint64_t v)
+{
+    if (size == sizeof(uint32_t)) {
+        uint32_t v32 = (uint32_t)v;
+        memcpy(field, &v32, sizeof(v32));
+    } else {
+        memcpy(field, &v, sizeof(v));
+    }
+}
+
+struct log_choice {
+    enum log_level level;
+    enum log_format format;
+};
+
+/* One option: 0, 1 for --help (printed), -1 with the refusal printed. */
+static int apply_option(struct server *s, const struct serve_option *o, const char *arg,
+                        struct log_choice *log)
+{
+    char flag[64], oerr[ERR_MSG_MAX];
+    snprintf(flag, sizeof(flag), "--%s", o->name);
+    void *field = (char *)s + o->off;
+    uint64_t u;
+    switch (o->kind) {
+    case OPT_STR:
+        memcpy(field, &arg, sizeof(arg));
+        return 0;
+    case OPT_FLAG:
+        *(bool *)field = true;
+        return 0;
+    case OPT_COUNT:
+        if (opt_count(flag, arg, o->min, o->max, &u, oerr, sizeof(oerr)) < 0)
+            return option_error(oerr);
+        set_uint(field, o->size, u);
+        return 0;
+    case OPT_SIZE:
+        if (opt_size(flag, arg, o->min, &u, oerr, sizeof(oerr)) < 0)
+            return option_error(oerr);
+        set_uint(field, o->size, u);
+        return 0;
+    case OPT_SECONDS:
+        return opt_seconds(flag, arg, 1, (double *)field, oerr, sizeof(oerr)) < 0
+                   ? option_error(oerr)
+                   : 0;
+    case OPT_STATE:
+        snprintf(s->state_dir, sizeof(s->state_dir), "%s", arg);
+        return 0;
+    case OPT_ID:
+        return add_id(s, o->sub, arg);
+    case OPT_MODE:
+        if (strcmp(arg, "0660") && strcmp(arg, "0600") && strcmp(arg, "660") &&
+            strcmp(arg, "600")) {
+            fprintf(stderr, "agentbox serve: --socket-mode: 0660 or 0600\n");
+            return -1;
+        }
+        s->socket_mode = strstr(arg, "660") ? 0660 : 0600;
+        return 0;
+    case OPT_LOG:
+        if (o->sub == 'l' ? log_level_parse(arg, &log->level) < 0
+                          : log_format_parse(arg, &log->format) < 0) {
+            fprintf(stderr, "agentbox serve: %s: expected %s, got '%s'\n", flag,
+                    o->sub == 'l' ? "error, warn, info or debug" : "text or json", arg);
+            return -1;
+        }
+        return 0;
+    case OPT_EGRESS:
+        if (serve_egress_option(s, o->sub == 'p', arg, oerr, sizeof(oerr)) < 0)
+            return option_error(oerr);
+        return 0;
+    case OPT_HELP:
+        usage(stdout);
+        return 1;
+    }
+    return -1;
+}
+
 static int parse_args(int argc, char **argv, struct server *s)
 {
-    enum {
-        O_SOCKET = 256,
-        O_JOBS,
-        O_STATE,
-        O_AUID,
-        O_AGID,
-        O_MODE,
-        O_RETAIN,
-        O_QMAX,
-        O_GRACE,
-        O_CQUEUE,
-        O_JMAX,
-        O_REQUEUE,
-        O_REPLAY,
-        O_LOGLEVEL,
-        O_LOGFMT,
-        O_ADMIN,
-        O_FLOOR,
-        O_WEAKER,
-        O_EGRESS_ALLOW,
-        O_EGRESS_RESOLVE,
-        O_HELP
-    };
-    static const struct option opts[] = {
-        {"socket", required_argument, 0, O_SOCKET},
-        {"jobs", required_argument, 0, O_JOBS},
-        {"state-dir", required_argument, 0, O_STATE},
-        {"allow-uid", required_argument, 0, O_AUID},
-        {"allow-gid", required_argument, 0, O_AGID},
-        {"socket-mode", required_argument, 0, O_MODE},
-        {"retain", required_argument, 0, O_RETAIN},
-        {"queue-max", required_argument, 0, O_QMAX},
-        {"grace", required_argument, 0, O_GRACE},
-        {"client-queue", required_argument, 0, O_CQUEUE},
-        {"journal-max", required_argument, 0, O_JMAX},
-        {"requeue-interrupted", no_argument, 0, O_REQUEUE},
-        {"replay", required_argument, 0, O_REPLAY},
-        {"log-level", required_argument, 0, O_LOGLEVEL},
-        {"log-format", required_argument, 0, O_LOGFMT},
-        {"admin-gid", required_argument, 0, O_ADMIN},
-        {"policy-floor", required_argument, 0, O_FLOOR},
-        {"allow-weaker-policies", no_argument, 0, O_WEAKER},
-        {"egress-allow", required_argument, 0, O_EGRESS_ALLOW},
-        {"egress-resolve", required_argument, 0, O_EGRESS_RESOLVE},
-        {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0},
-    };
+    struct option opts[ARRAY_SIZE(serve_options) + 1];
+    for (size_t i = 0; i < ARRAY_SIZE(serve_options); i++) {
+        const struct serve_option *o = &serve_options[i];
+        bool has_arg = o->kind != OPT_FLAG && o->kind != OPT_HELP;
+        opts[i] =
+            (struct option){o->name, has_arg ? required_argument : no_argument, 0, 256 + (int)i};
+    }
+    opts[ARRAY_SIZE(serve_options)] = (struct option){0, 0, 0, 0};
     optind = 1;
     opterr = 0;
     int c;
-    uint64_t u;
-    char oerr[ERR_MSG_MAX];
-    enum log_level level = LOG_INFO;
-    enum log_format format = LOG_FORMAT_TEXT;
+    struct log_choice log = {LOG_INFO, LOG_FORMAT_TEXT};
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        switch (c) {
-        case O_SOCKET:
-            s->socket_path = optarg;
-            break;
-        case O_JOBS:
-            if (opt_count("--jobs", optarg, 1, 4096, &u, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            s->jobs = (unsigned)u;
-            break;
-        case O_STATE:
-            snprintf(s->state_dir, sizeof(s->state_dir), "%s", optarg);
-            break;
-        case O_AUID:
-        case O_AGID:
-        case O_ADMIN:
-            if (add_id(s, c == O_AUID ? 'u' : c == O_AGID ? 'g' : 'a', optarg) < 0)
-                return -1;
-            break;
-        case O_MODE:
-            if (strcmp(optarg, "0660") && strcmp(optarg, "0600") && strcmp(optarg, "660") &&
-                strcmp(optarg, "600")) {
-                fprintf(stderr, "agentbox serve: --socket-mode: 0660 or 0600\n");
-                return -1;
-            }
-            s->socket_mode = strstr(optarg, "660") ? 0660 : 0600;
-            break;
-        case O_RETAIN:
-        case O_QMAX:
-            if (opt_count(c == O_RETAIN ? "--retain" : "--queue-max", optarg, c == O_QMAX,
-                          100000000, &u, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            if (c == O_RETAIN)
-                s->retain = u;
-            else
-                s->queue_max = u;
-            break;
-        case O_GRACE:
-            if (opt_seconds("--grace", optarg, 1, &s->grace_s, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            break;
-        case O_CQUEUE:
-            if (opt_size("--client-queue", optarg, 4096, &u, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            s->client_queue = (size_t)u;
-            break;
-        case O_JMAX:
-            if (opt_size("--journal-max", optarg, 4096, &u, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            s->journal_max = u;
-            break;
-        case O_REQUEUE:
-            s->requeue = true;
-            break;
-        case O_REPLAY:
-            s->replay = optarg;
-            break;
-        case O_LOGLEVEL:
-        case O_LOGFMT:
-            if (c == O_LOGLEVEL ? log_level_parse(optarg, &level) < 0
-                                : log_format_parse(optarg, &format) < 0) {
-                fprintf(stderr, "agentbox serve: --log-%s: expected %s, got '%s'\n",
-                        c == O_LOGLEVEL ? "level" : "format",
-                        c == O_LOGLEVEL ? "error, warn, info or debug" : "text or json", optarg);
-                return -1;
-            }
-            break;
-        case O_FLOOR:
-            s->floor_name = optarg;
-            break;
-        case O_WEAKER:
-            s->allow_weaker = true;
-            break;
-        case O_EGRESS_ALLOW:
-        case O_EGRESS_RESOLVE: {
-            char eerr[ERR_MSG_MAX];
-            if (serve_egress_option(s, c == O_EGRESS_RESOLVE, optarg, eerr, sizeof(eerr)) < 0) {
-                fprintf(stderr, "agentbox serve: %s\n", eerr);
-                return -1;
-            }
-            break;
-        }
-        case O_HELP:
-            usage(stdout);
-            return 1;
-        default:
+        if (c < 256 || c >= 256 + (int)ARRAY_SIZE(serve_options)) {
             fprintf(stderr, "agentbox serve: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
             return -1;
         }
+        int rc = apply_option(s, &serve_options[c - 256], optarg, &log);
+        if (rc != 0)
+            return rc;
     }
     if (optind < argc) {
         fprintf(stderr, "agentbox serve: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    log_configure(level, format);
+    log_configure(log.level, log.format);
     if (!s->socket_path) /* the clients' default too: one path everywhere */
         s->socket_path = getenv("AGENTBOX_SOCKET") && *getenv("AGENTBOX_SOCKET")
                              ? getenv("AGENTBOX_SOCKET")

@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "protocol.h"
 #include "runner.h"
+#include "statefile.h"
 #include "taskstore.h"
 
 #define SERVE_DEFAULT_JOBS         4
@@ -35,6 +36,7 @@
 #define SERVE_INPUT_TOTAL_MAX      (64u << 20) /* all clients' input buffers together */
 #define SERVE_REPLAY_LOW_WATER     (256u << 10)
 #define SERVE_RESULT_MAX_BYTES     (256u << 20)
+#define SERVE_EVENTS_READ_MAX      (64u << 20) /* a task's events file read whole; one line replayed */
 #define SERVE_EXIT_FLUSH_S         2.0
 #define SERVE_LOCK_WAIT_S          2.0 /* a killed server's dying children may hold the lock */
 #define SERVE_EPOLL_BATCH          256
@@ -62,6 +64,7 @@ struct client {
     bool discarding; /* dropping the rest of an oversized line */
     char *out;
     size_t outlen, outoff, outcap;
+    size_t outmax; /* --client-queue: the output queue's bound (serve_client_queue) */
     uint32_t interest;
     bool dead;
     bool eof; /* the peer shut down its writing side: answer what it asked, then close */
@@ -71,7 +74,7 @@ struct client {
     double deadline; /* wait: monotonic, 0 = none */
     int replay_fd;
     char *carry; /* a replayed line not yet complete */
-    size_t carrylen;
+    size_t carrylen, carrycap;
     struct client *prev, *next;
 };
 
@@ -95,7 +98,7 @@ struct slot {
     bool ready;
     double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
-    char state_dir[4400];       /* the runner borrows it for its whole life */
+    char state_dir[STATEFILE_PATH_MAX]; /* the runner borrows it for its whole life */
     struct policy_entry *pe;    /* borrowed (a reference held) for the runner's whole life */
     struct egress_rules egress; /* the runner borrows it too */
     struct slot *prev, *next;
@@ -193,7 +196,6 @@ cJSON *serve_result_get(struct server *s, struct stask *t);
 /* serve_task.c */
 void serve_slot_event_sink(void *opaque, const char *line, size_t len);
 void serve_remove_tree(struct server *s, const char *id);
-void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);
 void serve_unregister_slot_fds(struct slot *sl);

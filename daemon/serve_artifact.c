@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,21 +19,38 @@
 #include "log.h"
 #include "safedir.h"
 #include "serve.h"
+#include "statefile.h"
 #include "tar_in.h"
 #include "util.h"
+
+#define UPLOADS ".uploads"
 
 /* STATE/.uploads/ID removed by an fd walk below the state dir (never through a link). */
 static void remove_upload(const struct server *s, const char *id)
 {
-    char rel[TASK_ID_MAX + 16];
-    snprintf(rel, sizeof(rel), ".uploads/%s", id);
-    if (remove_tree_at(s->state_dfd, rel) < 0 && errno != ENOENT)
-        log_warn("cannot remove %s/%s: %s", s->state_dir, rel, strerror(errno));
+    if (!task_id_is_valid(id))
+        return;
+    cleanup_fd int up =
+        openat(s->state_dfd, UPLOADS, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (up < 0)
+        return;
+    if (remove_tree_at(up, id) < 0 && errno != ENOENT)
+        log_warn("cannot remove %s/" UPLOADS "/%s: %s", s->state_dir, id, strerror(errno));
 }
 
-static void upload_dir(const struct server *s, const char *id, char *out, size_t outsz)
+/* STATE/.uploads/ID made by fd (.uploads 0711, ID 0755: the cell's slot uid reads the seed)
+ * and opened; its path in dir. */
+static int make_upload_dir(const struct server *s, const char *id, char *dir, size_t dirsz)
 {
-    snprintf(out, outsz, "%s/.uploads/%s", s->state_dir, id);
+    if (statefile_upload_path(s->state_dir, id, dir, dirsz) < 0)
+        return -1;
+    if (mkdirat(s->state_dfd, UPLOADS, 0711) < 0 && errno != EEXIST)
+        return -1;
+    cleanup_fd int up =
+        openat(s->state_dfd, UPLOADS, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (up < 0 || mkdirat(up, id, 0755) < 0)
+        return -1;
+    return openat(up, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 static int set_from_dir(cJSON *json, const char *dir)
@@ -104,17 +122,16 @@ int serve_upload(struct server *s, const cJSON *request, int *passed_fd, struct 
                     "(pass bigger archives as a descriptor: workspace_tar_fd)",
                     SERVE_UPLOAD_MAX_BYTES);
     }
-    char parent[4400], dir[4600];
-    snprintf(parent, sizeof(parent), "%s/.uploads", s->state_dir);
-    upload_dir(s, tk->id, dir, sizeof(dir));
-    if ((mkdir(parent, 0711) < 0 && errno != EEXIST) || mkdir(dir, 0755) < 0)
-        return errf(err, errsz, "request.workspace_tar: cannot create %s: %s", dir,
-                    strerror(errno));
-    cleanup_fd int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    char dir[STATEFILE_PATH_MAX] = "";
+    cleanup_fd int dfd = make_upload_dir(s, tk->id, dir, sizeof(dir));
+    if (dfd < 0) {
+        int e = errno;
+        if (e != EEXIST)
+            remove_upload(s, tk->id);
+        return errf(err, errsz, "request.workspace_tar: cannot create %s: %s", dir, strerror(e));
+    }
     char terr[ERR_MSG_MAX];
-    if (dfd < 0 || tar_in_extract(data, len, dfd, SERVE_UPLOAD_MAX_FILES, terr, sizeof(terr)) < 0) {
-        if (dfd < 0)
-            snprintf(terr, sizeof(terr), "%.300s: %s", dir, strerror(errno));
+    if (tar_in_extract(data, len, dfd, SERVE_UPLOAD_MAX_FILES, terr, sizeof(terr)) < 0) {
         remove_upload(s, tk->id);
         return errf(err, errsz, "request.workspace_tar: %s", terr);
     }
@@ -152,8 +169,9 @@ static void list_dir(int dfd, const char *prefix, cJSON *arr, int depth)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         struct stat st;
-        char rel[4200];
-        snprintf(rel, sizeof(rel), "%s%s", prefix, e->d_name);
+        char rel[PATH_MAX];
+        if (snprintf(rel, sizeof(rel), "%s%s", prefix, e->d_name) >= (int)sizeof(rel) - 1)
+            continue;
         if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
         if (S_ISREG(st.st_mode)) {
@@ -175,12 +193,9 @@ static void list_dir(int dfd, const char *prefix, cJSON *arr, int depth)
 
 static void reply_outputs(struct client *c, const char *id)
 {
-    char dir[4500];
-    serve_task_dir(c->srv, id, dir, sizeof(dir));
-    strncat(dir, "/outputs", sizeof(dir) - strlen(dir) - 1);
     cJSON *f = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(f, "files");
-    cleanup_fd int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    cleanup_fd int fd = statefile_open(c->srv->state_dfd, id, "outputs", O_RDONLY | O_DIRECTORY, 0);
     if (fd >= 0)
         list_dir(fd, "outputs/", arr, 0);
     serve_reply_ok(c, f);
@@ -197,9 +212,7 @@ static bool name_ok(const char *name)
 /* Opens STATE/ID/NAME for reading, every component without following a link. */
 static int open_artifact(const struct server *s, const char *id, const char *name)
 {
-    char base[4400];
-    serve_task_dir(s, id, base, sizeof(base));
-    int fd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = statefile_open(s->state_dfd, id, NULL, O_RDONLY | O_DIRECTORY, 0);
     cleanup_free char *rel = strdup(name);
     if (!rel) {
         if (fd >= 0)

@@ -21,6 +21,7 @@
 #include "serve.h"
 #include "serve_log.h"
 #include "fdpass.h"
+#include "grow.h"
 #include "serve_artifact.h"
 
 /* ---------------------------------------------------------------- clients: output */
@@ -68,30 +69,31 @@ void serve_client_flush(struct client *c)
     }
 }
 
-/* Queues bytes for the client; a reader that lets its queue pass the bound is dropped
- * (one message is always accepted into an empty queue, however large). */
+/* Queues bytes for the client. The queue's bound is --client-queue, given when the client is
+ * accepted (outmax): a reader that lets its queue pass it is dropped; one message larger than
+ * the bound is accepted alone, into an empty queue. */
 void serve_client_queue(struct client *c, const char *p, size_t n)
 {
-    if (c->dead)
+    if (c->dead || n == 0)
         return;
     size_t queued = c->outlen - c->outoff;
-    if (queued > 0 && queued + n > c->srv->client_queue) {
+    if (queued > 0 && queued + n > c->outmax) {
         log_info("client uid %u: output queue over %zu bytes, disconnected", (unsigned)c->uid,
-                 c->srv->client_queue);
+                 c->outmax);
         c->dead = true;
         return;
     }
-    if (c->outlen + n > c->outcap) {
-        size_t ncap = c->outcap ? c->outcap : 4096;
-        while (ncap < c->outlen + n)
-            ncap *= 2;
-        char *no = realloc(c->out, ncap);
-        if (!no) {
-            c->dead = true;
-            return;
-        }
-        c->out = no;
-        c->outcap = ncap;
+    if (c->outlen + n > c->outcap && c->outoff > 0) { /* what was sent makes room first */
+        memmove(c->out, c->out + c->outoff, queued);
+        c->outlen = queued;
+        c->outoff = 0;
+    }
+    size_t most = queued ? c->outmax : (n > c->outmax ? n : c->outmax);
+    if (grow_to_fit(&c->out, c->outlen + n - 1, &c->outcap, 1, 4096, most) < 0) {
+        log_info("client uid %u: no room for %zu more bytes of output (%s), disconnected",
+                 (unsigned)c->uid, n, strerror(errno));
+        c->dead = true;
+        return;
     }
     memcpy(c->out + c->outlen, p, n);
     c->outlen += n;
@@ -164,14 +166,19 @@ static struct stask *find_visible(struct client *c, const char *id)
 
 /* ---------------------------------------------------------------- ops */
 
+static void drop_carry(struct client *c)
+{
+    free(c->carry);
+    c->carry = NULL;
+    c->carrylen = c->carrycap = 0;
+}
+
 void serve_stream_end(struct client *c)
 {
     if (c->replay_fd >= 0)
         (void)close(c->replay_fd);
     c->replay_fd = -1;
-    free(c->carry);
-    c->carry = NULL;
-    c->carrylen = 0;
+    drop_carry(c);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddBoolToObject(f, "end", true);
     reply_ok(c, f);
@@ -215,10 +222,9 @@ static void op_submit(struct client *c, const struct request *req)
         serve_reply_error(c, PERR_INVALID_TASK, err);
         return;
     }
-    char dir[4400];
-    serve_task_dir(s, tk.id, dir, sizeof(dir));
     struct stat st;
-    if (taskstore_find(&s->store, tk.id) || lstat(dir, &st) == 0) {
+    if (taskstore_find(&s->store, tk.id) ||
+        fstatat(s->state_dfd, tk.id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         snprintf(err, sizeof(err), "task id '%s' is already known to this server", tk.id);
         task_free(&tk);
         serve_reply_error(c, PERR_DUPLICATE_ID, err);
@@ -381,7 +387,7 @@ static void op_events(struct client *c, const struct request *req)
         return;
     }
     snprintf(c->id, sizeof(c->id), "%s", t->id);
-    c->replay_fd = openat_below(s->state_dfd, t->id, "events.jsonl", O_RDONLY, 0);
+    c->replay_fd = statefile_open(s->state_dfd, t->id, "events.jsonl", O_RDONLY, 0);
     /* a queued task has no events file yet: nothing to replay */
     serve_stream_pump(c);
 }
@@ -401,13 +407,17 @@ void serve_stream_pump(struct client *c)
                 continue;
         }
         if (n > 0) {
-            char *joined = realloc(c->carry, c->carrylen + (size_t)n);
-            if (!joined) {
-                c->dead = true;
+            /* one line at most is carried, bounded as serve reads an events file */
+            if (GROW(c->carry, c->carrylen + (size_t)n - 1, c->carrycap, SERVE_READ_CHUNK * 2,
+                     SERVE_EVENTS_READ_MAX) < 0) {
+                log_warn("client uid %u: events of %s: %s; the stream ends here", (unsigned)c->uid,
+                         c->id,
+                         errno == E2BIG ? "a line longer than the events file's bound"
+                                        : strerror(errno));
+                serve_stream_end(c);
                 return;
             }
-            memcpy(joined + c->carrylen, buf, (size_t)n);
-            c->carry = joined;
+            memcpy(c->carry + c->carrylen, buf, (size_t)n);
             c->carrylen += (size_t)n;
             char *last = memrchr(c->carry, '\n', c->carrylen);
             if (last) {
@@ -422,9 +432,7 @@ void serve_stream_pump(struct client *c)
         if (c->replay_fd >= 0)
             (void)close(c->replay_fd);
         c->replay_fd = -1;
-        free(c->carry);
-        c->carry = NULL;
-        c->carrylen = 0;
+        drop_carry(c);
         struct stask *t = taskstore_find(&c->srv->store, c->id);
         if (!c->follow || !t || task_status_terminal(t->status))
             serve_stream_end(c);
@@ -606,14 +614,11 @@ void serve_client_process(struct client *c)
  * while all clients' buffers together stay within SERVE_INPUT_TOTAL_MAX. */
 static int grow_input(struct client *c)
 {
-    if (c->incap - c->inlen >= SERVE_READ_CHUNK)
-        return 0;
-    size_t ncap = c->incap ? c->incap * 2 : SERVE_READ_CHUNK * 2;
     size_t most = PROTOCOL_REQUEST_MAX_BYTES + 2 * SERVE_READ_CHUNK;
-    if (ncap > most)
-        ncap = most;
-    if (ncap <= c->incap)
-        return 0; /* full: the next process() discards */
+    size_t ncap =
+        grow_next_cap(c->inlen + SERVE_READ_CHUNK - 1, c->incap, SERVE_READ_CHUNK * 2, most);
+    if (ncap == c->incap || ncap == 0)
+        return 0; /* room enough; or full: the next process() discards */
     if (c->srv->in_bytes - c->incap + ncap > SERVE_INPUT_TOTAL_MAX) {
         char msg[160];
         snprintf(msg, sizeof(msg),
@@ -790,6 +795,7 @@ void serve_accept(struct server *s)
         c->gid = cr.gid;
         c->passed_fd = -1;
         c->replay_fd = -1;
+        c->outmax = s->client_queue;
         c->interest = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->interest, .data.ptr = c};
         if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {

@@ -17,30 +17,20 @@
 #include "crashpoint.h"
 #include "json.h"
 #include "log.h"
-#include "safedir.h"
+#include "statefile.h"
 #include "util.h"
 #include "serve.h"
 
-#define EVENTS_READ_MAX (64u << 20)
-
-static void result_path(const struct server *s, const char *id, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s/%s/result.json", s->state_dir, id);
-}
-
-static void events_path(const struct server *s, const char *id, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s/%s/events.jsonl", s->state_dir, id);
-}
-
-/* A result with a terminal status, or NULL (absent, torn, not an object). */
+/* A result with a terminal status, or NULL (absent, torn, not an object). Read below the
+ * state dir's fd, following no link. */
 cJSON *serve_load_result(const struct server *s, const char *id)
 {
-    char path[4400];
-    result_path(s, id, path, sizeof(path));
-    cJSON *res = json_read_object_file(path, SERVE_RESULT_MAX_BYTES);
+    cleanup_free char *text = NULL;
+    if (statefile_read(s->state_dfd, id, "result.json", SERVE_RESULT_MAX_BYTES, &text, NULL) < 0)
+        return NULL;
+    cJSON *res = cJSON_Parse(text);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
-    if (!cJSON_IsString(st) || task_status_parse(st->valuestring) < 0) {
+    if (!cJSON_IsObject(res) || !cJSON_IsString(st) || task_status_parse(st->valuestring) < 0) {
         cJSON_Delete(res);
         return NULL;
     }
@@ -82,11 +72,9 @@ bool serve_is_terminal_event(const char *type)
  * NULL when it never went out. */
 cJSON *serve_terminal_event(const struct server *s, const char *id)
 {
-    char path[4500];
-    events_path(s, id, path, sizeof(path));
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(path, EVENTS_READ_MAX, &text, &len) < 0)
+    if (statefile_read(s->state_dfd, id, "events.jsonl", SERVE_EVENTS_READ_MAX, &text, &len) < 0)
         return NULL;
     /* complete lines only, last first: the terminal event is the last a task emits */
     char *end = memrchr(text, '\n', len);
@@ -104,32 +92,17 @@ cJSON *serve_terminal_event(const struct server *s, const char *id)
     return NULL;
 }
 
-/* The whole of a regular file open in fd (from offset 0), at most max bytes. */
+/* The whole of a regular file open in fd (a FIFO would block the loop), at most max bytes. */
 static int read_fd_whole(int fd, size_t max, char **out, size_t *outlen)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -1;
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-        errno = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
         return -1;
     }
-    size_t n = (size_t)st.st_size, got = 0;
-    char *buf = malloc(n + 1);
-    if (!buf)
-        return -1;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *outlen = got;
-    return 0;
+    return read_fd_bounded(fd, max, out, outlen);
 }
 
 /* Events of a task that no runner produced go to its events file (after a torn last line
@@ -137,22 +110,20 @@ static int read_fd_whole(int fd, size_t max, char **out, size_t *outlen)
 static void emit_event(struct server *s, struct stask *t, const char *type, cJSON *fields,
                        bool live)
 {
-    char path[4500];
-    events_path(s, t->id, path, sizeof(path));
     /* below the state dir's fd, following no link (safedir.h) */
     cleanup_fd int fd =
-        openat_below(s->state_dfd, t->id, "events.jsonl", O_RDWR | O_CREAT | O_APPEND, 0600);
+        statefile_open(s->state_dfd, t->id, "events.jsonl", O_RDWR | O_CREAT | O_APPEND, 0600);
     struct event_log log;
     events_init(&log, t->id);
     /* continue the task's seq numbers when a runner wrote some already (read through the
      * same fd: what is counted is what is appended to) */
     cleanup_free char *old = NULL;
     size_t oldlen = 0;
-    if (fd >= 0 && read_fd_whole(fd, EVENTS_READ_MAX, &old, &oldlen) == 0) {
+    if (fd >= 0 && read_fd_whole(fd, SERVE_EVENTS_READ_MAX, &old, &oldlen) == 0) {
         const char *nl = oldlen ? memrchr(old, '\n', oldlen) : NULL;
         size_t whole = nl ? (size_t)(nl - old) + 1 : 0;
         if (whole < oldlen && ftruncate(fd, (off_t)whole) < 0)
-            log_warn("%s: %s", path, strerror(errno));
+            log_warn("%s/%s/events.jsonl: %s", s->state_dir, t->id, strerror(errno));
         for (size_t i = 0; i < whole; i++)
             log.seq += old[i] == '\n';
     }
@@ -195,8 +166,9 @@ cJSON *serve_rebuild_result(const struct server *s, const struct stask *t, const
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(ev, "error");
     const cJSON *et = cJSON_GetObjectItemCaseSensitive(ev, "execution_time");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(t->task_json, "model");
-    char evp[4500];
-    events_path(s, t->id, evp, sizeof(evp));
+    char evp[STATEFILE_PATH_MAX];
+    if (statefile_path(s->state_dir, t->id, "events.jsonl", evp, sizeof(evp)) < 0)
+        return NULL;
     cJSON *res = runner_result_unrun(
         t->id, status, cJSON_IsObject(err) ? cJSON_Duplicate(err, 1) : NULL,
         cJSON_IsNumber(et) ? et->valuedouble : 0, cJSON_IsString(model) ? model->valuestring : NULL,
@@ -234,9 +206,18 @@ static void note_disk(struct server *s, bool ok, int err)
 /* result.json of a finished task, written atomically; false when the disk refused it. */
 bool serve_save_result(struct server *s, const char *id, const cJSON *res, const char *crash_point)
 {
-    char path[4400];
-    result_path(s, id, path, sizeof(path));
-    int rc = runner_write_result(path, res, crash_point);
+    /* as the runner writes it (runner_write_result), below the state dir's fd */
+    cleanup_free char *text = json_print_pretty(res);
+    size_t n = text ? strlen(text) : 0;
+    char *line = text ? realloc(text, n + 2) : NULL;
+    int rc = -1;
+    if (!line)
+        errno = ENOMEM;
+    else {
+        text = line;
+        memcpy(text + n, "\n", 2);
+        rc = statefile_write(s->state_dfd, id, "result.json", text, n + 1, crash_point);
+    }
     int e = errno;
     note_disk(s, rc == 0, e);
     if (rc < 0)

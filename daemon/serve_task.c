@@ -17,6 +17,7 @@
 #include "task_egress.h"
 #include "log.h"
 #include "safedir.h"
+#include "statefile.h"
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
@@ -32,11 +33,6 @@ void serve_remove_tree(struct server *s, const char *id)
         log_warn("cannot remove %s/%s: %s", s->state_dir, id, strerror(errno));
 }
 
-void serve_task_dir(const struct server *s, const char *id, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s/%s", s->state_dir, id);
-}
-
 /* ---------------------------------------------------------------- results */
 
 /* A result for a task that no runner finished (cancelled in the queue, failed to start,
@@ -44,9 +40,9 @@ void serve_task_dir(const struct server *s, const char *id, char *out, size_t ou
 static cJSON *synth_result(const struct server *s, const struct stask *t, enum task_status st,
                            const char *error_type, const char *message)
 {
-    char dir[4400], ev[4500];
-    serve_task_dir(s, t->id, dir, sizeof(dir));
-    snprintf(ev, sizeof(ev), "%s/events.jsonl", dir);
+    char ev[STATEFILE_PATH_MAX];
+    if (statefile_path(s->state_dir, t->id, "events.jsonl", ev, sizeof(ev)) < 0)
+        return NULL;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(t->task_json, "model");
     /* 0 for a task that never ran here (queued, or running before a restart) */
     double elapsed = t->start_mono > 0 ? fmax(0, monotonic_s() - t->start_mono) : 0;
@@ -165,6 +161,19 @@ static void finish_running(struct server *s, struct slot *sl)
 
 /* ---------------------------------------------------------------- starting tasks */
 
+/* A task queued again after a supervisor restart whose workspace needs its submitter's
+ * rights, which were not kept: why it cannot start, or NULL. */
+static const char *restart_lost_rights(const struct task *tk)
+{
+    if (tk->workspace_from && tk->seed_fd < 0) /* the seed was opened at submission */
+        return "task.workspace.from_dir: the seed is opened with the submitter's rights at "
+               "submission; after a supervisor restart it cannot be, submit the task again";
+    if (tk->git && !tk->requester_set) /* a git workspace is read as the requester */
+        return "task.workspace.git: the requester is not known after a supervisor restart; "
+               "submit the task again";
+    return NULL;
+}
+
 static void start_task(struct server *s, struct stask *t)
 {
     char err[ERR_MSG_MAX];
@@ -174,19 +183,9 @@ static void start_task(struct server *s, struct stask *t)
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
-    if (tk->workspace_from && tk->seed_fd < 0) {
-        /* queued again after a restart: the submitter's rights were not kept */
-        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
-                                    "task.workspace.from_dir: the seed is opened with the "
-                                    "submitter's rights at submission; after a supervisor "
-                                    "restart it cannot be, submit the task again");
-        serve_policy_put(pe);
-        return;
-    }
-    if (tk->git && !tk->requester_set) { /* re-queued by a restart: whose rights is unknown */
-        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR",
-                                    "task.workspace.git: the requester is not known after a "
-                                    "supervisor restart; submit the task again");
+    const char *lost = restart_lost_rights(tk);
+    if (lost) {
+        serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", lost);
         serve_policy_put(pe);
         return;
     }
@@ -211,7 +210,12 @@ static void start_task(struct server *s, struct stask *t)
     int nmodels =
         catalog_model_chain(&s->cat, &s->cfg, primary, extra, sl->models, RUNNER_MODELS_MAX);
     const struct catalog_model *cm = catalog_find(&s->cat, primary);
-    serve_task_dir(s, t->id, sl->state_dir, sizeof(sl->state_dir));
+    if (statefile_path(s->state_dir, t->id, NULL, sl->state_dir, sizeof(sl->state_dir)) < 0) {
+        broker_free(sl->own_broker);
+        free(sl);
+        serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", strerror(errno));
+        return;
+    }
     struct runner_opts o = {
         .task = tk,
         .policy = pe->pol,
@@ -441,8 +445,7 @@ int serve_recover(struct server *s, char *err, size_t errsz)
             finished++;
             continue;
         }
-        char dir[4400], perr[ERR_MSG_MAX];
-        serve_task_dir(s, t->id, dir, sizeof(dir));
+        char perr[ERR_MSG_MAX];
         if (s->requeue && task_parse(t->task_json, &t->task, perr, sizeof(perr)) == 0) {
             t->parsed = true;
             serve_remove_tree(s, t->id);

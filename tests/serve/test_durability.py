@@ -146,6 +146,37 @@ class DurabilityTest(ServeTestCase):
             c.close()
             self.kill_server()
 
+    def test_planted_links_in_a_task_dir_are_not_followed(self):
+        """A task's result.json swapped for a symlink to a forged result: serve does not read
+        through the link; it rebuilds the result from the task's own terminal event and
+        writes it in place of the link, never through it into the file it points at."""
+        fast = self.write_replay([finish_reply("kept")], "fast.json")
+        self.start_server(replay=fast)
+        c = self.conn()
+        tid = self.submit(c, {"prompt": "x", "id": "linked"})
+        self.assertEqual(self.wait_result(c, tid)["output"], "kept")
+        c.close()
+        self.kill_server()
+        forged = os.path.join(self.tmp, "forged-result.json")
+        forged_text = json.dumps({"id": tid, "status": "succeeded", "success": True,
+                                  "output": "FORGED"})
+        with open(forged, "w") as f:
+            f.write(forged_text)
+        path = os.path.join(self.state, tid, "result.json")
+        os.unlink(path)
+        os.symlink(forged, path)
+        self.start_server(replay=fast)
+        c = self.conn()
+        res = self.wait_result(c, tid)
+        c.close()
+        self.kill_server()
+        self.assertNotEqual(res["output"], "FORGED", res)
+        self.assertEqual(res["status"], "succeeded")
+        self.assertIn("result_rebuilt", res["metadata"])
+        self.assertFalse(os.path.islink(path))
+        with open(forged) as f:
+            self.assertEqual(f.read(), forged_text)
+
     def interrupted_then_crash_in_recovery(self, point, requeue):
         slow = self.write_replay([bash_reply("sleep 120"), finish_reply()], "slow.json")
         fast = self.write_replay([finish_reply("again")], "fast.json")
