@@ -18,6 +18,7 @@
 #include "llm_client.h"
 #include "llm_request.h"
 #include "log.h"
+#include "supervisor.h"
 #include "util.h"
 
 #define LLM_FALLBACK_ARGS_MAX 8
@@ -290,11 +291,10 @@ int cmd_llm(int argc, char **argv)
 
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox llm: %s\n", err);
         return EXIT_USAGE;
     }
-    config_scrub_env(); /* the key lives in cfg only from here on */
     if (no_catalog)
         cfg.catalog_fallback = false;
     if (timeout_s < 0)

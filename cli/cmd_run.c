@@ -26,6 +26,7 @@
 #include "runner.h"
 #include "task.h"
 #include "taskprep.h"
+#include "supervisor.h"
 #include "util.h"
 
 #define RUN_TASK_FILE_MAX_BYTES (80u << 20)
@@ -441,11 +442,10 @@ int cmd_run(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
-    config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
@@ -467,24 +467,15 @@ int cmd_run(int argc, char **argv)
     if (catalog_load(&cat, NULL, err, sizeof(err)) < 0 ||
         taskprep_build(&prep, &t, &cfg, &cat, err, sizeof(err)) < 0)
         goto usage_error;
-    if (a.replay) {
-        if (broker_new_replay(a.replay, &b, err, sizeof(err)) < 0)
-            goto usage_error;
-        if (!a.quiet)
-            fprintf(stderr,
-                    "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
-                    "from a model; the tools, the cell and the results are real.\n",
-                    a.replay);
-    } else {
-        if (!cfg.api_key) {
-            snprintf(err, sizeof(err),
-                     "OPENROUTER_API_KEY is not set: set it for a real run, "
-                     "or pass --replay FILE for an offline one");
-            goto usage_error;
-        }
-        if (broker_new_live(&cfg, &b, err, sizeof(err)) < 0)
-            goto usage_error;
-    }
+    if (supervisor_broker_open(&cfg, a.replay, SUPERVISOR_REPLAY_KEEP,
+                               " for a real run, or pass --replay FILE for an offline one", &b, err,
+                               sizeof(err)) < 0)
+        goto usage_error;
+    if (a.replay && !a.quiet)
+        fprintf(stderr,
+                "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
+                "from a model; the tools, the cell and the results are real.\n",
+                a.replay);
 
     struct runner_opts o = prep.opts;
     o.events = &events;
