@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "grow.h"
 #include "log.h"
 #include "llm_request.h"
 #include "llm_response.h"
@@ -32,18 +33,15 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *opaque)
             return len; /* keep reading; sse_finish reports the failure */
         return len;
     }
-    if (k->resp.len + len > LLM_RESPONSE_MAX_BYTES)
-        return 0; /* CURLE_WRITE_ERROR: classified as SDK_ERROR */
-    if (k->resp.len + len + 1 > k->resp.cap) {
-        size_t cap = k->resp.cap ? k->resp.cap : 4096;
-        while (cap < k->resp.len + len + 1)
-            cap *= 2;
-        char *p = realloc(k->resp.p, cap);
-        if (!p)
-            return 0;
-        k->resp.p = p;
-        k->resp.cap = cap;
+    /* room up to the NUL after the new bytes, never past LLM_RESPONSE_MAX_BYTES (+ NUL);
+     * a refusal is CURLE_WRITE_ERROR, classified as SDK_ERROR with resp_over_cap saying why */
+    if (len > LLM_RESPONSE_MAX_BYTES - k->resp.len) {
+        k->resp_over_cap = true;
+        return 0;
     }
+    if (grow_to_fit(&k->resp.p, k->resp.len + len, &k->resp.cap, 1, 4096,
+                    (size_t)LLM_RESPONSE_MAX_BYTES + 1) < 0)
+        return 0;
     memcpy(k->resp.p + k->resp.len, ptr, len);
     k->resp.len += len;
     k->resp.p[k->resp.len] = '\0';

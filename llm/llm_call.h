@@ -20,6 +20,8 @@
 #include "sse.h"
 
 #define CLIENT_MODELS_MAX 64
+/* libcurl's sockets watched at once: one a call in flight (`llm --parallel` at most 10000) */
+#define LLM_CLIENT_SOCKS_MAX 65536
 
 struct model_state {
     char id[LLM_MODEL_NAME_MAX];
@@ -52,6 +54,7 @@ struct call {
     struct sse_buf resp;
     struct sse_parser sse;
     bool is_sse, admitted;
+    bool resp_over_cap; /* the body passed LLM_RESPONSE_MAX_BYTES: the attempt was cut */
     double retry_after_hdr, attempt_started;
     struct model_state *ms;
 };
@@ -74,7 +77,8 @@ struct llm_client {
     int nmodels;
     struct call *calls;
     struct sock *socks;
-    int nsocks, capsocks;
+    int nsocks;
+    size_t capsocks; /* at most LLM_CLIENT_SOCKS_MAX */
     struct pollfd *pfds;
     int cappfds;
     double curl_deadline; /* < 0: no libcurl timer */

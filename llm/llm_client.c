@@ -19,6 +19,7 @@
 #include "breaker.h"
 #include "curl_dl.h"
 #include "llm_request.h"
+#include "grow.h"
 #include "log.h"
 #include "model_memo.h"
 #include "sse.h"
@@ -49,13 +50,10 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *opaque, void 
         return 0;
     }
     if (i == c->nsocks) {
-        if (c->nsocks == c->capsocks) {
-            int cap = c->capsocks ? c->capsocks * 2 : 64;
-            struct sock *p = realloc(c->socks, (size_t)cap * sizeof(*p));
-            if (!p)
-                return -1;
-            c->socks = p;
-            c->capsocks = cap;
+        if (GROW(c->socks, (size_t)c->nsocks, c->capsocks, 64, LLM_CLIENT_SOCKS_MAX) < 0) {
+            log_warn("llm: more than %d sockets at once; libcurl's socket refused",
+                     LLM_CLIENT_SOCKS_MAX);
+            return -1;
         }
         c->socks[c->nsocks++].fd = fd;
     }

@@ -250,7 +250,10 @@ void llmc_on_done(struct call *k, CURLcode cc)
         if (perr[0])
             snprintf(detail, sizeof(detail), "%s", perr);
     } else {
-        if (cc != CURLE_OK)
+        if (cc == CURLE_WRITE_ERROR && k->resp_over_cap)
+            snprintf(detail, sizeof(detail), "response body larger than %u bytes; refused",
+                     LLM_RESPONSE_MAX_BYTES);
+        else if (cc != CURLE_OK)
             snprintf(detail, sizeof(detail), "%s", c->curl->easy_strerror(cc));
         if (k->is_sse) { /* an error status with an event-stream body: unusual; take its error */
             (void)sse_finish(&k->sse, &r, perr, sizeof(perr));

@@ -66,6 +66,7 @@ void llmc_release_attempt(struct call *k)
     memset(&k->resp, 0, sizeof(k->resp));
     sse_free(&k->sse);
     k->is_sse = false;
+    k->resp_over_cap = false;
 }
 
 void llmc_unlink_call(struct call *k)
