@@ -96,7 +96,6 @@ cJSON *llmc_usage_json(const struct llm_usage *u);
 struct model_state *llmc_model_state(struct llm_client *c, const char *id);
 double llmc_rate_wait(struct llm_client *c, struct model_state *m, double now);
 void llmc_breaker_event(struct call *k, struct model_state *m, enum breaker_state before);
-bool llmc_model_usable(struct llm_client *c, const char *id, double now);
 void llmc_remember_unavailable(struct call *k, const struct llm_error_info *e, double now);
 int llmc_next_model(struct call *k, double now);
 void llmc_skip_unusable(struct call *k, double now);

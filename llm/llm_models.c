@@ -75,7 +75,7 @@ void llmc_breaker_event(struct call *k, struct model_state *m, enum breaker_stat
     llmc_emit(k, "circuit_state", f);
 }
 
-bool llmc_model_usable(struct llm_client *c, const char *id, double now)
+static bool model_usable(struct llm_client *c, const char *id, double now)
 {
     if (!c->cfg.circuit_breaker)
         return true;
@@ -108,7 +108,7 @@ static bool skip_remembered(struct call *k, int j, double now)
     if (!remembered_unavailable(k, k->models[j], now))
         return false;
     for (int i = j + 1; i < k->nmodels; i++)
-        if (!k->dead[i] && llmc_model_usable(k->c, k->models[i], now) &&
+        if (!k->dead[i] && model_usable(k->c, k->models[i], now) &&
             !remembered_unavailable(k, k->models[i], now))
             return true;
     return false;
@@ -117,7 +117,7 @@ static bool skip_remembered(struct call *k, int j, double now)
 int llmc_next_model(struct call *k, double now)
 {
     for (int j = k->cur + 1; j < k->nmodels; j++)
-        if (!k->dead[j] && llmc_model_usable(k->c, k->models[j], now))
+        if (!k->dead[j] && model_usable(k->c, k->models[j], now))
             return j;
     return -1;
 }
@@ -127,13 +127,11 @@ int llmc_next_model(struct call *k, double now)
 void llmc_skip_unusable(struct call *k, double now)
 {
     struct llm_client *c = k->c;
-    while (k->cur < k->nmodels &&
-           (k->dead[k->cur] || !llmc_model_usable(c, k->models[k->cur], now) ||
-            skip_remembered(k, k->cur, now))) {
+    while (k->cur < k->nmodels && (k->dead[k->cur] || !model_usable(c, k->models[k->cur], now) ||
+                                   skip_remembered(k, k->cur, now))) {
         int from = k->cur;
         bool open = !k->dead[k->cur];
-        const char *why =
-            llmc_model_usable(c, k->models[from], now) ? "unavailable" : "circuit_open";
+        const char *why = model_usable(c, k->models[from], now) ? "unavailable" : "circuit_open";
         k->cur++;
         while (k->cur < k->nmodels && k->dead[k->cur])
             k->cur++;
