@@ -349,17 +349,23 @@ static int model_chain(const struct llm_args *a, const struct agentbox_config *c
     return n;
 }
 
-/* --events: stdout for "-", else a new file; -2 for none, -1 on error (said). */
-static int open_events(const char *events)
+/* --events into *fd: stdout for "-", else a new file (-1 without --events). -1 on an error
+ * (said). */
+static int open_events(const char *events, int *fd)
 {
+    *fd = -1;
     if (!events)
-        return -2;
-    if (!strcmp(events, "-"))
-        return STDOUT_FILENO;
-    int fd = open(events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND | O_NOFOLLOW, 0600);
-    if (fd < 0)
+        return 0;
+    if (!strcmp(events, "-")) {
+        *fd = STDOUT_FILENO;
+        return 0;
+    }
+    *fd = open(events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND | O_NOFOLLOW, 0600);
+    if (*fd < 0) {
         fprintf(stderr, "agentbox llm: --events %s: %s\n", events, strerror(errno));
-    return fd;
+        return -1;
+    }
+    return 0;
 }
 
 /* one connection per call in flight: lift the soft descriptor limit to the hard one */
@@ -484,10 +490,9 @@ int cmd_llm(int argc, char **argv)
     }
     if (!cfg.api_key)
         log_warn("OPENROUTER_API_KEY is not set: requests go out without Authorization");
-    events_fd = open_events(a.events);
-    if (events_fd == -1)
+    if (open_events(a.events, &events_fd) < 0)
         goto out;
-    L.events_fd = events_fd = events_fd < 0 ? -1 : events_fd;
+    L.events_fd = events_fd;
     if (a.count > 0)
         lift_nofile();
     if (llm_client_new(&cfg, &L.client, err, sizeof(err)) < 0) {
