@@ -1,7 +1,7 @@
 /* llm_decide: what the outcome of an attempt of the LLM client means: success (the reply,
  * redacted of any echo of the key), or an error classified and answered by the recovery
  * chain: retry after a backoff, fall back to the next model, condense, escalate, fail.
- * Never performs I/O itself: it schedules the next attempt or finishes the call. */
+ * Never sends a request itself: it schedules the next attempt or finishes the call. */
 #include "llm_call.h"
 
 #include <errno.h>

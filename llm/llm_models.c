@@ -1,7 +1,7 @@
 /* llm_models: the LLM client's per-model state, shared by every call of the process: the
- * circuit breaker, the rate limit (tokens per minute on :free models), and the models
- * remembered unavailable; and which model of a call's chain is tried next. Never sends a
- * request and never finishes a call. */
+ * circuit breaker, the rate limit (requests per minute, its own for :free models), and the
+ * models remembered unavailable; and which model of a call's chain is tried next. Never sends
+ * a request and never finishes a call. */
 #include "llm_call.h"
 
 #include <errno.h>
