@@ -31,7 +31,8 @@ class Silent:
         self.port = self.sock.getsockname()[1]
         self.conns = []
         self.stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
 
     def _accept(self):
         while not self.stop:
@@ -42,7 +43,15 @@ class Silent:
             self.conns.append(c)
 
     def close(self):
+        # the accept thread is woken (shutdown makes a blocked accept fail) and gone before
+        # the descriptor is closed: else the next test's listening socket could take the
+        # same number and this thread accept (and drop) its connection
         self.stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=10)
         self.sock.close()
         for c in self.conns:
             c.close()
