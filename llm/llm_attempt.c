@@ -137,15 +137,14 @@ static int set_options(struct call *k, CURL *h, long timeout_ms)
     return bad;
 }
 
-void llmc_try_attempt(struct call *k)
+/* The call ends here when its deadline passed, its attempts are spent or no model is left
+ * (a mock when configured); true then. */
+static bool call_over(struct call *k, double now)
 {
     struct llm_client *c = k->c;
-    const struct curl_api *cu = c->curl;
-    double now = monotonic_s();
-    k->waiting = false;
     if (k->deadline > 0 && now >= k->deadline) {
         llmc_finish_timeout(k, "before the next attempt");
-        return;
+        return true;
     }
     if (k->out->attempts >= c->cfg.max_attempts) {
         char msg[600];
@@ -154,31 +153,37 @@ void llmc_try_attempt(struct call *k)
                  k->has_last ? k->last.message : "");
         llmc_set_error(k, k->has_last ? k->last.type : UNKNOWN_ERROR, 0, msg);
         llmc_finish(k, LLM_FAILED);
-        return;
+        return true;
     }
     llmc_skip_unusable(k, now);
-    if (k->cur >= k->nmodels) {
-        if (!k->has_last || k->out->n_strategies == 0 ||
-            k->out->strategies[k->out->n_strategies - 1] != CIRCUIT_BREAK)
-            llmc_push_strategy(k, CIRCUIT_BREAK);
-        char msg[600];
-        snprintf(msg, sizeof(msg), "no model left to ask (circuit open or given up)%s%s",
-                 k->has_last ? "; last: " : "", k->has_last ? k->last.message : "");
-        llmc_set_error(k, k->has_last ? k->last.type : CONNECTION_ERROR, 0, msg);
-        if (c->cfg.fallback_to_mock) {
-            llmc_push_strategy(k, FALLBACK_MOCK);
-            llmc_finish_mock(k);
-        } else
-            llmc_finish(k, LLM_FAILED);
-        return;
-    }
-    const char *model = k->models[k->cur];
+    if (k->cur < k->nmodels)
+        return false;
+    if (!k->has_last || k->out->n_strategies == 0 ||
+        k->out->strategies[k->out->n_strategies - 1] != CIRCUIT_BREAK)
+        llmc_push_strategy(k, CIRCUIT_BREAK);
+    char msg[600];
+    snprintf(msg, sizeof(msg), "no model left to ask (circuit open or given up)%s%s",
+             k->has_last ? "; last: " : "", k->has_last ? k->last.message : "");
+    llmc_set_error(k, k->has_last ? k->last.type : CONNECTION_ERROR, 0, msg);
+    if (c->cfg.fallback_to_mock) {
+        llmc_push_strategy(k, FALLBACK_MOCK);
+        llmc_finish_mock(k);
+    } else
+        llmc_finish(k, LLM_FAILED);
+    return true;
+}
+
+/* The model's rate limit and breaker let a request go now: true; else the call waits (or
+ * times out waiting) and false. */
+static bool model_admits(struct call *k, const char *model, double now)
+{
+    struct llm_client *c = k->c;
     struct model_state *m = llmc_model_state(c, model);
     double wait = llmc_rate_wait(c, m, now);
     if (wait > 0) {
         if (k->deadline > 0 && now + wait >= k->deadline) {
             llmc_finish_timeout(k, "while waiting for the model's rate limit");
-            return;
+            return false;
         }
         if (wait >= 1) { /* visible: a batch shows it, else a free model just looks hung */
             cJSON *f = cJSON_CreateObject();
@@ -187,7 +192,7 @@ void llmc_try_attempt(struct call *k)
             llmc_emit(k, "rate_limit_wait", f);
         }
         llmc_make_waiting(k, now + wait);
-        return;
+        return false;
     }
     k->ms = m;
     k->admitted = false;
@@ -195,11 +200,19 @@ void llmc_try_attempt(struct call *k)
         enum breaker_state before = m->br.state;
         if (!breaker_allow(&m->br, now)) { /* half-open with every probe taken */
             llmc_make_waiting(k, now + 0.05);
-            return;
+            return false;
         }
         k->admitted = true;
         llmc_breaker_event(k, m, before);
     }
+    return true;
+}
+
+/* The request built and handed to libcurl's multi: true; else the attempt failed (said). */
+static bool send_request(struct call *k, const char *model, double now)
+{
+    struct llm_client *c = k->c;
+    const struct curl_api *cu = c->curl;
     char err[ERR_MSG_MAX];
     k->req = k->messages_json
                  ? llm_request_body_spliced(k->body, k->messages_json, k->messages_len, model,
@@ -207,12 +220,12 @@ void llmc_try_attempt(struct call *k)
                  : llm_request_body(k->body, model, k->stream, c->cfg.max_tokens, err, sizeof(err));
     if (!k->req) {
         attempt_failed_setup(k, err);
-        return;
+        return false;
     }
     CURL *h = get_easy(c);
     if (!h) {
         attempt_failed_setup(k, "cannot create a libcurl handle");
-        return;
+        return false;
     }
     double left = c->cfg.llm_timeout_s;
     if (k->deadline > 0 && k->deadline - now < left)
@@ -226,15 +239,22 @@ void llmc_try_attempt(struct call *k)
     if (bad) {
         cu->easy_cleanup(h);
         attempt_failed_setup(k, "libcurl refused an option");
-        return;
+        return false;
     }
     CURLMcode mc = cu->multi_add_handle(c->multi, h);
     if (mc != CURLM_OK) {
         cu->easy_cleanup(h);
         attempt_failed_setup(k, cu->multi_strerror(mc));
-        return;
+        return false;
     }
     k->easy = h;
+    return true;
+}
+
+/* An attempt in flight: counted, the model among those tried, an llm_request event. */
+static void record_sent(struct call *k, const char *model, double now)
+{
+    struct llm_client *c = k->c;
     k->in_flight = true;
     k->attempt_started = now;
     k->out->attempts++;
@@ -255,4 +275,16 @@ void llmc_try_attempt(struct call *k)
         cJSON_AddBoolToObject(f, "stream", k->stream);
     }
     llmc_emit(k, "llm_request", f);
+}
+
+void llmc_try_attempt(struct call *k)
+{
+    double now = monotonic_s();
+    k->waiting = false;
+    if (call_over(k, now))
+        return;
+    const char *model = k->models[k->cur];
+    if (!model_admits(k, model, now) || !send_request(k, model, now))
+        return;
+    record_sent(k, model, now);
 }
