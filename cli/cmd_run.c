@@ -77,21 +77,20 @@ struct run_args {
     bool quiet;
 };
 
-#define RUN_TEXT(name, field)                                                                      \
+#define RUN_TEXT(n, field)                                                                         \
     {                                                                                              \
-        name, required_argument, offsetof(struct run_args, field), 0, 0, 0, 0                      \
+        .name = n, .off = offsetof(struct run_args, field)                                         \
     }
-#define RUN_LIST(name, field, count, max, say_max)                                                 \
+#define RUN_LIST(n, field, count, most, say)                                                       \
     {                                                                                              \
-        name, required_argument, offsetof(struct run_args, field),                                 \
-            offsetof(struct run_args, count), max, 1, say_max                                      \
+        .name = n, .off = offsetof(struct run_args, field),                                        \
+        .count_off = offsetof(struct run_args, count), .max = most, .list = true, .say_max = say   \
     }
 
 /* Every option but --help and --quiet: where its argument goes in struct run_args. A list
  * option (repeatable) appends to its array, at most max ("at most N" or "too many" said). */
 static const struct run_opt {
-    const char *name;
-    int has_arg;
+    const char *name; /* each takes an argument */
     size_t off, count_off, max;
     bool list, say_max;
 } run_opts[] = {
@@ -142,7 +141,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 {
     struct option opts[ARRAY_SIZE(run_opts) + 3] = {{0}};
     for (size_t i = 0; i < ARRAY_SIZE(run_opts); i++)
-        opts[i] = (struct option){run_opts[i].name, run_opts[i].has_arg, 0, 256 + (int)i};
+        opts[i] = (struct option){run_opts[i].name, required_argument, 0, 256 + (int)i};
     opts[ARRAY_SIZE(run_opts)] = (struct option){"quiet", no_argument, 0, O_RUN_QUIET};
     opts[ARRAY_SIZE(run_opts) + 1] = (struct option){"help", no_argument, 0, O_RUN_HELP};
     optind = 1;
