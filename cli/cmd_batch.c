@@ -26,6 +26,7 @@
 #include "json.h"
 #include "log.h"
 #include "safedir.h"
+#include "supervisor.h"
 #include "util.h"
 
 #define BATCH_POLICY_CACHE 32
@@ -337,19 +338,11 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
         return errf(err, errsz, "--junit %s: %s", b->a.junit, perr);
     if (b->a.junit && batch_junit_probe(b->a.junit, err, errsz) < 0)
         return -1;
-    if (b->a.replay) {
-        struct broker *probe = NULL; /* refuse a bad replay file before any cell starts */
-        if (broker_new_replay(b->a.replay, &probe, err, errsz) < 0)
-            return -1;
-        broker_free(probe);
-    } else {
-        if (!b->cfg.api_key)
-            return errf(err, errsz,
-                        "OPENROUTER_API_KEY is not set: set it for a real run, or "
-                        "pass --replay FILE for an offline one");
-        if (broker_new_live(&b->cfg, &b->shared, err, errsz) < 0)
-            return -1;
-    }
+    /* a bad replay file is refused before any cell starts */
+    if (supervisor_broker_open(&b->cfg, b->a.replay, SUPERVISOR_REPLAY_PROBE,
+                               " for a real run, or pass --replay FILE for an offline one",
+                               &b->shared, err, errsz) < 0)
+        return -1;
     b->jobs = calloc(in->n ? in->n : 1, sizeof(*b->jobs));
     b->slots = calloc(b->a.jobs, sizeof(*b->slots));
     if (!b->jobs || !b->slots)
@@ -385,12 +378,10 @@ int cmd_batch(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (config_keyholder_harden(err, sizeof(err)) < 0 ||
-        config_load(&b.cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&b.cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox batch: %s\n", err);
         return EXIT_USAGE;
     }
-    config_scrub_env();
     sigset_t mask, oldmask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "grow.h"
 #include "json.h"
 #include "protocol.h"
 #include "task.h"
@@ -21,11 +24,13 @@
 
 #define CLIENT_TASK_FILE_MAX_BYTES PROTOCOL_REQUEST_MAX_BYTES
 #define CLIENT_REPLY_MAX_BYTES     (512u << 20)
+#define CLIENT_READ_CHUNK          65536u
 
 struct conn {
     int fd;
     char *buf;
-    size_t len, cap;
+    size_t len, cap; /* cap at most CLIENT_REPLY_MAX_BYTES + a read + the NUL */
+    bool too_long;   /* a line passed CLIENT_REPLY_MAX_BYTES: refused, not grown */
 };
 
 struct op_help {
@@ -109,16 +114,14 @@ static char *conn_line(struct conn *c, size_t *consumed)
             *consumed = (size_t)(nl - c->buf) + 1;
             return c->buf;
         }
-        if (c->len >= CLIENT_REPLY_MAX_BYTES)
+        /* room for a 64 KiB read and the NUL, a line never past CLIENT_REPLY_MAX_BYTES */
+        if (c->len >= CLIENT_REPLY_MAX_BYTES) {
+            c->too_long = true;
             return NULL;
-        if (c->cap - c->len < 65536) {
-            size_t ncap = c->cap ? c->cap * 2 : 131072;
-            char *nb = realloc(c->buf, ncap);
-            if (!nb)
-                return NULL;
-            c->buf = nb;
-            c->cap = ncap;
         }
+        if (grow_to_fit(&c->buf, c->len + CLIENT_READ_CHUNK, &c->cap, 1, 131072,
+                        (size_t)CLIENT_REPLY_MAX_BYTES + CLIENT_READ_CHUNK + 1) < 0)
+            return NULL;
         ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
         if (n < 0 && errno == EINTR)
             continue;
@@ -143,6 +146,11 @@ static int send_request(struct conn *c, cJSON *req, const char *op)
 static cJSON *read_reply(struct conn *c, size_t *consumed, const char *op, const char **code)
 {
     char *line = conn_line(c, consumed);
+    if (!line && c->too_long) {
+        fprintf(stderr, "agentbox %s: a reply from the server is longer than %u bytes\n", op,
+                CLIENT_REPLY_MAX_BYTES);
+        return NULL;
+    }
     if (!line) {
         fprintf(stderr, "agentbox %s: the server closed the connection\n", op);
         return NULL;
@@ -277,182 +285,214 @@ static cJSON *build_task(const char *prompt, const char *task_file, const char *
     return task;
 }
 
-int cmd_client(int argc, char **argv)
+struct client_args {
+    const char *op, *sock, *task_file, *id, *model, *timeout, *wait_timeout, *arg;
+    bool wait, follow;
+    bool is_submit, needs_id, no_arg;
+    double wt; /* how long to wait: submit --wait-timeout, wait --timeout; -1: no limit */
+};
+
+enum { O_SOCKET = 256, O_TASK, O_ID, O_MODEL, O_TIMEOUT, O_WAIT, O_WAIT_TIMEOUT, O_FOLLOW, O_HELP };
+
+/* Every option but --help: where its value (or true) goes in struct client_args. */
+static const struct client_opt {
+    struct option opt;
+    size_t text; /* offset of the const char * its argument goes to; 0: a flag */
+    size_t flag; /* offset of the bool it sets */
+} client_opts[] = {
+    {{"socket", required_argument, 0, O_SOCKET}, offsetof(struct client_args, sock), 0},
+    {{"task-file", required_argument, 0, O_TASK}, offsetof(struct client_args, task_file), 0},
+    {{"id", required_argument, 0, O_ID}, offsetof(struct client_args, id), 0},
+    {{"model", required_argument, 0, O_MODEL}, offsetof(struct client_args, model), 0},
+    {{"timeout", required_argument, 0, O_TIMEOUT}, offsetof(struct client_args, timeout), 0},
+    {{"wait", no_argument, 0, O_WAIT}, 0, offsetof(struct client_args, wait)},
+    {{"wait-timeout", required_argument, 0, O_WAIT_TIMEOUT},
+     offsetof(struct client_args, wait_timeout),
+     0},
+    {{"follow", no_argument, 0, O_FOLLOW}, 0, offsetof(struct client_args, follow)},
+};
+
+/* The options and the one argument: 0, 1 after --help, -1 on a usage error (said). */
+static int parse_client_options(int argc, char **argv, struct client_args *a)
 {
-    const char *op = argv[0];
-    enum {
-        O_SOCKET = 256,
-        O_TASK,
-        O_ID,
-        O_MODEL,
-        O_TIMEOUT,
-        O_WAIT,
-        O_WAIT_TIMEOUT,
-        O_FOLLOW,
-        O_HELP
-    };
-    static const struct option opts[] = {
-        {"socket", required_argument, 0, O_SOCKET},
-        {"task-file", required_argument, 0, O_TASK},
-        {"id", required_argument, 0, O_ID},
-        {"model", required_argument, 0, O_MODEL},
-        {"timeout", required_argument, 0, O_TIMEOUT},
-        {"wait", no_argument, 0, O_WAIT},
-        {"wait-timeout", required_argument, 0, O_WAIT_TIMEOUT},
-        {"follow", no_argument, 0, O_FOLLOW},
-        {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0},
-    };
-    const char *sock = getenv("AGENTBOX_SOCKET"), *task_file = NULL, *id = NULL, *model = NULL;
-    const char *timeout = NULL, *wait_timeout = NULL;
-    bool wait = false, follow = false;
+    struct option opts[ARRAY_SIZE(client_opts) + 2] = {{0}};
+    for (size_t i = 0; i < ARRAY_SIZE(client_opts); i++)
+        opts[i] = client_opts[i].opt;
+    opts[ARRAY_SIZE(client_opts)] = (struct option){"help", no_argument, 0, O_HELP};
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case O_SOCKET:
-            sock = optarg;
-            break;
-        case O_TASK:
-            task_file = optarg;
-            break;
-        case O_ID:
-            id = optarg;
-            break;
-        case O_MODEL:
-            model = optarg;
-            break;
-        case O_TIMEOUT:
-            timeout = optarg;
-            break;
-        case O_WAIT:
-            wait = true;
-            break;
-        case O_WAIT_TIMEOUT:
-            wait_timeout = optarg;
-            break;
-        case O_FOLLOW:
-            follow = true;
-            break;
-        case O_HELP:
-            usage(stdout, op);
-            return 0;
-        default:
-            fprintf(stderr, "agentbox %s: unknown or incomplete option '%s' (see --help)\n", op,
-                    argv[optind - 1]);
-            return EXIT_USAGE;
+        if (c == O_HELP) {
+            usage(stdout, a->op);
+            return 1;
         }
+        const struct client_opt *o = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(client_opts) && !o; i++)
+            if (client_opts[i].opt.val == c)
+                o = &client_opts[i];
+        if (!o) {
+            fprintf(stderr, "agentbox %s: unknown or incomplete option '%s' (see --help)\n", a->op,
+                    argv[optind - 1]);
+            return -1;
+        }
+        if (o->text)
+            *(const char **)(void *)((char *)a + o->text) = optarg;
+        else
+            *(bool *)(void *)((char *)a + o->flag) = true;
     }
-    const char *arg = optind < argc ? argv[optind++] : NULL;
+    a->arg = optind < argc ? argv[optind++] : NULL;
     if (optind < argc) {
-        fprintf(stderr, "agentbox %s: unexpected argument '%s'\n", op, argv[optind]);
-        return EXIT_USAGE;
+        fprintf(stderr, "agentbox %s: unexpected argument '%s'\n", a->op, argv[optind]);
+        return -1;
     }
-    if (!sock || !*sock)
-        sock = AGENTBOX_DEFAULT_SOCKET;
-    bool is_submit = strcmp(op, "submit") == 0;
-    bool needs_id = !strcmp(op, "wait") || !strcmp(op, "status") || !strcmp(op, "cancel") ||
-                    !strcmp(op, "events");
-    bool no_arg = !strcmp(op, "list") || !strcmp(op, "health") || !strcmp(op, "metrics");
-    if (!is_submit && !needs_id && !no_arg) {
+    return 0;
+}
+
+/* What the command needs (an ID, a prompt, nothing) and how long it waits; -1 when refused. */
+static int check_client_args(struct client_args *a)
+{
+    const char *op = a->op;
+    if (!a->sock || !*a->sock)
+        a->sock = AGENTBOX_DEFAULT_SOCKET;
+    a->is_submit = strcmp(op, "submit") == 0;
+    a->needs_id = !strcmp(op, "wait") || !strcmp(op, "status") || !strcmp(op, "cancel") ||
+                  !strcmp(op, "events");
+    a->no_arg = !strcmp(op, "list") || !strcmp(op, "health") || !strcmp(op, "metrics");
+    if (!a->is_submit && !a->needs_id && !a->no_arg) {
         fprintf(stderr, "agentbox: unknown client command '%s'\n", op);
-        return EXIT_USAGE;
+        return -1;
     }
-    if ((needs_id && !arg) || (no_arg && arg) || (is_submit && !arg && !task_file)) {
+    if ((a->needs_id && !a->arg) || (a->no_arg && a->arg) ||
+        (a->is_submit && !a->arg && !a->task_file)) {
         fprintf(stderr, "agentbox %s: %s (see --help)\n", op,
-                needs_id    ? "give a task ID"
-                : is_submit ? "give a PROMPT or --task-file FILE"
-                            : "takes no argument");
-        return EXIT_USAGE;
+                a->needs_id    ? "give a task ID"
+                : a->is_submit ? "give a PROMPT or --task-file FILE"
+                               : "takes no argument");
+        return -1;
     }
-    double wt = -1;
+    a->wt = -1;
     /* submit's --timeout is the task's own; wait's is how long to wait */
-    const char *wt_text = is_submit ? wait_timeout : !strcmp(op, "wait") ? timeout : NULL;
+    const char *wt_text = a->is_submit ? a->wait_timeout : !strcmp(op, "wait") ? a->timeout : NULL;
     if (wt_text) {
         char terr[ERR_MSG_MAX];
-        if (opt_seconds(is_submit ? "--wait-timeout" : "--timeout", wt_text, 1, &wt, terr,
+        if (opt_seconds(a->is_submit ? "--wait-timeout" : "--timeout", wt_text, 1, &a->wt, terr,
                         sizeof(terr)) < 0) {
             fprintf(stderr, "agentbox %s: %s\n", op, terr);
-            return EXIT_USAGE;
+            return -1;
         }
     }
+    return 0;
+}
+
+/* The request to send; NULL for wait (do_wait builds its own) and on an error (said, with
+ * *failed set). */
+static cJSON *build_request(const struct client_args *a, bool *failed)
+{
+    *failed = false;
+    if (!strcmp(a->op, "wait"))
+        return NULL;
     cJSON *req = cJSON_CreateObject();
-    if (is_submit) {
-        cJSON *task = build_task(arg, task_file, id, model, timeout, op);
+    if (!req) {
+        fprintf(stderr, "agentbox %s: out of memory\n", a->op);
+        *failed = true;
+        return NULL;
+    }
+    if (a->is_submit) {
+        cJSON *task = build_task(a->arg, a->task_file, a->id, a->model, a->timeout, a->op);
         if (!task) {
             cJSON_Delete(req);
-            return EXIT_USAGE;
+            *failed = true;
+            return NULL;
         }
         cJSON_AddStringToObject(req, "op", "submit");
         cJSON_AddItemToObject(req, "task", task);
-    } else if (!strcmp(op, "wait")) {
-        cJSON_Delete(req);
-        req = NULL;
-    } else {
-        cJSON_AddStringToObject(req, "op", op);
-        if (arg)
-            cJSON_AddStringToObject(req, "id", arg);
-        if (!strcmp(op, "events"))
-            cJSON_AddBoolToObject(req, "follow", follow);
+        return req;
     }
+    cJSON_AddStringToObject(req, "op", a->op);
+    if (a->arg)
+        cJSON_AddStringToObject(req, "id", a->arg);
+    if (!strcmp(a->op, "events"))
+        cJSON_AddBoolToObject(req, "follow", a->follow);
+    return req;
+}
+
+/* events: the event lines pass through as the server sent them, until {"ok":true,"end":true} */
+static int relay_events(struct conn *cn, size_t *consumed)
+{
+    char *line;
+    while ((line = conn_line(cn, consumed)) != NULL) {
+        cleanup_json cJSON *ev = cJSON_Parse(line);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "end")))
+            return 0;
+        printf("%s\n", line);
+        fflush(stdout);
+    }
+    if (cn->too_long)
+        fprintf(stderr, "agentbox events: a line from the server is longer than %u bytes\n",
+                CLIENT_REPLY_MAX_BYTES);
+    else
+        fprintf(stderr, "agentbox events: the server closed the stream before its end\n");
+    return EXIT_TASK_FAILED;
+}
+
+/* The server's reply to a request other than wait, printed; the exit code. */
+static int answer(const struct client_args *a, struct conn *cn, size_t *consumed, cJSON *r)
+{
+    if (a->is_submit) {
+        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "id");
+        char idbuf[TASK_ID_MAX + 1];
+        snprintf(idbuf, sizeof(idbuf), "%s", cJSON_IsString(rid) ? rid->valuestring : "");
+        cJSON_Delete(r);
+        if (!a->wait) {
+            printf("%s\n", idbuf);
+            return 0;
+        }
+        fprintf(stderr, "agentbox submit: %s\n", idbuf);
+        return do_wait(cn, consumed, idbuf, a->wt, a->op);
+    }
+    if (!strcmp(a->op, "metrics")) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(r, "text");
+        fputs(cJSON_IsString(text) ? text->valuestring : "", stdout);
+        cJSON_Delete(r);
+        return 0;
+    }
+    if (!strcmp(a->op, "events")) {
+        cJSON_Delete(r);
+        return relay_events(cn, consumed);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(r, "ok");
+    print_json(r);
+    cJSON_Delete(r);
+    return 0;
+}
+
+int cmd_client(int argc, char **argv)
+{
+    struct client_args a = {.op = argv[0], .sock = getenv("AGENTBOX_SOCKET")};
+    int prc = parse_client_options(argc, argv, &a);
+    if (prc != 0)
+        return prc > 0 ? 0 : EXIT_USAGE;
+    if (check_client_args(&a) < 0)
+        return EXIT_USAGE;
+    bool failed;
+    cJSON *req = build_request(&a, &failed);
+    if (failed)
+        return EXIT_USAGE;
     struct conn cn = {.fd = -1};
-    if (conn_open(&cn, sock, op) < 0) {
+    if (conn_open(&cn, a.sock, a.op) < 0) {
         cJSON_Delete(req);
         conn_close(&cn);
         return EXIT_USAGE;
     }
     size_t consumed = 0;
-    int rc = 0;
-    if (!req) {
-        rc = do_wait(&cn, &consumed, arg, wt, op);
-        conn_close(&cn);
-        return rc;
-    }
-    if (send_request(&cn, req, op) < 0) {
-        conn_close(&cn);
-        return EXIT_USAGE;
-    }
-    cJSON *r = read_reply(&cn, &consumed, op, NULL);
-    if (!r) {
-        conn_close(&cn);
-        return EXIT_USAGE;
-    }
-    if (is_submit) {
-        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "id");
-        char idbuf[TASK_ID_MAX + 1];
-        snprintf(idbuf, sizeof(idbuf), "%s", cJSON_IsString(rid) ? rid->valuestring : "");
-        cJSON_Delete(r);
-        if (!wait) {
-            printf("%s\n", idbuf);
-        } else {
-            fprintf(stderr, "agentbox submit: %s\n", idbuf);
-            rc = do_wait(&cn, &consumed, idbuf, wt, op);
-        }
-    } else if (!strcmp(op, "metrics")) {
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(r, "text");
-        fputs(cJSON_IsString(text) ? text->valuestring : "", stdout);
-        cJSON_Delete(r);
-    } else if (!strcmp(op, "events")) {
-        cJSON_Delete(r);
-        /* event lines pass through as the server sent them, until {"ok":true,"end":true} */
-        rc = EXIT_TASK_FAILED;
-        char *line;
-        while ((line = conn_line(&cn, &consumed)) != NULL) {
-            cleanup_json cJSON *ev = cJSON_Parse(line);
-            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "end"))) {
-                rc = 0;
-                break;
-            }
-            printf("%s\n", line);
-            fflush(stdout);
-        }
-        if (rc)
-            fprintf(stderr, "agentbox events: the server closed the stream before its end\n");
-    } else {
-        cJSON_DeleteItemFromObjectCaseSensitive(r, "ok");
-        print_json(r);
-        cJSON_Delete(r);
+    int rc = EXIT_USAGE;
+    if (!req) /* wait */
+        rc = do_wait(&cn, &consumed, a.arg, a.wt, a.op);
+    else if (send_request(&cn, req, a.op) == 0) {
+        cJSON *r = read_reply(&cn, &consumed, a.op, NULL);
+        if (r)
+            rc = answer(&a, &cn, &consumed, r);
     }
     conn_close(&cn);
     return rc;

@@ -241,6 +241,82 @@ static int wait_cell(struct cell *c, int sfd, double timeout_s)
     }
 }
 
+/* --meta FILE opened for writing: its directory must be ours alone (a root exec must not
+ * write through a link a user planted there); then the file itself may be a link
+ * (/dev/stdout). The descriptor, or -1 with err set. */
+static int open_meta(const char *meta, char *err, size_t errsz)
+{
+    char perr[ERR_MSG_MAX];
+    int fd = -1;
+    if (parent_check_trusted(meta, perr, sizeof(perr)) < 0)
+        fd = -1;
+    else if ((fd = open(meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644)) < 0)
+        snprintf(perr, sizeof(perr), "%s", strerror(errno));
+    if (fd < 0)
+        snprintf(err, errsz, "--meta %.200s: %.280s", meta, perr);
+    return fd;
+}
+
+/* The exit code for a reaped cell (sig: the signal that stopped our wait, or 0), with what
+ * the user must be told on stderr. */
+static int cell_exit_code(const struct cell_record *rec, int sig, double timeout_s,
+                          const char *argv0)
+{
+    int code;
+    if (sig)
+        code = 128 + sig;
+    else if (rec->status == CELL_TIMEOUT) {
+        fprintf(stderr, "agentbox: timed out after %gs\n", timeout_s);
+        code = EXIT_EXEC_TIMEOUT;
+    } else if (rec->status == CELL_SIGNALED || (rec->status == CELL_MEMORY && rec->signal))
+        code = 128 + rec->signal;
+    else
+        code = rec->exit_code;
+    if (rec->exec_errno)
+        fprintf(stderr, "agentbox: %s: %s\n", argv0, strerror(rec->exec_errno));
+    if (rec->status == CELL_MEMORY)
+        fprintf(stderr, "agentbox: the memory limit was hit\n");
+    return code;
+}
+
+/* The cell's life: spawned (with its egress proxy when eg_rules is set), waited for (on a
+ * tty or not, until a signal or the timeout), reaped into rec; the network summary in
+ * *network. The exit code. */
+static int run_cell(struct cell_config *cfg, const struct egress_rules *eg_rules,
+                    struct exec_run *xr, int sfd, const char *argv0, struct cell_record *rec,
+                    cJSON **network)
+{
+    char err[ERR_MSG_MAX];
+    struct cell *c = NULL;
+    struct egress *egp = NULL;
+    if (cell_spawn(cfg, &c, err, sizeof(err)) < 0 ||
+        (eg_rules && egress_exec_start(eg_rules, c, &egp, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "agentbox: %s\n", err);
+        memset(rec, 0, sizeof(*rec));
+        rec->status = CELL_SETUP_ERROR;
+        rec->slot = -1;
+        return EXIT_EXEC_SETUP;
+    }
+    /* Whatever the cell does from here, our memory is not for it to read. */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    int sig = xr->tty_on ? exec_tty_wait(&xr->tty, c, sfd, cfg->limits.timeout_s)
+                         : wait_cell(c, sfd, cfg->limits.timeout_s);
+    *network = egp ? egress_finish(egp, egress_exec_print, NULL) : NULL;
+    exec_run_keep_workspace(xr, c);
+    int code;
+    if (cell_reap(c, rec) < 0) {
+        fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
+        rec->status = CELL_SETUP_ERROR;
+        code = EXIT_EXEC_SETUP;
+        /* as before: what the record holds is still reported */
+        if (rec->exec_errno)
+            fprintf(stderr, "agentbox: %s: %s\n", argv0, strerror(rec->exec_errno));
+    } else
+        code = cell_exit_code(rec, sig, cfg->limits.timeout_s, argv0);
+    cell_free(c);
+    return code;
+}
+
 int cmd_exec(int argc, char **argv)
 {
     /* A closed stdin/stdout/stderr would be taken by the next file we open (a lock file, the
@@ -292,20 +368,10 @@ int cmd_exec(int argc, char **argv)
         return usage_error(err);
     }
     cleanup_fd int meta_fd = -1;
-    if (o.meta) {
-        /* its directory must be ours alone (a root exec must not write through a link a
-         * user planted there); then the file itself may be a link (/dev/stdout) */
-        char perr[ERR_MSG_MAX];
-        if (parent_check_trusted(o.meta, perr, sizeof(perr)) < 0)
-            meta_fd = -1;
-        else if ((meta_fd = open(o.meta, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644)) < 0)
-            snprintf(perr, sizeof(perr), "%s", strerror(errno));
-        if (meta_fd < 0) {
-            snprintf(err, sizeof(err), "--meta %.200s: %.280s", o.meta, perr);
-            policy_bpf_free(&prog);
-            policy_free(pol);
-            return usage_error(err);
-        }
+    if (o.meta && (meta_fd = open_meta(o.meta, err, sizeof(err))) < 0) {
+        policy_bpf_free(&prog);
+        policy_free(pol);
+        return usage_error(err);
     }
     struct cell_config cfg = {.policy = pol,
                               .seccomp = &prog,
@@ -338,44 +404,8 @@ int cmd_exec(int argc, char **argv)
         sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 
     struct cell_record rec;
-    struct cell *c = NULL;
-    struct egress *egp = NULL;
     cJSON *network = NULL;
-    int code;
-    if (cell_spawn(&cfg, &c, err, sizeof(err)) < 0 ||
-        (eg && egress_exec_start(&eg_rules, c, &egp, err, sizeof(err)) < 0)) {
-        fprintf(stderr, "agentbox: %s\n", err);
-        memset(&rec, 0, sizeof(rec));
-        rec.status = CELL_SETUP_ERROR;
-        rec.slot = -1;
-        code = EXIT_EXEC_SETUP;
-    } else {
-        /* Whatever the cell does from here, our memory is not for it to read. */
-        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        int sig = xr.tty_on ? exec_tty_wait(&xr.tty, c, sfd, cfg.limits.timeout_s)
-                            : wait_cell(c, sfd, cfg.limits.timeout_s);
-        network = egp ? egress_finish(egp, egress_exec_print, NULL) : NULL;
-        exec_run_keep_workspace(&xr, c);
-        if (cell_reap(c, &rec) < 0) {
-            fprintf(stderr, "agentbox: waiting for the cell: %s\n", strerror(errno));
-            rec.status = CELL_SETUP_ERROR;
-            code = EXIT_EXEC_SETUP;
-        } else if (sig) {
-            code = 128 + sig;
-        } else if (rec.status == CELL_TIMEOUT) {
-            fprintf(stderr, "agentbox: timed out after %gs\n", cfg.limits.timeout_s);
-            code = EXIT_EXEC_TIMEOUT;
-        } else if (rec.status == CELL_SIGNALED || (rec.status == CELL_MEMORY && rec.signal)) {
-            code = 128 + rec.signal;
-        } else {
-            code = rec.exit_code;
-        }
-        if (rec.exec_errno)
-            fprintf(stderr, "agentbox: %s: %s\n", o.argv[0], strerror(rec.exec_errno));
-        if (rec.status == CELL_MEMORY)
-            fprintf(stderr, "agentbox: the memory limit was hit\n");
-        cell_free(c);
-    }
+    int code = run_cell(&cfg, eg ? &eg_rules : NULL, &xr, sfd, o.argv[0], &rec, &network);
     if (exec_run_finish(&xr, rec.status != CELL_SETUP_ERROR) < 0 && code == 0)
         code = EXIT_EXEC_SETUP;
     if (meta_fd < 0)

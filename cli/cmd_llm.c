@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include "llm_client.h"
 #include "llm_request.h"
 #include "log.h"
+#include "supervisor.h"
 #include "util.h"
 
 #define LLM_FALLBACK_ARGS_MAX 8
@@ -208,158 +212,294 @@ static cJSON *build_body(const char *body_file, const char *prompt, long max_tok
     return body;
 }
 
+struct llm_args {
+    const char *model, *events, *body_file, *prompt;
+    const char *fallbacks[LLM_FALLBACK_ARGS_MAX + 1];
+    int nfb;
+    bool stream, no_catalog;
+    uint64_t max_tokens, count, parallel;
+    double timeout_s; /* < 0: the configured one */
+};
+
+enum llm_opt_kind { LO_TEXT, LO_FLAG, LO_COUNT, LO_SECONDS, LO_FALLBACK };
+
+/* Every option but --help: its kind, where its value goes in struct llm_args, its bounds. */
+static const struct llm_opt {
+    struct option opt;
+    enum llm_opt_kind kind;
+    size_t off;
+    uint64_t min, max;
+} llm_opts[] = {
+    {{"model", required_argument, NULL, 'm'}, LO_TEXT, offsetof(struct llm_args, model), 0, 0},
+    {{"fallback", required_argument, NULL, 'f'}, LO_FALLBACK, 0, 0, 0},
+    {{"stream", no_argument, NULL, 's'}, LO_FLAG, offsetof(struct llm_args, stream), 0, 0},
+    {{"max-tokens", required_argument, NULL, 'M'},
+     LO_COUNT,
+     offsetof(struct llm_args, max_tokens),
+     1,
+     1000000},
+    {{"events", required_argument, NULL, 'e'}, LO_TEXT, offsetof(struct llm_args, events), 0, 0},
+    {{"body", required_argument, NULL, 'b'}, LO_TEXT, offsetof(struct llm_args, body_file), 0, 0},
+    {{"count", required_argument, NULL, 'n'},
+     LO_COUNT,
+     offsetof(struct llm_args, count),
+     1,
+     LLM_LOAD_COUNT_MAX},
+    {{"parallel", required_argument, NULL, 'p'},
+     LO_COUNT,
+     offsetof(struct llm_args, parallel),
+     1,
+     LLM_LOAD_PARALLEL_MAX},
+    {{"timeout", required_argument, NULL, 't'},
+     LO_SECONDS,
+     offsetof(struct llm_args, timeout_s),
+     1,
+     0},
+    {{"no-catalog", no_argument, NULL, 'C'}, LO_FLAG, offsetof(struct llm_args, no_catalog), 0, 0},
+};
+
 static int option_error(const char *msg)
 {
     fprintf(stderr, "agentbox llm: %s\n", msg);
-    return EXIT_USAGE;
+    return -1;
 }
 
-int cmd_llm(int argc, char **argv)
+/* One option's value into a; -1 when refused (said). */
+static int set_llm_option(struct llm_args *a, const struct llm_opt *o, const char *arg)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"fallback", required_argument, NULL, 'f'},
-        {"stream", no_argument, NULL, 's'},        {"max-tokens", required_argument, NULL, 'M'},
-        {"events", required_argument, NULL, 'e'},  {"body", required_argument, NULL, 'b'},
-        {"count", required_argument, NULL, 'n'},   {"parallel", required_argument, NULL, 'p'},
-        {"timeout", required_argument, NULL, 't'}, {"no-catalog", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
-    };
-    const char *model = NULL, *events = NULL, *body_file = NULL;
-    const char *fallbacks[LLM_FALLBACK_ARGS_MAX + 1] = {0};
-    int nfb = 0;
-    bool stream = false, no_catalog = false;
-    uint64_t max_tokens = 0, count = 0, parallel = 1;
-    double timeout_s = -1;
     char oerr[ERR_MSG_MAX];
+    char name[48];
+    snprintf(name, sizeof(name), "--%s", o->opt.name);
+    void *field = (char *)a + o->off;
+    switch (o->kind) {
+    case LO_TEXT:
+        *(const char **)field = arg;
+        return 0;
+    case LO_FLAG:
+        *(bool *)field = true;
+        return 0;
+    case LO_FALLBACK:
+        if (a->nfb >= LLM_FALLBACK_ARGS_MAX) {
+            fprintf(stderr, "agentbox llm: at most %d --fallback\n", LLM_FALLBACK_ARGS_MAX);
+            return -1;
+        }
+        a->fallbacks[a->nfb++] = arg;
+        return 0;
+    case LO_COUNT:
+        if (opt_count(name, arg, o->min, o->max, (uint64_t *)field, oerr, sizeof(oerr)) < 0)
+            return option_error(oerr);
+        return 0;
+    case LO_SECONDS:
+        if (opt_seconds(name, arg, (int)o->min, (double *)field, oerr, sizeof(oerr)) < 0)
+            return option_error(oerr);
+        return 0;
+    }
+    return -1;
+}
+
+/* 0, 1 after --help, -1 on a usage error (said). */
+static int parse_llm_args(int argc, char **argv, struct llm_args *a)
+{
+    struct option opts[ARRAY_SIZE(llm_opts) + 2] = {{0}};
+    for (size_t i = 0; i < ARRAY_SIZE(llm_opts); i++)
+        opts[i] = llm_opts[i].opt;
+    opts[ARRAY_SIZE(llm_opts)] = (struct option){"help", no_argument, NULL, 'h'};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:f:sM:e:b:n:p:t:Ch", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'f':
-            if (nfb >= LLM_FALLBACK_ARGS_MAX) {
-                fprintf(stderr, "agentbox llm: at most %d --fallback\n", LLM_FALLBACK_ARGS_MAX);
-                return EXIT_USAGE;
-            }
-            fallbacks[nfb++] = optarg;
-            break;
-        case 's':
-            stream = true;
-            break;
-        case 'M':
-            if (opt_count("--max-tokens", optarg, 1, 1000000, &max_tokens, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            break;
-        case 'e':
-            events = optarg;
-            break;
-        case 'b':
-            body_file = optarg;
-            break;
-        case 'n':
-            if (opt_count("--count", optarg, 1, LLM_LOAD_COUNT_MAX, &count, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            break;
-        case 'p':
-            if (opt_count("--parallel", optarg, 1, LLM_LOAD_PARALLEL_MAX, &parallel, oerr,
-                          sizeof(oerr)) < 0)
-                return option_error(oerr);
-            break;
-        case 't':
-            if (opt_seconds("--timeout", optarg, 1, &timeout_s, oerr, sizeof(oerr)) < 0)
-                return option_error(oerr);
-            break;
-        case 'C':
-            no_catalog = true;
-            break;
-        case 'h':
+        if (c == 'h') {
             usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
+            return 1;
         }
+        const struct llm_opt *o = NULL;
+        for (size_t i = 0; i < ARRAY_SIZE(llm_opts) && !o; i++)
+            if (llm_opts[i].opt.val == c)
+                o = &llm_opts[i];
+        if (!o) {
+            usage(stderr);
+            return -1;
+        }
+        if (set_llm_option(a, o, optarg) < 0)
+            return -1;
     }
-    const char *prompt = optind < argc ? argv[optind] : NULL;
-    if (optind + 1 < argc || (!prompt && !body_file)) {
+    a->prompt = optind < argc ? argv[optind] : NULL;
+    if (optind + 1 < argc || (!a->prompt && !a->body_file)) {
         usage(stderr);
-        return EXIT_USAGE;
+        return -1;
     }
+    return 0;
+}
 
+/* The model chain (--model, --fallback, the configuration, the catalog's aliases when it
+ * loads) into chain/models; the number of models. */
+static int model_chain(const struct llm_args *a, const struct agentbox_config *cfg,
+                       char chain[CATALOG_CHAIN_MAX][CONFIG_MODEL_MAX], const char **models)
+{
     char err[ERR_MSG_MAX];
-    struct agentbox_config cfg;
-    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "agentbox llm: %s\n", err);
-        return EXIT_USAGE;
-    }
-    config_scrub_env(); /* the key lives in cfg only from here on */
-    if (no_catalog)
-        cfg.catalog_fallback = false;
-    if (timeout_s < 0)
-        timeout_s = cfg.timeout_s;
-    int rc = EXIT_USAGE;
     struct catalog *cat = calloc(1, sizeof(*cat));
-    struct llm_client *client = NULL;
-    cJSON *body = NULL;
-    struct load L = {.events_fd = -1};
-    int events_fd = -1;
-    char chain[CATALOG_CHAIN_MAX][CONFIG_MODEL_MAX];
-    const char *models[CATALOG_CHAIN_MAX + 1] = {0};
-    if (!cat) {
-        fprintf(stderr, "agentbox llm: out of memory\n");
-        goto out;
-    }
-    if (catalog_load(cat, NULL, err, sizeof(err)) < 0) {
+    if (cat && catalog_load(cat, NULL, err, sizeof(err)) < 0) {
         log_warn("model catalog not loaded (%s); model names are taken as IDs", err);
         free(cat);
         cat = NULL;
     }
-    int nmodels = catalog_model_chain(cat, &cfg, model, fallbacks, chain, CATALOG_CHAIN_MAX);
-    for (int i = 0; i < nmodels; i++)
+    int n = catalog_model_chain(cat, cfg, a->model, a->fallbacks, chain, CATALOG_CHAIN_MAX);
+    for (int i = 0; i < n; i++)
         models[i] = chain[i];
-    body = build_body(body_file, prompt, (long)max_tokens, err, sizeof(err));
+    free(cat);
+    return n;
+}
+
+/* --events into *fd: stdout for "-", else a new file (-1 without --events). -1 on an error
+ * (said). */
+static int open_events(const char *events, int *fd)
+{
+    *fd = -1;
+    if (!events)
+        return 0;
+    if (!strcmp(events, "-")) {
+        *fd = STDOUT_FILENO;
+        return 0;
+    }
+    *fd = open(events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND | O_NOFOLLOW, 0600);
+    if (*fd < 0) {
+        fprintf(stderr, "agentbox llm: --events %s: %s\n", events, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* one connection per call in flight: lift the soft descriptor limit to the hard one */
+static void lift_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* Runs every call, at most L->parallel in flight: the exit code if it could not finish, or
+ * -1 when every call ended. */
+static int run_calls(struct load *L, unsigned n)
+{
+    char err[ERR_MSG_MAX];
+    while (L->done < n) {
+        while (L->started < n && L->in_flight < L->parallel)
+            if (start_one(L, L->started, err, sizeof(err)) < 0) {
+                fprintf(stderr, "agentbox llm: %s\n", err);
+                return EXIT_USAGE;
+            }
+        if (llm_client_step(L->client, 1000) < 0) {
+            fprintf(stderr, "agentbox llm: poll: %s\n", strerror(errno));
+            return EXIT_TASK_FAILED;
+        }
+    }
+    return -1;
+}
+
+/* The one call's outcome as a JSON line; its exit code. */
+static int print_single(struct load *L, double elapsed)
+{
+    cJSON *j = llm_outcome_to_json(L->single);
+    if (j) {
+        cJSON_AddNumberToObject(j, "requests", L->single->attempts);
+        cJSON_ReplaceItemInObjectCaseSensitive(j, "elapsed_s", cJSON_CreateNumber(elapsed));
+        print_json(j);
+        cJSON_Delete(j);
+    }
+    int rc = task_status_exit_code(llm_status_name(L->single->status));
+    llm_outcome_free(L->single);
+    L->single = NULL;
+    return rc;
+}
+
+/* The load's summary as a JSON line; its exit code. */
+static int print_summary(struct load *L, unsigned n, double elapsed)
+{
+    struct llm_client_stats st;
+    llm_client_get_stats(L->client, &st);
+    qsort(L->lat_ms, n, sizeof(double), cmp_double);
+    cJSON *j = cJSON_CreateObject();
+    if (j) {
+        const struct {
+            const char *name;
+            double v;
+        } fields[] = {
+            {"calls", n},
+            {"ok", L->ok},
+            {"failed", L->failed},
+            {"escalated", L->escalated},
+            {"mock", L->mock},
+            {"timeouts", L->timeouts},
+            {"condense", L->condense},
+            {"retries", (double)L->retries},
+            {"fallbacks", (double)L->fallbacks},
+            {"calls_with_retries", (double)L->with_retries},
+            {"retry_success_rate",
+             L->with_retries ? (double)L->with_retries_ok / (double)L->with_retries : 1.0},
+            {"calls_with_fallback", (double)L->with_fallback},
+            {"fallback_success_rate",
+             L->with_fallback ? (double)L->with_fallback_ok / (double)L->with_fallback : 1.0},
+            {"breaker_trips", (double)st.breaker_trips},
+            {"http_requests", (double)st.http_requests},
+            {"median_ms", percentile(L->lat_ms, n, 0.5)},
+            {"p99_ms", percentile(L->lat_ms, n, 0.99)},
+            {"elapsed_s", elapsed},
+            {"max_in_flight", st.max_in_flight},
+            {"max_calls_in_flight", L->max_in_flight},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+            cJSON_AddNumberToObject(j, fields[i].name, fields[i].v);
+        print_json(j);
+        cJSON_Delete(j);
+    }
+    return L->ok == n ? EXIT_TASK_OK : EXIT_TASK_FAILED;
+}
+
+int cmd_llm(int argc, char **argv)
+{
+    struct llm_args a = {.parallel = 1, .timeout_s = -1};
+    int prc = parse_llm_args(argc, argv, &a);
+    if (prc != 0)
+        return prc > 0 ? 0 : EXIT_USAGE;
+    char err[ERR_MSG_MAX];
+    struct agentbox_config cfg;
+    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentbox llm: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (a.no_catalog)
+        cfg.catalog_fallback = false;
+    int rc = EXIT_USAGE;
+    struct load L = {.events_fd = -1,
+                     .cfg = &cfg,
+                     .stream = a.stream,
+                     .timeout_s = a.timeout_s < 0 ? cfg.timeout_s : a.timeout_s,
+                     .count = (unsigned)a.count,
+                     .parallel = (unsigned)a.parallel};
+    int events_fd = -1;
+    char chain[CATALOG_CHAIN_MAX][CONFIG_MODEL_MAX];
+    const char *models[CATALOG_CHAIN_MAX + 1] = {0};
+    (void)model_chain(&a, &cfg, chain, models);
+    L.models = models;
+    cJSON *body = build_body(a.body_file, a.prompt, (long)a.max_tokens, err, sizeof(err));
+    L.body = body;
     if (!body) {
         fprintf(stderr, "agentbox llm: %s\n", err);
         goto out;
     }
     if (!cfg.api_key)
         log_warn("OPENROUTER_API_KEY is not set: requests go out without Authorization");
-    if (events) {
-        if (!strcmp(events, "-"))
-            events_fd = STDOUT_FILENO;
-        else {
-            events_fd = open(
-                events, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND | O_NOFOLLOW, 0600);
-            if (events_fd < 0) {
-                fprintf(stderr, "agentbox llm: --events %s: %s\n", events, strerror(errno));
-                goto out;
-            }
-        }
-    }
-    if (count > 0) {
-        /* one connection per call in flight: lift the soft descriptor limit to the hard one */
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-            rl.rlim_cur = rl.rlim_max;
-            (void)setrlimit(RLIMIT_NOFILE, &rl);
-        }
-    }
-    if (llm_client_new(&cfg, &client, err, sizeof(err)) < 0) {
+    if (open_events(a.events, &events_fd) < 0)
+        goto out;
+    L.events_fd = events_fd;
+    if (a.count > 0)
+        lift_nofile();
+    if (llm_client_new(&cfg, &L.client, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox llm: %s\n", err);
         goto out;
     }
-    L.client = client;
-    L.cfg = &cfg;
-    L.body = body;
-    L.models = models;
-    L.stream = stream;
-    L.timeout_s = timeout_s;
-    L.events_fd = events_fd;
-    L.count = (unsigned)count;
-    L.parallel = (unsigned)parallel;
-    unsigned n = count ? (unsigned)count : 1;
+    unsigned n = a.count ? (unsigned)a.count : 1;
     L.lat_ms = calloc(n, sizeof(double));
     L.logs = events_fd >= 0 ? calloc(n, sizeof(struct event_log)) : NULL;
     if (!L.lat_ms || (events_fd >= 0 && !L.logs)) {
@@ -367,74 +507,17 @@ int cmd_llm(int argc, char **argv)
         goto out;
     }
     double t0 = monotonic_s();
-    rc = EXIT_TASK_FAILED;
-    while (L.done < n) {
-        while (L.started < n && L.in_flight < L.parallel)
-            if (start_one(&L, L.started, err, sizeof(err)) < 0) {
-                fprintf(stderr, "agentbox llm: %s\n", err);
-                rc = EXIT_USAGE;
-                goto out;
-            }
-        if (llm_client_step(client, 1000) < 0) {
-            fprintf(stderr, "agentbox llm: poll: %s\n", strerror(errno));
-            goto out;
-        }
-    }
-    double elapsed = monotonic_s() - t0;
-    struct llm_client_stats st;
-    llm_client_get_stats(client, &st);
-    if (count == 0) {
-        cJSON *j = llm_outcome_to_json(L.single);
-        if (j) {
-            cJSON_AddNumberToObject(j, "requests", L.single->attempts);
-            cJSON_ReplaceItemInObjectCaseSensitive(j, "elapsed_s", cJSON_CreateNumber(elapsed));
-            print_json(j);
-            cJSON_Delete(j);
-        }
-        rc = task_status_exit_code(llm_status_name(L.single->status));
-        llm_outcome_free(L.single);
-        L.single = NULL;
-    } else {
-        qsort(L.lat_ms, n, sizeof(double), cmp_double);
-        cJSON *j = cJSON_CreateObject();
-        if (j) {
-            cJSON_AddNumberToObject(j, "calls", n);
-            cJSON_AddNumberToObject(j, "ok", L.ok);
-            cJSON_AddNumberToObject(j, "failed", L.failed);
-            cJSON_AddNumberToObject(j, "escalated", L.escalated);
-            cJSON_AddNumberToObject(j, "mock", L.mock);
-            cJSON_AddNumberToObject(j, "timeouts", L.timeouts);
-            cJSON_AddNumberToObject(j, "condense", L.condense);
-            cJSON_AddNumberToObject(j, "retries", (double)L.retries);
-            cJSON_AddNumberToObject(j, "fallbacks", (double)L.fallbacks);
-            cJSON_AddNumberToObject(j, "calls_with_retries", (double)L.with_retries);
-            cJSON_AddNumberToObject(
-                j, "retry_success_rate",
-                L.with_retries ? (double)L.with_retries_ok / (double)L.with_retries : 1.0);
-            cJSON_AddNumberToObject(j, "calls_with_fallback", (double)L.with_fallback);
-            cJSON_AddNumberToObject(
-                j, "fallback_success_rate",
-                L.with_fallback ? (double)L.with_fallback_ok / (double)L.with_fallback : 1.0);
-            cJSON_AddNumberToObject(j, "breaker_trips", (double)st.breaker_trips);
-            cJSON_AddNumberToObject(j, "http_requests", (double)st.http_requests);
-            cJSON_AddNumberToObject(j, "median_ms", percentile(L.lat_ms, n, 0.5));
-            cJSON_AddNumberToObject(j, "p99_ms", percentile(L.lat_ms, n, 0.99));
-            cJSON_AddNumberToObject(j, "elapsed_s", elapsed);
-            cJSON_AddNumberToObject(j, "max_in_flight", st.max_in_flight);
-            cJSON_AddNumberToObject(j, "max_calls_in_flight", L.max_in_flight);
-            print_json(j);
-            cJSON_Delete(j);
-        }
-        rc = L.ok == n ? EXIT_TASK_OK : EXIT_TASK_FAILED;
-    }
+    rc = run_calls(&L, n);
+    if (rc < 0)
+        rc = a.count == 0 ? print_single(&L, monotonic_s() - t0)
+                          : print_summary(&L, n, monotonic_s() - t0);
 out:
-    llm_client_free(client);
+    llm_client_free(L.client);
     if (L.single)
         llm_outcome_free(L.single);
     free(L.lat_ms);
     free(L.logs);
     cJSON_Delete(body);
-    free(cat);
     if (events_fd >= 0 && events_fd != STDOUT_FILENO && close(events_fd) < 0 && rc == 0)
         rc = EXIT_TASK_FAILED;
     config_free(&cfg);

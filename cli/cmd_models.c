@@ -13,6 +13,7 @@
 #include "json.h"
 #include "llm_response.h"
 #include "log.h"
+#include "supervisor.h"
 #include "util.h"
 
 #define MODELS_SUGGESTIONS_MAX 10
@@ -228,11 +229,10 @@ int cmd_models(int argc, char **argv)
     }
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox models: %s\n", err);
         return EXIT_USAGE;
     }
-    config_scrub_env(); /* the key lives in cfg only from here on */
     struct catalog *cat = calloc(1, sizeof(*cat));
     int rc = EXIT_USAGE;
     if (!cat) {

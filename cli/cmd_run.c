@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "runner.h"
 #include "task.h"
 #include "taskprep.h"
+#include "supervisor.h"
 #include "util.h"
 
 #define RUN_TASK_FILE_MAX_BYTES (80u << 20)
@@ -66,157 +68,101 @@ struct run_args {
     const char *task_file, *prompt, *id, *model, *policy, *workspace_from, *network;
     const char *events, *meta, *replay;
     const char *fallbacks[TASK_MODELS_MAX];
-    int nfallbacks;
+    size_t nfallbacks;
     const char *outputs[TASK_OUTPUTS_MAX];
-    int noutputs;
+    size_t noutputs;
     const char *timeout, *disk, *inodes, *memory, *pids, *cpu, *max_iter;
     const char *allow[EGRESS_RULES_MAX], *resolve[EGRESS_PINS_MAX];
     size_t nallow, nresolve;
     bool quiet;
 };
 
+#define RUN_TEXT(n, field)                                                                         \
+    {                                                                                              \
+        .name = n, .off = offsetof(struct run_args, field)                                         \
+    }
+#define RUN_LIST(n, field, count, most, say)                                                       \
+    {                                                                                              \
+        .name = n, .off = offsetof(struct run_args, field),                                        \
+        .count_off = offsetof(struct run_args, count), .max = most, .list = true, .say_max = say   \
+    }
+
+/* Every option but --help and --quiet: where its argument goes in struct run_args. A list
+ * option (repeatable) appends to its array, at most max ("at most N" or "too many" said). */
+static const struct run_opt {
+    const char *name; /* each takes an argument */
+    size_t off, count_off, max;
+    bool list, say_max;
+} run_opts[] = {
+    RUN_TEXT("task-file", task_file),
+    RUN_TEXT("id", id),
+    RUN_TEXT("model", model),
+    RUN_LIST("fallback-model", fallbacks, nfallbacks, TASK_MODELS_MAX, 1),
+    RUN_TEXT("max-iterations", max_iter),
+    RUN_TEXT("timeout", timeout),
+    RUN_TEXT("policy", policy),
+    RUN_TEXT("disk", disk),
+    RUN_TEXT("inodes", inodes),
+    RUN_TEXT("memory", memory),
+    RUN_TEXT("pids", pids),
+    RUN_TEXT("cpu", cpu),
+    RUN_TEXT("workspace-from", workspace_from),
+    RUN_TEXT("network", network),
+    RUN_LIST("output", outputs, noutputs, TASK_OUTPUTS_MAX, 1),
+    RUN_TEXT("events", events),
+    RUN_TEXT("meta", meta),
+    RUN_TEXT("replay", replay),
+    RUN_LIST("allow-host", allow, nallow, EGRESS_RULES_MAX, 0),
+    RUN_LIST("resolve", resolve, nresolve, EGRESS_PINS_MAX, 0),
+};
+enum { O_RUN_QUIET = 256 + ARRAY_SIZE(run_opts), O_RUN_HELP };
+
+/* One option's argument into a; -1 when a list is full (said). */
+static int set_run_option(struct run_args *a, const struct run_opt *o, const char *arg)
+{
+    char *base = (char *)a;
+    if (!o->list) {
+        *(const char **)(void *)(base + o->off) = arg;
+        return 0;
+    }
+    size_t *n = (size_t *)(void *)(base + o->count_off);
+    if (*n >= o->max) {
+        if (o->say_max)
+            fprintf(stderr, "agentbox run: at most %d --%s\n", (int)o->max, o->name);
+        else
+            fprintf(stderr, "agentbox run: too many --%s\n", o->name);
+        return -1;
+    }
+    ((const char **)(void *)(base + o->off))[(*n)++] = arg;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
-    enum {
-        O_TASK = 256,
-        O_ID,
-        O_MODEL,
-        O_FALLBACK,
-        O_MAXIT,
-        O_TIMEOUT,
-        O_POLICY,
-        O_DISK,
-        O_INODES,
-        O_MEMORY,
-        O_PIDS,
-        O_CPU,
-        O_WSFROM,
-        O_NETWORK,
-        O_OUTPUT,
-        O_EVENTS,
-        O_META,
-        O_REPLAY,
-        O_QUIET,
-        O_ALLOW,
-        O_RESOLVE,
-        O_HELP
-    };
-    static const struct option opts[] = {
-        {"task-file", required_argument, 0, O_TASK},
-        {"id", required_argument, 0, O_ID},
-        {"model", required_argument, 0, O_MODEL},
-        {"fallback-model", required_argument, 0, O_FALLBACK},
-        {"max-iterations", required_argument, 0, O_MAXIT},
-        {"timeout", required_argument, 0, O_TIMEOUT},
-        {"policy", required_argument, 0, O_POLICY},
-        {"disk", required_argument, 0, O_DISK},
-        {"inodes", required_argument, 0, O_INODES},
-        {"memory", required_argument, 0, O_MEMORY},
-        {"pids", required_argument, 0, O_PIDS},
-        {"cpu", required_argument, 0, O_CPU},
-        {"workspace-from", required_argument, 0, O_WSFROM},
-        {"network", required_argument, 0, O_NETWORK},
-        {"output", required_argument, 0, O_OUTPUT},
-        {"events", required_argument, 0, O_EVENTS},
-        {"meta", required_argument, 0, O_META},
-        {"replay", required_argument, 0, O_REPLAY},
-        {"quiet", no_argument, 0, O_QUIET},
-        {"allow-host", required_argument, 0, O_ALLOW},
-        {"resolve", required_argument, 0, O_RESOLVE},
-        {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0},
-    };
+    struct option opts[ARRAY_SIZE(run_opts) + 3] = {{0}};
+    for (size_t i = 0; i < ARRAY_SIZE(run_opts); i++)
+        opts[i] = (struct option){run_opts[i].name, required_argument, 0, 256 + (int)i};
+    opts[ARRAY_SIZE(run_opts)] = (struct option){"quiet", no_argument, 0, O_RUN_QUIET};
+    opts[ARRAY_SIZE(run_opts) + 1] = (struct option){"help", no_argument, 0, O_RUN_HELP};
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case O_TASK:
-            a->task_file = optarg;
-            break;
-        case O_ID:
-            a->id = optarg;
-            break;
-        case O_MODEL:
-            a->model = optarg;
-            break;
-        case O_FALLBACK:
-            if (a->nfallbacks >= TASK_MODELS_MAX) {
-                fprintf(stderr, "agentbox run: at most %d --fallback-model\n", TASK_MODELS_MAX);
-                return -1;
-            }
-            a->fallbacks[a->nfallbacks++] = optarg;
-            break;
-        case O_MAXIT:
-            a->max_iter = optarg;
-            break;
-        case O_TIMEOUT:
-            a->timeout = optarg;
-            break;
-        case O_POLICY:
-            a->policy = optarg;
-            break;
-        case O_DISK:
-            a->disk = optarg;
-            break;
-        case O_INODES:
-            a->inodes = optarg;
-            break;
-        case O_MEMORY:
-            a->memory = optarg;
-            break;
-        case O_PIDS:
-            a->pids = optarg;
-            break;
-        case O_CPU:
-            a->cpu = optarg;
-            break;
-        case O_WSFROM:
-            a->workspace_from = optarg;
-            break;
-        case O_NETWORK:
-            a->network = optarg;
-            break;
-        case O_ALLOW:
-        case O_RESOLVE:
-            if ((c == O_ALLOW ? a->nallow : a->nresolve) >=
-                (c == O_ALLOW ? EGRESS_RULES_MAX : EGRESS_PINS_MAX)) {
-                fprintf(stderr, "agentbox run: too many --%s\n",
-                        c == O_ALLOW ? "allow-host" : "resolve");
-                return -1;
-            }
-            if (c == O_ALLOW)
-                a->allow[a->nallow++] = optarg;
-            else
-                a->resolve[a->nresolve++] = optarg;
-            break;
-        case O_OUTPUT:
-            if (a->noutputs >= TASK_OUTPUTS_MAX) {
-                fprintf(stderr, "agentbox run: at most %d --output\n", TASK_OUTPUTS_MAX);
-                return -1;
-            }
-            a->outputs[a->noutputs++] = optarg;
-            break;
-        case O_EVENTS:
-            a->events = optarg;
-            break;
-        case O_META:
-            a->meta = optarg;
-            break;
-        case O_REPLAY:
-            a->replay = optarg;
-            break;
-        case O_QUIET:
-            a->quiet = true;
-            break;
-        case O_HELP:
+        if (c == O_RUN_HELP) {
             usage(stdout);
             return 1;
-        default:
+        }
+        if (c == O_RUN_QUIET) {
+            a->quiet = true;
+            continue;
+        }
+        if (c < 256 || c >= 256 + (int)ARRAY_SIZE(run_opts)) {
             fprintf(stderr, "agentbox run: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
             return -1;
         }
+        if (set_run_option(a, &run_opts[c - 256], optarg) < 0)
+            return -1;
     }
     if (optind < argc)
         a->prompt = argv[optind++];
@@ -247,9 +193,9 @@ static int override(cJSON *task, const struct run_args *a, char *err, size_t err
     if (a->model)
         SET("model", cJSON_CreateString(a->model));
     if (a->nfallbacks)
-        SET("fallback_models", cJSON_CreateStringArray(a->fallbacks, a->nfallbacks));
+        SET("fallback_models", cJSON_CreateStringArray(a->fallbacks, (int)a->nfallbacks));
     if (a->noutputs)
-        SET("outputs", cJSON_CreateStringArray(a->outputs, a->noutputs));
+        SET("outputs", cJSON_CreateStringArray(a->outputs, (int)a->noutputs));
     if (a->policy)
         SET("policy", cJSON_CreateString(a->policy));
     if (a->network)
@@ -433,6 +379,25 @@ static int write_meta(const char *path, const cJSON *sandbox)
     return close(steal_fd(&fd));
 }
 
+/* --events and --meta: their directories must be ours alone; the events sink opened and
+ * attached to events. -1 with err set. */
+static int open_sinks(const struct run_args *a, struct event_log *events, int *events_fd, char *err,
+                      size_t errsz)
+{
+    char perr[ERR_MSG_MAX];
+    if ((a->events && strcmp(a->events, "-") &&
+         parent_check_trusted(a->events, perr, sizeof(perr)) < 0) ||
+        (a->meta && parent_check_trusted(a->meta, perr, sizeof(perr)) < 0))
+        return errf(err, errsz, "--events/--meta: %.400s", perr);
+    if (a->events) {
+        *events_fd = open_events_sink(a->events);
+        if (*events_fd < 0)
+            return errf(err, errsz, "--events %s: %s", a->events, strerror(errno));
+        (void)events_add_fd(events, *events_fd);
+    }
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct run_args a = {0};
@@ -441,11 +406,10 @@ int cmd_run(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (config_keyholder_harden(err, sizeof(err)) < 0 || config_load(&cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
-    config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
     int rc = EXIT_USAGE;
     struct task t = {0};
     struct catalog cat;
@@ -467,24 +431,15 @@ int cmd_run(int argc, char **argv)
     if (catalog_load(&cat, NULL, err, sizeof(err)) < 0 ||
         taskprep_build(&prep, &t, &cfg, &cat, err, sizeof(err)) < 0)
         goto usage_error;
-    if (a.replay) {
-        if (broker_new_replay(a.replay, &b, err, sizeof(err)) < 0)
-            goto usage_error;
-        if (!a.quiet)
-            fprintf(stderr,
-                    "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
-                    "from a model; the tools, the cell and the results are real.\n",
-                    a.replay);
-    } else {
-        if (!cfg.api_key) {
-            snprintf(err, sizeof(err),
-                     "OPENROUTER_API_KEY is not set: set it for a real run, "
-                     "or pass --replay FILE for an offline one");
-            goto usage_error;
-        }
-        if (broker_new_live(&cfg, &b, err, sizeof(err)) < 0)
-            goto usage_error;
-    }
+    if (supervisor_broker_open(&cfg, a.replay, SUPERVISOR_REPLAY_KEEP,
+                               " for a real run, or pass --replay FILE for an offline one", &b, err,
+                               sizeof(err)) < 0)
+        goto usage_error;
+    if (a.replay && !a.quiet)
+        fprintf(stderr,
+                "agentbox: OFFLINE REPLAY: the LLM's replies come from %s, not "
+                "from a model; the tools, the cell and the results are real.\n",
+                a.replay);
 
     struct runner_opts o = prep.opts;
     o.events = &events;
@@ -501,20 +456,8 @@ int cmd_run(int argc, char **argv)
     o.state_dir = state_dir;
 
     events_init(&events, t.id);
-    if ((a.events && strcmp(a.events, "-") &&
-         parent_check_trusted(a.events, perr, sizeof(perr)) < 0) ||
-        (a.meta && parent_check_trusted(a.meta, perr, sizeof(perr)) < 0)) {
-        snprintf(err, sizeof(err), "--events/--meta: %.400s", perr);
+    if (open_sinks(&a, &events, &events_fd, err, sizeof(err)) < 0)
         goto usage_error;
-    }
-    if (a.events) {
-        events_fd = open_events_sink(a.events);
-        if (events_fd < 0) {
-            snprintf(err, sizeof(err), "--events %s: %s", a.events, strerror(errno));
-            goto usage_error;
-        }
-        (void)events_add_fd(&events, events_fd);
-    }
     if (!a.quiet && isatty(STDERR_FILENO))
         (void)events_add_callback(&events, progress_sink, &prog_state);
     sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -24,6 +24,7 @@
 #include "crashpoint.h"
 #include "log.h"
 #include "safedir.h"
+#include "supervisor.h"
 #include "util.h"
 #include "serve.h"
 #include "serve_log.h"
@@ -640,13 +641,11 @@ int cmd_serve(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (config_keyholder_harden(err, sizeof(err)) < 0 ||
-        config_load(&s->cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&s->cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox serve: %s\n", err);
         config_free(&s->cfg);
         return EXIT_USAGE;
     }
-    config_scrub_env();
     crashpoint_init();
     if (serve_egress_from_config(s, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox serve: %s\n", err);
@@ -683,23 +682,13 @@ int cmd_serve(int argc, char **argv)
     if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0 ||
         serve_policy_init(s, err, sizeof(err)) < 0)
         goto fail;
-    if (s->replay) {
-        /* checked once here so a bad file is a usage error, not 1000 failed tasks */
-        struct broker *probe = NULL;
-        if (broker_new_replay(s->replay, &probe, err, sizeof(err)) < 0)
-            goto fail;
-        broker_free(probe);
+    /* a replay file is checked once here so a bad one is a usage error, not 1000 failed tasks */
+    if (supervisor_broker_open(&s->cfg, s->replay, SUPERVISOR_REPLAY_PROBE,
+                               ", or pass --replay FILE for offline tasks", &s->broker, err,
+                               sizeof(err)) < 0)
+        goto fail;
+    if (s->replay)
         log_info("OFFLINE REPLAY: every task's LLM replies come from %s", s->replay);
-    } else {
-        if (!s->cfg.api_key) {
-            snprintf(err, sizeof(err),
-                     "OPENROUTER_API_KEY is not set: set it, or pass --replay "
-                     "FILE for offline tasks");
-            goto fail;
-        }
-        if (broker_new_live(&s->cfg, &s->broker, err, sizeof(err)) < 0)
-            goto fail;
-    }
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     s->bep = epoll_create1(EPOLL_CLOEXEC);
     s->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

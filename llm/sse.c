@@ -6,22 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "util.h"
 
+/* Each buffer says at its use how large it may get (max bytes, + the NUL): past that, -1
+ * and the parser fails with what grew too large, never a larger allocation. */
 static int buf_add(struct sse_buf *b, const char *s, size_t n, size_t max)
 {
-    if (b->len + n > max)
+    if (n > max || b->len > max - n)
         return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = cap;
-    }
+    if (grow_to_fit(&b->p, b->len + n, &b->cap, 1, 256, max + 1) < 0)
+        return -1;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';

@@ -1,9 +1,10 @@
 """Every agentbox process that holds the OpenRouter key (serve, batch, llm, models, run) must be
 non-dumpable with core dumps off before it reads the key: another process of the same uid
 (a tool the user runs, a compromised editor) must not ptrace it, read its memory or
-environment through /proc, or make it dump core with the key inside. Checked on the live
-process, run as an unprivileged user, while it waits on an LLM endpoint that never
-answers."""
+environment through /proc, or make it dump core with the key inside. And the key must be
+gone from its environment (/proc/PID/environ, what a child would inherit): it lives in the
+LLM client only. Checked on the live process, run as an unprivileged user, while it waits
+on an LLM endpoint that never answers."""
 import os
 import shutil
 import socket
@@ -17,6 +18,9 @@ import hostile_util
 from hostile_util import AGENTBOX, DATA_DIR, HostileCase
 
 
+KEY = "sk-or-v1-" + "ab" * 32
+
+
 class Silent:
     """A loopback HTTP endpoint that accepts and never answers."""
 
@@ -27,7 +31,8 @@ class Silent:
         self.port = self.sock.getsockname()[1]
         self.conns = []
         self.stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
 
     def _accept(self):
         while not self.stop:
@@ -38,7 +43,15 @@ class Silent:
             self.conns.append(c)
 
     def close(self):
+        # the accept thread is woken (shutdown makes a blocked accept fail) and gone before
+        # the descriptor is closed: else the next test's listening socket could take the
+        # same number and this thread accept (and drop) its connection
         self.stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=10)
         self.sock.close()
         for c in self.conns:
             c.close()
@@ -63,7 +76,7 @@ class KeyHolders(HostileCase):
             "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
             "HOME": self.home,
             "AGENTBOX_DATA_DIR": self.stage,
-            "OPENROUTER_API_KEY": "sk-or-v1-" + "ab" * 32,
+            "OPENROUTER_API_KEY": KEY,
             "OPENHANDS_BASE_URL": f"http://127.0.0.1:{self.silent.port}/api/v1",
             "OPENHANDS_WORKSPACE_ROOT": os.path.join(self.home, "ws"),
             "OPENHANDS_MODEL": "test/primary",
@@ -105,6 +118,12 @@ class KeyHolders(HostileCase):
                             "--clear-groups", "cat", f"/proc/{p.pid}/environ"],
                            capture_output=True)
         self.assertNotEqual(r.returncode, 0, "the same uid read /proc/PID/environ")
+        # root can: the key's bytes are wiped from the environment block the kernel shows
+        with open(f"/proc/{p.pid}/environ", "rb") as f:
+            environ = f.read()
+        self.assertIn(b"AGENTBOX_DATA_DIR=", environ, "not the process's environment")
+        self.assertNotIn(KEY.encode(), environ, "the key is still in /proc/PID/environ")
+        self.assertNotIn(KEY[:16].encode(), environ, "part of the key is in /proc/PID/environ")
 
     def test_serve(self):
         p = self.spawn("serve", "--socket", os.path.join(self.home, "s.sock"), "--state-dir",

@@ -119,6 +119,41 @@ class Messages(FirstHour):
         r = self.demo_run("--memory", "8M")  # the minimum itself is accepted
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_option_limits_and_unknown_options_are_refused(self):
+        # run, llm and the socket clients read their options from tables: every limit, an
+        # unknown option and a missing argument still say what was wrong, exit 2
+        def refused(args, needle):
+            r = self.agentbox(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(needle, r.stderr, args)
+
+        def many(opt, n, value="x"):
+            return [a for i in range(n) for a in (opt, "%s%d" % (value, i))]
+
+        refused(["run", *many("--fallback-model", 9), "hi"], "agentbox run: at most 8 --fallback-model")
+        refused(["run", *many("--output", 65), "hi"], "agentbox run: at most 64 --output")
+        refused(["run", *many("--allow-host", 65, "h"), "hi"], "agentbox run: too many --allow-host")
+        refused(["run", *many("--resolve", 33, "h"), "hi"], "agentbox run: too many --resolve")
+        refused(["run", "--bogus", "hi"], "agentbox run: unknown or incomplete option '--bogus'")
+        refused(["run", "hi", "--model"], "agentbox run: unknown or incomplete option '--model'")
+        refused(["run", "hi", "there"], "agentbox run: one PROMPT only (quote it); unexpected 'there'")
+        refused(["run", "--quiet"], "agentbox run: give a PROMPT or --task-file FILE")
+        refused(["llm", *many("--fallback", 9), "hi"], "agentbox llm: at most 8 --fallback")
+        refused(["llm", "--count", "0", "hi"], "--count")
+        refused(["llm", "--max-tokens", "2000000", "hi"], "--max-tokens")
+        refused(["llm", "--timeout", "soon", "hi"], "--timeout")
+        refused(["status", "--bogus", "x"], "agentbox status: unknown or incomplete option '--bogus'")
+        refused(["wait"], "agentbox wait: give a task ID")
+        refused(["list", "x"], "agentbox list: takes no argument")
+        refused(["submit"], "agentbox submit: give a PROMPT or --task-file FILE")
+        refused(["submit", "--wait-timeout", "soon", "hi"], "--wait-timeout")
+        refused(["status", "a", "b"], "agentbox status: unexpected argument 'b'")
+        for cmd, usage in ((["run"], "usage: agentbox run"), (["llm"], "usage: agentbox llm"),
+                           (["status"], "usage: agentbox status")):
+            r = self.agentbox(*cmd, "--help")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(usage, r.stdout)
+
     def test_number_errors_share_one_wording_without_exponents(self):
         for cmd in (["exec"], ["run"]):
             tail = ["--", "true"] if cmd == ["exec"] else ["hi"]
