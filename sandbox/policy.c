@@ -1,21 +1,19 @@
 /* policy: reads a policy file (docs/policy.md) into struct policy, resolving "extends", and
  * refuses anything it does not fully understand: every refusal names the file and the field
  * path, or the line and column of a JSON syntax error. Never compiles or installs filters
- * (seccomp.c does) and never trusts a file: sizes, counts and names are all bounded. */
+ * (seccomp.c does) and never trusts a file: sizes, counts and names are all bounded. The names
+ * a file may use are policy_names.c's; printing a policy back is policy_json.c's. */
 #include "policy.h"
+#include "policy_names.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <linux/sched.h>
 #include <math.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <fcntl.h>
-#include <sys/ioctl.h>
 
 #include "egress_rules.h"
 #include "json.h"
@@ -31,100 +29,7 @@
 #define PID_OR_FILE_MAX   (1ull << 22)       /* kernel pid_max limit; also a sane nofile ceiling */
 #define ARG_EXACT_MAX     9007199254740992.0 /* 2^53: larger JSON numbers lose bits */
 
-/* ---- small tables: errno names and the constants arg values may name ---- */
-
-struct named {
-    const char *name;
-    uint64_t value;
-};
-
-static const struct named errno_names[] = {
-    {"EPERM", EPERM},
-    {"ENOENT", ENOENT},
-    {"ESRCH", ESRCH},
-    {"EINTR", EINTR},
-    {"EIO", EIO},
-    {"ENXIO", ENXIO},
-    {"E2BIG", E2BIG},
-    {"EBADF", EBADF},
-    {"ECHILD", ECHILD},
-    {"EAGAIN", EAGAIN},
-    {"ENOMEM", ENOMEM},
-    {"EACCES", EACCES},
-    {"EFAULT", EFAULT},
-    {"EBUSY", EBUSY},
-    {"EEXIST", EEXIST},
-    {"ENODEV", ENODEV},
-    {"EINVAL", EINVAL},
-    {"ENFILE", ENFILE},
-    {"EMFILE", EMFILE},
-    {"ENOTTY", ENOTTY},
-    {"EFBIG", EFBIG},
-    {"ENOSPC", ENOSPC},
-    {"EROFS", EROFS},
-    {"ENOSYS", ENOSYS},
-    {"ENOTSUP", ENOTSUP},
-    {"EOPNOTSUPP", EOPNOTSUPP},
-    {"EAFNOSUPPORT", EAFNOSUPPORT},
-    {"EPROTONOSUPPORT", EPROTONOSUPPORT},
-    {"ENETUNREACH", ENETUNREACH},
-    {"ECONNREFUSED", ECONNREFUSED},
-};
-
-static const struct named constant_names[] = {
-    {"AF_UNIX", AF_UNIX},
-    {"AF_INET", AF_INET},
-    {"AF_INET6", AF_INET6},
-    {"AF_NETLINK", AF_NETLINK},
-    {"AF_PACKET", AF_PACKET},
-    {"AF_ALG", AF_ALG},
-    {"AF_VSOCK", AF_VSOCK},
-    {"SOCK_STREAM", SOCK_STREAM},
-    {"SOCK_DGRAM", SOCK_DGRAM},
-    {"SOCK_RAW", SOCK_RAW},
-    {"CLONE_NEWNS", CLONE_NEWNS},
-    {"CLONE_NEWUSER", CLONE_NEWUSER},
-    {"CLONE_NEWPID", CLONE_NEWPID},
-    {"CLONE_NEWNET", CLONE_NEWNET},
-    {"CLONE_NEWIPC", CLONE_NEWIPC},
-    {"CLONE_NEWUTS", CLONE_NEWUTS},
-    {"CLONE_NEWCGROUP", CLONE_NEWCGROUP},
-    {"CLONE_THREAD", CLONE_THREAD},
-    {"CLONE_VM", CLONE_VM},
-    {"TIOCSTI", TIOCSTI},
-    {"TIOCLINUX", TIOCLINUX},
-    {"TIOCSETD", TIOCSETD},
-};
-
-static const char *const action_names[] = {
-    [POLICY_ACT_ALLOW] = "allow",
-    [POLICY_ACT_LOG] = "log",
-    [POLICY_ACT_ERRNO] = "errno",
-    [POLICY_ACT_KILL_PROCESS] = "kill_process",
-};
-
-static const char *const op_names[] = {
-    [POLICY_OP_EQ] = "eq",
-    [POLICY_OP_NE] = "ne",
-    [POLICY_OP_LT] = "lt",
-    [POLICY_OP_LE] = "le",
-    [POLICY_OP_GT] = "gt",
-    [POLICY_OP_GE] = "ge",
-    [POLICY_OP_MASKED_EQ] = "masked_eq",
-};
-
-const char *policy_action_name(enum policy_action a)
-{
-    return (unsigned)a < ARRAY_SIZE(action_names) ? action_names[a] : "?";
-}
-
-static int lookup(const char *const *names, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; i++)
-        if (names[i] && strcmp(names[i], s) == 0)
-            return (int)i;
-    return -1;
-}
+/* ---- the names a file may use: policy_names.c ---- */
 
 /* ---- helpers that fail naming the field ---- */
 
@@ -156,9 +61,9 @@ static bool valid_name(const char *s)
 static int parse_errno(const cJSON *v, const char *ctx, int *out, char *err, size_t errsz)
 {
     if (cJSON_IsString(v)) {
-        for (size_t i = 0; i < ARRAY_SIZE(errno_names); i++)
-            if (strcmp(errno_names[i].name, v->valuestring) == 0) {
-                *out = (int)errno_names[i].value;
+        for (size_t i = 0; i < POLICY_ERRNO_NAMES; i++)
+            if (strcmp(policy_errno_names[i].name, v->valuestring) == 0) {
+                *out = (int)policy_errno_names[i].value;
                 return 0;
             }
         return errf(err, errsz, "%s: unknown errno name \"%s\" (use a number 1-4095)", ctx,
@@ -184,9 +89,9 @@ static int parse_value_token(const char *tok, uint64_t *out)
         *out = v;
         return 0;
     }
-    for (size_t i = 0; i < ARRAY_SIZE(constant_names); i++)
-        if (strcmp(constant_names[i].name, tok) == 0) {
-            *out = constant_names[i].value;
+    for (size_t i = 0; i < POLICY_CONSTANT_NAMES; i++)
+        if (strcmp(policy_constant_names[i].name, tok) == 0) {
+            *out = policy_constant_names[i].value;
             return 0;
         }
     return -1;
@@ -420,7 +325,7 @@ static int parse_action(const cJSON *o, const char *ctx, const char *field, enum
     int r = json_get_string(o, ctx, field, &s, err, errsz);
     if (r != 0)
         return r;
-    int a = lookup(action_names, ARRAY_SIZE(action_names), s);
+    int a = policy_name_index(policy_action_names, POLICY_ACTION_NAMES, s);
     if (a < 0)
         return errf(err, errsz, "%s.%s: unknown action \"%s\" (allow, log, errno or kill_process)",
                     ctx, field, s);
@@ -441,7 +346,7 @@ static int parse_arg(const cJSON *o, const char *ctx, struct policy_arg *a, char
         return r < 0 ? -1 : errf(err, errsz, "%s.index: required (0-5)", ctx);
     if ((r = json_get_string(o, ctx, "op", &op, err, errsz)) != 0)
         return r < 0 ? -1 : errf(err, errsz, "%s.op: required", ctx);
-    int opi = lookup(op_names, ARRAY_SIZE(op_names), op);
+    int opi = policy_name_index(policy_op_names, POLICY_OP_NAMES, op);
     if (opi < 0)
         return errf(err, errsz, "%s.op: unknown op \"%s\" (eq, ne, lt, le, gt, ge, masked_eq)", ctx,
                     op);
@@ -880,116 +785,4 @@ void policy_free(struct policy *p)
     free(p->rules);
     free(p->egress);
     free(p);
-}
-
-/* ---- back to JSON: the effective policy, "extends" resolved ---- */
-
-static const char *errno_name(int e)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(errno_names); i++)
-        if ((int)errno_names[i].value == e)
-            return errno_names[i].name;
-    return NULL;
-}
-
-static cJSON *errno_json(int e)
-{
-    const char *n = errno_name(e);
-    return n ? cJSON_CreateString(n) : cJSON_CreateNumber(e);
-}
-
-static cJSON *hex_json(uint64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
-    return cJSON_CreateString(buf);
-}
-
-static bool add_size(cJSON *obj, const char *name, uint64_t v)
-{
-    char buf[32];
-    return cJSON_AddStringToObject(obj, name, size_format(v, buf, sizeof(buf))) != NULL;
-}
-
-/* Adds item to obj (or to an array if name is NULL); on failure frees it. */
-static bool add(cJSON *obj, const char *name, cJSON *item)
-{
-    if (!item)
-        return false;
-    if (name ? cJSON_AddItemToObject(obj, name, item) : cJSON_AddItemToArray(obj, item))
-        return true;
-    cJSON_Delete(item);
-    return false;
-}
-
-static cJSON *rule_json(const struct policy_rule *r)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON *sys = o ? cJSON_AddArrayToObject(o, "syscalls") : NULL;
-    bool ok = sys && add(sys, NULL, cJSON_CreateString(r->syscall)) &&
-              cJSON_AddStringToObject(o, "action", policy_action_name(r->action));
-    if (ok && r->action == POLICY_ACT_ERRNO)
-        ok = add(o, "errno", errno_json(r->errno_value));
-    cJSON *args = ok && r->nargs ? cJSON_AddArrayToObject(o, "args") : NULL;
-    if (r->nargs && !args)
-        ok = false;
-    for (unsigned i = 0; ok && i < r->nargs; i++) {
-        const struct policy_arg *a = &r->args[i];
-        cJSON *ao = cJSON_CreateObject();
-        ok = add(args, NULL, ao) && cJSON_AddNumberToObject(ao, "index", a->index) &&
-             cJSON_AddStringToObject(ao, "op", op_names[a->op]) &&
-             add(ao, "value", hex_json(a->value)) &&
-             (a->op != POLICY_OP_MASKED_EQ || add(ao, "mask", hex_json(a->mask)));
-    }
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-cJSON *policy_to_json(const struct policy *p)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    bool ok = cJSON_AddStringToObject(o, "name", p->name ? p->name : "") &&
-              (!p->description || cJSON_AddStringToObject(o, "description", p->description));
-    cJSON *sec = ok ? cJSON_AddObjectToObject(o, "seccomp") : NULL;
-    ok = sec &&
-         cJSON_AddStringToObject(sec, "default_action", policy_action_name(p->default_action)) &&
-         add(sec, "default_errno", errno_json(p->default_errno));
-    cJSON *rules = ok ? cJSON_AddArrayToObject(sec, "rules") : NULL;
-    ok = rules != NULL;
-    for (size_t i = 0; ok && i < p->nrules; i++)
-        ok = add(rules, NULL, rule_json(&p->rules[i]));
-    cJSON *mounts = ok ? cJSON_AddObjectToObject(o, "mounts") : NULL;
-    cJSON *binds = mounts ? cJSON_AddArrayToObject(mounts, "ro_binds") : NULL;
-    ok = binds != NULL;
-    for (size_t i = 0; ok && i < p->nbinds; i++) {
-        cJSON *b = cJSON_CreateObject();
-        ok = add(binds, NULL, b) && cJSON_AddStringToObject(b, "path", p->binds[i].path) &&
-             (!p->binds[i].optional || cJSON_AddTrueToObject(b, "optional"));
-    }
-    ok = ok && add_size(mounts, "tmp_size", p->tmp_bytes) &&
-         add_size(mounts, "shm_size", p->shm_bytes);
-    cJSON *net = ok ? cJSON_AddObjectToObject(o, "network") : NULL;
-    ok = net && cJSON_AddBoolToObject(net, "allow_host", p->allow_network_host) &&
-         cJSON_AddBoolToObject(net, "loopback", p->loopback) &&
-         (!p->egress || add(net, "egress", egress_rules_to_json(p->egress))) &&
-         cJSON_AddBoolToObject(o, "landlock", p->landlock);
-    cJSON *lim = ok ? cJSON_AddObjectToObject(o, "limits") : NULL;
-    ok = lim && add_size(lim, "disk", p->limits.disk_bytes) &&
-         cJSON_AddNumberToObject(lim, "inodes", (double)p->limits.inodes) &&
-         add_size(lim, "memory", p->limits.memory_bytes) &&
-         cJSON_AddNumberToObject(lim, "pids", (double)p->limits.pids) &&
-         cJSON_AddNumberToObject(lim, "nofile", (double)p->limits.nofile) &&
-         add_size(lim, "fsize", p->limits.fsize_bytes) &&
-         cJSON_AddNumberToObject(lim, "cpu_s", p->limits.cpu_s) &&
-         cJSON_AddNumberToObject(lim, "timeout_s", p->limits.timeout_s);
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
 }
