@@ -115,28 +115,28 @@ int exec_options_parse(int argc, char **argv, struct exec_options *o, char *err,
             if (opt_seconds(name, v, 0, &d, err, errsz) < 0)
                 return -1;
             o->limits.timeout_s = d;
-            o->set |= EXEC_SET_TIMEOUT;
+            o->set |= LIMIT_SET_TIMEOUT;
         } else if (strcmp(name, "--cpu") == 0) {
             if (opt_seconds(name, v, 1, &d, err, errsz) < 0) /* 0: no CPU-time limit */
                 return -1;
             o->limits.cpu_s = d;
-            o->set |= EXEC_SET_CPU;
+            o->set |= LIMIT_SET_CPU;
         } else if (strcmp(name, "--disk") == 0) {
             if (opt_size(name, v, POLICY_MIN_DISK_BYTES, &o->limits.disk_bytes, err, errsz) < 0)
                 return -1;
-            o->set |= EXEC_SET_DISK;
+            o->set |= LIMIT_SET_DISK;
         } else if (strcmp(name, "--memory") == 0) {
             if (opt_size(name, v, POLICY_MIN_MEMORY_BYTES, &o->limits.memory_bytes, err, errsz) < 0)
                 return -1;
-            o->set |= EXEC_SET_MEMORY;
+            o->set |= LIMIT_SET_MEMORY;
         } else if (strcmp(name, "--inodes") == 0) {
             if (opt_count(name, v, 1, UINT32_MAX, &o->limits.inodes, err, errsz) < 0)
                 return -1;
-            o->set |= EXEC_SET_INODES;
+            o->set |= LIMIT_SET_INODES;
         } else if (strcmp(name, "--pids") == 0) {
             if (opt_count(name, v, POLICY_MIN_PIDS, UINT32_MAX, &o->limits.pids, err, errsz) < 0)
                 return -1;
-            o->set |= EXEC_SET_PIDS;
+            o->set |= LIMIT_SET_PIDS;
         } else if (strcmp(name, "--workspace-from") == 0) {
             if (!*v)
                 return errf(err, errsz, "--workspace-from: empty path");

@@ -9,17 +9,6 @@
 #include "exec_opts.h"
 #include "policy.h"
 
-/* Which limits an option overrode: the one mask of policy.h (LIMIT_SET_*), under the
- * names the option parser uses. */
-enum {
-    EXEC_SET_TIMEOUT = LIMIT_SET_TIMEOUT,
-    EXEC_SET_DISK = LIMIT_SET_DISK,
-    EXEC_SET_INODES = LIMIT_SET_INODES,
-    EXEC_SET_MEMORY = LIMIT_SET_MEMORY,
-    EXEC_SET_PIDS = LIMIT_SET_PIDS,
-    EXEC_SET_CPU = LIMIT_SET_CPU,
-};
-
 struct exec_options {
     const char *policy; /* NAME or PATH; "default" */
     struct policy_limits limits;

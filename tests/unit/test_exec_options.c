@@ -50,8 +50,8 @@ static void test_every_option(void **state)
     assert_string_equal(o.workspace_from, "/src");
     assert_int_equal(o.network_host, 1);
     assert_string_equal(o.meta, "/tmp/m.json");
-    assert_int_equal(o.set, EXEC_SET_TIMEOUT | EXEC_SET_DISK | EXEC_SET_INODES | EXEC_SET_MEMORY |
-                                EXEC_SET_PIDS | EXEC_SET_CPU);
+    assert_int_equal(o.set, LIMIT_SET_TIMEOUT | LIMIT_SET_DISK | LIMIT_SET_INODES |
+                                LIMIT_SET_MEMORY | LIMIT_SET_PIDS | LIMIT_SET_CPU);
     /* after "--" everything is the command, even what looks like an option */
     assert_string_equal(o.argv[0], "--not-an-option");
 }
