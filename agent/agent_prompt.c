@@ -18,7 +18,7 @@ char *agent_prompt_with_network(const char *base, const cJSON *task)
     const char *at = strstr(base, NO_NETWORK);
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0 || !at)
         return NULL;
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(strlen(base) + HOSTS_MAX * (HOST_CHARS_MAX + 8) + 4096);
     strbuf_add(&sb, base, (size_t)(at - base));
     strbuf_printf(&sb, "Network access is limited to these hosts, through the HTTP proxy the "
                        "environment names (HTTPS_PROXY; pip, npm, git and curl use it): ");

@@ -19,11 +19,14 @@
 #include "strbuf.h"
 #include "util.h"
 
+/* the most one rendered message or the functions' description may hold */
+#define FNCALL_TEXT_MAX STRBUF_DEFAULT_MAX
+
 /* ---------- rendering ---------- */
 
 char *fncall_text_system_suffix(const cJSON *tools)
 {
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(FNCALL_TEXT_MAX);
     strbuf_adds(&sb, "\n\nYou have access to the following functions:\n\n");
     const cJSON *t;
     int i = 0;
@@ -338,7 +341,7 @@ static cJSON *convert(const cJSON *msg, const char *suffix, const char *tool_nam
     const char *text = cJSON_IsString(content) ? content->valuestring : "";
     if (!cJSON_IsString(role))
         return NULL;
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(FNCALL_TEXT_MAX);
     if (strcmp(role->valuestring, "system") == 0 && suffix) {
         strbuf_adds(&sb, text);
         strbuf_adds(&sb, suffix);

@@ -515,7 +515,7 @@ int wsdiff_unified(const char *seed, const char *workspace, size_t max_bytes, do
     if (!killed && WIFEXITED(status) && WEXITSTATUS(status) == 127)
         return errf(err, errsz, "diff: cannot run %s", bin);
     raw[len] = '\0';
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(len + 65536); /* relative paths are shorter; the notes */
     rewrite_lines(&sb, raw, len, seed, workspace, max_bytes, truncated);
     if (*truncated)
         strbuf_printf(&sb, "\n[diff truncated: it is longer than %zu bytes]\n", max_bytes);

@@ -1,4 +1,5 @@
-/* strbuf: amortised doubling; every size computation checked against overflow. */
+/* strbuf: amortised doubling up to the buffer's max; every size computation checked against
+ * overflow. */
 #include "strbuf.h"
 
 #include <stdarg.h>
@@ -11,16 +12,17 @@ static bool grow(struct strbuf *sb, size_t extra)
 {
     if (sb->oom)
         return false;
-    if (extra > SIZE_MAX / 2 - sb->len - 1) {
-        sb->oom = true;
+    size_t max = sb->max ? sb->max : STRBUF_DEFAULT_MAX;
+    if (extra > max || sb->len > max - extra) {
+        sb->oom = sb->over = true;
         return false;
     }
-    size_t need = sb->len + extra + 1;
+    size_t need = sb->len + extra + 1; /* <= max + 1: no overflow */
     if (need <= sb->cap)
         return true;
     size_t cap = sb->cap ? sb->cap : 256;
     while (cap < need)
-        cap *= 2;
+        cap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
     char *s = realloc(sb->s, cap);
     if (!s) {
         sb->oom = true;
@@ -79,5 +81,10 @@ void strbuf_release(struct strbuf *sb)
     free(sb->s);
     sb->s = NULL;
     sb->len = sb->cap = 0;
-    sb->oom = false;
+    sb->oom = sb->over = false;
+}
+
+bool strbuf_over(const struct strbuf *sb)
+{
+    return sb->over;
 }

@@ -135,7 +135,7 @@ static void histogram(struct strbuf *sb, const char *name, const char *help,
 
 char *metrics_format(const struct metrics *m, const struct metrics_gauges *g)
 {
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(METRICS_TEXT_MAX);
     strbuf_printf(&sb, "# HELP agentbox_tasks Tasks known to the supervisor, by status.\n"
                        "# TYPE agentbox_tasks gauge\n");
     for (size_t i = 0; i < g->nstatus; i++)

@@ -11,6 +11,7 @@
 #define METRICS_SERIES_MAX  256
 #define METRICS_LABEL_MAX   128
 #define METRICS_BUCKETS_MAX 16
+#define METRICS_TEXT_MAX    ((size_t)4 << 20) /* the exposition text: bounded series, 4 MiB */
 
 struct histogram {
     const double *bounds; /* upper bounds, ascending; +Inf is implicit */

@@ -23,6 +23,9 @@
 #include "util.h"
 
 #define ECHO_MAX_CHARS 1000 /* how much of old_str an error message quotes back */
+/* the most any text the editor builds may hold: a whole file numbered as `cat -n` does, each
+ * byte a line at worst (a number, a tab and the byte: under 10 bytes), plus its header */
+#define EDITOR_TEXT_MAX (10 * (size_t)TOOL_EDITOR_MAX_FILE_BYTES + 65536)
 
 struct edit {
     char *path;
@@ -259,7 +262,7 @@ static int store_or_restore(const char *path, const char *text, size_t len, cons
 
 static char *view_dir(const char *path, bool *is_error)
 {
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(EDITOR_TEXT_MAX);
     size_t shown = 0, skipped = 0;
     strbuf_printf(&sb,
                   "Here's the files and directories up to 2 levels deep in %s, excluding hidden "
@@ -339,7 +342,7 @@ static char *view_file(const char *path, const struct tool_editor_args *a, bool 
         first = (size_t)s;
         last = e == -1 ? nlines : (size_t)e;
     }
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(EDITOR_TEXT_MAX);
     strbuf_printf(&sb, "Here's the result of running `cat -n` on %s:\n", path);
     cat_n(&sb, text, len, first, last);
     if (!sb.oom && sb.len > TOOL_EDITOR_VIEW_MAX_CHARS) {
@@ -392,7 +395,7 @@ static char *create(const char *path, const struct tool_editor_args *a, bool *is
 static char *snippet_result(const char *path, const char *text, size_t len, size_t from, size_t to,
                             const char *tail, bool *is_error)
 {
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(EDITOR_TEXT_MAX);
     strbuf_printf(&sb,
                   "The file %s has been edited. Here's the result of running `cat -n` on a "
                   "snippet of %s:\n",
@@ -428,7 +431,7 @@ static char *str_replace(struct tool_editor *ed, const char *path, const struct 
                     "No replacement was performed, old_str `%s` did not appear verbatim in %s.",
                     echo ? echo : "", path);
     /* Overlapping occurrences count too: the match must be unambiguous. */
-    struct strbuf lines = {0};
+    struct strbuf lines = STRBUF_INIT(EDITOR_TEXT_MAX);
     size_t count = 0;
     for (const char *p = hit; p; p = memmem(p + 1, (size_t)(text + len - p - 1), a->old_str, olen))
         if (count++ < 20)
@@ -529,7 +532,7 @@ static char *undo(struct tool_editor *ed, const char *path, bool *is_error)
     char *msg = NULL;
     if (store(path, e->content, e->len, &msg, is_error) != 0)
         return msg;
-    struct strbuf sb = {0};
+    struct strbuf sb = STRBUF_INIT(EDITOR_TEXT_MAX);
     strbuf_printf(&sb,
                   "Last edit to %s undone successfully. Here's the result of running `cat -n` on "
                   "%s:\n",
