@@ -127,8 +127,10 @@ static bool slot_belongs_to_account(unsigned index)
 int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
 {
     unsigned n = slot_count(), skipped = 0;
-    /* Start at a pid-derived slot so concurrent callers rarely contend for the same lock. */
-    unsigned start = (unsigned)getpid() % n;
+    /* The lowest free slot: slots keep their cgroups between cells (cgroup.c), so the fewer
+     * distinct slots are used, the fewer cgroups are kept and the more often one is reused. A
+     * busy slot costs a failed non-blocking flock. */
+    unsigned start = 0;
     for (unsigned i = 0; i < n; i++) {
         if (slot_belongs_to_account((start + i) % n)) {
             skipped++;
