@@ -375,6 +375,20 @@ class CellTest(unittest.TestCase):
             self.fail("the cell could not be set up: %r" % r)
         return r
 
+    def cell_on_slot0(self, cmd, env=None, **kw):
+        """self.cell pinned to slot 0 (AGENTBOX_SLOTS=1), so that cells in a row share a slot;
+        while another agentbox holds slot 0 the set-up is refused, and tried again (30 s)."""
+        e = dict(env or {}, AGENTBOX_SLOTS="1")
+        deadline = time.monotonic() + 30
+        while True:
+            r = self.cell(cmd, env=e, check_setup=False, **kw)
+            if not (r.rc == 125 and "slots are in use" in r.err) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if r.rc == 125:
+            self.fail("the cell could not be set up: %r" % r)
+        return r
+
     def ran(self, result):
         """The cell's command ran to its end (a script ending in "; true"): an attack test must
         not pass merely because nothing ran."""
