@@ -220,16 +220,22 @@ static void close_fds(struct cell_cgroup *cg)
     cg->dir_fd = cg->peak_fd = -1;
 }
 
-/* A kept v2 cgroup's peak and OOM count belong to earlier cells. memory.peak is reset for
- * reads through the descriptor that wrote it (Linux 6.12), kept for cgroup_stats; the
- * memory.events counters cannot be reset: the cell's OOM kills are the rise from here. */
-static int v2_reset_memory_stats(struct cell_cgroup *cg)
+/* v2: memory.peak opened for writing, kept for cgroup_stats. Only a kernel that can reset it
+ * (6.12: for reads through the descriptor that wrote it) lets it be opened so; without that
+ * a cgroup is not kept (cgroup_release), as its next cell would see this one's peak. A kept
+ * cgroup's peak is reset here; its memory.events counters cannot be: the cell's OOM kills
+ * are the rise from its base. */
+static int v2_open_peak(struct cell_cgroup *cg, bool kept)
 {
     char path[640], buf[512];
     snprintf(path, sizeof(path), "%s/memory.peak", cg->path);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return -1;
+    if (!kept) {
+        cg->peak_fd = fd;
+        return 0;
+    }
     if (write(fd, "reset\n", 6) != 6) {
         (void)close(fd);
         return -1;
@@ -290,11 +296,12 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     bool kept;
     if (slot_cgroup(parent, enable, slot, 2, false, cg->path, sizeof(cg->path), &kept) < 0)
         return false;
-    if (kept && want_mem && v2_reset_memory_stats(cg) < 0) {
-        /* a kernel before 6.12 cannot reset memory.peak: a fresh cgroup then */
+    if (want_mem && v2_open_peak(cg, kept) < 0 && kept) {
+        /* cannot be reset (or not kept by a kernel before 6.12): a fresh cgroup then */
         cgroup_remove(cg->path, 2, RM_WAIT_MS);
         if (slot_cgroup(parent, enable, slot, 2, false, cg->path, sizeof(cg->path), &kept) < 0)
             return false;
+        (void)v2_open_peak(cg, false);
     }
     char v[32];
     if (want_mem) {
@@ -465,8 +472,12 @@ static void keep_or_remove(const char *path, int version, bool pids)
 
 void cgroup_release(struct cell_cgroup *cg)
 {
+    /* v2 without a resettable memory.peak: not kept (see v2_open_peak) */
+    bool keep = !(cg->version == 2 && cg->memory && cg->peak_fd < 0);
     close_fds(cg);
-    if (cg->version && cg->path[0])
+    if (cg->version && cg->path[0] && !keep)
+        cgroup_remove(cg->path, cg->version, RM_WAIT_MS);
+    else if (cg->version && cg->path[0])
         keep_or_remove(cg->path, cg->version, cg->version == 2 && cg->pids);
     if (cg->version == 1 && cg->pids_path[0])
         keep_or_remove(cg->pids_path, 1, true);
