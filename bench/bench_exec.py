@@ -14,7 +14,10 @@ commit) is timed in the same rounds (the two swap places every other round) and 
 differences is printed; as root
 each binary then runs from its own sibling cgroup (memory and pids on v1, the unified one on
 v2), so that one's cells' cgroups are never swept or reused by the other's.
-usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH] [--compare PATH] [--cc CC]
+--args and --compare-args add options to `agentbox exec` of either (e.g. the same binary with and
+without `--network host`).
+usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH] [--args 'OPTS'] [--compare PATH]
+                     [--compare-args 'OPTS'] [--cc CC]
 """
 import argparse
 import os
@@ -118,17 +121,20 @@ def main():
     ap.add_argument("--agentbox", default=os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..",
                                                                                "agentbox")))
     ap.add_argument("--compare", help="a second agentbox binary timed in the same rounds")
+    ap.add_argument("--args", default="", help="options for `agentbox exec` (split on spaces)")
+    ap.add_argument("--compare-args", default="", help="options for the compared `agentbox exec`")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     a = ap.parse_args()
     agentbox = os.path.abspath(a.agentbox)
     tmp = tempfile.TemporaryDirectory(prefix="bench_exec.")
     os.chmod(tmp.name, 0o755)  # runnable by whoever runs this (nobody too)
     floor = build_floor(a.cc, tmp.name)
-    cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec", "--", "/bin/true"]),
+    cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec"] + a.args.split() + ["--", "/bin/true"]),
              ("bwrap", [subprocess.check_output(["which", "bwrap"]).decode().strip()] + BWRAP[1:]),
              ("floor", [floor]), ("floor+root", [floor, "--root"])]
     if a.compare:
-        cases.insert(2, ("compare exec", [os.path.abspath(a.compare), "exec", "--", "/bin/true"]))
+        cases.insert(2, ("compare exec", [os.path.abspath(a.compare), "exec"] + a.compare_args.split() +
+                         ["--", "/bin/true"]))
     switch = CgroupSwitch(["agentbox exec", "compare exec"] if a.compare else [])
     devnull = os.open(os.devnull, os.O_RDWR)
     load0 = os.getloadavg()[0]
