@@ -1,9 +1,11 @@
 /* cgroup: memory and pids limits for a cell. cgroup v2: a child of a delegated parent
  * ($AGENTBOX_CGROUP, or our own cgroup) that pid 1 is cloned into (CLONE_INTO_CGROUP), or v1:
  * the memory and pids hierarchies, which pid 1 is moved into. Cells' cgroups are named after their
- * slot ("u<UID>-s<N>") below an "agentbox" cgroup, so one left by a SIGKILLed owner is found and
- * removed by the next holder of that slot, or by anyone who finds the slot's lock free (sweep).
- * Never fails a cell: what cannot be enforced is reported, and limits.c falls back. */
+ * slot ("u<UID>-s<N>") below an "agentbox" cgroup and kept, empty, for the slot's next cell
+ * (its limits rewritten, its figures reset); one found holding tasks (a SIGKILLed owner's) is
+ * killed and removed by the next holder of that slot, or by anyone who finds the slot's lock
+ * free (sweep). Never shares a cgroup between a cell and anything else. Never fails a cell:
+ * what cannot be enforced is reported, and limits.c falls back. */
 #include "cell_internal.h"
 
 #include <dirent.h>
@@ -307,10 +309,9 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     if (want_mem) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
         cg->memory = put(cg->path, "memory.max", v) == 0;
-        if (!kept) { /* what a kept one has already */
-            (void)put(cg->path, "memory.swap.max", "0");
-            (void)put(cg->path, "memory.oom.group", "1"); /* an OOM kill takes the whole cell */
-        }
+        /* also on a kept one: its last cell may have had no memory limit */
+        (void)put(cg->path, "memory.swap.max", "0");
+        (void)put(cg->path, "memory.oom.group", "1"); /* an OOM kill takes the whole cell */
     } else if (kept)
         (void)put(cg->path, "memory.max", "max"); /* a limit of the slot's last cell */
     if (want_pids) {
