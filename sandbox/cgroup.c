@@ -222,22 +222,18 @@ static void close_fds(struct cell_cgroup *cg)
     cg->dir_fd = cg->peak_fd = -1;
 }
 
-/* v2: memory.peak opened for writing, kept for cgroup_stats. Only a kernel that can reset it
- * (6.12: for reads through the descriptor that wrote it) lets it be opened so; without that
- * a cgroup is not kept (cgroup_release), as its next cell would see this one's peak. A kept
- * cgroup's peak is reset here; its memory.events counters cannot be: the cell's OOM kills
- * are the rise from its base. */
-static int v2_open_peak(struct cell_cgroup *cg, bool kept)
+/* v2: memory.peak reset for this cell through a descriptor kept for cgroup_stats (Linux 6.12
+ * resets it for reads through the descriptor that wrote it). Where the kernel cannot, the
+ * cgroup is not kept (cgroup_release): its next cell would see this one's peak. The
+ * memory.events counters cannot be reset: the cell's OOM kills are the rise from its base. */
+static int v2_open_peak(struct cell_cgroup *cg)
 {
     char path[640], buf[512];
     snprintf(path, sizeof(path), "%s/memory.peak", cg->path);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    if (!kept) {
-        cg->peak_fd = fd;
-        return 0;
-    }
+    /* written on a new cgroup too: whether the kernel can reset it decides keeping it */
     if (write(fd, "reset\n", 6) != 6) {
         (void)close(fd);
         return -1;
@@ -298,12 +294,12 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     bool kept;
     if (slot_cgroup(parent, enable, slot, 2, false, cg->path, sizeof(cg->path), &kept) < 0)
         return false;
-    if (want_mem && v2_open_peak(cg, kept) < 0 && kept) {
+    if (want_mem && v2_open_peak(cg) < 0 && kept) {
         /* cannot be reset (or not kept by a kernel before 6.12): a fresh cgroup then */
         cgroup_remove(cg->path, 2, RM_WAIT_MS);
         if (slot_cgroup(parent, enable, slot, 2, false, cg->path, sizeof(cg->path), &kept) < 0)
             return false;
-        (void)v2_open_peak(cg, false);
+        (void)v2_open_peak(cg);
     }
     char v[32];
     if (want_mem) {
