@@ -140,17 +140,19 @@ def main():
     load0 = os.getloadavg()[0]
     times = {name: [] for name, _ in cases}
     cpu = {name: [] for name, _ in cases}
-    for i in range(a.warmup + a.runs):
-        order = list(cases)
-        if a.compare and i % 2:  # the two agentbox binaries swap places every other round
-            order[1], order[2] = order[2], order[1]
-        for name, argv in order:  # round-robin: drift and noise hit all alike
-            switch.enter(name)
-            dt, ct = spawn(argv, devnull)
-            if i >= a.warmup:
-                times[name].append(dt)
-                cpu[name].append(ct)
-    switch.close()
+    try:
+        for i in range(a.warmup + a.runs):
+            order = list(cases)
+            if a.compare and i % 2:  # the two agentbox binaries swap places every other round
+                order[1], order[2] = order[2], order[1]
+            for name, argv in order:  # round-robin: drift and noise hit all alike
+                switch.enter(name)
+                dt, ct = spawn(argv, devnull)
+                if i >= a.warmup:
+                    times[name].append(dt)
+                    cpu[name].append(ct)
+    finally:
+        switch.close()  # the sibling cgroups go even when a run fails
     pid1 = []
     for _ in range(5):
         out = subprocess.run([agentbox, "exec", "--", "/bin/sh", "-c", "grep VmHWM /proc/1/status"],
