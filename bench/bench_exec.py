@@ -8,10 +8,16 @@ of /bin/true, `agentbox exec -- /bin/true`, bubblewrap with every namespace
 /proc and pivot_root). Prints median, p90 and min wall time, the median CPU time (user+system of
 the process and the children it reaped, from wait4), ratios, and the peak RSS of a cell's pid 1
 (VmHWM read from inside) and of agentbox itself (its VmHWM while the cell runs).
-Given --agentbox more than once, every binary is timed in the same rounds ("agentbox exec" is the
-first, "agentbox #2"... the others): before/after comparisons that share the machine's noise.
 Each run is os.posix_spawn + os.wait4 timed with time.perf_counter, so the Python overhead is
-the same for all. usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH]... [--cc CC]
+the same for all. With --compare PATH, a second agentbox binary (e.g. a build of the previous
+commit) is timed in the same rounds (the two swap places every other round) and the median of the paired
+differences is printed; as root
+each binary then runs from its own sibling cgroup (memory and pids on v1, the unified one on
+v2), so that one's cells' cgroups are never swept or reused by the other's.
+--args and --compare-args add options to `agentbox exec` of either (e.g. the same binary with and
+without `--network host`).
+usage: bench_exec.py [--runs N] [--warmup N] [--agentbox PATH] [--args 'OPTS'] [--compare PATH]
+                     [--compare-args 'OPTS'] [--cc CC]
 """
 import argparse
 import os
@@ -36,6 +42,66 @@ def spawn(argv, devnull):
     return dt, ru.ru_utime + ru.ru_stime
 
 
+def own_cgroups():
+    """(hierarchy root, our path) for the v1 memory and pids hierarchies, or the v2 one."""
+    out = []
+    with open("/proc/self/cgroup") as f:
+        for line in f.read().splitlines():
+            _, ctrls, path = line.split(":", 2)
+            names = ctrls.split(",")
+            for c in ("memory", "pids"):
+                if c in names:
+                    out.append(("/sys/fs/cgroup/" + c, path))
+            if ctrls == "" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+                out.append(("/sys/fs/cgroup", path))
+    return out
+
+
+class CgroupSwitch:
+    """Moves this process between sibling cgroups <ours>-bench-<name> (root only, best effort)."""
+
+    def __init__(self, names):
+        self.dirs = {n: [] for n in names}
+        if os.geteuid() != 0:
+            return
+        for root, path in own_cgroups():
+            for n in names:
+                d = os.path.join(root + path, "bench-exec-%d-%s" % (os.getpid(), n.split()[0]))
+                try:
+                    os.mkdir(d)
+                    self.dirs[n].append(d)
+                except OSError:
+                    pass
+        self.home = [root + path for root, path in own_cgroups()]
+
+    def enter(self, name):
+        for d in self.dirs.get(name, []):
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+    def close(self):
+        for d in getattr(self, "home", []):
+            try:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError:
+                pass
+        for ds in self.dirs.values():
+            for d in ds:
+                for sub in [os.path.join(d, "agentbox", e) for e in (os.listdir(os.path.join(d, "agentbox"))
+                                                                     if os.path.isdir(os.path.join(d, "agentbox"))
+                                                                     else []) if e.startswith("u")]:
+                    try:
+                        os.rmdir(sub)
+                    except OSError:
+                        pass
+                for sub in (os.path.join(d, "agentbox"), d):
+                    try:
+                        os.rmdir(sub)
+                    except OSError:
+                        pass
+
+
 def build_floor(cc, outdir):
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cell_floor.c")
     exe = os.path.join(outdir, "cell_floor")
@@ -52,29 +118,41 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--agentbox", action="append", help="binary to time (repeat to compare binaries)")
+    ap.add_argument("--agentbox", default=os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..",
+                                                                               "agentbox")))
+    ap.add_argument("--compare", help="a second agentbox binary timed in the same rounds")
+    ap.add_argument("--args", default="", help="options for `agentbox exec` (split on spaces)")
+    ap.add_argument("--compare-args", default="", help="options for the compared `agentbox exec`")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     a = ap.parse_args()
-    default = os.environ.get("AGENTBOX", os.path.join(os.path.dirname(__file__), "..", "agentbox"))
-    binaries = [os.path.abspath(b) for b in (a.agentbox or [default])]
-    agentbox = binaries[0]
+    agentbox = os.path.abspath(a.agentbox)
     tmp = tempfile.TemporaryDirectory(prefix="bench_exec.")
     os.chmod(tmp.name, 0o755)  # runnable by whoever runs this (nobody too)
     floor = build_floor(a.cc, tmp.name)
-    cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec", "--", "/bin/true"]),
+    cases = [("fork+exec", ["/bin/true"]), ("agentbox exec", [agentbox, "exec"] + a.args.split() + ["--", "/bin/true"]),
              ("bwrap", [subprocess.check_output(["which", "bwrap"]).decode().strip()] + BWRAP[1:]),
              ("floor", [floor]), ("floor+root", [floor, "--root"])]
-    cases += [("agentbox #%d" % (i + 2), [b, "exec", "--", "/bin/true"]) for i, b in enumerate(binaries[1:])]
+    if a.compare:
+        cases.insert(2, ("compare exec", [os.path.abspath(a.compare), "exec"] + a.compare_args.split() +
+                         ["--", "/bin/true"]))
+    switch = CgroupSwitch(["agentbox exec", "compare exec"] if a.compare else [])
     devnull = os.open(os.devnull, os.O_RDWR)
     load0 = os.getloadavg()[0]
     times = {name: [] for name, _ in cases}
     cpu = {name: [] for name, _ in cases}
-    for i in range(a.warmup + a.runs):
-        for name, argv in cases:  # round-robin: drift and noise hit all alike
-            dt, ct = spawn(argv, devnull)
-            if i >= a.warmup:
-                times[name].append(dt)
-                cpu[name].append(ct)
+    try:
+        for i in range(a.warmup + a.runs):
+            order = list(cases)
+            if a.compare and i % 2:  # the two agentbox binaries swap places every other round
+                order[1], order[2] = order[2], order[1]
+            for name, argv in order:  # round-robin: drift and noise hit all alike
+                switch.enter(name)
+                dt, ct = spawn(argv, devnull)
+                if i >= a.warmup:
+                    times[name].append(dt)
+                    cpu[name].append(ct)
+    finally:
+        switch.close()  # the sibling cgroups go even when a run fails
     pid1 = []
     for _ in range(5):
         out = subprocess.run([agentbox, "exec", "--", "/bin/sh", "-c", "grep VmHWM /proc/1/status"],
@@ -97,11 +175,12 @@ def main():
         print("%-14s %10.3f %10.3f %10.3f %10.3f %12.3f" % (n, med[n] * 1e3, pct(t, 90) * 1e3,
                                                             statistics.fmean(t) * 1e3, min(t) * 1e3,
                                                             statistics.median(cpu[n]) * 1e3))
-    for i, b in enumerate(binaries):
-        name = "agentbox exec" if i == 0 else "agentbox #%d" % (i + 1)
-        print("%s = %s: / bwrap median %.2fx, CPU %.2fx" % (name, b, med[name] / med["bwrap"],
-              statistics.median(cpu[name]) / statistics.median(cpu["bwrap"])))
     print("agentbox / bwrap (median): %.2fx" % (med["agentbox exec"] / med["bwrap"]))
+    if a.compare:
+        diff = [x - y for x, y in zip(times["agentbox exec"], times["compare exec"])]
+        cdiff = [x - y for x, y in zip(cpu["agentbox exec"], cpu["compare exec"])]
+        print("agentbox - compare, median of paired differences: wall %+.3f ms, CPU %+.3f ms" % (
+            statistics.median(diff) * 1e3, statistics.median(cdiff) * 1e3))
     print("agentbox / fork+exec (median): %.2fx" % (med["agentbox exec"] / med["fork+exec"]))
     print("bwrap / fork+exec (median): %.2fx" % (med["bwrap"] / med["fork+exec"]))
     print("floor / bwrap (median): %.2fx   floor+root / bwrap: %.2fx" % (med["floor"] / med["bwrap"],

@@ -419,11 +419,12 @@ static int recv_msg(int fd, struct setup_msg *m, int *passed_fd)
     return 1;
 }
 
-/* Removes the cell's cgroups, then their janitor registration (nothing is left for it):
- * registering and unregistering happen here only. */
+/* Releases the cell's cgroups (kept for the slot's next cell when they hold no task, else
+ * removed), then their janitor registration (nothing is left for it: the slot's kept cgroups
+ * are empty): registering and unregistering happen here only. */
 static void drop_cgroups(struct cell *c)
 {
-    cgroup_destroy(&c->cg);
+    cgroup_release(&c->cg);
     janitor_unregister(c->cg.janitor_id);
     c->cg.janitor_id = 0;
 }
@@ -618,7 +619,7 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     c->pidfd = c->setup_fd = c->ws_fd = c->exe_tree = c->seed_tree = c->proxy_fd = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
-    c->cg.dir_fd = -1;
+    c->cg.dir_fd = c->cg.peak_fd = -1;
     c->mode = cfg->pid1;
     c->start = monotonic_s();
     bool root = geteuid() == 0;

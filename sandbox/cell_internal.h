@@ -109,13 +109,17 @@ struct cell_cgroup {
     char path[512];      /* v2: the cell cgroup; v1: the memory one */
     char pids_path[512]; /* v1 */
     bool memory, pids;
+    int peak_fd;         /* v2, a kept cgroup: memory.peak as reset for this cell, else -1 */
+    uint64_t oom_base;   /* a kept cgroup: its OOM kill count before this cell */
     uint64_t janitor_id; /* registered with the janitor (janitor.c); 0 = not */
 };
 /* Our own cgroup path in hierarchy key ("" for v2, "memory", "pids") from the text of
  * /proc/self/cgroup ("" for the root); -1 if that hierarchy is not listed. */
 int cgroup_parse_own_path(const char *proc_cgroup, const char *key, char *out, size_t outsz);
-/* Creates the cgroup named after the slot and sets its limits; version 0 when not possible
- * (never an error: the record says what was unavailable). Sweeps cgroups of dead holders.
+/* The cgroup named after the slot, with this cell's limits: the one the slot's last cell left
+ * if it holds no task (its peak reset, its OOM count taken as the base), else made afresh;
+ * version 0 when not possible (never an error: the record says what was unavailable).
+ * Sweeps cgroups of dead holders.
  * version 2: before clone, for CLONE_INTO_CGROUP; version 1: after clone, then attach. */
 void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *slot,
                    const struct policy_limits *lim);
@@ -129,14 +133,15 @@ int cgroup_enter(struct cell_child *ctx, const char *memory_path, const char *pi
 int cgroup_grant_tasks(const struct cell_cgroup *cg, uid_t uid, gid_t gid);
 /* After the cell is gone: peak memory in kB (0 unknown) and whether the OOM killer ran. */
 void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_killed);
-/* Removes the cgroups (and the shared parent once empty). The janitor's registration is
+/* After the cell: keeps the slot's cgroups for its next cell (cgroup_create reuses them) when
+ * they hold no task, else kills what is left and removes them. The janitor's registration is
  * cell.c's (drop_cgroups): cgroup.c never calls the janitor, which calls cgroup_remove. */
-void cgroup_destroy(struct cell_cgroup *cg);
+void cgroup_release(struct cell_cgroup *cg);
 /* Removes one cgroup (v1: kills what is left in it; v2: cgroup.kill) and the shared "agentbox"
  * parent once empty, waiting up to wait_ms for the last tasks to be reaped. */
 void cgroup_remove(const char *path, int version, int wait_ms);
 /* janitor.c: registers the cgroups with this process's janitor (started on first use), which
- * removes them should agentbox die without cgroup_destroy; it holds slot_lock_fd's lock until
+ * removes them should agentbox die without cgroup_release; it holds slot_lock_fd's lock until
  * then. *id for janitor_unregister. -1 only if no janitor can be started. */
 int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id);
 void janitor_unregister(uint64_t id);

@@ -1,9 +1,11 @@
 /* cgroup: memory and pids limits for a cell. cgroup v2: a child of a delegated parent
  * ($AGENTBOX_CGROUP, or our own cgroup) that pid 1 is cloned into (CLONE_INTO_CGROUP), or v1:
  * the memory and pids hierarchies, which pid 1 is moved into. Cells' cgroups are named after their
- * slot ("u<UID>-s<N>") below an "agentbox" cgroup, so one left by a SIGKILLed owner is found and
- * removed by the next holder of that slot, or by anyone who finds the slot's lock free (sweep).
- * Never fails a cell: what cannot be enforced is reported, and limits.c falls back. */
+ * slot ("u<UID>-s<N>") below an "agentbox" cgroup and kept, empty, for the slot's next cell
+ * (its limits rewritten, its figures reset); one found holding tasks (a SIGKILLed owner's) is
+ * killed and removed by the next holder of that slot, or by anyone who finds the slot's lock
+ * free (sweep). Never shares a cgroup between a cell and anything else. Never fails a cell:
+ * what cannot be enforced is reported, and limits.c falls back. */
 #include "cell_internal.h"
 
 #include <dirent.h>
@@ -136,8 +138,11 @@ void cgroup_remove(const char *path, int version, int wait_ms)
     }
 }
 
-/* Removes cgroups of slots whose lock nobody holds: their owner died without cleaning. */
-static void sweep(const char *parent, int version, const struct cell_slot *mine)
+static bool holds_no_task(const char *dir, int version, bool pids);
+
+/* Removes cgroups that hold tasks while their slot's lock is free: their holder died with its
+ * janitor. Empty ones are slots' kept cgroups (see cgroup_release), left for their next cell. */
+static void sweep(const char *parent, int version, bool pids, const struct cell_slot *mine)
 {
     DIR *d = opendir(parent);
     if (!d)
@@ -151,24 +156,38 @@ static void sweep(const char *parent, int version, const struct cell_slot *mine)
         uint64_t idx;
         if (uint_parse(e->d_name + strlen(prefix), 65535, &idx) < 0 || (int)idx == mine->index)
             continue;
-        struct cell_slot other = {.index = -1, .lock_fd = -1};
-        if (slot_try((int)idx, &other) != 1)
-            continue;
         char path[640];
         snprintf(path, sizeof(path), "%s/%s", parent, e->d_name);
+        struct cell_slot other = {.index = -1, .lock_fd = -1};
+        if (holds_no_task(path, version, pids) || slot_try((int)idx, &other) != 1)
+            continue;
         cgroup_remove(path, version, RM_WAIT_MS);
         slot_release(&other);
     }
     (void)closedir(d);
 }
 
-/* Creates parent/NAME afresh (a leftover of this slot belonged to a dead holder). The parent
- * is removed by whoever empties it, so it may vanish between the two mkdirs: retry. v2:
- * `enable` is written to the parent's subtree_control. */
-static int fresh(const char *parent, const char *enable, const struct cell_slot *slot, int version,
-                 char *out, size_t outsz)
+/* Whether a cgroup holds no task. Where it has the pids controller, pids.current, which also
+ * counts tasks not yet reaped; else cgroup.procs. */
+static bool holds_no_task(const char *dir, int version, bool pids)
+{
+    char buf[256];
+    if (pids)
+        return get(dir, "pids.current", buf, sizeof(buf)) == 0 && strtoull(buf, NULL, 10) == 0;
+    if (version == 2)
+        return get(dir, "cgroup.events", buf, sizeof(buf)) == 0 && strstr(buf, "populated 0");
+    return get(dir, "cgroup.procs", buf, sizeof(buf)) == 0 && buf[0] == '\0';
+}
+
+/* The slot's cgroup parent/u<UID>-s<N>: the one its last cell left if it holds no task
+ * (*kept), else made afresh (one with tasks belonged to a holder that died with its janitor:
+ * killed and removed first). The parent is removed by whoever empties it, so it may vanish
+ * between the two mkdirs: retry. v2: `enable` is written to the parent's subtree_control. */
+static int slot_cgroup(const char *parent, const char *enable, const struct cell_slot *slot,
+                       int version, bool pids, char *out, size_t outsz, bool *kept)
 {
     snprintf(out, outsz, "%s/u%u-s%d", parent, (unsigned)geteuid(), slot->index);
+    *kept = false;
     for (int attempt = 0; attempt < 4; attempt++) {
         if (mkdir(parent, 0755) < 0 && errno != EEXIST)
             return -1;
@@ -179,12 +198,65 @@ static int fresh(const char *parent, const char *enable, const struct cell_slot 
         }
         if (mkdir(out, 0755) == 0)
             return 0;
-        if (errno == EEXIST)
+        int e = errno;
+        if (e == EEXIST && holds_no_task(out, version, pids)) {
+            *kept = true;
+            return 0;
+        }
+        if (e == EEXIST)
             cgroup_remove(out, version, RM_WAIT_MS);
-        else if (errno != ENOENT)
+        else if (e != ENOENT)
             return -1;
     }
     return -1;
+}
+
+static uint64_t field(const char *text, const char *key);
+
+static void close_fds(struct cell_cgroup *cg)
+{
+    if (cg->dir_fd >= 0)
+        (void)close(cg->dir_fd);
+    if (cg->peak_fd >= 0)
+        (void)close(cg->peak_fd);
+    cg->dir_fd = cg->peak_fd = -1;
+}
+
+/* v2: memory.peak reset for this cell through a descriptor kept for cgroup_stats (Linux 6.12
+ * resets it for reads through the descriptor that wrote it). Where the kernel cannot, the
+ * cgroup is not kept (cgroup_release): its next cell would see this one's peak. The
+ * memory.events counters cannot be reset: the cell's OOM kills are the rise from its base. */
+static int v2_open_peak(struct cell_cgroup *cg)
+{
+    char path[640], buf[512];
+    snprintf(path, sizeof(path), "%s/memory.peak", cg->path);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    /* written on a new cgroup too: whether the kernel can reset it decides keeping it */
+    if (write(fd, "reset\n", 6) != 6) {
+        (void)close(fd);
+        return -1;
+    }
+    if (get(cg->path, "memory.events", buf, sizeof(buf)) < 0) {
+        (void)close(fd);
+        return -1;
+    }
+    cg->oom_base = field(buf, "oom_kill");
+    cg->peak_fd = fd;
+    return 0;
+}
+
+/* v1: the peak is reset by writing 0 (to the current usage: the page cache earlier cells of
+ * the slot left charged here, reclaimable); the OOM count is the rise from here. */
+static int v1_reset_memory_stats(struct cell_cgroup *cg)
+{
+    char buf[512];
+    if (put(cg->path, "memory.max_usage_in_bytes", "0") < 0 ||
+        get(cg->path, "memory.oom_control", buf, sizeof(buf)) < 0)
+        return -1;
+    cg->oom_base = field(buf, "oom_kill");
+    return 0;
 }
 
 static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
@@ -218,26 +290,35 @@ static bool try_v2(struct cell_cgroup *cg, const struct cell_slot *slot,
     if (get(base, "cgroup.subtree_control", on, sizeof(on)) < 0 ||
         (want_mem && !has_word(on, "memory")) || (want_pids && !has_word(on, "pids")))
         return false;
-    sweep(parent, 2, slot);
-    if (fresh(parent, enable, slot, 2, cg->path, sizeof(cg->path)) < 0)
+    sweep(parent, 2, false, slot);
+    bool kept;
+    if (slot_cgroup(parent, enable, slot, 2, false, cg->path, sizeof(cg->path), &kept) < 0)
         return false;
+    if (want_mem && v2_open_peak(cg) < 0 && kept) {
+        /* cannot be reset (or not kept by a kernel before 6.12): a fresh cgroup then */
+        cgroup_remove(cg->path, 2, RM_WAIT_MS);
+        if (slot_cgroup(parent, enable, slot, 2, false, cg->path, sizeof(cg->path), &kept) < 0)
+            return false;
+        (void)v2_open_peak(cg);
+    }
     char v[32];
     if (want_mem) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
         cg->memory = put(cg->path, "memory.max", v) == 0;
+        /* also on a kept one: its last cell may have had no memory limit */
         (void)put(cg->path, "memory.swap.max", "0");
         (void)put(cg->path, "memory.oom.group", "1"); /* an OOM kill takes the whole cell */
-    }
+    } else if (kept)
+        (void)put(cg->path, "memory.max", "max"); /* a limit of the slot's last cell */
     if (want_pids) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
         cg->pids = put(cg->path, "pids.max", v) == 0;
-    }
+    } else if (kept)
+        (void)put(cg->path, "pids.max", "max");
     cg->dir_fd = open(cg->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cg->dir_fd < 0 || (!cg->memory && !cg->pids)) {
         cgroup_remove(cg->path, 2, RM_WAIT_MS);
-        if (cg->dir_fd >= 0)
-            (void)close(cg->dir_fd);
-        cg->dir_fd = -1;
+        close_fds(cg);
         cg->memory = cg->pids = false;
         return false;
     }
@@ -254,12 +335,19 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
         cgroup_parse_own_path(procs, "memory", own, sizeof(own)) == 0) {
         snprintf(parent, sizeof(parent), V1_MEMORY "%s/agentbox", own);
         if (access(V1_MEMORY, W_OK) == 0) {
-            sweep(parent, 1, slot);
-            if (fresh(parent, NULL, slot, 1, cg->path, sizeof(cg->path)) == 0) {
+            sweep(parent, 1, false, slot);
+            bool kept;
+            if (slot_cgroup(parent, NULL, slot, 1, false, cg->path, sizeof(cg->path), &kept) == 0) {
                 snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
+                /* memory+swap too where swap accounting is on, or the limit leaks to swap; it
+                 * may never be below the memory limit, so a kept one's is lifted first */
+                if (kept)
+                    (void)put(cg->path, "memory.memsw.limit_in_bytes", "-1");
                 cg->memory = put(cg->path, "memory.limit_in_bytes", v) == 0;
-                /* memory+swap too where swap accounting is on, or the limit leaks to swap */
                 (void)put(cg->path, "memory.memsw.limit_in_bytes", v);
+                /* a kept one whose figures cannot be reset would report earlier cells' */
+                if (cg->memory && kept && v1_reset_memory_stats(cg) < 0)
+                    cg->memory = false;
                 if (!cg->memory)
                     cgroup_remove(cg->path, 1, RM_WAIT_MS);
             }
@@ -271,8 +359,10 @@ static bool try_v1(struct cell_cgroup *cg, const struct cell_slot *slot,
     if (lim->pids && access(V1_PIDS "/cgroup.procs", F_OK) == 0 && access(V1_PIDS, W_OK) == 0 &&
         cgroup_parse_own_path(procs, "pids", own, sizeof(own)) == 0) {
         snprintf(parent, sizeof(parent), V1_PIDS "%s/agentbox", own);
-        sweep(parent, 1, slot);
-        if (fresh(parent, NULL, slot, 1, cg->pids_path, sizeof(cg->pids_path)) == 0) {
+        sweep(parent, 1, true, slot);
+        bool kept;
+        if (slot_cgroup(parent, NULL, slot, 1, true, cg->pids_path, sizeof(cg->pids_path), &kept) ==
+            0) {
             snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->pids);
             cg->pids = put(cg->pids_path, "pids.max", v) == 0;
             if (!cg->pids)
@@ -290,7 +380,7 @@ void cgroup_create(struct cell_cgroup *cg, int version, const struct cell_slot *
                    const struct policy_limits *lim)
 {
     memset(cg, 0, sizeof(*cg));
-    cg->dir_fd = -1;
+    cg->dir_fd = cg->peak_fd = -1;
     if ((!lim->memory_bytes && !lim->pids) || slot->index < 0)
         return;
     if (version == 2)
@@ -354,27 +444,40 @@ void cgroup_stats(const struct cell_cgroup *cg, uint64_t *peak_kb, bool *oom_kil
     if (!cg->memory)
         return;
     if (cg->version == 2) {
-        if (get(cg->path, "memory.peak", buf, sizeof(buf)) == 0) /* Linux 5.19 */
+        ssize_t n = cg->peak_fd >= 0 ? pread(cg->peak_fd, buf, sizeof(buf) - 1, 0) : -1;
+        if (n > 0)
+            buf[n] = '\0';
+        if (n > 0 || get(cg->path, "memory.peak", buf, sizeof(buf)) == 0) /* Linux 5.19 */
             *peak_kb = strtoull(buf, NULL, 10) / 1024;
         if (get(cg->path, "memory.events", buf, sizeof(buf)) == 0)
-            *oom_killed = field(buf, "oom_kill") > 0;
+            *oom_killed = field(buf, "oom_kill") > cg->oom_base;
     } else {
         if (get(cg->path, "memory.max_usage_in_bytes", buf, sizeof(buf)) == 0)
             *peak_kb = strtoull(buf, NULL, 10) / 1024;
         if (get(cg->path, "memory.oom_control", buf, sizeof(buf)) == 0) /* oom_kill: 4.13 */
-            *oom_killed = field(buf, "oom_kill") > 0;
+            *oom_killed = field(buf, "oom_kill") > cg->oom_base;
     }
 }
 
-void cgroup_destroy(struct cell_cgroup *cg)
+/* A cgroup kept for the slot's next cell must hold no task: else it goes (what is left in it
+ * is killed). */
+static void keep_or_remove(const char *path, int version, bool pids)
 {
-    if (cg->dir_fd >= 0)
-        (void)close(cg->dir_fd);
-    cg->dir_fd = -1;
-    if (cg->version && cg->path[0])
+    if (!holds_no_task(path, version, pids))
+        cgroup_remove(path, version, RM_WAIT_MS);
+}
+
+void cgroup_release(struct cell_cgroup *cg)
+{
+    /* v2 without a resettable memory.peak: not kept (see v2_open_peak) */
+    bool keep = !(cg->version == 2 && cg->memory && cg->peak_fd < 0);
+    close_fds(cg);
+    if (cg->version && cg->path[0] && !keep)
         cgroup_remove(cg->path, cg->version, RM_WAIT_MS);
+    else if (cg->version && cg->path[0])
+        keep_or_remove(cg->path, cg->version, cg->version == 2 && cg->pids);
     if (cg->version == 1 && cg->pids_path[0])
-        cgroup_remove(cg->pids_path, 1, RM_WAIT_MS);
+        keep_or_remove(cg->pids_path, 1, true);
     cg->version = 0;
     cg->memory = cg->pids = false;
 }

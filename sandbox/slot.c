@@ -79,11 +79,10 @@ static int lock_dir(char *out, size_t outsz)
     return 0;
 }
 
-int slot_try(int index, struct cell_slot *s)
+/* slot_try in a lock directory already made and checked */
+static int try_in(const char *dir, int index, struct cell_slot *s)
 {
-    char dir[4096], path[4200];
-    if (lock_dir(dir, sizeof(dir)) < 0)
-        return -1;
+    char path[4200];
     snprintf(path, sizeof(path), "%s/slot-%d.lock", dir, index);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
@@ -101,6 +100,14 @@ int slot_try(int index, struct cell_slot *s)
     s->uid = geteuid() == 0 ? (uid_t)(first_uid() + (unsigned)index) : geteuid();
     s->gid = geteuid() == 0 ? (gid_t)(first_uid() + (unsigned)index) : getegid();
     return 1;
+}
+
+int slot_try(int index, struct cell_slot *s)
+{
+    char dir[4096];
+    if (lock_dir(dir, sizeof(dir)) < 0)
+        return -1;
+    return try_in(dir, index, s);
 }
 
 /* A slot whose uid is an account's (or whose gid is a group's) is never used: that user
@@ -127,16 +134,19 @@ static bool slot_belongs_to_account(unsigned index)
 int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
 {
     unsigned n = slot_count(), skipped = 0;
-    /* Start at a pid-derived slot so concurrent callers rarely contend for the same lock. */
-    unsigned start = (unsigned)getpid() % n;
+    /* The lowest free slot: slots keep their cgroups between cells (cgroup.c), so the fewer
+     * distinct slots are used, the fewer cgroups are kept and the more often one is reused. A
+     * busy slot costs a failed non-blocking flock. */
+    char dir[4096];
+    if (lock_dir(dir, sizeof(dir)) < 0)
+        return lock_dir_problem[0] ? errf(err, errsz, "slot lock directory %s", lock_dir_problem)
+                                   : errf(err, errsz, "slot lock: %s", strerror(errno));
     for (unsigned i = 0; i < n; i++) {
-        if (slot_belongs_to_account((start + i) % n)) {
+        if (slot_belongs_to_account(i)) {
             skipped++;
             continue;
         }
-        int r = slot_try((int)((start + i) % n), s);
-        if (r < 0 && lock_dir_problem[0])
-            return errf(err, errsz, "slot lock directory %s", lock_dir_problem);
+        int r = try_in(dir, (int)i, s);
         if (r < 0)
             return errf(err, errsz, "slot lock: %s", strerror(errno));
         if (r == 1)

@@ -3,11 +3,13 @@
 Runs cells with a timeout, reads their cell record (--meta), seeds /workspace with the static probe
 programs from $HELPERS_DIR, and checks on the HOST side that a cell left nothing behind: no
 process (the test process is a child subreaper, so every orphan of a cell lands back here), no new
-mount, no new agentbox cgroup directory, no new file in the test's temp root or /tmp.
+mount, no agentbox cgroup directory left with tasks in it while its slot is free (a slot keeps its
+empty cgroups for its next cell), no new file in the test's temp root or /tmp.
 It never kills a process it did not start (only descendants of this test process).
 """
 import ctypes
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -206,6 +208,28 @@ def attribute(dirs):
     return {d for d in dirs if d in private or os.path.basename(d) in names}
 
 
+def slot_free(cgroup_dir):
+    """Whether nobody holds the lock of the slot cgroup_dir (…/u<euid>-s<N>) is named after."""
+    try:
+        n = int(os.path.basename(cgroup_dir).rsplit("-s", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    lock_dir = "/run/agentbox" if os.geteuid() == 0 else (
+        os.path.join(os.environ["XDG_RUNTIME_DIR"], "agentbox") if os.environ.get("XDG_RUNTIME_DIR", "").startswith("/")
+        else "/tmp/agentbox-%d" % os.geteuid())
+    try:
+        fd = os.open(os.path.join(lock_dir, "slot-%d.lock" % n), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def cgroup_empty(path):
     try:
         with open(os.path.join(path, "cgroup.procs")) as f:
@@ -237,9 +261,10 @@ class HostSnapshot:
             reap()
             procs = descendants()
             new_mounts = mounts() - self.mounts
-            # a cell with processes is someone else's live cell (ours are all gone by now, or
-            # show as processes); an empty directory that stays is a leak
-            new_cg = attribute({d for d in cgroup_dirs() - self.cgroups if cgroup_empty(d)})
+            # An empty one is a slot's kept cgroup, waiting for the slot's next cell (at most one
+            # per slot and hierarchy); one with tasks is a live cell's while its slot is held.
+            # Tasks in a free slot's cgroup are a leak (ours would also show as processes).
+            new_cg = attribute({d for d in cgroup_dirs() if not cgroup_empty(d) and slot_free(d)})
             new_tmp = tmp_entries() - self.tmp
             if not (procs or new_mounts or new_cg or new_tmp) or time.monotonic() > deadline:
                 break
@@ -253,7 +278,7 @@ class HostSnapshot:
                 pass
         reap()
         problems += ["new mount on the host: %s" % (m,) for m in sorted(new_mounts)]
-        problems += ["cgroup directory left: %s" % d for d in sorted(new_cg)]
+        problems += ["cgroup left with tasks, its slot free: %s" % d for d in sorted(new_cg)]
         problems += ["file left in /tmp: %s" % n for n in sorted(new_tmp)]
         return problems
 
@@ -347,6 +372,20 @@ class CellTest(unittest.TestCase):
         r = Result(p.returncode, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace"),
                    meta, wall)
         if check_setup and r.rc == 125:
+            self.fail("the cell could not be set up: %r" % r)
+        return r
+
+    def cell_on_slot0(self, cmd, env=None, **kw):
+        """self.cell pinned to slot 0 (AGENTBOX_SLOTS=1), so that cells in a row share a slot;
+        while another agentbox holds slot 0 the set-up is refused, and tried again (30 s)."""
+        e = dict(env or {}, AGENTBOX_SLOTS="1")
+        deadline = time.monotonic() + 30
+        while True:
+            r = self.cell(cmd, env=e, check_setup=False, **kw)
+            if not (r.rc == 125 and "slots are in use" in r.err) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if r.rc == 125:
             self.fail("the cell could not be set up: %r" % r)
         return r
 

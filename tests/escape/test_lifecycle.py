@@ -7,6 +7,7 @@ import subprocess
 import time
 import unittest
 
+import cellcheck
 from cellcheck import AGENTBOX, UNPRIVILEGED, CellTest, enforced, marker, processes_with, unavailable
 
 
@@ -94,6 +95,61 @@ class SlotReuse(CellTest):
         bad = {k: v for k, v in seen.items() if k not in ("ok", "busy")}
         self.assertEqual(bad, {}, "runs broken by another cell's cleanup: %r" % dict(seen))
         self.assertGreater(seen["ok"], 0, dict(seen))
+
+
+class SlotCgroups(CellTest):
+    """A slot keeps its cgroups between cells (cgroup.c): limits, peak and OOM count must be the
+    cell's own, and a task found in a kept cgroup is killed, never shared. Every cell here is pinned
+    to slot 0."""
+
+    @staticmethod
+    def slot_cgroups():
+        """Where agentbox puts our slot-0 cgroups (only those it made exist: v1 memory and pids,
+        or the v2 one)."""
+        return [os.path.join(p, "u%d-s0" % os.geteuid()) for p in cellcheck._PARENTS]
+
+    def test_the_next_cell_on_a_slot_inherits_no_limit_peak_or_oom(self):
+        big = self.cell_on_slot0(["python3", "-c", "x = bytearray(48 << 20); x[::4096] = b'1' * len(x[::4096])"],
+                                 opts=["--pids", "8"])
+        if not big.meta or not big.meta.get("cgroup"):
+            self.skipTest("no cgroups here (unprivileged or none usable)")
+        self.assertEqual(big.meta["status"], "exited", big)
+        self.assertGreater(big.meta["max_rss_kb"], 40 << 10, big)
+        oom = self.cell_on_slot0(["python3", "-c", "x = bytearray(200 << 20); x[::4096] = b'1' * len(x[::4096])"],
+                                 opts=["--memory", "32M"])
+        self.assertEqual(oom.meta["status"], "memory", oom)
+        # twelve processes at once (the first cell's --pids 8 is gone), a small peak (not the
+        # first cell's 48 MiB), no OOM (not the second cell's)
+        r = self.ran(self.cell_on_slot0(["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 0.2 & done;"
+                                         " wait; true"]))
+        self.assertEqual(r.meta["status"], "exited", r)
+        self.assertLess(r.meta["max_rss_kb"], 16 << 10, "the peak of an earlier cell on the slot: %r" % r)
+
+    def test_a_task_found_in_a_kept_cgroup_is_killed_not_shared(self):
+        first = self.ran(self.cell_on_slot0(["/bin/true"]))
+        if not first.meta.get("cgroup"):
+            self.skipTest("no cgroups here (unprivileged or none usable)")
+        kept = [d for d in self.slot_cgroups() if os.path.isdir(d)]
+        if not kept:
+            self.skipTest("no kept cgroup on the slot (none are kept on cgroup v2 without a resettable "
+                          "memory.peak, before Linux 6.12; or another agentbox removed them)")
+        # a host process in the slot's kept cgroups, as if left there
+        squatter = subprocess.Popen(["sleep", "60"])
+        try:
+            for d in kept:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(squatter.pid))
+            r = self.ran(self.cell_on_slot0(["/bin/sh", "-c", "cat /proc/self/cgroup >/dev/null; true"]))
+            self.assertEqual(r.meta["status"], "exited", r)
+            try:
+                rc = squatter.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                rc = None
+            self.assertEqual(rc, -signal.SIGKILL, "a task in the slot's cgroup survived the next cell's set-up")
+        finally:
+            if squatter.poll() is None:
+                squatter.kill()
+            squatter.wait()
 
 
 class Record(CellTest):

@@ -119,3 +119,56 @@ class Network(CellTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NextCellOnTheSlot(CellTest):
+    """What one cell leaves in the network stack must not reach the next cell on the same slot
+    (pinned to slot 0). Each cell has a network namespace of its own, which goes with
+    it; a namespace kept per slot would fail this test: per-namespace counters (/proc/net/snmp),
+    TIME_WAIT sockets (/proc/net/tcp, and the port still taken) and sysctls outlive the cells."""
+    LEAVE = ("import os, socket, subprocess, time\n"
+             # a listener and an abstract socket, held by a daemon that tries to outlive the cell
+             "subprocess.Popen(['/usr/bin/python3', '-c', \"import socket,time\\n"
+             "t=socket.socket();t.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+             "t.bind(('127.0.0.1',%(listen)d));t.listen(4)\\n"
+             "u=socket.socket(socket.AF_UNIX);u.bind('\\\\0%(name)s');u.listen(4)\\n"
+             "time.sleep(60)\"], start_new_session=True)\n"
+             # a TIME_WAIT connection on a known local port: the client closes first
+             "l=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+             "l.bind(('127.0.0.1',0));l.listen(1)\n"
+             "c=socket.socket();c.bind(('127.0.0.1',%(tw)d));c.connect(l.getsockname())\n"
+             "a,_=l.accept();c.close();time.sleep(0.1);a.close();l.close()\n"
+             "print('tw=' + str(open('/proc/net/tcp').read().count(' 06 ')))\n"
+             # counters: datagrams sent on lo
+             "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+             "for i in range(%(dgrams)d): s.sendto(b'x',('127.0.0.1',9))\n"
+             # a sysctl write attempt
+             "try:\n"
+             "    open('/proc/sys/net/ipv4/tcp_fin_timeout','w').write('7'); print('sysctl written')\n"
+             "except OSError as e: print('sysctl', e.errno)\n"
+             "time.sleep(0.3)\n")
+    PROBE = ("import errno, socket\n"
+             "def try_(f):\n"
+             "    try: f(); return 0\n"
+             "    except OSError as e: return errno.errorcode.get(e.errno, e.errno)\n"
+             "print('listener=' + str(try_(lambda: socket.create_connection(('127.0.0.1',%(listen)d),timeout=2))))\n"
+             "print('abstract=' + str(try_(lambda: socket.socket(socket.AF_UNIX).connect('\\0%(name)s'))))\n"
+             "print('tw_port=' + str(try_(lambda: socket.socket().bind(('127.0.0.1',%(tw)d)))))\n"
+             "print('tcp_entries=' + str((len(open('/proc/net/tcp').read().splitlines()) - 1)))\n"
+             "udp=[l.split() for l in open('/proc/net/snmp') if l.startswith('Udp:')]\n"
+             "print('udp_out=' + str(udp[1][udp[0].index('OutDatagrams')]))\n"
+             "print('fin_timeout=' + str(open('/proc/sys/net/ipv4/tcp_fin_timeout').read().strip()))\n")
+
+    def test_nothing_a_cell_leaves_in_its_network_reaches_the_next(self):
+        args = {"listen": 40000 + os.getpid() % 1000, "tw": 41000 + os.getpid() % 1000,
+                "name": marker("ns"), "dgrams": 4321}
+        first = self.ran(self.cell_on_slot0(["/usr/bin/python3", "-c", self.LEAVE % args]))
+        self.assertEqual(first.kv.get("tw"), "1", "the first cell left no TIME_WAIT connection: %r" % first)
+        self.assertNotIn("sysctl written", first.out, first)
+        r = self.ran(self.cell_on_slot0(["/usr/bin/python3", "-c", self.PROBE % args]))
+        self.assertEqual(r.kv.get("listener"), "ECONNREFUSED", r)
+        self.assertEqual(r.kv.get("abstract"), "ECONNREFUSED", r)
+        self.assertEqual(r.kv.get("tw_port"), "0", "the first cell's TIME_WAIT port is still taken: %r" % r)
+        self.assertEqual(r.kv.get("tcp_entries"), "0", r)
+        self.assertEqual(r.kv.get("udp_out"), "0", "the first cell's datagrams are counted here: %r" % r)
+        self.assertNotEqual(r.kv.get("fin_timeout"), "7", r)

@@ -195,7 +195,10 @@ class Systemd(unittest.TestCase):
         self.assertEqual(r["sandbox"]["cgroup"], "v2")
         for need in ("memory", "pids", "seccomp", "landlock"):
             self.assertIn(need, r["sandbox"]["enforced"], r["sandbox"])
-        self.assertFalse(os.path.exists(cells[0]), "the cell's cgroup outlived it")
+        # gone, or (a kernel that can reset memory.peak, 6.12) kept for the slot's next cell
+        # with no task left in it
+        self.assertTrue(not os.path.exists(cells[0]) or "populated 0" in open(cells[0] + "/cgroup.events").read(),
+                        "the cell's cgroup outlived it with tasks")
         # inside a cell of the hardened service: no_new_privs, seccomp, no capability, a
         # slot uid, the host read-only and the key file out of reach
         tid = self.submit("probe", "probe")
