@@ -29,58 +29,6 @@
 #include "fdpass.h"
 #include "util.h"
 
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
-/* ---- the set-up socket: a handful of fixed-size messages, child -> parent ---- */
-enum {
-    MSG_FAIL = 'F',      /* a set-up step failed: step, err */
-    MSG_WORKSPACE = 'W', /* carries an O_PATH fd of /workspace (SCM_RIGHTS) */
-    MSG_READY = 'R',     /* every restriction is in place: enforced, unavailable, ... */
-    MSG_EXEC = 'E',      /* the command could not be exec'd: err */
-    MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
-    MSG_DUMPABLE = 'D',  /* the child made itself dumpable: its maps can be written */
-    MSG_PROXYFD = 'P',   /* carries the egress proxy's listening socket (SCM_RIGHTS) */
-};
-
-struct setup_msg {
-    char kind;
-    int32_t err;
-    int32_t value;
-    uint32_t enforced, unavailable;
-    int32_t landlock_abi;
-    char seed_mode; /* 'o' overlay, 'c' copy, 0 */
-    char step[96];
-};
-
-/* parent -> child, after the maps: which limits the cgroups hold and (v1) where they are */
-struct go_msg {
-    char kind; /* 'G' */
-    char memory, pids;
-    char memory_path[512], pids_path[512];
-};
-
-struct cell {
-    pid_t pid;
-    int pidfd;
-    int setup_fd;
-    int ws_fd;               /* keeps the workspace's superblock for the final statfs */
-    int exe_tree, seed_tree; /* root, until clone: detached copies of the mounts (open_tree) */
-    int proxy_fd; /* cfg->egress: the listening socket in the cell's netns, until taken */
-    enum cell_pid1 mode;
-    struct cell_slot slot;
-    struct cell_cgroup cg;
-    double start;
-    bool timed_out, reaped;
-    uint32_t enforced, unavailable;
-    int landlock_abi;
-    const char *seed_mode;
-};
-
 static void child_send(int fd, const struct setup_msg *m)
 {
     /* Best effort: if the parent is gone, PDEATHSIG ends us anyway. */
@@ -391,7 +339,7 @@ static __attribute__((noreturn)) void child_main(struct cell_child *ctx)
 }
 
 /* ---- parent ---- */
-static int recv_msg(int fd, struct setup_msg *m, int *passed_fd)
+int cell_recv_msg(int fd, struct setup_msg *m, int *passed_fd)
 {
     int got;
     ssize_t n = fdpass_recv(fd, m, sizeof(*m), MSG_DONTWAIT, &got);
@@ -429,7 +377,7 @@ static void drop_cgroups(struct cell *c)
     c->cg.janitor_id = 0;
 }
 
-static void cell_cleanup(struct cell *c)
+void cell_cleanup(struct cell *c)
 {
     if (c->pidfd >= 0 && !c->reaped) {
         (void)cell_kill(c);
@@ -467,7 +415,7 @@ static int wait_ready(struct cell *c, char *err, size_t errsz)
             continue;
         struct setup_msg m;
         int fd = -1;
-        r = recv_msg(c->setup_fd, &m, &fd);
+        r = cell_recv_msg(c->setup_fd, &m, &fd);
         /* ECONNRESET: the child exited with our "go" unread; its failure message is still
          * queued behind the error, which reading has now cleared. */
         if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
@@ -521,7 +469,7 @@ static int wait_dumpable(struct cell *c, char *err, size_t errsz)
             return errf(err, errsz, "set-up failed at dumpable: %s",
                         r == 0 ? "timed out" : strerror(errno));
         struct setup_msg m;
-        r = recv_msg(c->setup_fd, &m, NULL);
+        r = cell_recv_msg(c->setup_fd, &m, NULL);
         if (r < 0 && (errno == EAGAIN || errno == ECONNRESET))
             continue;
         if (r == 1 && m.kind == MSG_DUMPABLE)
@@ -598,9 +546,9 @@ static void close_mounts(struct cell *c)
     }
 }
 
-int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
+/* What no cell can be made from: refused before anything is allocated. */
+static int check_config(const struct cell_config *cfg, char *err, size_t errsz)
 {
-    *out = NULL;
     if (!cfg->policy || (cfg->pid1 == CELL_PID1_COMMAND && (!cfg->argv || !cfg->argv[0])))
         return errf(err, errsz, "set-up failed: no policy or no command");
     if (cfg->network_host && cfg->egress)
@@ -613,35 +561,28 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         (cfg->seed_fd <= 2 || fstat(cfg->seed_fd, &seed_st) < 0 || !S_ISDIR(seed_st.st_mode)))
         return errf(err, errsz, "set-up failed: the seed directory %s was not opened",
                     cfg->workspace_from);
+    return 0;
+}
+
+static struct cell *cell_new(const struct cell_config *cfg)
+{
     struct cell *c = calloc(1, sizeof(*c));
     if (!c)
-        return errf(err, errsz, "set-up failed: out of memory");
+        return NULL;
     c->pidfd = c->setup_fd = c->ws_fd = c->exe_tree = c->seed_tree = c->proxy_fd = -1;
     c->slot.index = -1;
     c->slot.lock_fd = -1;
     c->cg.dir_fd = c->cg.peak_fd = -1;
     c->mode = cfg->pid1;
     c->start = monotonic_s();
-    bool root = geteuid() == 0;
-    bool undumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
+    return c;
+}
 
-    char why[256];
-    if (slot_acquire(&c->slot, why, sizeof(why)) < 0) {
-        errf(err, errsz, "set-up failed at %s", why);
-        goto fail;
-    }
-    /* v2, before clone: the cell is born in its cgroup (CLONE_INTO_CGROUP, Linux 5.7). */
-    if (make_cgroups(c, cfg, 2) < 0) {
-        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
-        goto fail;
-    }
-    if (root && clone_mounts(c, cfg, err, errsz) < 0)
-        goto fail;
-    int sp[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-        errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
-        goto fail;
-    }
+/* The clone itself: pid 1 in its namespaces (v2: born in its cgroup), running child_main
+ * with sp[1]. Returns the pid, or -1 with errno; sp[0] becomes c->setup_fd either way. */
+static long clone_cell(struct cell *c, const struct cell_config *cfg, const int sp[2], bool root,
+                       bool undumpable)
+{
     /* Without v2, pid 1 makes its cgroup namespace itself once it is in its v1 cgroups (or
      * knows there are none): one made at clone would be rooted at ours. */
     uint64_t nsflags = ns_clone_flags(cfg);
@@ -685,42 +626,44 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
     (void)close(sp[1]);
     close_mounts(c); /* the child has its copies */
     c->setup_fd = sp[0];
-    if (pid < 0) {
-        errf(err, errsz, "set-up failed at clone: %s", strerror(e));
-        goto fail;
-    }
-    c->pid = (pid_t)pid;
+    errno = e;
+    return pid;
+}
+
+/* The parent's half of the set-up, while pid 1 builds its root: the maps, then (v1) the
+ * cgroups, whose "tasks" pid 1 may then write itself (see cgroup_enter), and their janitor;
+ * then "go" and the wait for "ready". */
+static int parent_setup(struct cell *c, const struct cell_config *cfg, bool root, bool undumpable,
+                        char *err, size_t errsz)
+{
+    char why[256];
     if (!root && undumpable && wait_dumpable(c, err, errsz) < 0)
-        goto fail;
-    if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0) {
-        errf(err, errsz, "set-up failed at %s", why);
-        goto fail;
-    }
+        return -1;
+    if (ns_write_maps(c->pid, c->slot.uid, c->slot.gid, root, why, sizeof(why)) < 0)
+        return errf(err, errsz, "set-up failed at %s", why);
     if (send_go(c, "M", 1, err, errsz) < 0)
-        goto fail;
-    /* v1, while pid 1 builds its root: the cgroups, whose "tasks" it may then write itself
-     * (see cgroup_enter), and their janitor. */
-    if (c->cg.version == 0 && make_cgroups(c, cfg, 1) < 0) {
-        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
-        goto fail;
-    }
-    if (c->cg.version == 1 && root && cgroup_grant_tasks(&c->cg, c->slot.uid, c->slot.gid) < 0) {
-        errf(err, errsz, "set-up failed at cgroup tasks: %s", strerror(errno));
-        goto fail;
-    }
+        return -1;
+    if (c->cg.version == 0 && make_cgroups(c, cfg, 1) < 0)
+        return errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
+    if (c->cg.version == 1 && root && cgroup_grant_tasks(&c->cg, c->slot.uid, c->slot.gid) < 0)
+        return errf(err, errsz, "set-up failed at cgroup tasks: %s", strerror(errno));
     struct go_msg g = {.kind = 'G', .memory = c->cg.memory, .pids = c->cg.pids};
     if (c->cg.version == 1) {
         snprintf(g.memory_path, sizeof(g.memory_path), "%s", c->cg.memory ? c->cg.path : "");
         snprintf(g.pids_path, sizeof(g.pids_path), "%s", c->cg.pids ? c->cg.pids_path : "");
     }
     if (send_go(c, (const char *)&g, sizeof(g), err, errsz) < 0)
-        goto fail;
+        return -1;
     if (wait_ready(c, err, errsz) < 0)
-        goto fail;
-    if (cfg->egress && c->proxy_fd < 0) {
-        errf(err, errsz, "set-up failed at proxy socket: not received");
-        goto fail;
-    }
+        return -1;
+    if (cfg->egress && c->proxy_fd < 0)
+        return errf(err, errsz, "set-up failed at proxy socket: not received");
+    return 0;
+}
+
+/* What the parent itself guarantees (pid 1 reported the rest with "ready"). */
+static void mark_enforced(struct cell *c, const struct cell_config *cfg)
+{
     c->enforced |= FEAT(CELL_F_USERNS) | FEAT(CELL_F_PIDNS) | FEAT(CELL_F_MOUNTNS) |
                    FEAT(CELL_F_IPCNS) | FEAT(CELL_F_UTSNS) | FEAT(CELL_F_CGROUPNS) |
                    FEAT(CELL_F_UID) | FEAT(CELL_F_SETSID) | FEAT(CELL_F_NO_NEW_PRIVS);
@@ -734,6 +677,46 @@ int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size
         c->enforced |= FEAT(CELL_F_MEMORY);
     if (c->cg.pids)
         c->enforced |= FEAT(CELL_F_PIDS);
+}
+
+/* A cell, in order: a slot, (v2) its cgroups, (root) the cloned mounts, the clone, the
+ * parent's half of the set-up. Any failure names its step and removes everything made. */
+int cell_spawn(const struct cell_config *cfg, struct cell **out, char *err, size_t errsz)
+{
+    *out = NULL;
+    if (check_config(cfg, err, errsz) < 0)
+        return -1;
+    struct cell *c = cell_new(cfg);
+    if (!c)
+        return errf(err, errsz, "set-up failed: out of memory");
+    bool root = geteuid() == 0;
+    bool undumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
+    char why[256];
+    if (slot_acquire(&c->slot, why, sizeof(why)) < 0) {
+        errf(err, errsz, "set-up failed at %s", why);
+        goto fail;
+    }
+    /* v2, before clone: the cell is born in its cgroup (CLONE_INTO_CGROUP, Linux 5.7). */
+    if (make_cgroups(c, cfg, 2) < 0) {
+        errf(err, errsz, "set-up failed at cgroup janitor: %s", strerror(errno));
+        goto fail;
+    }
+    if (root && clone_mounts(c, cfg, err, errsz) < 0)
+        goto fail;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        errf(err, errsz, "set-up failed at socketpair: %s", strerror(errno));
+        goto fail;
+    }
+    long pid = clone_cell(c, cfg, sp, root, undumpable);
+    if (pid < 0) {
+        errf(err, errsz, "set-up failed at clone: %s", strerror(errno));
+        goto fail;
+    }
+    c->pid = (pid_t)pid;
+    if (parent_setup(c, cfg, root, undumpable, err, errsz) < 0)
+        goto fail;
+    mark_enforced(c, cfg);
     *out = c;
     return 0;
 fail:
@@ -762,141 +745,4 @@ int cell_take_proxy_fd(struct cell *c)
     int fd = c->proxy_fd;
     c->proxy_fd = -1;
     return fd;
-}
-
-int cell_kill(struct cell *c)
-{
-    if (c->reaped || c->pidfd < 0)
-        return 0;
-    if (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
-        return -1;
-    return 0;
-}
-
-int cell_timeout(struct cell *c)
-{
-    c->timed_out = true;
-    return cell_kill(c);
-}
-
-/* Messages pid 1 and the command's child sent after "ready"; untrusted, so checked. */
-static void drain(struct cell *c, int *exec_errno, int *status, bool *have_status)
-{
-    struct setup_msg m;
-    while (recv_msg(c->setup_fd, &m, NULL) == 1) {
-        if (m.kind == MSG_EXEC && m.err > 0 && m.err < 4096)
-            *exec_errno = m.err;
-        else if (m.kind == MSG_STATUS && c->mode == CELL_PID1_COMMAND &&
-                 ((WIFEXITED(m.value)) || (WIFSIGNALED(m.value) && WTERMSIG(m.value) < 65))) {
-            *status = m.value;
-            *have_status = true;
-        }
-    }
-}
-
-int cell_reap(struct cell *c, struct cell_record *rec)
-{
-    memset(rec, 0, sizeof(*rec));
-    rec->slot = c->slot.index;
-    siginfo_t si;
-    struct rusage ru;
-    memset(&si, 0, sizeof(si));
-    memset(&ru, 0, sizeof(ru));
-    long r;
-    do
-        r = syscall(SYS_waitid, P_PIDFD, c->pidfd, &si, WEXITED, &ru);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
-        return -1;
-    c->reaped = true;
-    rec->wall_s = monotonic_s() - c->start;
-    rec->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-                 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    rec->max_rss_kb = ru.ru_maxrss > 0 ? (uint64_t)ru.ru_maxrss : 0;
-
-    int exec_errno = 0, st = 0;
-    bool have_status = false;
-    drain(c, &exec_errno, &st, &have_status);
-    rec->exec_errno = exec_errno;
-    if (have_status && WIFEXITED(st)) {
-        rec->status = CELL_EXITED;
-        rec->has_exit_code = true;
-        rec->exit_code = WEXITSTATUS(st);
-    } else if (have_status) {
-        rec->status = CELL_SIGNALED;
-        rec->signal = WTERMSIG(st);
-    } else if (si.si_code == CLD_EXITED) {
-        rec->status = CELL_EXITED;
-        rec->has_exit_code = true;
-        rec->exit_code = si.si_status;
-    } else {
-        rec->status = CELL_SIGNALED;
-        rec->signal = si.si_status;
-    }
-
-    struct statfs sf;
-    if (c->ws_fd >= 0 && fstatfs(c->ws_fd, &sf) == 0) {
-        rec->disk_bytes = (uint64_t)(sf.f_blocks - sf.f_bfree) * (uint64_t)sf.f_bsize;
-        rec->disk_inodes = (uint64_t)(sf.f_files - sf.f_ffree);
-    }
-    uint64_t peak_kb;
-    bool oom;
-    cgroup_stats(&c->cg, &peak_kb, &oom);
-    if (peak_kb > rec->max_rss_kb)
-        rec->max_rss_kb = peak_kb;
-    if (c->timed_out) {
-        rec->status = CELL_TIMEOUT;
-        rec->has_exit_code = false;
-        rec->signal = 0;
-    } else if (oom)
-        rec->status = CELL_MEMORY;
-    rec->enforced = c->enforced;
-    rec->unavailable = c->unavailable;
-    rec->workspace_seed = c->seed_mode;
-    rec->cgroup = c->cg.version == 2 ? "v2" : c->cg.version == 1 ? "v1" : NULL;
-    rec->landlock_abi = c->landlock_abi;
-    cell_cleanup(c);
-    return 0;
-}
-
-int cell_run(const struct cell_config *cfg, struct cell_record *rec, char *err, size_t errsz)
-{
-    struct cell *c;
-    if (cell_spawn(cfg, &c, err, errsz) < 0) {
-        memset(rec, 0, sizeof(*rec));
-        rec->status = CELL_SETUP_ERROR;
-        rec->slot = -1;
-        return -1;
-    }
-    double deadline = cfg->limits.timeout_s > 0 ? monotonic_s() + cfg->limits.timeout_s : 0;
-    for (;;) {
-        int ms = -1;
-        if (deadline > 0) {
-            double left = deadline - monotonic_s();
-            ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
-        }
-        struct pollfd pfd = {.fd = cell_pidfd(c), .events = POLLIN};
-        int r = poll(&pfd, 1, ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r > 0)
-            break;
-        if (r < 0 || (deadline > 0 && monotonic_s() >= deadline)) {
-            (void)cell_timeout(c);
-            break;
-        }
-    }
-    int r = cell_reap(c, rec);
-    cell_free(c);
-    if (r < 0)
-        return errf(err, errsz, "reap: %s", strerror(errno));
-    return 0;
-}
-
-void cell_free(struct cell *c)
-{
-    if (!c)
-        return;
-    cell_cleanup(c);
-    free(c);
 }

@@ -7,7 +7,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include "cell.h"
 
@@ -145,5 +147,65 @@ void cgroup_remove(const char *path, int version, int wait_ms);
  * then. *id for janitor_unregister. -1 only if no janitor can be started. */
 int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id);
 void janitor_unregister(uint64_t id);
+
+/* ---- cell.c and cell_reap.c: the parent's handle on a cell and the set-up socket ---- */
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* ---- the set-up socket: a handful of fixed-size messages, child -> parent ---- */
+enum {
+    MSG_FAIL = 'F',      /* a set-up step failed: step, err */
+    MSG_WORKSPACE = 'W', /* carries an O_PATH fd of /workspace (SCM_RIGHTS) */
+    MSG_READY = 'R',     /* every restriction is in place: enforced, unavailable, ... */
+    MSG_EXEC = 'E',      /* the command could not be exec'd: err */
+    MSG_STATUS = 'X',    /* the command's wait status, from pid 1 (CELL_PID1_COMMAND) */
+    MSG_DUMPABLE = 'D',  /* the child made itself dumpable: its maps can be written */
+    MSG_PROXYFD = 'P',   /* carries the egress proxy's listening socket (SCM_RIGHTS) */
+};
+
+struct setup_msg {
+    char kind;
+    int32_t err;
+    int32_t value;
+    uint32_t enforced, unavailable;
+    int32_t landlock_abi;
+    char seed_mode; /* 'o' overlay, 'c' copy, 0 */
+    char step[96];
+};
+
+/* parent -> child, after the maps: which limits the cgroups hold and (v1) where they are */
+struct go_msg {
+    char kind; /* 'G' */
+    char memory, pids;
+    char memory_path[512], pids_path[512];
+};
+
+struct cell {
+    pid_t pid;
+    int pidfd;
+    int setup_fd;
+    int ws_fd;               /* keeps the workspace's superblock for the final statfs */
+    int exe_tree, seed_tree; /* root, until clone: detached copies of the mounts (open_tree) */
+    int proxy_fd; /* cfg->egress: the listening socket in the cell's netns, until taken */
+    enum cell_pid1 mode;
+    struct cell_slot slot;
+    struct cell_cgroup cg;
+    double start;
+    bool timed_out, reaped;
+    uint32_t enforced, unavailable;
+    int landlock_abi;
+    const char *seed_mode;
+};
+
+/* cell.c, for cell_reap.c: one set-up message from pid 1 (1, 0 at EOF, -1 with errno; a
+ * descriptor only with a whole workspace or proxy message), and the release of everything a
+ * cell holds (killed and reaped first if it still runs). */
+int cell_recv_msg(int fd, struct setup_msg *m, int *passed_fd);
+void cell_cleanup(struct cell *c);
 
 #endif
