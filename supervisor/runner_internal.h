@@ -10,6 +10,8 @@
 #include "channel.h"
 #include "result_report.h"
 #include "runner_post.h"
+#include "spawner.h"
+#include "util.h"
 
 #define RUNNER_OVERHEAD_SAMPLES 4096
 #define LLM_MESSAGES_MAX        5000
@@ -63,7 +65,20 @@ struct runner {
     char outputs_path[4096];
     char events_path[4096];
     struct runner_post post; /* git workspace, patch, verify */
+    /* the cell's creation (runner_spawn.c): while spawning, the job owns cell, chan, post
+     * and spawn_err, and the loop touches none of them */
+    struct spawn_job job;
+    bool spawning;
+    int spawn_rc;
+    char spawn_err[ERR_MSG_MAX];
+    char *const *cell_env; /* NULL: the sandbox's default */
+    char **egress_env;     /* owned */
 };
+
+/* runner_spawn.c: once the job said it ran, hands the cell over (or fails the task) */
+void runner_spawn_step(struct runner *r);
+/* Blocks until the job ran (freeing a runner whose cell is being made). */
+void runner_spawn_wait(struct runner *r);
 
 /* runner.c */
 void runner_send_to_cell(struct runner *r, enum channel_type type, cJSON *fields);
