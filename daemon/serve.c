@@ -251,6 +251,7 @@ static void run_loop(struct server *s)
             (void)broker_step(s->broker);
         serve_step_runners(s);
         serve_start_queued(s);
+        serve_prewarm_step(s);
         housekeeping(s);
         compact_journal(s);
     }
@@ -360,6 +361,8 @@ static void usage(FILE *out)
             "  --socket PATH          listen there (created with --socket-mode; default\n"
             "                         $AGENTBOX_SOCKET, else " AGENTBOX_DEFAULT_SOCKET ")\n"
             "  --jobs N               cells at once (default %d); a FIFO queue behind them\n"
+            "  --prewarm N            keep N cells made ahead (default policy and limits, no\n"
+            "                         seed, no network) for the tasks that fit them (max 64)\n"
             "  --state-dir DIR        results and the journal (default OPENHANDS_WORKSPACE_ROOT)\n"
             "  --allow-uid UID        also serve this uid (repeatable; root and the server's\n"
             "                         own uid are always served)\n"
@@ -430,6 +433,7 @@ static int parse_args(int argc, char **argv, struct server *s)
         O_AGID,
         O_MODE,
         O_RETAIN,
+        O_PREWARM,
         O_QMAX,
         O_GRACE,
         O_CQUEUE,
@@ -453,6 +457,7 @@ static int parse_args(int argc, char **argv, struct server *s)
         {"allow-gid", required_argument, 0, O_AGID},
         {"socket-mode", required_argument, 0, O_MODE},
         {"retain", required_argument, 0, O_RETAIN},
+        {"prewarm", required_argument, 0, O_PREWARM},
         {"queue-max", required_argument, 0, O_QMAX},
         {"grace", required_argument, 0, O_GRACE},
         {"client-queue", required_argument, 0, O_CQUEUE},
@@ -480,6 +485,11 @@ static int parse_args(int argc, char **argv, struct server *s)
         switch (c) {
         case O_SOCKET:
             s->socket_path = optarg;
+            break;
+        case O_PREWARM:
+            if (opt_count("--prewarm", optarg, 0, PREWARM_MAX, &u, oerr, sizeof(oerr)) < 0)
+                return option_error(oerr);
+            s->prewarm_n = (unsigned)u;
             break;
         case O_JOBS:
             if (opt_count("--jobs", optarg, 1, 4096, &u, oerr, sizeof(oerr)) < 0)
@@ -701,7 +711,8 @@ int cmd_serve(int argc, char **argv)
         snprintf(err, sizeof(err), "epoll/signalfd: %s", strerror(errno));
         goto fail;
     }
-    if (serve_recover(s, err, sizeof(err)) < 0 || open_socket(s, err, sizeof(err)) < 0)
+    if (serve_recover(s, err, sizeof(err)) < 0 || open_socket(s, err, sizeof(err)) < 0 ||
+        serve_prewarm_start(s, err, sizeof(err)) < 0)
         goto fail;
     s->listen_tag.kind = K_LISTEN;
     s->signal_tag.kind = K_SIGNAL;

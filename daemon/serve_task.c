@@ -266,6 +266,7 @@ static void start_task(struct server *s, struct stask *t)
         .events = &sl->events,
         .broker = sl->own_broker ? sl->own_broker : s->broker,
         .queued_at = t->submitted,
+        .prewarm = s->prewarm,
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];

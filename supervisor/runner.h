@@ -16,6 +16,7 @@
 #include "cell.h"
 #include "egress_rules.h"
 #include "events.h"
+#include "prewarm.h"
 #include "task.h"
 
 #define RUNNER_MODELS_MAX       (TASK_MODELS_MAX + 10)
@@ -42,6 +43,8 @@ struct runner_opts {
     struct event_log *events; /* sinks set by the caller; the runner adds the file */
     struct broker *broker;    /* shared */
     double queued_at;         /* wall clock when the task was queued (0: when it starts) */
+    struct prewarm *prewarm;  /* borrowed; runner_start_async takes a prepared cell from it
+                                 when the task's cell would be made exactly like its cells */
 };
 
 struct runner;
@@ -56,6 +59,9 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
  * with err only for what failed before (the state dir). */
 int runner_start_async(const struct runner_opts *opts, struct runner **out, char *err,
                        size_t errsz);
+/* The environment a runner gives its cell when the task needs nothing else (no egress
+ * proxy): what a pool of prepared cells must be made with (prewarm.h). */
+char *const *runner_cell_env(void);
 /* Whether the cell is still being made. */
 bool runner_spawning(const struct runner *r);
 /* fds to poll (channel, cell pidfd); returns the count */

@@ -69,6 +69,7 @@ struct runner {
      * and spawn_err, and the loop touches none of them */
     struct spawn_job job;
     bool spawning;
+    bool prewarmed; /* the cell was prepared ahead (prewarm.h) */
     int spawn_rc;
     char spawn_err[ERR_MSG_MAX];
     char *const *cell_env; /* NULL: the sandbox's default */

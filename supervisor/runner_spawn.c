@@ -82,6 +82,25 @@ static cJSON *task_for_cell(const struct runner *r)
     return j;
 }
 
+char *const *runner_cell_env(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    /* the sanitizer build's agent: LeakSanitizer needs ptrace, which the cell's seccomp
+     * filter denies, so leaks are checked in the supervisor and the unit tests instead
+     * (built on the loop thread, at its first task) */
+    static char *asan_env[32];
+    if (!asan_env[0]) {
+        size_t n = 0;
+        for (char *const *e = cell_default_env(); *e && n < ARRAY_SIZE(asan_env) - 2; e++)
+            asan_env[n++] = *e;
+        asan_env[n] = "ASAN_OPTIONS=detect_leaks=0";
+    }
+    return asan_env;
+#else
+    return NULL;
+#endif
+}
+
 /* The loop's part before the cell: the runner, its state dir and events file, task_queued,
  * the cell's environment. */
 static int begin(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz)
@@ -108,19 +127,7 @@ static int begin(const struct runner_opts *opts, struct runner **out, char *err,
     cJSON *q = cJSON_CreateObject();
     cJSON_AddNumberToObject(q, "queued_at", opts->queued_at > 0 ? opts->queued_at : r->start_wall);
     events_emit(r->o.events, "task_queued", q);
-#ifdef __SANITIZE_ADDRESS__
-    /* the sanitizer build's agent: LeakSanitizer needs ptrace, which the cell's seccomp
-     * filter denies, so leaks are checked in the supervisor and the unit tests instead
-     * (built here, on the loop thread, once) */
-    static char *asan_env[32];
-    if (!asan_env[0]) {
-        size_t n = 0;
-        for (char *const *e = cell_default_env(); *e && n < ARRAY_SIZE(asan_env) - 2; e++)
-            asan_env[n++] = *e;
-        asan_env[n] = "ASAN_OPTIONS=detect_leaks=0";
-    }
-    r->cell_env = asan_env;
-#endif
+    r->cell_env = runner_cell_env();
     r->egress_env =
         opts->egress ? egress_cell_env(r->cell_env ? r->cell_env : cell_default_env()) : NULL;
     if (r->egress_env)
@@ -188,6 +195,7 @@ static int hand_over(struct runner *r, char *err, size_t errsz)
     cJSON_AddNumberToObject(f, "cell_pid", cell_pid(r->cell));
     cJSON_AddStringToObject(f, "model", r->o.models[0] ? r->o.models[0] : "");
     cJSON_AddNumberToObject(f, "timeout_s", r->o.timeout_s);
+    cJSON_AddBoolToObject(f, "prewarmed", r->prewarmed);
     events_emit(r->o.events, "task_started", f);
     if (r->cancelled) {
         r->cancel_sent = r->kill_sent = true;
@@ -226,6 +234,21 @@ static void fail_setup(struct runner *r, const char *msg)
     events_emit(r->o.events, "task_failed", f);
 }
 
+/* A prepared cell (prewarm.h) when this task's cell would be made exactly like it: no seed,
+ * no git clone, no network, no egress proxy, the pool's policy, limits and environment. */
+static bool take_prepared(struct runner *r)
+{
+    const struct task *t = r->o.task;
+    if (!r->o.prewarm || t->workspace_from || t->git || r->o.network_host || r->o.egress)
+        return false;
+    if (!prewarm_take(r->o.prewarm, r->o.policy, r->o.seccomp, &r->o.limits, r->cell_env, &r->cell,
+                      &r->chan))
+        return false;
+    post_prepare(&r->post, t, NULL, NULL, 0); /* no clone: only its record of the task */
+    r->prewarmed = true;
+    return true;
+}
+
 int runner_start(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz)
 {
     struct runner *r;
@@ -244,6 +267,14 @@ int runner_start_async(const struct runner_opts *opts, struct runner **out, char
     struct runner *r;
     if (begin(opts, &r, err, errsz) < 0)
         return -1;
+    if (take_prepared(r)) {
+        char herr[ERR_MSG_MAX];
+        if (hand_over(r, herr, sizeof(herr)) < 0)
+            fail_setup(r, herr);
+        prewarm_fill(opts->prewarm); /* one more for the next task */
+        *out = r;
+        return 0;
+    }
     if (spawner_job_init(&r->job, spawn_job_run, err, errsz) < 0 ||
         spawner_submit(&r->job, err, errsz) < 0) {
         runner_free(r);

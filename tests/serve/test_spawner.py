@@ -122,3 +122,60 @@ class SpawnerTest(ServeTestCase):
             except OSError:
                 pass
         return out
+
+
+class PrewarmTest(ServeTestCase):
+    """`serve --prewarm N`: cells made ahead serve the tasks that fit them, once each."""
+
+    PROBE = ("ls -A /workspace | tr '\\n' ' '; echo \"[$(cat /workspace/mark 2>/dev/null)]\"; "
+             "echo $$-$RANDOM > /workspace/mark")
+
+    def started(self, tid):
+        with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+            evs = [json.loads(x) for x in f if x.strip()]
+        return [e for e in evs if e["type"] == "task_started"][0], evs
+
+    def run_task(self, c, task):
+        tid = self.submit(c, task)
+        res = self.wait_result(c, tid, 120)
+        self.assertEqual(res["status"], "succeeded", res["error"])
+        return self.started(tid)
+
+    def test_prepared_cells_are_used_once_and_start_empty(self):
+        replay = self.write_replay([bash_reply(self.PROBE), finish_reply()])
+        self.start_server("--jobs", "2", "--prewarm", "2", replay=replay)
+        c = self.conn()
+        used = []
+        deadline = time.monotonic() + 60
+        i = 0
+        while len(used) < 3:  # more than the pool holds: it is refilled
+            self.assertLess(time.monotonic(), deadline, "no task got a prepared cell")
+            st, evs = self.run_task(c, {"prompt": "probe", "id": f"p{i}"})
+            i += 1
+            if st["prewarmed"]:
+                used.append(st["cell_pid"])
+                # its task frame came to an empty workspace: nothing of an earlier task
+                out = [e["observation"] for e in evs
+                       if e["type"] == "tool_result" and e["tool"] == "execute_bash"]
+                self.assertEqual(len(out), 1, evs)
+                self.assertTrue(out[0].startswith("[]"), out[0])  # no file, no mark
+            else:
+                time.sleep(0.3)  # the pool is being made
+        self.assertEqual(len(set(used)), len(used), "a prepared cell served two tasks")
+
+    def test_tasks_that_do_not_fit_get_their_own_cell(self):
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--jobs", "2", "--prewarm", "1", replay=replay)
+        c = self.conn()
+        time.sleep(1)
+        for task in ({"prompt": "x", "id": "lim", "limits": {"memory": "300M"}},
+                     {"prompt": "x", "id": "pol", "policy": "strict"}):
+            tid = self.submit(c, task)
+            res = self.wait_result(c, tid, 120)
+            if res["status"] != "succeeded":  # refused (e.g. the policy forbids it): no cell
+                self.assertEqual(res["status"], "failed")
+                continue
+            st, _ = self.started(tid)
+            self.assertFalse(st["prewarmed"], task)
+        st, _ = self.run_task(c, {"prompt": "x", "id": "fits"})
+        self.assertTrue(st["prewarmed"])
