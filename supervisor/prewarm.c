@@ -2,7 +2,8 @@
  * its spawner job until the job's eventfd says it ran (spawner.c's rule). The pool never
  * reads a task: a prepared cell is made from the pool's own configuration, before any task
  * exists, and handed out at most once; a cell found dead (killed, out of memory) is reaped
- * and dropped. Failures are retried no faster than once a second. */
+ * and dropped, one older than PREWARM_MAX_AGE_S replaced. Failures are retried no faster
+ * than once a second. */
 #include "prewarm.h"
 
 #include <errno.h>
@@ -19,11 +20,15 @@
 #include "util.h"
 
 #define PREWARM_RETRY_S 1.0
+/* A prepared agent waits 30 s for its task (agent.c) and then ends: a cell is replaced well
+ * before, so that none is handed out just as it gives up. */
+#define PREWARM_MAX_AGE_S 20.0
 
 struct warm {
     struct spawn_job job; /* first: the job is the entry */
     struct prewarm *pool;
     bool used, making, ready;
+    double ready_at; /* monotonic */
     struct cell *cell;
     int chan;
     int rc;
@@ -88,6 +93,7 @@ static void settle(struct prewarm *p, struct warm *w)
     w->making = false;
     if (w->rc == 0) {
         w->ready = true;
+        w->ready_at = monotonic_s();
         return;
     }
     log_warn("prewarm: a cell could not be made: %s", w->err);
@@ -131,9 +137,13 @@ void prewarm_fill(struct prewarm *p)
     if (!p)
         return;
     unsigned have = 0;
+    double now = monotonic_s();
     for (unsigned i = 0; i < p->n; i++) {
-        settle(p, &p->w[i]);
-        have += p->w[i].used;
+        struct warm *w = &p->w[i];
+        settle(p, w);
+        if (w->ready && now - w->ready_at > PREWARM_MAX_AGE_S)
+            drop(w); /* replaced below */
+        have += w->used;
     }
     if (have >= p->n || monotonic_s() < p->retry_at)
         return;
@@ -166,7 +176,7 @@ bool prewarm_take(struct prewarm *p, const struct policy *policy, const struct s
     for (unsigned i = 0; i < p->n; i++) {
         struct warm *w = &p->w[i];
         settle(p, w);
-        if (!w->ready)
+        if (!w->ready || monotonic_s() - w->ready_at > PREWARM_MAX_AGE_S)
             continue;
         if (!alive(w)) {
             log_warn("prewarm: a prepared cell died before its task came");
