@@ -433,7 +433,8 @@ def main():
         "## Supervisor (`agentbox serve`)",
         "",
         f"Measured by `python3 bench/bench_serve.py --tasks {a.tasks} --jobs {a.jobs} "
-        f"--hold {a.hold} --delay {a.delay:g} --steps {a.steps} --write-doc` on {machine}, as root.",
+        f"--hold {a.hold} --delay {a.delay:g} --steps {a.steps} --prewarm {a.prewarm} --first {a.first} "
+        f"--write-doc` on {machine}, as root.",
         "",
         f"**Throughput** ({tp['tasks']} tasks, `--jobs {tp['jobs']}`, `--replay` of one `finish` "
         f"call, so every task is a real cell with the agent as pid 1 but no LLM wait): "
@@ -441,11 +442,25 @@ def main():
         f"**{tp['tasks_per_s']:.0f} tasks/s**; submit-to-result latency (submit sent to the "
         f"terminal event seen on an `events all` stream, all {tp['tasks']} submitted at once, so "
         f"it includes queueing behind {tp['jobs']} cells): p50 {tp['p50_ms']:.0f} ms, "
-        f"p99 {tp['p99_ms']:.0f} ms. The limit is CPU for the cells, not the loop: a `perf` "
-        "profile of the supervisor and its children puts the time in cell creation (clone with "
-        "new namespaces, the network namespace's set-up, exec of the agent) and in ext4 creating "
-        "each task's state directory; the supervisor spawns cells from its one thread, so "
-        "submits are accepted between spawns and the latency above is mostly queueing.",
+        f"p99 {tp['p99_ms']:.0f} ms. The limit is CPU for the cells, not the loop: cells are "
+        "made on spawner threads (supervisor/spawner.c) while the loop goes on accepting "
+        "submits, so the latency above is queueing; a `perf` profile of the whole machine puts "
+        "the time in the kernel (clone with new namespaces, mounts, cgroups, exec of the agent) "
+        "and in ext4 allocating inodes for each task's state directory.",
+        "",
+        f"**Paced** (the same {paced['tasks']} tasks sent open loop at {paced['rate']:.0f} tasks/s, "
+        "about half the throughput above: task i is sent at t0 + i/rate by one of 4 submitter "
+        "connections, whether or not earlier ones were answered): "
+        f"{paced['succeeded']}/{paced['tasks']} succeeded; submit-to-result p50 "
+        f"{paced['p50_ms']:.0f} ms, **p99 {paced['p99_ms']:.0f} ms**.",
+        "",
+        f"**Submit to first LLM request** ({first0['tasks']} tasks one after the other on an idle "
+        "`serve --jobs 4 --replay`, from the submit sent to the `ts` of the task's `llm_request` "
+        f"event): without prepared cells p50 {first0['p50_ms']:.1f} ms, p99 "
+        f"{first0['p99_ms']:.1f} ms"
+        + (f"; with `--prewarm {firstw['prewarm']}` **p50 {firstw['p50_ms']:.1f} ms**, p99 "
+           f"{firstw['p99_ms']:.1f} ms (the cell and its agent were made ahead; the task frame "
+           "is sent at submit)." if firstw else "."),
         "",
     ]
     if mem:
