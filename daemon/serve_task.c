@@ -349,7 +349,12 @@ void serve_dequeue(struct server *s, struct stask *t)
     s->nqueued--;
 }
 
-/* Runners whose fds fired, or whose timers are due; then the ones that finished. */
+/* Runners whose fds fired, or whose timers are due; then the ones that finished. A runner
+ * may close fds inside runner_handle (a reaped cell's pidfd, the proxy's, the verify
+ * cell's): epoll lets go of them first. A registration is dropped only with the last
+ * reference to its file, and a cell being made on a spawner thread holds a copy of every fd
+ * until its set-up closes them: a closed but still registered pidfd would go on reporting
+ * with its old tag (a freed slot, or a new one at the same address and fd number). */
 void serve_step_runners(struct server *s)
 {
     double now = monotonic_s();
@@ -369,6 +374,7 @@ void serve_step_runners(struct server *s)
             }
             memset(sl->revents, 0, sizeof(sl->revents));
             sl->ready = false;
+            serve_unregister_slot_fds(sl); /* see below */
             runner_handle(sl->runner, pfd, n);
         } else {
             double wake = runner_next_wakeup(sl->runner);
@@ -377,6 +383,7 @@ void serve_step_runners(struct server *s)
             if (wake > 0 && now >= wake && (wake != sl->woken_for || now >= sl->rewake_at)) {
                 sl->woken_for = wake;
                 sl->rewake_at = now + SERVE_REWAKE_S;
+                serve_unregister_slot_fds(sl);
                 runner_handle(sl->runner, NULL, 0);
             }
         }
