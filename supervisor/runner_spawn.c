@@ -34,7 +34,6 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
                         dir, r->o.task->id);
         return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
     }
-    (void)fsync_parent_dir(dir); /* the task's directory survives a power loss with its result */
     snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
     r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
@@ -136,9 +135,18 @@ static int begin(const struct runner_opts *opts, struct runner **out, char *err,
     return 0;
 }
 
+/* The task's directory survives a power loss with its result: its parent is synced once,
+ * long before any result (on the spawner thread, or after a prepared cell has its task, so
+ * that the sync is not on the way to the agent's first step). */
+static void durable_dir(const struct runner *r)
+{
+    (void)fsync_parent_dir(r->o.state_dir);
+}
+
 /* The cell: on a spawner thread (or inline for run). Only r's cell, channel, clone. */
 static int spawn_cell(struct runner *r, char *err, size_t errsz)
 {
+    durable_dir(r);
     if (post_prepare(&r->post, r->o.task, NULL, err, errsz) < 0)
         return -1;
     int sv[2];
@@ -271,6 +279,7 @@ int runner_start_async(const struct runner_opts *opts, struct runner **out, char
         char herr[ERR_MSG_MAX];
         if (hand_over(r, herr, sizeof(herr)) < 0)
             fail_setup(r, herr);
+        durable_dir(r);
         prewarm_fill(opts->prewarm); /* one more for the next task */
         *out = r;
         return 0;
