@@ -13,7 +13,10 @@
  * buffer is per thread, ids are switched per thread with raw system calls (namespaces.c).
  * A job never emits events, never calls back into the caller, never logs above debug (a
  * log line is one write(2), safe from any thread), reports errors in its own buffer and
- * reads errno only right after its own calls (errno is per thread).
+ * reads errno only right after its own calls (errno is per thread). And a cell's child,
+ * between its clone and its exec, is a copy of a multi-threaded process: it must take no lock
+ * another thread may have held at the clone (no malloc, no stdio, no glibc set*id wrapper,
+ * which waits for threads the child does not have): raw system calls and stack buffers.
  *
  * Why threads and not a pre-forked helper process: a cell must be the supervisor's child,
  * since its exit status and rusage are read with waitid on its pidfd (cell_reap), and the
