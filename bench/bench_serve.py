@@ -106,16 +106,24 @@ def pct(values, p):
 
 
 # ---------------------------------------------------------------- 1. throughput
-def bench_throughput(n, jobs):
+def finish_replay(tmp):
+    replay = os.path.join(tmp, "finish.json")
+    with open(replay, "w") as f:
+        json.dump({"description": "one finish call", "replies": [{"content": None,
+                   "tool_calls": [{"id": "c1", "type": "function", "function": {
+                       "name": "finish", "arguments": "{\"message\": \"done\"}"}}]}]}, f)
+    return replay
+
+
+def bench_throughput(n, jobs, rate=None, extra=()):
+    """All n tasks at once (rate None), or paced: open loop, task i is sent at t0 + i/rate
+    by one of 4 submitter connections (round robin), whether or not the earlier ones were
+    answered, so a slow supervisor cannot slow the arrivals down."""
     tmp = tempfile.mkdtemp(prefix="bench-serve-")
     try:
-        replay = os.path.join(tmp, "finish.json")
-        with open(replay, "w") as f:
-            json.dump({"description": "one finish call", "replies": [{"content": None,
-                       "tool_calls": [{"id": "c1", "type": "function", "function": {
-                           "name": "finish", "arguments": "{\"message\": \"done\"}"}}]}]}, f)
-        srv = Server(tmp, ["--jobs", str(jobs), "--retain", str(n + 10), "--replay", replay],
-                     base_env(tmp))
+        replay = finish_replay(tmp)
+        srv = Server(tmp, ["--jobs", str(jobs), "--retain", str(n + 10), "--replay", replay,
+                           *extra], base_env(tmp))
         ended = {}
         statuses = {}
         watcher = Conn(srv.sock)
@@ -132,15 +140,19 @@ def bench_throughput(n, jobs):
         wt.start()
         submitted = {}
         conns = [Conn(srv.sock) for _ in range(4)]
+        t0 = time.monotonic() + 0.05
 
         def submit(ci):
             c = conns[ci]
             for i in range(ci, n, len(conns)):
                 tid = f"tp-{i}"
+                if rate:
+                    wait = t0 + i / rate - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
                 submitted[tid] = time.monotonic()
                 r = c.ask({"op": "submit", "task": {"prompt": "go", "id": tid}})
                 assert r.get("ok"), r
-        t0 = time.monotonic()
         ts = [threading.Thread(target=submit, args=(i,)) for i in range(len(conns))]
         for t in ts:
             t.start()
@@ -151,9 +163,48 @@ def bench_throughput(n, jobs):
         lat = [ended[k] - submitted[k] for k in submitted]
         ok = sum(1 for s in statuses.values() if s == "succeeded")
         srv.stop()
-        return {"tasks": n, "jobs": jobs, "succeeded": ok, "elapsed_s": elapsed,
+        return {"tasks": n, "jobs": jobs, "rate": rate, "succeeded": ok, "elapsed_s": elapsed,
                 "tasks_per_s": n / elapsed, "p50_ms": pct(lat, 50) * 1000,
                 "p99_ms": pct(lat, 99) * 1000}
+    finally:
+        shutil.rmtree(tmp, True)
+
+
+def bench_first_request(n, prewarm):
+    """Submit to the first LLM request: n tasks one after the other on an idle supervisor
+    (each submitted once the previous one ended), from the submit sent (client clock) to
+    the `ts` of the task's llm_request event (the supervisor's clock, same host)."""
+    tmp = tempfile.mkdtemp(prefix="bench-serve-first-")
+    try:
+        replay = finish_replay(tmp)
+        args = ["--jobs", "4", "--retain", str(n + 10), "--replay", replay]
+        if prewarm:
+            args += ["--prewarm", str(prewarm)]
+        srv = Server(tmp, args, base_env(tmp))
+        watcher = Conn(srv.sock)
+        watcher.send({"op": "events", "id": "all", "follow": True})
+        assert watcher.line() == {"ok": True, "stream": True}
+        c = Conn(srv.sock)
+        time.sleep(1.0)  # the prepared cells, if any, are ready
+        lat = []
+        for i in range(n):
+            tid = f"fr-{i}"
+            sent = time.time()
+            r = c.ask({"op": "submit", "task": {"prompt": "go", "id": tid}})
+            assert r.get("ok"), r
+            first = None
+            while True:
+                ev = watcher.line()
+                if ev.get("task") != tid:
+                    continue
+                if ev.get("type") == "llm_request" and first is None:
+                    first = ev["ts"]
+                if ev.get("type") in TERMINAL:
+                    break
+            lat.append((first - sent) * 1000 if first else float("nan"))
+            time.sleep(0.2 if prewarm else 0.02)  # the pool refills
+        srv.stop()
+        return {"tasks": n, "prewarm": prewarm, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
     finally:
         shutil.rmtree(tmp, True)
 
@@ -336,10 +387,42 @@ def main():
     ap.add_argument("--delay", type=float, default=20.0)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--paced-rate", type=float, default=0,
+                    help="tasks/s of the paced run (default: half the measured throughput)")
+    ap.add_argument("--prewarm", type=int, default=4,
+                    help="--prewarm of the first-request run (and a run without)")
+    ap.add_argument("--first", type=int, default=50, help="tasks of the first-request runs")
+    ap.add_argument("--only", default="",
+                    help="comma-separated: throughput,paced,first,memory,overhead (no doc)")
     ap.add_argument("--write-doc", action="store_true")
     a = ap.parse_args()
+    only = set(filter(None, a.only.split(",")))
+    if only:
+        res = {}
+        if "throughput" in only or ("paced" in only and not a.paced_rate):
+            res["throughput"] = bench_throughput(a.tasks, a.jobs)
+            print("throughput:", json.dumps(res["throughput"]), flush=True)
+        if "paced" in only:
+            rate = a.paced_rate or res["throughput"]["tasks_per_s"] / 2
+            print("paced:", json.dumps(bench_throughput(a.tasks, a.jobs, rate)), flush=True)
+        if "first" in only:
+            print("first:", json.dumps(bench_first_request(a.first, 0)), flush=True)
+            if a.prewarm:
+                print("first:", json.dumps(bench_first_request(a.first, a.prewarm)), flush=True)
+        if "memory" in only:
+            print("memory:", json.dumps(bench_memory(a.hold, a.delay)), flush=True)
+        if "overhead" in only:
+            print("overhead:", json.dumps(bench_overhead(a.steps)), flush=True)
+        return
     tp = bench_throughput(a.tasks, a.jobs)
     print("throughput:", json.dumps(tp), flush=True)
+    paced = bench_throughput(a.tasks, a.jobs, a.paced_rate or tp["tasks_per_s"] / 2)
+    print("paced:", json.dumps(paced), flush=True)
+    first0 = bench_first_request(a.first, 0)
+    print("first:", json.dumps(first0), flush=True)
+    firstw = bench_first_request(a.first, a.prewarm) if a.prewarm else None
+    if firstw:
+        print("first:", json.dumps(firstw), flush=True)
     mem = None if a.skip_memory else bench_memory(a.hold, a.delay)
     if mem:
         print("memory:", json.dumps(mem), flush=True)
@@ -350,7 +433,8 @@ def main():
         "## Supervisor (`agentbox serve`)",
         "",
         f"Measured by `python3 bench/bench_serve.py --tasks {a.tasks} --jobs {a.jobs} "
-        f"--hold {a.hold} --delay {a.delay:g} --steps {a.steps} --write-doc` on {machine}, as root.",
+        f"--hold {a.hold} --delay {a.delay:g} --steps {a.steps} --prewarm {a.prewarm} --first {a.first} "
+        f"--write-doc` on {machine}, as root.",
         "",
         f"**Throughput** ({tp['tasks']} tasks, `--jobs {tp['jobs']}`, `--replay` of one `finish` "
         f"call, so every task is a real cell with the agent as pid 1 but no LLM wait): "
@@ -358,11 +442,25 @@ def main():
         f"**{tp['tasks_per_s']:.0f} tasks/s**; submit-to-result latency (submit sent to the "
         f"terminal event seen on an `events all` stream, all {tp['tasks']} submitted at once, so "
         f"it includes queueing behind {tp['jobs']} cells): p50 {tp['p50_ms']:.0f} ms, "
-        f"p99 {tp['p99_ms']:.0f} ms. The limit is CPU for the cells, not the loop: a `perf` "
-        "profile of the supervisor and its children puts the time in cell creation (clone with "
-        "new namespaces, the network namespace's set-up, exec of the agent) and in ext4 creating "
-        "each task's state directory; the supervisor spawns cells from its one thread, so "
-        "submits are accepted between spawns and the latency above is mostly queueing.",
+        f"p99 {tp['p99_ms']:.0f} ms. The limit is CPU for the cells, not the loop: cells are "
+        "made on spawner threads (supervisor/spawner.c) while the loop goes on accepting "
+        "submits, so the latency above is queueing; a `perf` profile of the whole machine puts "
+        "the time in the kernel (clone with new namespaces, mounts, cgroups, exec of the agent) "
+        "and in ext4 allocating inodes for each task's state directory.",
+        "",
+        f"**Paced** (the same {paced['tasks']} tasks sent open loop at {paced['rate']:.0f} tasks/s, "
+        "about half the throughput above: task i is sent at t0 + i/rate by one of 4 submitter "
+        "connections, whether or not earlier ones were answered): "
+        f"{paced['succeeded']}/{paced['tasks']} succeeded; submit-to-result p50 "
+        f"{paced['p50_ms']:.0f} ms, **p99 {paced['p99_ms']:.0f} ms**.",
+        "",
+        f"**Submit to first LLM request** ({first0['tasks']} tasks one after the other on an idle "
+        "`serve --jobs 4 --replay`, from the submit sent to the `ts` of the task's `llm_request` "
+        f"event): without prepared cells p50 {first0['p50_ms']:.1f} ms, p99 "
+        f"{first0['p99_ms']:.1f} ms"
+        + (f"; with `--prewarm {firstw['prewarm']}` **p50 {firstw['p50_ms']:.1f} ms**, p99 "
+           f"{firstw['p99_ms']:.1f} ms (the cell and its agent were made ahead; the task frame "
+           "is sent at submit)." if firstw else "."),
         "",
     ]
     if mem:

@@ -213,7 +213,7 @@ static int slot_start(struct batch *b, struct slot *s, struct batch_job *j, char
     o.events = &s->events;
     o.broker = slot_broker(s);
     o.queued_at = wallclock_s() - (monotonic_s() - b->t0); /* every task is queued at start */
-    return runner_start(&o, &s->runner, err, errsz);
+    return runner_start_async(&o, &s->runner, err, errsz); /* the cell: off the loop */
 }
 
 static void start_more(struct batch *b)

@@ -253,6 +253,7 @@ static void run_loop(struct server *s)
             (void)broker_step(s->broker);
         serve_step_runners(s);
         serve_start_queued(s);
+        serve_prewarm_step(s);
         housekeeping(s);
         compact_journal(s);
     }
@@ -362,6 +363,8 @@ static void usage(FILE *out)
             "  --socket PATH          listen there (created with --socket-mode; default\n"
             "                         $AGENTBOX_SOCKET, else " AGENTBOX_DEFAULT_SOCKET ")\n"
             "  --jobs N               cells at once (default %d); a FIFO queue behind them\n"
+            "  --prewarm N            keep N cells made ahead (default policy and limits, no\n"
+            "                         seed, no network) for the tasks that fit them (max 64)\n"
             "  --state-dir DIR        results and the journal (default OPENHANDS_WORKSPACE_ROOT)\n"
             "  --allow-uid UID        also serve this uid (repeatable; root and the server's\n"
             "                         own uid are always served)\n"
@@ -456,6 +459,7 @@ static const struct serve_option serve_options[] = {
     {"allow-gid", OPT_ID, .sub = 'g'},
     {"socket-mode", OPT_MODE},
     {"retain", OPT_COUNT, FIELD(retain), 0, 100000000},
+    {"prewarm", OPT_COUNT, FIELD(prewarm_n), 0, PREWARM_MAX},
     {"queue-max", OPT_COUNT, FIELD(queue_max), 1, 100000000},
     {"grace", OPT_SECONDS, FIELD(grace_s)},
     {"client-queue", OPT_SIZE, FIELD(client_queue), 4096},
@@ -696,7 +700,8 @@ int cmd_serve(int argc, char **argv)
         snprintf(err, sizeof(err), "epoll/signalfd: %s", strerror(errno));
         goto fail;
     }
-    if (serve_recover(s, err, sizeof(err)) < 0 || open_socket(s, err, sizeof(err)) < 0)
+    if (serve_recover(s, err, sizeof(err)) < 0 || open_socket(s, err, sizeof(err)) < 0 ||
+        serve_prewarm_start(s, err, sizeof(err)) < 0)
         goto fail;
     s->listen_tag.kind = K_LISTEN;
     s->signal_tag.kind = K_SIGNAL;

@@ -126,6 +126,8 @@ struct server {
     const char *socket_path, *replay;
     char state_dir[CONFIG_URL_MAX];
     unsigned jobs;
+    unsigned prewarm_n;      /* --prewarm */
+    struct prewarm *prewarm; /* its pool (serve_prewarm.c), NULL without */
     unsigned long retain, queue_max;
     size_t client_queue;
     uint64_t journal_max; /* compact the running journal past this many appended bytes */
@@ -218,6 +220,10 @@ void serve_start_queued(struct server *s);
 void serve_enqueue(struct server *s, struct stask *t);
 void serve_dequeue(struct server *s, struct stask *t);
 void serve_step_runners(struct server *s);
+/* serve_prewarm.c */
+int serve_prewarm_start(struct server *s, char *err, size_t errsz);
+void serve_prewarm_step(struct server *s);
+void serve_prewarm_stop(struct server *s);
 void serve_cancel_queued(struct server *s, const char *why);
 int serve_recover(struct server *s, char *err, size_t errsz);
 

@@ -174,6 +174,43 @@ static const char *restart_lost_rights(const struct task *tk)
     return NULL;
 }
 
+/* epoll watches what the runner polls: the spawn's completion fd first, then the channel,
+ * pidfd and proxy once the cell is there; the runner stops watching its channel at EOF, so
+ * must epoll (level-triggered). A tag keeps its index: a dropped fd leaves a hole. */
+static void sync_slot_fds(struct server *s, struct slot *sl)
+{
+    struct pollfd pfd[4];
+    int n = runner_poll_fds(sl->runner, pfd, 4);
+    for (int j = 0; j < sl->nfds; j++) {
+        bool listed = sl->fds[j] < 0;
+        for (int i = 0; i < n; i++)
+            listed |= pfd[i].fd == sl->fds[j];
+        if (!listed) {
+            (void)epoll_ctl(s->ep, EPOLL_CTL_DEL, sl->fds[j], NULL);
+            sl->fds[j] = -1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        bool have = false;
+        for (int j = 0; j < sl->nfds; j++)
+            have |= sl->fds[j] == pfd[i].fd;
+        int j = 0;
+        while (j < sl->nfds && sl->fds[j] >= 0)
+            j++;
+        if (have || j >= 4)
+            continue;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sl->ftags[j]};
+        if (epoll_ctl(s->ep, EPOLL_CTL_ADD, pfd[i].fd, &ev) < 0) {
+            log_error("epoll_ctl: %s", strerror(errno));
+            continue;
+        }
+        sl->fds[j] = pfd[i].fd;
+        sl->revents[j] = 0;
+        if (j == sl->nfds)
+            sl->nfds++;
+    }
+}
+
 static void start_task(struct server *s, struct stask *t)
 {
     char err[ERR_MSG_MAX];
@@ -233,6 +270,7 @@ static void start_task(struct server *s, struct stask *t)
         .events = &sl->events,
         .broker = sl->own_broker ? sl->own_broker : s->broker,
         .queued_at = t->submitted,
+        .prewarm = s->prewarm,
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];
@@ -255,21 +293,14 @@ static void start_task(struct server *s, struct stask *t)
     if (journal_started(&s->journal, t->id, t->started) < 0)
         log_error("journal: %s", strerror(errno));
     taskstore_set_status(&s->store, t, TS_RUNNING);
-    if (runner_start(&o, &sl->runner, err, sizeof(err)) < 0) {
+    /* the cell is made on a spawner thread: the loop goes on serving meanwhile */
+    if (runner_start_async(&o, &sl->runner, err, sizeof(err)) < 0) {
         broker_free(sl->own_broker);
         free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", err);
         return;
     }
-    struct pollfd pfd[4];
-    int n = runner_poll_fds(sl->runner, pfd, 4);
-    for (int i = 0; i < n; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sl->ftags[sl->nfds]};
-        if (epoll_ctl(s->ep, EPOLL_CTL_ADD, pfd[i].fd, &ev) == 0)
-            sl->fds[sl->nfds++] = pfd[i].fd;
-        else
-            log_error("epoll_ctl: %s", strerror(errno));
-    }
+    sync_slot_fds(s, sl);
     sl->pe = pe; /* held until finish_running: the cache cannot evict it meanwhile */
     pe->refs++;
     sl->next = s->running;
@@ -322,7 +353,12 @@ void serve_dequeue(struct server *s, struct stask *t)
     s->nqueued--;
 }
 
-/* Runners whose fds fired, or whose timers are due; then the ones that finished. */
+/* Runners whose fds fired, or whose timers are due; then the ones that finished. A runner
+ * may close fds inside runner_handle (a reaped cell's pidfd, the proxy's, the verify
+ * cell's): epoll lets go of them first. A registration is dropped only with the last
+ * reference to its file, and a cell being made on a spawner thread holds a copy of every fd
+ * until its set-up closes them: a closed but still registered pidfd would go on reporting
+ * with its old tag (a freed slot, or a new one at the same address and fd number). */
 void serve_step_runners(struct server *s)
 {
     double now = monotonic_s();
@@ -342,6 +378,7 @@ void serve_step_runners(struct server *s)
             }
             memset(sl->revents, 0, sizeof(sl->revents));
             sl->ready = false;
+            serve_unregister_slot_fds(sl); /* see below */
             runner_handle(sl->runner, pfd, n);
         } else {
             double wake = runner_next_wakeup(sl->runner);
@@ -350,6 +387,7 @@ void serve_step_runners(struct server *s)
             if (wake > 0 && now >= wake && (wake != sl->woken_for || now >= sl->rewake_at)) {
                 sl->woken_for = wake;
                 sl->rewake_at = now + SERVE_REWAKE_S;
+                serve_unregister_slot_fds(sl);
                 runner_handle(sl->runner, NULL, 0);
             }
         }
@@ -357,20 +395,7 @@ void serve_step_runners(struct server *s)
             finish_running(s, sl);
             continue;
         }
-        /* the runner stops watching its channel at EOF: so must epoll (level-triggered) */
-        n = runner_poll_fds(sl->runner, pfd, 4);
-        for (int j = 0; j < sl->nfds;) {
-            bool listed = sl->fds[j] < 0;
-            for (int i = 0; i < n; i++)
-                listed |= pfd[i].fd == sl->fds[j];
-            if (listed) {
-                j++;
-                continue;
-            }
-            (void)epoll_ctl(s->ep, EPOLL_CTL_DEL, sl->fds[j], NULL);
-            sl->fds[j] = -1; /* tags keep their index: leave a hole */
-            j++;
-        }
+        sync_slot_fds(s, sl);
     }
 }
 

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +240,7 @@ static int ensure_janitor(void)
     return 0;
 }
 
-int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
+static int register_locked(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
 {
     struct registration *r = calloc(1, sizeof(*r));
     if (!r)
@@ -274,7 +275,7 @@ int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *i
     return -1;
 }
 
-void janitor_unregister(uint64_t id)
+static void unregister_locked(uint64_t id)
 {
     if (!id)
         return;
@@ -298,4 +299,26 @@ void janitor_unregister(uint64_t id)
         forget_janitor();
         (void)ensure_janitor();
     }
+}
+
+/* ---- thread safety: a supervisor makes cells on spawner threads (supervisor/spawner.c)
+ * while its loop thread reaps others; the registrations, the socket and the janitor's pid
+ * above are shared, so each call holds this lock throughout (a request and its ack). ---- */
+static pthread_mutex_t janitor_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int janitor_register(const struct cell_cgroup *cg, int slot_lock_fd, uint64_t *id)
+{
+    (void)pthread_mutex_lock(&janitor_lock);
+    int rc = register_locked(cg, slot_lock_fd, id);
+    int e = errno;
+    (void)pthread_mutex_unlock(&janitor_lock);
+    errno = e;
+    return rc;
+}
+
+void janitor_unregister(uint64_t id)
+{
+    (void)pthread_mutex_lock(&janitor_lock);
+    unregister_locked(id);
+    (void)pthread_mutex_unlock(&janitor_lock);
 }

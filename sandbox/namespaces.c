@@ -102,12 +102,15 @@ int ns_become_user(struct cell_child *ctx)
     /* As root the child starts as host uid 0, which is unmapped inside: files it creates
      * would fail with EOVERFLOW. Switching to the mapped id keeps the capabilities of the new
      * user namespace, because the kernel's "was root" test compares against inside-0, which
-     * is unmapped here (cap_emulate_setxuid). */
-    if (ctx->root_caller && setgroups(0, NULL) < 0)
+     * is unmapped here (cap_emulate_setxuid).
+     * Raw system calls: the child of a clone made on a supervisor's spawner thread is one
+     * thread, but glibc still lists the parent's other threads and its set*id wrappers would
+     * wait forever for them to follow (supervisor/spawner.c). */
+    if (ctx->root_caller && syscall(SYS_setgroups, 0, NULL) < 0)
         return CHILD_FAIL(ctx, "setgroups");
-    if (setresgid(CELL_GID, CELL_GID, CELL_GID) < 0)
+    if (syscall(SYS_setresgid, CELL_GID, CELL_GID, CELL_GID) < 0)
         return CHILD_FAIL(ctx, "setresgid");
-    if (setresuid(CELL_UID, CELL_UID, CELL_UID) < 0)
+    if (syscall(SYS_setresuid, CELL_UID, CELL_UID, CELL_UID) < 0)
         return CHILD_FAIL(ctx, "setresuid");
     return 0;
 }

@@ -42,8 +42,9 @@ static unsigned first_uid(void)
     return env_uint("AGENTBOX_FIRST_UID", DEFAULT_FIRST_UID, 0x7fffffffu - MAX_SLOTS);
 }
 
-/* Why lock_dir failed, for the error message ("" = errno says it). */
-static char lock_dir_problem[4400];
+/* Why lock_dir failed, for the error message ("" = errno says it); per thread, as cells are
+ * made on more than one (supervisor/spawner.c). */
+static _Thread_local char lock_dir_problem[4400];
 
 /* /run/agentbox (root), $XDG_RUNTIME_DIR/agentbox, or /tmp/agentbox-UID; made 0700 and
  * checked to be ours, so another user cannot pre-create it and hold our locks. */

@@ -59,29 +59,65 @@ static void note_failure(const char *rel, const char *name)
     errno = e;
 }
 
+/* A directory read without malloc: fdopendir mallocs, and this child may have been cloned
+ * from a supervisor thread while another of its threads held an allocator lock (serve and
+ * batch make cells on spawner threads, supervisor/spawner.c): getdents64 into a buffer on
+ * the stack. The dup shares sdir's offset, as fdopendir's did; names are read with *at. */
+struct rawdir {
+    int fd;
+    long len, pos;
+    char buf[4096];
+};
+
+static int rawdir_open(struct rawdir *d, int dir)
+{
+    d->len = d->pos = 0;
+    d->fd = fcntl(dir, F_DUPFD_CLOEXEC, 0);
+    return d->fd < 0 ? -1 : 0;
+}
+
+/* The next name but . and ..; NULL at the end (errno untouched) or on error (errno set). */
+static const char *rawdir_next(struct rawdir *d)
+{
+    for (;;) {
+        if (d->pos >= d->len) {
+            d->len = syscall(SYS_getdents64, d->fd, d->buf, sizeof(d->buf));
+            d->pos = 0;
+            if (d->len <= 0)
+                return NULL;
+        }
+        const char *rec = d->buf + d->pos;
+        unsigned short reclen;
+        memcpy(&reclen, rec + 16, sizeof(reclen)); /* d_ino 8, d_off 8, d_reclen 2, d_type 1 */
+        d->pos += reclen;
+        const char *name = rec + 19;
+        if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+            return name;
+    }
+}
+
+static void rawdir_close(struct rawdir *d)
+{
+    int e = errno;
+    (void)close(d->fd);
+    errno = e;
+}
+
 /* Copies the directory sdir into ddir: regular files, directories and symlinks (as
  * symlinks); devices, fifos and sockets are skipped. rel is sdir's path below the seed ("" or
- * "a/b/"). fdopendir mallocs: fine in this single-threaded child. */
+ * "a/b/"). */
 static int copy_tree(int sdir, int ddir, const char *rel, int depth)
 {
     if (depth > SEED_MAX_DEPTH) {
         errno = ELOOP;
         return -1;
     }
-    int dup_fd = fcntl(sdir, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0)
+    struct rawdir d;
+    if (rawdir_open(&d, sdir) < 0)
         return -1;
-    DIR *d = fdopendir(dup_fd);
-    if (!d) {
-        (void)close(dup_fd);
-        return -1;
-    }
     int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (errno = 0, e = readdir(d))) {
-        const char *name = e->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-            continue;
+    const char *name;
+    while (rc == 0 && (errno = 0, name = rawdir_next(&d))) {
         struct stat st;
         if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             note_failure(rel, name);
@@ -138,9 +174,7 @@ static int copy_tree(int sdir, int ddir, const char *rel, int depth)
         note_failure(rel, ".");
         rc = -1;
     }
-    int e2 = errno;
-    (void)closedir(d);
-    errno = e2;
+    rawdir_close(&d);
     return rc;
 }
 
@@ -170,38 +204,33 @@ static int copy_seed(struct cell_child *ctx, const char *seed, const char *ws)
     return 0;
 }
 
-/* True when every entry below dir is owned by the caller's uid and gid. fdopendir mallocs:
- * fine in this single-threaded child. */
+/* True when every entry below dir is owned by the caller's uid and gid (rawdir: no malloc). */
 static bool all_ours(int dir, int depth)
 {
     if (depth > SEED_MAX_DEPTH)
         return false;
-    int fd = fcntl(dir, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
-    if (!d) {
-        if (fd >= 0)
-            (void)close(fd);
+    struct rawdir d;
+    if (rawdir_open(&d, dir) < 0)
         return false;
-    }
     bool ok = true;
-    struct dirent *e;
-    while (ok && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
+    const char *name;
+    while (ok && (errno = 0, name = rawdir_next(&d))) {
         struct stat st;
-        if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid != geteuid() ||
+        if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid != geteuid() ||
             st.st_gid != getegid()) {
             ok = false;
             break;
         }
         if (S_ISDIR(st.st_mode)) {
-            int sub = openat(dir, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int sub = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             ok = sub >= 0 && all_ours(sub, depth + 1);
             if (sub >= 0)
                 (void)close(sub);
         }
     }
-    (void)closedir(d);
+    if (ok && errno != 0) /* getdents64 failed */
+        ok = false;
+    rawdir_close(&d);
     return ok;
 }
 

@@ -3,7 +3,8 @@
  * channel (LLM calls through the broker, events, output files), enforce the wall clock and
  * the budgets that only the trusted side can enforce, reap the cell and write the one
  * result record. Driven by an outside event loop (run: a poll loop; serve: epoll), never
- * blocks. Everything read from the channel is hostile and checked here. */
+ * blocks: serve and batch have their cells made on a spawner thread (runner_start_async).
+ * Everything read from the channel is hostile and checked here. */
 #ifndef AGENTBOX_RUNNER_H
 #define AGENTBOX_RUNNER_H
 
@@ -15,6 +16,7 @@
 #include "cell.h"
 #include "egress_rules.h"
 #include "events.h"
+#include "prewarm.h"
 #include "task.h"
 
 #define RUNNER_MODELS_MAX       (TASK_MODELS_MAX + 10)
@@ -41,11 +43,27 @@ struct runner_opts {
     struct event_log *events; /* sinks set by the caller; the runner adds the file */
     struct broker *broker;    /* shared */
     double queued_at;         /* wall clock when the task was queued (0: when it starts) */
+    struct prewarm *prewarm;  /* borrowed; runner_start_async takes a prepared cell from it
+                                 when the task's cell would be made exactly like its cells */
 };
 
 struct runner;
 
+/* Starts a task: its state dir and first event, then its cell, inline. -1 with err when the
+ * task could not start (nothing is left running). */
 int runner_start(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz);
+/* The same, but the cell is made on a spawner thread (spawner.h) and this returns at once:
+ * until then runner_poll_fds gives the job's completion fd, runner_handle hands the cell
+ * over when it fires, and a cancel is remembered (the cell is killed as soon as it exists).
+ * A cell that cannot be made ends the task as failed, with its result (runner_done). -1
+ * with err only for what failed before (the state dir). */
+int runner_start_async(const struct runner_opts *opts, struct runner **out, char *err,
+                       size_t errsz);
+/* The environment a runner gives its cell when the task needs nothing else (no egress
+ * proxy): what a pool of prepared cells must be made with (prewarm.h). */
+char *const *runner_cell_env(void);
+/* Whether the cell is still being made. */
+bool runner_spawning(const struct runner *r);
 /* fds to poll (channel, cell pidfd); returns the count */
 int runner_poll_fds(struct runner *r, struct pollfd *fds, int max);
 /* the next time (monotonic_s) the runner wants runner_handle called, 0 = none (it may be

@@ -33,11 +33,19 @@ int post_prepare(struct runner_post *p, const struct task *t, struct event_log *
                     (unsigned)uid);
     if (git_ws_prepare(t->git, "task.workspace.git", drop, uid, gid, &p->git, err, errsz) < 0)
         return -1;
+    if (ev)
+        post_announce(p, ev);
+    return 0;
+}
+
+void post_announce(const struct runner_post *p, struct event_log *ev)
+{
+    if (!p->git.top[0])
+        return;
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "commit", p->git.commit);
     cJSON_AddNumberToObject(f, "prepare_s", round(p->git.prepare_s * 1000) / 1000);
     events_emit(ev, "workspace_ready", f);
-    return 0;
 }
 
 const char *post_seed(const struct runner_post *p)

@@ -30,9 +30,12 @@ struct runner_post {
     double next_look; /* monotonic: when the verify cell is looked at next (a stable time) */
 };
 
-/* Before the cell: the clone (as the requester). Errors name the field. */
+/* Before the cell: the clone (as the requester). Errors name the field. With ev NULL (on a
+ * spawner thread) no event is emitted: post_announce does it later, on the loop. */
 int post_prepare(struct runner_post *p, const struct task *t, struct event_log *ev, char *err,
                  size_t errsz);
+/* workspace_ready, for a clone made by post_prepare without an event log. */
+void post_announce(const struct runner_post *p, struct event_log *ev);
 /* The seed directory for the agent's cell (the clone's work tree, or the task's from_dir). */
 const char *post_seed(const struct runner_post *p);
 /* Adds what the agent needs to the cell's task message ("git_commit", "seeded"). */

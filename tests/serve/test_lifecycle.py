@@ -60,10 +60,18 @@ class LifecycleTest(ServeTestCase):
         deadline = time.monotonic() + 30
         while True:
             st = [c.ask({"op": "status", "id": t})["task"]["status"] for t in ids]
-            if st.count("running") >= n:
+            # running includes the cell's making (off the loop): wait for the cells too
+            if st.count("running") >= n and sum(map(self.has_cell, ids)) >= n:
                 return st
             self.assertLess(time.monotonic(), deadline, st)
             time.sleep(0.05)
+
+    def has_cell(self, tid):
+        try:
+            with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+                return any('"task_started"' in x for x in f)
+        except FileNotFoundError:
+            return False
 
     def cell_cgroups(self, tid):
         """Host paths of the cgroups of task tid's cell (asserted to exist)."""

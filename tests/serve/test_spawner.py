@@ -1,0 +1,181 @@
+"""Cells are made off serve's event loop: while a cell is being made (here a git workspace
+whose clone takes a while), the supervisor answers its clients, and a task cancelled in that
+time ends cancelled with its cell gone and nothing held."""
+import json
+import os
+import subprocess
+import time
+
+from servetest_util import ServeTestCase, bash_reply, finish_reply, pid_alive
+
+
+def make_repo(path, dirs=20, files=100):
+    """A repository whose clone and checkout take a noticeable time (2000 files)."""
+    os.makedirs(path)
+    for d in range(dirs):
+        os.makedirs(os.path.join(path, f"d{d}"))
+        for i in range(files):
+            with open(os.path.join(path, f"d{d}", f"f{i}.txt"), "w") as f:
+                f.write(f"{d} {i}\n" * 20)
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", HOME=path)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=path, env=env, check=True, capture_output=True)
+    os.chmod(path, 0o755)
+
+
+class SpawnerTest(ServeTestCase):
+    def setUp(self):
+        super().setUp()
+        self.repo = os.path.join(self.tmp, "repo")
+        make_repo(self.repo)
+
+    def events(self, tid):
+        try:
+            with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+                return [json.loads(x) for x in f if x.strip()]
+        except FileNotFoundError:
+            return []
+
+    def git_task(self, tid):
+        return {"prompt": "x", "id": tid, "workspace": {"git": {"repo": self.repo}}}
+
+    def test_loop_answers_while_cells_are_made(self):
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--jobs", "4", replay=replay)
+        c = self.conn()
+        ids = [self.submit(c, self.git_task(f"g{i}")) for i in range(4)]
+        # the loop made no cell itself: it answers at once, before any of the four is there
+        h = c.ask({"op": "health"})
+        self.assertEqual(h.get("status"), "ok", h)
+        started = [t for t in ids if any(e["type"] == "task_started" for e in self.events(t))]
+        self.assertEqual(started, [], "health was answered only after cells were made")
+        self.assertEqual(c.ask({"op": "status", "id": ids[0]})["task"]["status"], "running")
+        for t in ids:
+            res = self.wait_result(c, t, 120)
+            self.assertEqual(res["status"], "succeeded", res["error"])
+            types = [e["type"] for e in self.events(t)]
+            self.assertEqual(types[:3], ["task_queued", "workspace_ready", "task_started"])
+
+    def test_cancel_while_the_cell_is_made(self):
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--jobs", "1", replay=replay)
+        c = self.conn()
+        tid = self.submit(c, self.git_task("doomed"))
+        r = c.ask({"op": "cancel", "id": tid})
+        self.assertTrue(r.get("ok"), r)
+        self.assertFalse(any(e["type"] == "task_started" for e in self.events(tid)),
+                         "the cancel did not arrive while the cell was being made")
+        t0 = time.monotonic()
+        res = self.wait_result(c, tid, 120)
+        self.assertEqual(res["status"], "cancelled")
+        # the cell was killed as soon as it existed: no grace period, no agent step
+        self.assertLess(time.monotonic() - t0, 30)
+        evs = self.events(tid)
+        self.assertEqual(evs[-1]["type"], "task_cancelled")
+        self.assertNotIn("llm_request", [e["type"] for e in evs])
+        pids = [e["cell_pid"] for e in evs if e["type"] == "task_started"]
+        self.assertEqual(len(pids), 1)
+        self.assertFalse(pid_alive(pids[0]))
+        # nothing held: the one job slot takes the next task, and its cell runs
+        nxt = self.submit(c, {"prompt": "after", "id": "after"})
+        self.assertEqual(self.wait_result(c, nxt, 120)["status"], "succeeded")
+
+    def test_sigkill_while_cells_are_made_leaves_no_cell(self):
+        replay = self.write_replay([bash_reply("sleep 60"), finish_reply()])
+        self.start_server("--jobs", "3", replay=replay)
+        c = self.conn()
+        ids = [self.submit(c, self.git_task(f"s{i}")) for i in range(3)]
+        self.submit(c, {"prompt": "plain", "id": "plain"})  # queued behind them
+        # some cells are there, others being made
+        deadline = time.monotonic() + 60
+        while not any(e["type"] == "task_started" for t in ids for e in self.events(t)):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        cells = self.cells()
+        self.proc.kill()  # the cells die with the supervisor (PDEATHSIG), made on any thread
+        self.proc.wait(10)
+        for t in ids:
+            cells += [e["cell_pid"] for e in self.events(t) if e["type"] == "task_started"]
+        self.assertTrue(cells)
+        deadline = time.monotonic() + 20
+        while any(pid_alive(p) for p in cells) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual([p for p in cells if pid_alive(p)], [])
+
+    def cells(self):
+        """The supervisor's children that run the agent."""
+        out = []
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
+                    kids += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+        for p in set(kids):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if b"__agent" in f.read():
+                        out.append(p)
+            except OSError:
+                pass
+        return out
+
+
+class PrewarmTest(ServeTestCase):
+    """`serve --prewarm N`: cells made ahead serve the tasks that fit them, once each."""
+
+    PROBE = ("ls -A /workspace | tr '\\n' ' '; echo \"[$(cat /workspace/mark 2>/dev/null)]\"; "
+             "echo $$-$RANDOM > /workspace/mark")
+
+    def started(self, tid):
+        with open(os.path.join(self.state, tid, "events.jsonl")) as f:
+            evs = [json.loads(x) for x in f if x.strip()]
+        return [e for e in evs if e["type"] == "task_started"][0], evs
+
+    def run_task(self, c, task):
+        tid = self.submit(c, task)
+        res = self.wait_result(c, tid, 120)
+        self.assertEqual(res["status"], "succeeded", res["error"])
+        return self.started(tid)
+
+    def test_prepared_cells_are_used_once_and_start_empty(self):
+        replay = self.write_replay([bash_reply(self.PROBE), finish_reply()])
+        self.start_server("--jobs", "2", "--prewarm", "2", replay=replay)
+        c = self.conn()
+        used = []
+        deadline = time.monotonic() + 60
+        i = 0
+        while len(used) < 3:  # more than the pool holds: it is refilled
+            self.assertLess(time.monotonic(), deadline, "no task got a prepared cell")
+            st, evs = self.run_task(c, {"prompt": "probe", "id": f"p{i}"})
+            i += 1
+            if st["prewarmed"]:
+                used.append(st["cell_pid"])
+                # its task frame came to an empty workspace: nothing of an earlier task
+                out = [e["observation"] for e in evs
+                       if e["type"] == "tool_result" and e["tool"] == "execute_bash"]
+                self.assertEqual(len(out), 1, evs)
+                self.assertTrue(out[0].startswith("[]"), out[0])  # no file, no mark
+            else:
+                time.sleep(0.3)  # the pool is being made
+        self.assertEqual(len(set(used)), len(used), "a prepared cell served two tasks")
+
+    def test_tasks_that_do_not_fit_get_their_own_cell(self):
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--jobs", "2", "--prewarm", "1", replay=replay)
+        c = self.conn()
+        time.sleep(1)
+        for task in ({"prompt": "x", "id": "lim", "limits": {"memory": "300M"}},
+                     {"prompt": "x", "id": "pol", "policy": "strict"}):
+            tid = self.submit(c, task)
+            res = self.wait_result(c, tid, 120)
+            if res["status"] != "succeeded":  # refused (e.g. the policy forbids it): no cell
+                self.assertEqual(res["status"], "failed")
+                continue
+            st, _ = self.started(tid)
+            self.assertFalse(st["prewarmed"], task)
+        st, _ = self.run_task(c, {"prompt": "x", "id": "fits"})
+        self.assertTrue(st["prewarmed"])
