@@ -46,9 +46,16 @@ def protocol_ops():
     return ops
 
 
+def runner_sources():
+    """The runner's files (supervisor/runner*.c), as one text."""
+    names = sorted(f for f in os.listdir(os.path.join(ROOT, "supervisor"))
+                   if f.startswith("runner") and f.endswith(".c"))
+    return "\n".join(read("supervisor/" + f) for f in names)
+
+
 def result_fields():
     """The top-level fields of result.json and its usage object, as the runner builds them."""
-    src = read("supervisor/runner.c")
+    src = runner_sources()
     return set(re.findall(r'cJSON_Add\w*ToObject\((?:res|usage), "([a-z_]+)"', src))
 
 
@@ -60,7 +67,7 @@ def event_types():
     for rel in c_sources():
         src = read(rel)
         names.update(call.findall(src))
-    runner = read("supervisor/runner.c")
+    runner = runner_sources()
     allowed = re.search(r"cell_event_types\[\]\s*=\s*\{(.*?)\};", runner, re.S).group(1)
     names.update(strings(allowed))
     names.update(re.findall(r'"(task_[a-z]+)"', runner))
