@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,26 @@ def finish_replay(tmp):
     return replay
 
 
+def cpu_jiffies():
+    """(busy, total) clock ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle, iowait
+    return sum(v) - idle, sum(v)
+
+
+def exec_cell_cpu_ms(n=60):
+    """CPU time (user+system, the process and what it reaped) of one `agentbox exec --
+    /bin/true`, median of n: what one cell costs on its own, beside serve's figure."""
+    cpu = []
+    for _ in range(n):
+        t = os.times()
+        subprocess.run([AGENTBOX, "exec", "--", "/bin/true"], check=True)
+        u = os.times()
+        cpu.append((u.children_user - t.children_user) + (u.children_system - t.children_system))
+    return statistics.median(cpu) * 1000
+
+
 def bench_throughput(n, jobs, rate=None, extra=()):
     """All n tasks at once (rate None), or paced: open loop, task i is sent at t0 + i/rate
     by one of 4 submitter connections (round robin), whether or not the earlier ones were
@@ -154,18 +175,24 @@ def bench_throughput(n, jobs, rate=None, extra=()):
                 r = c.ask({"op": "submit", "task": {"prompt": "go", "id": tid}})
                 assert r.get("ok"), r
         ts = [threading.Thread(target=submit, args=(i,)) for i in range(len(conns))]
+        busy0, total0 = cpu_jiffies()
         for t in ts:
             t.start()
         for t in ts:
             t.join()
         wt.join(600)
+        busy1, total1 = cpu_jiffies()
         elapsed = max(ended.values()) - t0
+        cpu_ms = (busy1 - busy0) / os.sysconf("SC_CLK_TCK") * 1000 / n
         lat = [ended[k] - submitted[k] for k in submitted]
         ok = sum(1 for s in statuses.values() if s == "succeeded")
         srv.stop()
         return {"tasks": n, "jobs": jobs, "rate": rate, "succeeded": ok, "elapsed_s": elapsed,
                 "tasks_per_s": n / elapsed, "p50_ms": pct(lat, 50) * 1000,
-                "p99_ms": pct(lat, 99) * 1000}
+                "p99_ms": pct(lat, 99) * 1000,
+                "cpu_busy_pct": 100.0 * (busy1 - busy0) / max(1, total1 - total0),
+                "cpu_ms_per_task": cpu_ms,
+                "ceiling_tasks_per_s": os.cpu_count() * 1000 / cpu_ms if cpu_ms else 0}
     finally:
         shutil.rmtree(tmp, True)
 
@@ -402,6 +429,7 @@ def main():
         if "throughput" in only or ("paced" in only and not a.paced_rate):
             res["throughput"] = bench_throughput(a.tasks, a.jobs)
             print("throughput:", json.dumps(res["throughput"]), flush=True)
+            print("exec cell CPU ms:", round(exec_cell_cpu_ms(), 2), flush=True)
         if "paced" in only:
             rate = a.paced_rate or res["throughput"]["tasks_per_s"] / 2
             print("paced:", json.dumps(bench_throughput(a.tasks, a.jobs, rate)), flush=True)
@@ -416,6 +444,8 @@ def main():
         return
     tp = bench_throughput(a.tasks, a.jobs)
     print("throughput:", json.dumps(tp), flush=True)
+    cell_ms = exec_cell_cpu_ms()
+    print("exec cell CPU ms:", round(cell_ms, 2), flush=True)
     paced = bench_throughput(a.tasks, a.jobs, a.paced_rate or tp["tasks_per_s"] / 2)
     print("paced:", json.dumps(paced), flush=True)
     first0 = bench_first_request(a.first, 0)
@@ -442,7 +472,12 @@ def main():
         f"**{tp['tasks_per_s']:.0f} tasks/s**; submit-to-result latency (submit sent to the "
         f"terminal event seen on an `events all` stream, all {tp['tasks']} submitted at once, so "
         f"it includes queueing behind {tp['jobs']} cells): p50 {tp['p50_ms']:.0f} ms, "
-        f"p99 {tp['p99_ms']:.0f} ms. The limit is CPU for the cells, not the loop: cells are "
+        f"p99 {tp['p99_ms']:.0f} ms. During it the machine was {tp['cpu_busy_pct']:.0f}% busy "
+        f"(/proc/stat), {tp['cpu_ms_per_task']:.1f} ms of CPU per task, all processes: at that "
+        f"cost {os.cpu_count()} CPUs finish at most {tp['ceiling_tasks_per_s']:.0f} tasks/s. In "
+        f"the same run one `agentbox exec -- /bin/true` cell alone costs {cell_ms:.1f} ms of CPU "
+        f"(median of 60): a task's own cell is most of it, so 250 tasks/s needs cheaper cells "
+        f"(exec section above). The limit is CPU for the cells, not the loop: cells are "
         "made on spawner threads (supervisor/spawner.c) while the loop goes on accepting "
         "submits, so the latency above is queueing; a `perf` profile of the whole machine puts "
         "the time in the kernel (clone with new namespaces, mounts, cgroups, exec of the agent) "

@@ -310,9 +310,6 @@ static int setup(struct batch *b, struct batch_input *in, char *err, size_t errs
         print_refusal(in, b->a.file);
         return errf(err, errsz, "the batch was refused");
     }
-    if (catalog_load(&b->cat, NULL, err, errsz) < 0)
-        return -1;
-    b->have_cat = true;
     /* every directory written into is the running uid's alone, and so is every one above
      * it: no other user can steer a (root) batch's writes through a planted link */
     const char *root = b->a.state_dir ? b->a.state_dir : b->cfg.workspace_root;
@@ -378,10 +375,11 @@ int cmd_batch(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (supervisor_keyholder_start(&b.cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&b.cfg, &b.cat, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox batch: %s\n", err);
         return EXIT_USAGE;
     }
+    b.have_cat = true;
     sigset_t mask, oldmask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);

@@ -464,7 +464,7 @@ int cmd_llm(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&cfg, NULL, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox llm: %s\n", err);
         return EXIT_USAGE;
     }

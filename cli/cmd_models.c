@@ -229,20 +229,17 @@ int cmd_models(int argc, char **argv)
     }
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "agentbox models: %s\n", err);
-        return EXIT_USAGE;
-    }
     struct catalog *cat = calloc(1, sizeof(*cat));
-    int rc = EXIT_USAGE;
     if (!cat) {
         fprintf(stderr, "agentbox models: out of memory\n");
-        goto out;
+        return EXIT_USAGE;
     }
-    if (catalog_load(cat, NULL, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&cfg, cat, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox models: %s\n", err);
-        goto out;
+        free(cat);
+        return EXIT_USAGE;
     }
+    int rc = EXIT_USAGE;
     if (do_refresh) {
         rc = refresh(cat, &cfg, as_json);
         goto out;

@@ -406,13 +406,13 @@ int cmd_run(int argc, char **argv)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
     struct agentbox_config cfg;
-    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0) {
+    struct catalog cat;
+    if (supervisor_keyholder_start(&cfg, &cat, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox run: %s\n", err);
         return EXIT_USAGE;
     }
     int rc = EXIT_USAGE;
     struct task t = {0};
-    struct catalog cat;
     struct taskprep prep = {0};
     struct broker *b = NULL;
     struct runner *r = NULL;
@@ -428,8 +428,7 @@ int cmd_run(int argc, char **argv)
 
     if (load_task(&a, &t, err, sizeof(err)) < 0)
         goto usage_error;
-    if (catalog_load(&cat, NULL, err, sizeof(err)) < 0 ||
-        taskprep_build(&prep, &t, &cfg, &cat, err, sizeof(err)) < 0)
+    if (taskprep_build(&prep, &t, &cfg, &cat, err, sizeof(err)) < 0)
         goto usage_error;
     if (supervisor_broker_open(&cfg, a.replay, SUPERVISOR_REPLAY_KEEP,
                                " for a real run, or pass --replay FILE for an offline one", &b, err,

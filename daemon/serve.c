@@ -645,7 +645,7 @@ int cmd_serve(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : EXIT_USAGE;
     char err[ERR_MSG_MAX];
-    if (supervisor_keyholder_start(&s->cfg, err, sizeof(err)) < 0) {
+    if (supervisor_keyholder_start(&s->cfg, &s->cat, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentbox serve: %s\n", err);
         config_free(&s->cfg);
         return EXIT_USAGE;
@@ -683,8 +683,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (lock_state_dir(s, err, sizeof(err)) < 0)
         goto fail;
-    if (catalog_load(&s->cat, NULL, err, sizeof(err)) < 0 ||
-        serve_policy_init(s, err, sizeof(err)) < 0)
+    if (serve_policy_init(s, err, sizeof(err)) < 0)
         goto fail;
     /* a replay file is checked once here so a bad one is a usage error, not 1000 failed tasks */
     if (supervisor_broker_open(&s->cfg, s->replay, SUPERVISOR_REPLAY_PROBE,

@@ -6,7 +6,8 @@
 
 #include "util.h"
 
-int supervisor_keyholder_start(struct agentbox_config *cfg, char *err, size_t errsz)
+int supervisor_keyholder_start(struct agentbox_config *cfg, struct catalog *cat, char *err,
+                               size_t errsz)
 {
     memset(cfg, 0, sizeof(*cfg)); /* config_free is safe on it whatever happens */
     /* hardened first: the key must never be in a dumpable process, not even for a moment */
@@ -15,6 +16,10 @@ int supervisor_keyholder_start(struct agentbox_config *cfg, char *err, size_t er
     if (config_load(cfg, err, errsz) < 0)
         return -1;      /* config_load frees what it read */
     config_scrub_env(); /* the key lives in cfg (and the LLM client) only from here on */
+    if (cat && catalog_load(cat, NULL, err, errsz) < 0) {
+        config_free(cfg);
+        return -1;
+    }
     return 0;
 }
 

@@ -8,15 +8,18 @@
 #include <stddef.h>
 
 #include "broker.h"
+#include "catalog.h"
 #include "config.h"
 
 /* Before the key is read: the process becomes non-dumpable (PR_SET_DUMPABLE 0: no ptrace or
  * /proc/PID/mem, environ, maps by its own uid) with core dumps off (RLIMIT_CORE 0, soft and
  * hard). Then the configuration is loaded (the key into cfg) and the key is wiped from the
  * environment (its bytes in place, so /proc/PID/environ no longer shows them, then the
- * variable), so no child forked or exec'd later inherits it. On error cfg holds no key and
- * err says why (a usage error for the caller). */
-int supervisor_keyholder_start(struct agentbox_config *cfg, char *err, size_t errsz);
+ * variable), so no child forked or exec'd later inherits it. Last, with cat, the model
+ * catalog (`llm`, which goes on without one, passes NULL and loads its own). On error cfg
+ * holds no key and err says why (a usage error for the caller). */
+int supervisor_keyholder_start(struct agentbox_config *cfg, struct catalog *cat, char *err,
+                               size_t errsz);
 
 /* How a replay file is used: the caller's broker replays it (`run`), or it is only checked
  * here, once, so a bad file is a usage error before any cell starts (`serve`, `batch`: each

@@ -1,7 +1,9 @@
 /* Unit tests for supervisor/supervisor.c: the key holder's bring-up leaves the process
  * non-dumpable with core dumps off, the key in the config only (its bytes in the
  * environment wiped), and opening the broker refuses a missing key or replay file with a
- * usage message. The bring-up changes the process for good, so it runs in a child. */
+ * usage message; given a catalog, it loads it, and a catalog that cannot be read is a usage
+ * error that leaves no key in the config. The bring-up changes the process for good, so it
+ * runs in a child. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,7 +41,7 @@ static int bring_up_and_check(void)
         return 91;
     struct agentbox_config cfg;
     char err[ERR_MSG_MAX];
-    if (supervisor_keyholder_start(&cfg, err, sizeof(err)) < 0)
+    if (supervisor_keyholder_start(&cfg, NULL, err, sizeof(err)) < 0)
         return 1;
     if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
         return 2;
@@ -65,6 +67,47 @@ static void test_keyholder_start_hardens_and_scrubs(void **state)
     assert_true(pid >= 0);
     if (pid == 0)
         _exit(bring_up_and_check());
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* In the child: 0 when the catalog comes with the bring-up (and a missing one is refused with
+ * the key dropped), else the number of the first promise broken. */
+static int catalog_with_bring_up(void)
+{
+    const char *data = getenv("AGENTBOX_DATA_DIR");
+    char *keep = data ? strdup(data) : NULL;
+    clear_env();
+    if (!keep || setenv("OPENROUTER_API_KEY", KEY, 1) < 0 || setenv("AGENTBOX_DATA_DIR", keep, 1))
+        return 90;
+    struct agentbox_config cfg;
+    struct catalog cat;
+    char err[ERR_MSG_MAX];
+    if (supervisor_keyholder_start(&cfg, &cat, err, sizeof(err)) < 0)
+        return 1;
+    if (cat.n == 0 || !catalog_find(&cat, cat.models[0].id))
+        return 2;
+    config_free(&cfg);
+    if (setenv("OPENROUTER_API_KEY", KEY, 1) < 0 || setenv("AGENTBOX_DATA_DIR", "/nonexistent", 1))
+        return 91;
+    if (supervisor_keyholder_start(&cfg, &cat, err, sizeof(err)) == 0)
+        return 3;
+    if (cfg.api_key || !strstr(err, "catalog"))
+        return 4;
+    free(keep);
+    return 0;
+}
+
+static void test_keyholder_start_loads_the_catalog(void **state)
+{
+    (void)state;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(catalog_with_bring_up());
     int st = 0;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st));
@@ -101,6 +144,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyholder_start_hardens_and_scrubs),
+        cmocka_unit_test(test_keyholder_start_loads_the_catalog),
         cmocka_unit_test(test_broker_open_without_key_is_refused),
         cmocka_unit_test(test_broker_open_bad_replay_is_refused),
     };

@@ -11,10 +11,10 @@
 # one line and counts one skip.
 #
 # env: AGENTBOX (binary under test), BUILD (kernel cache: $BUILD/vm), PYTHON, VM_TIMEOUT
-# (seconds, default 600).
+# (seconds, default 1200).
 set -u
 cd "$(dirname "$0")/../.."
-: "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=600}"
+: "${AGENTBOX:?}" "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${VM_TIMEOUT:=1200}"
 label=systemd
 
 skip() {
