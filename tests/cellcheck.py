@@ -208,17 +208,26 @@ def attribute(dirs):
     return {d for d in dirs if d in private or os.path.basename(d) in names}
 
 
-def slot_free(cgroup_dir):
-    """Whether nobody holds the lock of the slot cgroup_dir (…/u<euid>-s<N>) is named after."""
+def slot_lock_path(cgroup_dir):
+    """The lock file of the slot cgroup_dir (…/u<euid>-s<N>) is named after, as agentbox's
+    slot.c places it; None when the name is not a slot's."""
     try:
         n = int(os.path.basename(cgroup_dir).rsplit("-s", 1)[1])
     except (IndexError, ValueError):
-        return False
+        return None
     lock_dir = "/run/agentbox" if os.geteuid() == 0 else (
         os.path.join(os.environ["XDG_RUNTIME_DIR"], "agentbox") if os.environ.get("XDG_RUNTIME_DIR", "").startswith("/")
         else "/tmp/agentbox-%d" % os.geteuid())
+    return os.path.join(lock_dir, "slot-%d.lock" % n)
+
+
+def slot_free(cgroup_dir):
+    """Whether nobody holds the lock of the slot cgroup_dir (…/u<euid>-s<N>) is named after."""
+    path = slot_lock_path(cgroup_dir)
+    if path is None:
+        return False
     try:
-        fd = os.open(os.path.join(lock_dir, "slot-%d.lock" % n), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return True
     try:

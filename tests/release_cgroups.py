@@ -6,18 +6,14 @@ parents if they are empty. Prints one line; never fails the run."""
 import fcntl
 import os
 
-from cellcheck import _PARENTS, cgroup_dirs, cgroup_empty
+from cellcheck import _PARENTS, cgroup_dirs, cgroup_empty, slot_lock_path
 
 
 def slot_lock(cgroup_dir):
     """An fd holding the lock of the slot cgroup_dir is named after, or None if it is busy;
     -1 when there is no lock file (no agentbox of this uid holds the slot)."""
-    n = int(os.path.basename(cgroup_dir).rsplit("-s", 1)[1])
-    lock_dir = "/run/agentbox" if os.geteuid() == 0 else (
-        os.path.join(os.environ["XDG_RUNTIME_DIR"], "agentbox")
-        if os.environ.get("XDG_RUNTIME_DIR", "").startswith("/") else "/tmp/agentbox-%d" % os.geteuid())
     try:
-        fd = os.open(os.path.join(lock_dir, "slot-%d.lock" % n), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(slot_lock_path(cgroup_dir), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return -1
     try:
@@ -31,10 +27,9 @@ def slot_lock(cgroup_dir):
 def main():
     released = busy = 0
     for d in sorted(cgroup_dirs()):
-        try:
-            fd = slot_lock(d)
-        except (IndexError, ValueError):
+        if slot_lock_path(d) is None:
             continue
+        fd = slot_lock(d)
         if fd is None:
             busy += 1
             continue
