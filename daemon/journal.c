@@ -23,8 +23,9 @@
 #include "util.h"
 
 /* A record is all there or not at all: a failed write or sync (a full disk) is cut back to
- * the last good offset, so the next record never lands glued to half of this one. */
-static int append(struct journal *j, cJSON *rec)
+ * the last good offset, so the next record never lands glued to half of this one. A record
+ * appended without its own sync (sync false) is made durable by the next one that syncs. */
+static int append_rec(struct journal *j, cJSON *rec, bool sync)
 {
     cleanup_free char *text = cJSON_PrintUnformatted(rec);
     cJSON_Delete(rec);
@@ -37,7 +38,7 @@ static int append(struct journal *j, cJSON *rec)
     }
     size_t n = strlen(text);
     text[n] = '\n'; /* replaces the NUL: written with its length, one write(2) */
-    if (write_all(j->fd, text, n + 1) < 0 || fdatasync(j->fd) < 0) {
+    if (write_all(j->fd, text, n + 1) < 0 || (sync && fdatasync(j->fd) < 0)) {
         int e = errno;
         if (ftruncate(j->fd, (off_t)j->size) < 0)
             j->torn = true; /* cut back before the next record */
@@ -47,6 +48,11 @@ static int append(struct journal *j, cJSON *rec)
     j->size += n + 1;
     j->appended += n + 1;
     return 0;
+}
+
+static int append(struct journal *j, cJSON *rec)
+{
+    return append_rec(j, rec, true);
 }
 
 static cJSON *record(const char *op, const char *id, double ts)
@@ -77,10 +83,13 @@ int journal_submitted(struct journal *j, const char *id, const cJSON *task, doub
     return append(j, rec);
 }
 
+/* Not synced on its own: a restart treats a task that has no `finished` record the same
+ * whether it started or not (interrupted: failed, or queued again), so a `started` lost
+ * with a power cut loses only the start time. The next synced record carries it. */
 int journal_started(struct journal *j, const char *id, double ts)
 {
     cJSON *rec = record("started", id, ts);
-    return rec ? append(j, rec) : -1;
+    return rec ? append_rec(j, rec, false) : -1;
 }
 
 int journal_finished(struct journal *j, const char *id, const char *status, double ts)

@@ -1,7 +1,8 @@
 /* journal: the supervisor's append-only record of task transitions (STATE/journal.jsonl),
- * fsync'd at each one, so that after a crash (even SIGKILL) a restarted supervisor knows
- * every task it had accepted. Compacted on open. Never holds results: those are the
- * runners' result.json files; the journal only says which tasks exist and how far they got. */
+ * fsync'd at each one that a restart depends on, so that after a crash (even SIGKILL) a
+ * restarted supervisor knows every task it had accepted. Compacted on open. Never holds results:
+ * those are the runners' result.json files; the journal only says which tasks exist and how far
+ * they got. */
 #ifndef AGENTBOX_JOURNAL_H
 #define AGENTBOX_JOURNAL_H
 
@@ -43,7 +44,8 @@ void journal_close(struct journal *j);
 
 /* Each returns 0 once the record is durable, or -1 with errno (ENOSPC: the disk is full)
  * and nothing of the record left in the file. owner: the submitting client's uid (kept
- * across restarts and compactions). */
+ * across restarts and compactions). Except `started`: written, not synced on its own (it
+ * carries only the start time, which a restart does not need): the next record syncs it. */
 int journal_submitted(struct journal *j, const char *id, const cJSON *task, double ts, long owner);
 int journal_started(struct journal *j, const char *id, double ts);
 int journal_finished(struct journal *j, const char *id, const char *status, double ts);
