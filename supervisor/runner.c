@@ -201,6 +201,8 @@ void runner_free(struct runner *r)
     }
     if (r->chan >= 0)
         (void)close(r->chan);
+    if (r->state_dfd >= 0)
+        (void)close(r->state_dfd);
     if (r->events_fd >= 0)
         (void)close(r->events_fd);
     if (r->outputs_dirfd >= 0)

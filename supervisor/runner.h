@@ -79,8 +79,9 @@ const cJSON *runner_result(const struct runner *r);
 /* Whether result.json is durable (false: the disk refused even the failed result that
  * says what was lost; the caller may try again with runner_write_result). */
 bool runner_result_saved(const struct runner *r);
-/* Writes a result to path atomically (atomicfile.h); -1 with errno on failure. */
-int runner_write_result(const char *path, const cJSON *res, const char *crash_point);
+/* Writes a result as result.json in the task's state directory (open in state_dfd)
+ * atomically (atomicfile.h); -1 with errno on failure. */
+int runner_write_result(int state_dfd, const cJSON *res, const char *crash_point);
 /* run's exit code for the result: 0, 1, 3 or 4. */
 int runner_exit_code(const struct runner *r);
 void runner_free(struct runner *r);

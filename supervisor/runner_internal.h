@@ -22,6 +22,7 @@ struct runner {
     struct runner_opts o;
     struct cell *cell;
     int chan;
+    int state_dfd; /* the task's state directory: its files are made below this fd */
     int events_fd;
     int outputs_dirfd;
     struct channel_reader rd;

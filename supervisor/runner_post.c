@@ -191,16 +191,15 @@ void post_decide(const struct runner_post *p, const char **status, const char **
     cJSON_AddStringToObject(*error, "reason", "verify_failed");
 }
 
-static void write_patch_file(const struct runner_post *p, const char *state_dir)
+static void write_patch_file(const struct runner_post *p, int state_dfd)
 {
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/patch.diff", state_dir);
-    cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    cleanup_fd int fd =
+        openat(state_dfd, "patch.diff", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 || write_all(fd, p->patch ? p->patch : "", p->patch_len) < 0)
-        log_warn("cannot write %s: %s", path, strerror(errno));
+        log_warn("task %s: cannot write patch.diff: %s", p->task->id, strerror(errno));
 }
 
-void post_result(struct runner_post *p, cJSON *res, const char *state_dir)
+void post_result(struct runner_post *p, cJSON *res, int state_dfd)
 {
     if (p->git.top[0]) {
         cleanup_free char *text = utf8_sanitize(p->patch ? p->patch : "", p->patch_len, NULL);
@@ -210,7 +209,7 @@ void post_result(struct runner_post *p, cJSON *res, const char *state_dir)
         cJSON *g = git_ws_spec_json(p->task->git);
         cJSON_AddStringToObject(g, "commit", p->git.commit);
         cJSON_AddItemToObject(res, "workspace_git", g);
-        write_patch_file(p, state_dir);
+        write_patch_file(p, state_dfd);
     }
     if (p->task->verify)
         cJSON_AddItemToObject(res, "verify",

@@ -57,7 +57,7 @@ void post_kill(struct runner_post *p);
 void post_decide(const struct runner_post *p, const char **status, const char **terminal,
                  cJSON **error);
 /* Adds "patch", "verify" and "workspace_git" to the result; writes patch.diff. */
-void post_result(struct runner_post *p, cJSON *res, const char *state_dir);
+void post_result(struct runner_post *p, cJSON *res, int state_dfd);
 void post_free(struct runner_post *p);
 
 #endif

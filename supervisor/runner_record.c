@@ -11,7 +11,7 @@
 #include "runner.h"
 #include "util.h"
 
-int runner_write_result(const char *path, const cJSON *res, const char *crash_point)
+int runner_write_result(int state_dfd, const cJSON *res, const char *crash_point)
 {
     cleanup_free char *text = json_print_pretty(res);
     if (!text) {
@@ -24,7 +24,7 @@ int runner_write_result(const char *path, const cJSON *res, const char *crash_po
         return -1;
     text = line;
     memcpy(text + n, "\n", 2);
-    return atomic_write_file(path, text, n + 1, 0600, crash_point);
+    return atomic_write_at(state_dfd, "result.json", text, n + 1, 0600, crash_point);
 }
 
 cJSON *runner_result_unrun(const char *id, const char *status, cJSON *error, double elapsed,

@@ -152,9 +152,7 @@ static cJSON *terminal_fields(const struct runner *r, double iters)
  * when the result was replaced. */
 static bool save_result(struct runner *r)
 {
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
-    if (runner_write_result(path, r->result, "result-half") == 0) {
+    if (runner_write_result(r->state_dfd, r->result, "result-half") == 0) {
         r->result_saved = true;
         return true;
     }
@@ -176,7 +174,7 @@ static bool save_result(struct runner *r)
         r->result = small;
     }
     r->exit_code = 1;
-    r->result_saved = small && runner_write_result(path, small, NULL) == 0;
+    r->result_saved = small && runner_write_result(r->state_dfd, small, NULL) == 0;
     return false;
 }
 
@@ -220,7 +218,7 @@ void runner_build_result(struct runner *r)
     cJSON_AddItemToObject(res, "sandbox", cell_record_to_json(&r->rec));
     if (r->network)
         cJSON_AddItemToObject(res, "network", cJSON_Duplicate(r->network, 1));
-    post_result(&r->post, res, r->o.state_dir);
+    post_result(&r->post, res, r->state_dfd);
     cJSON *md = t->metadata ? cJSON_Duplicate(t->metadata, 1) : cJSON_CreateObject();
     if (strcmp(status, "mock") == 0)
         cJSON_AddBoolToObject(md, "mock", true);

@@ -34,16 +34,21 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
                         dir, r->o.task->id);
         return errf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
     }
+    r->state_dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (r->state_dfd < 0)
+        return errf(err, errsz, "cannot open %s: %s", dir, strerror(errno));
     snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
-    r->events_fd = open(r->events_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    r->events_fd = openat(r->state_dfd, "events.jsonl",
+                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
         return errf(err, errsz, "cannot create %s: %s", r->events_path, strerror(errno));
     if (events_add_fd(r->o.events, r->events_fd) < 0)
         return errf(err, errsz, "too many event sinks");
     snprintf(r->outputs_path, sizeof(r->outputs_path), "%s/outputs", dir);
-    if (mkdir(r->outputs_path, 0700) < 0)
+    if (mkdirat(r->state_dfd, "outputs", 0700) < 0)
         return errf(err, errsz, "cannot create %s: %s", r->outputs_path, strerror(errno));
-    r->outputs_dirfd = open(r->outputs_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    r->outputs_dirfd =
+        openat(r->state_dfd, "outputs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (r->outputs_dirfd < 0)
         return errf(err, errsz, "cannot open %s: %s", r->outputs_path, strerror(errno));
     return 0;
@@ -108,7 +113,7 @@ static int begin(const struct runner_opts *opts, struct runner **out, char *err,
     if (!r)
         return errf(err, errsz, "out of memory");
     r->o = *opts;
-    r->chan = r->events_fd = r->outputs_dirfd = r->job.done_fd = -1;
+    r->chan = r->state_dfd = r->events_fd = r->outputs_dirfd = r->job.done_fd = -1;
     channel_reader_init(&r->rd);
     r->models_tried = cJSON_CreateArray();
     r->start_mono = monotonic_s();
@@ -226,9 +231,7 @@ static void fail_setup(struct runner *r, const char *msg)
     r->result = runner_result_unrun(r->o.task->id, "failed",
                                     broker_error_object("UNKNOWN_ERROR", msg, NULL), elapsed,
                                     r->o.models[0], r->events_path, r->o.task->metadata);
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/result.json", r->o.state_dir);
-    r->result_saved = r->result && runner_write_result(path, r->result, NULL) == 0;
+    r->result_saved = r->result && runner_write_result(r->state_dfd, r->result, NULL) == 0;
     r->exit_code = task_status_exit_code("failed");
     r->reaped = true; /* nothing to wait for: runner_done */
     cJSON *f = cJSON_CreateObject();
