@@ -605,6 +605,7 @@ static void teardown(struct server *s)
         runner_free(sl->runner); /* kills and reaps the cell */
         broker_free(sl->own_broker);
         sl->t->slot = NULL;
+        free(sl->egress);
         free(sl);
     }
     while (s->clients)

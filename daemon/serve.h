@@ -99,8 +99,8 @@ struct slot {
     double woken_for, rewake_at; /* a runner wake-up already handled, and when to retry it */
     char models[RUNNER_MODELS_MAX][CONFIG_MODEL_MAX];
     char state_dir[STATEFILE_PATH_MAX]; /* the runner borrows it for its whole life */
-    struct policy_entry *pe;    /* borrowed (a reference held) for the runner's whole life */
-    struct egress_rules egress; /* the runner borrows it too */
+    struct policy_entry *pe;     /* borrowed (a reference held) for the runner's whole life */
+    struct egress_rules *egress; /* with egress only (29 KiB); the runner borrows it */
     struct slot *prev, *next;
 };
 

@@ -150,6 +150,7 @@ static void finish_running(struct server *s, struct slot *sl)
         sl->next->prev = sl->prev;
     s->nrunning--;
     t->slot = NULL;
+    free(sl->egress);
     free(sl);
     if (!res) {
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR",
@@ -209,6 +210,24 @@ static void sync_slot_fds(struct server *s, struct slot *sl)
         if (j == sl->nfds)
             sl->nfds++;
     }
+}
+
+/* The task's egress rules, kept in the slot only when the task has egress (most have not,
+ * and the rules are large). -1 + err. */
+static int slot_egress(struct slot *sl, const struct task *tk, const struct policy *pol, char *err,
+                       size_t errsz)
+{
+    struct egress_rules *rules = calloc(1, sizeof(*rules));
+    if (!rules)
+        return errf(err, errsz, "out of memory");
+    bool on = false;
+    int rc = task_egress_rules(tk, pol, rules, &on, err, errsz);
+    if (rc < 0 || !on) {
+        free(rules);
+        return rc;
+    }
+    sl->egress = rules;
+    return 0;
 }
 
 static void start_task(struct server *s, struct stask *t)
@@ -274,16 +293,16 @@ static void start_task(struct server *s, struct stask *t)
     };
     for (int i = 0; i < nmodels && i < RUNNER_MODELS_MAX; i++)
         o.models[i] = sl->models[i];
-    bool egress_on = false;
     /* checked again at start: a task requeued after a restart meets today's ceiling */
     if (serve_egress_check(s, tk, err, sizeof(err)) < 0 ||
-        task_egress_rules(tk, pe->pol, &sl->egress, &egress_on, err, sizeof(err)) < 0) {
+        slot_egress(sl, tk, pe->pol, err, sizeof(err)) < 0) {
         broker_free(sl->own_broker);
+        free(sl->egress);
         free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
-    o.egress = egress_on ? &sl->egress : NULL;
+    o.egress = sl->egress;
     taskprep_apply_limits(&o.limits, tk);
     events_init(&sl->events, t->id);
     (void)events_add_callback(&sl->events, serve_slot_event_sink, sl);
@@ -296,6 +315,7 @@ static void start_task(struct server *s, struct stask *t)
     /* the cell is made on a spawner thread: the loop goes on serving meanwhile */
     if (runner_start_async(&o, &sl->runner, err, sizeof(err)) < 0) {
         broker_free(sl->own_broker);
+        free(sl->egress);
         free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", err);
         return;

@@ -187,6 +187,9 @@ void runner_free(struct runner *r)
     runner_spawn_wait(r); /* its job may still be making the cell */
     spawner_job_close(&r->job);
     free(r->egress_env);
+    free(r->overhead_ms);
+    free(r->events_path);
+    free(r->outputs_path);
     runner_llm_detach(r);
     if (r->egress)
         cJSON_Delete(egress_finish(r->egress, NULL, NULL));

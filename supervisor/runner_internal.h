@@ -34,11 +34,11 @@ struct runner {
     bool llm_inflight;
     struct llm_ctx *llm_pending; /* the call in flight, detached if the runner goes first */
     unsigned llm_calls, llm_call_cap;
-    double broker_s; /* time this side spent on the calls (HTTP excluded): its overhead */
-    double client_s; /* of which inside the client (not overhead) */
-    double call_s;   /* this call's overhead so far */
-    float overhead_ms[RUNNER_OVERHEAD_SAMPLES];
-    size_t noverhead;
+    double broker_s;    /* time this side spent on the calls (HTTP excluded): its overhead */
+    double client_s;    /* of which inside the client (not overhead) */
+    double call_s;      /* this call's overhead so far */
+    float *overhead_ms; /* grows with the calls made, to RUNNER_OVERHEAD_SAMPLES */
+    size_t noverhead, overhead_cap;
     double prompt_tokens, completion_tokens, total_tokens, cost_usd;
     bool mock_used;
     char last_model[256];
@@ -63,8 +63,8 @@ struct runner {
     bool result_saved;     /* result.json is durable */
     unsigned outputs_lost; /* output files the disk refused (not the limits) */
     int outputs_errno;
-    char outputs_path[4096];
-    char events_path[4096];
+    char *outputs_path; /* STATE_DIR/outputs and STATE_DIR/events.jsonl, for the result */
+    char *events_path;
     struct runner_post post; /* git workspace, patch, verify */
     /* the cell's creation (runner_spawn.c): while spawning, the job owns cell, chan, post
      * and spawn_err, and the loop touches none of them */

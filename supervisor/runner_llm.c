@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -91,7 +92,7 @@ static void llm_done(void *opaque, cJSON *outcome)
     reply_llm(r, id, outcome);
     double post = monotonic_s() - t0;
     r->broker_s += post;
-    if (r->noverhead < RUNNER_OVERHEAD_SAMPLES)
+    if (GROW(r->overhead_ms, r->noverhead, r->overhead_cap, 16, RUNNER_OVERHEAD_SAMPLES) == 0)
         r->overhead_ms[r->noverhead++] = (float)((r->call_s + post) * 1000.0);
 }
 

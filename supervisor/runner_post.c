@@ -31,40 +31,57 @@ int post_prepare(struct runner_post *p, const struct task *t, struct event_log *
                     "task.workspace.git: the repository must be read as uid %u, and this "
                     "supervisor (not root) cannot become it",
                     (unsigned)uid);
-    if (git_ws_prepare(t->git, "task.workspace.git", drop, uid, gid, &p->git, err, errsz) < 0)
+    p->git = calloc(1, sizeof(*p->git)); /* 8 KiB of paths: only for tasks with a git workspace */
+    if (!p->git)
+        return errf(err, errsz, "out of memory");
+    if (git_ws_prepare(t->git, "task.workspace.git", drop, uid, gid, p->git, err, errsz) < 0) {
+        free(p->git);
+        p->git = NULL;
         return -1;
+    }
     if (ev)
         post_announce(p, ev);
     return 0;
 }
 
+/* Whether the task has its clone (made, not yet removed). */
+static bool git_on(const struct runner_post *p)
+{
+    return p->git && p->git->top[0];
+}
+
+const char *post_git_tree(const struct runner_post *p)
+{
+    return git_on(p) ? p->git->tree : NULL;
+}
+
 void post_announce(const struct runner_post *p, struct event_log *ev)
 {
-    if (!p->git.top[0])
+    if (!git_on(p))
         return;
     cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "commit", p->git.commit);
-    cJSON_AddNumberToObject(f, "prepare_s", round(p->git.prepare_s * 1000) / 1000);
+    cJSON_AddStringToObject(f, "commit", p->git->commit);
+    cJSON_AddNumberToObject(f, "prepare_s", round(p->git->prepare_s * 1000) / 1000);
     events_emit(ev, "workspace_ready", f);
 }
 
 const char *post_seed(const struct runner_post *p)
 {
-    return p->git.top[0] ? p->git.tree : p->task->workspace_from;
+    return git_on(p) ? p->git->tree : p->task->workspace_from;
 }
 
 void post_task_fields(const struct runner_post *p, cJSON *cell_task)
 {
-    if (!p->git.top[0])
+    if (!git_on(p))
         return;
     cJSON_DeleteItemFromObjectCaseSensitive(cell_task, "seeded");
     cJSON_AddBoolToObject(cell_task, "seeded", true);
-    cJSON_AddStringToObject(cell_task, "git_commit", p->git.commit);
+    cJSON_AddStringToObject(cell_task, "git_commit", p->git->commit);
 }
 
 void post_on_patch(struct runner_post *p, const struct channel_msg *m)
 {
-    if (p->patch || !p->git.top[0] || m->payload_len > GIT_PATCH_MAX_BYTES)
+    if (p->patch || !git_on(p) || m->payload_len > GIT_PATCH_MAX_BYTES)
         return; /* one patch, only for a git workspace, bounded */
     p->patch = malloc(m->payload_len + 1);
     if (!p->patch)
@@ -95,7 +112,7 @@ bool post_start_verify(struct runner_post *p, bool finished, const struct policy
                        const char *state_dir, struct event_log *ev)
 {
     const struct verify_spec *vs = p->task->verify;
-    if (!vs || !p->git.top[0])
+    if (!vs || !git_on(p))
         return false;
     if (!finished) {
         p->verify_json = verify_result_unrun("skipped", "the agent did not finish");
@@ -113,8 +130,8 @@ bool post_start_verify(struct runner_post *p, bool finished, const struct policy
                              .policy = pol,
                              .seccomp = seccomp,
                              .limits = *lim,
-                             .seed = p->git.tree,
-                             .commit = p->git.commit,
+                             .seed = p->git->tree,
+                             .commit = p->git->commit,
                              .patch = p->patch ? p->patch : "",
                              .tmp_dir = state_dir};
     if (!why && verify_start(&vc, &p->verify, err, sizeof(err)) < 0)
@@ -199,15 +216,24 @@ static void write_patch_file(const struct runner_post *p, int state_dfd)
         log_warn("task %s: cannot write patch.diff: %s", p->task->id, strerror(errno));
 }
 
+/* The clone and its record go (removed as the requester). */
+static void drop_clone(struct runner_post *p)
+{
+    if (p->git)
+        git_ws_cleanup(p->git);
+    free(p->git);
+    p->git = NULL;
+}
+
 void post_result(struct runner_post *p, cJSON *res, int state_dfd)
 {
-    if (p->git.top[0]) {
+    if (git_on(p)) {
         cleanup_free char *text = utf8_sanitize(p->patch ? p->patch : "", p->patch_len, NULL);
         cJSON_AddStringToObject(res, "patch", text ? text : "");
         if (p->patch_truncated)
             cJSON_AddBoolToObject(res, "patch_truncated", true);
         cJSON *g = git_ws_spec_json(p->task->git);
-        cJSON_AddStringToObject(g, "commit", p->git.commit);
+        cJSON_AddStringToObject(g, "commit", p->git->commit);
         cJSON_AddItemToObject(res, "workspace_git", g);
         write_patch_file(p, state_dfd);
     }
@@ -216,7 +242,7 @@ void post_result(struct runner_post *p, cJSON *res, int state_dfd)
                               p->verify_json ? cJSON_Duplicate(p->verify_json, 1)
                                              : verify_result_unrun("skipped", NULL));
     /* the clone served both cells: it goes now, not when the runner is freed */
-    git_ws_cleanup(&p->git);
+    drop_clone(p);
 }
 
 void post_free(struct runner_post *p)
@@ -227,5 +253,5 @@ void post_free(struct runner_post *p)
     p->verify_json = NULL;
     free(p->patch);
     p->patch = NULL;
-    git_ws_cleanup(&p->git);
+    drop_clone(p);
 }

@@ -20,8 +20,8 @@
 
 struct runner_post {
     const struct task *task;
-    struct git_ws git;
-    char *patch; /* the agent's, as sent (bytes), NULL until it came */
+    struct git_ws *git; /* the clone, for a task with a git workspace; else NULL */
+    char *patch;        /* the agent's, as sent (bytes), NULL until it came */
     size_t patch_len;
     bool patch_truncated;
     char patch_error[256];
@@ -56,6 +56,8 @@ void post_kill(struct runner_post *p);
 /* A succeeded task whose verify did not pass becomes failed (reason verify_failed). */
 void post_decide(const struct runner_post *p, const char **status, const char **terminal,
                  cJSON **error);
+/* The clone's work tree (a git workspace's seed), or NULL. */
+const char *post_git_tree(const struct runner_post *p);
 /* Adds "patch", "verify" and "workspace_git" to the result; writes patch.diff. */
 void post_result(struct runner_post *p, cJSON *res, int state_dfd);
 void post_free(struct runner_post *p);

@@ -23,6 +23,13 @@
 #include "status.h"
 #include "util.h"
 
+/* "DIR/NAME", malloc'd; NULL when out of memory. */
+static char *path_join(const char *dir, const char *name)
+{
+    char *p = NULL;
+    return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
+}
+
 static int make_state_dir(struct runner *r, char *err, size_t errsz)
 {
     const char *dir = r->o.state_dir;
@@ -37,14 +44,16 @@ static int make_state_dir(struct runner *r, char *err, size_t errsz)
     r->state_dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (r->state_dfd < 0)
         return errf(err, errsz, "cannot open %s: %s", dir, strerror(errno));
-    snprintf(r->events_path, sizeof(r->events_path), "%s/events.jsonl", dir);
+    r->events_path = path_join(dir, "events.jsonl");
+    r->outputs_path = path_join(dir, "outputs");
+    if (!r->events_path || !r->outputs_path)
+        return errf(err, errsz, "out of memory");
     r->events_fd = openat(r->state_dfd, "events.jsonl",
                           O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (r->events_fd < 0)
         return errf(err, errsz, "cannot create %s: %s", r->events_path, strerror(errno));
     if (events_add_fd(r->o.events, r->events_fd) < 0)
         return errf(err, errsz, "too many event sinks");
-    snprintf(r->outputs_path, sizeof(r->outputs_path), "%s/outputs", dir);
     if (mkdirat(r->state_dfd, "outputs", 0700) < 0)
         return errf(err, errsz, "cannot create %s: %s", r->outputs_path, strerror(errno));
     r->outputs_dirfd =
@@ -159,8 +168,9 @@ static int spawn_cell(struct runner *r, char *err, size_t errsz)
         return errf(err, errsz, "socketpair: %s", strerror(errno));
     /* a git workspace seeds from the supervisor's own clone of it, opened here like any seed */
     cleanup_fd int git_seed_fd =
-        r->post.git.top[0] ? open(r->post.git.tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                           : -1;
+        post_git_tree(&r->post)
+            ? open(post_git_tree(&r->post), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            : -1;
     struct cell_config cc = {
         .policy = r->o.policy,
         .seccomp = r->o.seccomp,
@@ -168,7 +178,7 @@ static int spawn_cell(struct runner *r, char *err, size_t errsz)
         .network_host = r->o.network_host,
         .egress = r->o.egress != NULL,
         .workspace_from = post_seed(&r->post),
-        .seed_fd = r->post.git.top[0] ? git_seed_fd : r->o.seed_fd,
+        .seed_fd = post_git_tree(&r->post) ? git_seed_fd : r->o.seed_fd,
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
         .envp = r->cell_env,
