@@ -86,6 +86,8 @@ static long loop_timeout_ms(struct server *s)
         next = fmin(next, s->drain_deadline);
     if (s->listen_paused_until > 0)
         next = fmin(next, s->listen_paused_until);
+    if (prewarm_next_fill(s->prewarm) > now)
+        next = fmin(next, prewarm_next_fill(s->prewarm));
     long ms = (long)ceil((next - now) * 1000.0);
     return ms < 0 ? 0 : ms;
 }

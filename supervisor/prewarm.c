@@ -23,6 +23,9 @@
 /* A prepared agent waits 30 s for its task (agent.c) and then ends: a cell is replaced well
  * before, so that none is handed out just as it gives up. */
 #define PREWARM_MAX_AGE_S 20.0
+/* A cell taken is replaced this long after, not at once: making a cell costs both CPUs for a
+ * few ms, which would otherwise fall just when the taken cell's agent starts on its task. */
+#define PREWARM_REFILL_DELAY_S 0.02
 
 struct warm {
     struct spawn_job job; /* first: the job is the entry */
@@ -42,6 +45,7 @@ struct prewarm {
     struct policy_limits limits;
     char *const *envp;
     double retry_at;
+    double refill_at; /* monotonic: no new cell before (PREWARM_REFILL_DELAY_S after a take) */
     struct warm w[PREWARM_MAX];
 };
 
@@ -145,7 +149,7 @@ void prewarm_fill(struct prewarm *p)
             drop(w); /* replaced below */
         have += w->used;
     }
-    if (have >= p->n || monotonic_s() < p->retry_at)
+    if (have >= p->n || now < p->retry_at || now < p->refill_at)
         return;
     for (unsigned i = 0; i < p->n; i++) {
         struct warm *w = &p->w[i];
@@ -188,9 +192,15 @@ bool prewarm_take(struct prewarm *p, const struct policy *policy, const struct s
         w->cell = NULL; /* the runner's now */
         w->chan = -1;
         drop(w);
+        p->refill_at = monotonic_s() + PREWARM_REFILL_DELAY_S;
         return true;
     }
     return false;
+}
+
+double prewarm_next_fill(const struct prewarm *p)
+{
+    return p && p->refill_at > 0 ? p->refill_at : 0;
 }
 
 unsigned prewarm_ready(struct prewarm *p)

@@ -22,8 +22,12 @@ struct prewarm;
 int prewarm_new(unsigned n, const struct policy *policy, const struct sock_fprog *seccomp,
                 const struct policy_limits *limits, char *const *envp, struct prewarm **out,
                 char *err, size_t errsz);
-/* Starts making cells until n are ready or being made (on the spawner threads). */
+/* Starts making cells until n are ready or being made (on the spawner threads); not within
+ * a short delay after a cell was taken (prewarm_next_fill says until when). */
 void prewarm_fill(struct prewarm *p);
+/* When (monotonic) a refill held back after a take may start; 0 when none was. The loop
+ * wakes by then to call prewarm_fill. */
+double prewarm_next_fill(const struct prewarm *p);
 /* A ready cell for exactly this configuration, with its channel (non-blocking), or false. */
 bool prewarm_take(struct prewarm *p, const struct policy *policy, const struct sock_fprog *seccomp,
                   const struct policy_limits *limits, char *const *envp, struct cell **cell,

@@ -114,9 +114,9 @@ char *const *runner_cell_env(void)
 #endif
 }
 
-/* The loop's part before the cell: the runner, its state dir and events file, task_queued,
- * the cell's environment. */
-static int begin(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz)
+/* The loop's part before the cell: the runner and the cell's environment. */
+static int runner_alloc(const struct runner_opts *opts, struct runner **out, char *err,
+                        size_t errsz)
 {
     struct runner *r = calloc(1, sizeof(*r));
     if (!r)
@@ -131,21 +131,39 @@ static int begin(const struct runner_opts *opts, struct runner **out, char *err,
     /* a compromised agent must not be able to make unbounded paid calls */
     r->llm_call_cap = opts->max_iterations * 2 + 10;
     r->exit_code = EXIT_FAILURE;
-    if (!r->models_tried || make_state_dir(r, err, errsz) < 0) {
+    if (!r->models_tried) {
         runner_free(r);
-        return -1;
+        return errf(err, errsz, "out of memory");
     }
-    /* a supervisor with a queue says when the task entered it; the event is written here,
-     * where the task's event file begins */
-    cJSON *q = cJSON_CreateObject();
-    cJSON_AddNumberToObject(q, "queued_at", opts->queued_at > 0 ? opts->queued_at : r->start_wall);
-    events_emit(r->o.events, "task_queued", q);
     r->cell_env = runner_cell_env();
     r->egress_env =
         opts->egress ? egress_cell_env(r->cell_env ? r->cell_env : cell_default_env()) : NULL;
     if (r->egress_env)
         r->cell_env = r->egress_env;
     *out = r;
+    return 0;
+}
+
+/* The task's state dir and events file, and task_queued, the first event in it. */
+static int open_state(struct runner *r, char *err, size_t errsz)
+{
+    if (make_state_dir(r, err, errsz) < 0)
+        return -1;
+    /* a supervisor with a queue says when the task entered it */
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddNumberToObject(q, "queued_at", r->o.queued_at > 0 ? r->o.queued_at : r->start_wall);
+    events_emit(r->o.events, "task_queued", q);
+    return 0;
+}
+
+static int begin(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz)
+{
+    if (runner_alloc(opts, out, err, errsz) < 0)
+        return -1;
+    if (open_state(*out, err, errsz) < 0) {
+        runner_free(*out);
+        return -1;
+    }
     return 0;
 }
 
@@ -206,6 +224,24 @@ static void spawn_job_run(struct spawn_job *j)
     r->spawn_rc = spawn_cell(r, r->spawn_err, sizeof(r->spawn_err));
 }
 
+static void emit_started(struct runner *r)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "cell_pid", cell_pid(r->cell));
+    cJSON_AddStringToObject(f, "model", r->o.models[0] ? r->o.models[0] : "");
+    cJSON_AddNumberToObject(f, "timeout_s", r->o.timeout_s);
+    cJSON_AddBoolToObject(f, "prewarmed", r->prewarmed);
+    events_emit(r->o.events, "task_started", f);
+}
+
+static void send_task(struct runner *r)
+{
+    cJSON *tf = cJSON_CreateObject();
+    cJSON_AddItemToObject(tf, "task", task_for_cell(r));
+    /* the first frame is small and the socket buffer empty: this does not block */
+    runner_send_to_cell(r, CH_TASK, tf);
+}
+
 /* The loop's part once the cell is there: the proxy, task_started, the task frame. A task
  * cancelled while its cell was being made gets no task: its cell is killed at once. */
 static int hand_over(struct runner *r, char *err, size_t errsz)
@@ -214,21 +250,13 @@ static int hand_over(struct runner *r, char *err, size_t errsz)
     if (r->o.egress &&
         egress_start(r->o.egress, cell_take_proxy_fd(r->cell), &r->egress, err, errsz) < 0)
         return -1;
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddNumberToObject(f, "cell_pid", cell_pid(r->cell));
-    cJSON_AddStringToObject(f, "model", r->o.models[0] ? r->o.models[0] : "");
-    cJSON_AddNumberToObject(f, "timeout_s", r->o.timeout_s);
-    cJSON_AddBoolToObject(f, "prewarmed", r->prewarmed);
-    events_emit(r->o.events, "task_started", f);
+    emit_started(r);
     if (r->cancelled) {
         r->cancel_sent = r->kill_sent = true;
         (void)cell_kill(r->cell);
         return 0;
     }
-    cJSON *tf = cJSON_CreateObject();
-    cJSON_AddItemToObject(tf, "task", task_for_cell(r));
-    /* the first frame is small and the socket buffer empty: this does not block */
-    runner_send_to_cell(r, CH_TASK, tf);
+    send_task(r);
     return 0;
 }
 
@@ -283,19 +311,35 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     return 0;
 }
 
+/* A prepared cell gets its task frame first: its agent starts on it while the loop makes
+ * the state dir (the loop reads nothing from the cell before that is done). A state dir
+ * that cannot be made fails the start as without a prepared cell; the cell is killed. */
+static int start_prepared(struct runner *r, char *err, size_t errsz)
+{
+    send_task(r);
+    if (open_state(r, err, errsz) < 0)
+        return -1;
+    emit_started(r);
+    durable_dir(r);
+    return 0; /* the pool makes the next cell a little later (prewarm_fill) */
+}
+
 int runner_start_async(const struct runner_opts *opts, struct runner **out, char *err, size_t errsz)
 {
     struct runner *r;
-    if (begin(opts, &r, err, errsz) < 0)
+    if (runner_alloc(opts, &r, err, errsz) < 0)
         return -1;
     if (take_prepared(r)) {
-        char herr[ERR_MSG_MAX];
-        if (hand_over(r, herr, sizeof(herr)) < 0)
-            fail_setup(r, herr);
-        durable_dir(r);
-        prewarm_fill(opts->prewarm); /* one more for the next task */
+        if (start_prepared(r, err, errsz) < 0) {
+            runner_free(r);
+            return -1;
+        }
         *out = r;
         return 0;
+    }
+    if (open_state(r, err, errsz) < 0) {
+        runner_free(r);
+        return -1;
     }
     if (spawner_job_init(&r->job, spawn_job_run, err, errsz) < 0 ||
         spawner_submit(&r->job, err, errsz) < 0) {

@@ -24,6 +24,27 @@ def make_repo(path, dirs=20, files=100):
     os.chmod(path, 0o755)
 
 
+def agent_cells(pid):
+    """The processes below serve (pid) that run the agent: its cells' pid 1s."""
+    out = []
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        kids = [int(x) for x in f.read().split()]
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    for p in set(kids):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if b"__agent" in f.read():
+                    out.append(p)
+        except OSError:
+            pass
+    return out
+
+
 class SpawnerTest(ServeTestCase):
     def setUp(self):
         super().setUp()
@@ -104,24 +125,7 @@ class SpawnerTest(ServeTestCase):
         self.assertEqual([p for p in cells if pid_alive(p)], [])
 
     def cells(self):
-        """The supervisor's children that run the agent."""
-        out = []
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-            kids = [int(x) for x in f.read().split()]
-        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
-            try:
-                with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
-                    kids += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-        for p in set(kids):
-            try:
-                with open(f"/proc/{p}/cmdline", "rb") as f:
-                    if b"__agent" in f.read():
-                        out.append(p)
-            except OSError:
-                pass
-        return out
+        return agent_cells(self.proc.pid)
 
 
 class PrewarmTest(ServeTestCase):
@@ -179,3 +183,39 @@ class PrewarmTest(ServeTestCase):
             self.assertFalse(st["prewarmed"], task)
         st, _ = self.run_task(c, {"prompt": "x", "id": "fits"})
         self.assertTrue(st["prewarmed"])
+
+    def test_a_state_dir_that_cannot_be_made_fails_the_task_and_kills_its_cell(self):
+        # a prepared cell gets its task frame before the task's state dir is made; when that
+        # fails (here: the directory is there already), the task fails as it would without a
+        # prepared cell and the cell that got the frame is killed, its agent never heard
+        replay = self.write_replay([bash_reply("sleep 2"), finish_reply()])
+        self.start_server("--jobs", "1", "--prewarm", "1", replay=replay)
+        c = self.conn()
+        time.sleep(1)  # the pool is made
+        hold = self.submit(c, {"prompt": "hold", "id": "hold"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                st, _ = self.started(hold)
+                break
+            except (FileNotFoundError, IndexError):
+                self.assertLess(time.monotonic(), deadline, "hold never started")
+                time.sleep(0.02)
+        self.assertTrue(st["prewarmed"])
+        self.submit(c, {"prompt": "x", "id": "blocked"})  # queued behind hold
+        os.mkdir(os.path.join(self.state, "blocked"), 0o700)
+        deadline = time.monotonic() + 30
+        while True:  # the pool's next cell, made while hold runs
+            spare = [p for p in agent_cells(self.proc.pid) if p != st["cell_pid"]]
+            if spare:
+                break
+            self.assertLess(time.monotonic(), deadline, "the pool was not refilled")
+            time.sleep(0.05)
+        self.assertEqual(self.wait_result(c, hold, 60)["status"], "succeeded")
+        res = self.wait_result(c, "blocked", 60)
+        self.assertEqual(res["status"], "failed")
+        self.assertIn("already exists", res["error"]["message"])
+        deadline = time.monotonic() + 10
+        while pid_alive(spare[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(pid_alive(spare[0]), "the prepared cell that got the task lives on")
