@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ int post_prepare(struct runner_post *p, const struct task *t, struct event_log *
                  size_t errsz)
 {
     memset(p, 0, sizeof(*p));
+    p->vjob.done_fd = -1;
     p->task = t;
     if (!t->git)
         return 0;
@@ -107,6 +109,13 @@ static void emit_finished(struct runner_post *p, struct event_log *ev)
     events_emit(ev, "verify_finished", f);
 }
 
+/* On a spawner thread: only p->vc (read), p->vmade, p->vrc and p->verr. */
+static void verify_job_run(struct spawn_job *j)
+{
+    struct runner_post *p = (struct runner_post *)((char *)j - offsetof(struct runner_post, vjob));
+    p->vrc = verify_start(&p->vc, &p->vmade, p->verr, sizeof(p->verr));
+}
+
 bool post_start_verify(struct runner_post *p, bool finished, const struct policy *pol,
                        const struct sock_fprog *seccomp, const struct policy_limits *lim,
                        const char *state_dir, struct event_log *ev)
@@ -126,32 +135,39 @@ bool post_start_verify(struct runner_post *p, bool finished, const struct policy
                       : p->patch_error[0] ? p->patch_error
                       : !p->patch         ? "the agent sent no patch"
                                           : NULL;
-    struct verify_cell vc = {.spec = vs,
-                             .policy = pol,
-                             .seccomp = seccomp,
-                             .limits = *lim,
-                             .seed = p->git->tree,
-                             .commit = p->git->commit,
-                             .patch = p->patch ? p->patch : "",
-                             .tmp_dir = state_dir};
-    if (!why && verify_start(&vc, &p->verify, err, sizeof(err)) < 0)
+    p->vc = (struct verify_cell){.spec = vs,
+                                 .policy = pol,
+                                 .seccomp = seccomp,
+                                 .limits = *lim,
+                                 .seed = p->git->tree,
+                                 .commit = p->git->commit,
+                                 .patch = p->patch ? p->patch : "",
+                                 .tmp_dir = state_dir};
+    /* the cell (and its copy of the clone) is made off the loop */
+    if (!why && (spawner_job_init(&p->vjob, verify_job_run, err, sizeof(err)) < 0 ||
+                 spawner_submit(&p->vjob, err, sizeof(err)) < 0)) {
+        spawner_job_close(&p->vjob);
         why = err;
+    }
     if (why) {
         p->verify_json = verify_result_unrun("error", why);
         emit_finished(p, ev);
         return false;
     }
+    p->vspawning = true;
     p->next_look = monotonic_s() + 0.25;
     return true;
 }
 
 bool post_verifying(const struct runner_post *p)
 {
-    return p->verify && !p->verify_json;
+    return (p->vspawning || p->verify) && !p->verify_json;
 }
 
 int post_poll_fd(const struct runner_post *p)
 {
+    if (p->vspawning)
+        return p->vjob.done_fd;
     return post_verifying(p) ? verify_pidfd(p->verify) : -1;
 }
 
@@ -159,14 +175,40 @@ double post_wakeup(const struct runner_post *p)
 {
     if (!post_verifying(p))
         return 0;
+    if (p->vspawning)
+        return p->next_look;
     /* a loop that registered its fds before the verify cell existed still looks in; the
      * time stays put until it is handled, or a loop waiting for it would never get there */
     double dl = verify_deadline(p->verify);
     return p->next_look < dl ? p->next_look : dl;
 }
 
+/* The verify cell's job is done: the cell is the loop's now (or the reason it is not). */
+static bool take_verify_cell(struct runner_post *p, struct event_log *ev)
+{
+    if (!spawner_job_done(&p->vjob))
+        return false;
+    /* the eventfd stays open until post_free: a caller's epoll may still hold it, and a new
+     * fd with its number (the verify cell's pidfd) must not be mistaken for it */
+    p->vspawning = false;
+    if (p->vrc < 0) {
+        p->verify_json = verify_result_unrun("error", p->verr);
+        emit_finished(p, ev);
+        return true;
+    }
+    p->verify = p->vmade;
+    p->vmade = NULL;
+    if (p->vkill)
+        verify_kill(p->verify);
+    return true;
+}
+
 bool post_step(struct runner_post *p, struct event_log *ev)
 {
+    if (p->vspawning && !take_verify_cell(p, ev)) {
+        p->next_look = monotonic_s() + 0.25;
+        return false;
+    }
     if (!post_verifying(p))
         return true;
     p->next_look = monotonic_s() + 0.25;
@@ -181,7 +223,9 @@ bool post_step(struct runner_post *p, struct event_log *ev)
 
 void post_kill(struct runner_post *p)
 {
-    if (post_verifying(p))
+    if (p->vspawning)
+        p->vkill = true; /* killed once it exists (take_verify_cell) */
+    else if (post_verifying(p))
         verify_kill(p->verify);
 }
 
@@ -247,6 +291,13 @@ void post_result(struct runner_post *p, cJSON *res, int state_dfd)
 
 void post_free(struct runner_post *p)
 {
+    if (p->vspawning) { /* its job may still be making the cell */
+        spawner_job_wait(&p->vjob);
+        p->vspawning = false;
+        verify_free(p->vmade); /* kills and reaps it */
+        p->vmade = NULL;
+    }
+    spawner_job_close(&p->vjob);
     verify_free(p->verify);
     p->verify = NULL;
     cJSON_Delete(p->verify_json);

@@ -15,7 +15,9 @@
 #include "events.h"
 #include "git_workspace.h"
 #include "policy.h"
+#include "spawner.h"
 #include "task.h"
+#include "util.h"
 #include "verify.h"
 
 struct runner_post {
@@ -28,6 +30,14 @@ struct runner_post {
     struct verify *verify;
     cJSON *verify_json;
     double next_look; /* monotonic: when the verify cell is looked at next (a stable time) */
+    /* The verify cell is made on a spawner thread (spawner.h): while vspawning, vjob owns
+     * vc, vmade, vrc and verr; the loop reads them only once the job is done. */
+    struct spawn_job vjob;
+    struct verify_cell vc;
+    struct verify *vmade;
+    int vrc;
+    bool vspawning, vkill; /* vkill: cancelled while the cell was being made */
+    char verr[ERR_MSG_MAX];
 };
 
 /* Before the cell: the clone (as the requester). Errors name the field. With ev NULL (on a
@@ -50,7 +60,8 @@ bool post_start_verify(struct runner_post *p, bool finished, const struct policy
 bool post_verifying(const struct runner_post *p);
 int post_poll_fd(const struct runner_post *p);
 double post_wakeup(const struct runner_post *p);
-/* Steps the verify cell; true once it is done (then verify_finished was emitted). */
+/* Steps the verify cell (first: takes it from the spawner thread that made it); true once
+ * it is done (then verify_finished was emitted). */
 bool post_step(struct runner_post *p, struct event_log *ev);
 void post_kill(struct runner_post *p);
 /* A succeeded task whose verify did not pass becomes failed (reason verify_failed). */

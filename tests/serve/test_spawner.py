@@ -24,6 +24,14 @@ def make_repo(path, dirs=20, files=100):
     os.chmod(path, 0o755)
 
 
+def is_janitor(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().startswith("agentbox-janit")  # comm: 15 characters
+    except OSError:
+        return False
+
+
 def agent_cells(pid):
     """The processes below serve (pid) that run the agent: its cells' pid 1s."""
     out = []
@@ -123,6 +131,58 @@ class SpawnerTest(ServeTestCase):
         while any(pid_alive(p) for p in cells) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertEqual([p for p in cells if pid_alive(p)], [])
+
+    def test_the_verify_cell_is_made_off_the_loop(self):
+        # a verify cell starts with a copy of the clone (here 8000 files): made on the loop,
+        # that copy held every client; made on a spawner thread, the loop answers meanwhile,
+        # and a cancel that comes while it is made kills it as soon as it exists
+        big = os.path.join(self.tmp, "big")
+        make_repo(big, dirs=40, files=200)
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--jobs", "2", replay=replay)
+        c = self.conn()
+        tasks = {}
+        for tid in ("judged", "dropped"):
+            t = {"prompt": "x", "id": tid, "workspace": {"git": {"repo": big}},
+                 "verify": {"command": "sleep 30", "timeout_s": 60}}
+            tasks[tid] = self.submit(c, t)
+        t0 = time.monotonic()
+        c.ask({"op": "health"})
+        c.ask({"op": "status", "id": "judged"})
+        idle = time.monotonic() - t0
+        deadline = time.monotonic() + 120
+        while not all(any(e["type"] == "verify_started" for e in self.events(t)) for t in tasks):
+            self.assertLess(time.monotonic(), deadline, "no verify step started: %r" % [
+                [e["type"] for e in self.events(t)] for t in tasks])
+            time.sleep(0.002)
+        t0 = time.monotonic()
+        self.assertEqual(c.ask({"op": "health"}).get("status"), "ok")
+        r = c.ask({"op": "cancel", "id": "dropped"})
+        answered = time.monotonic() - t0
+        self.assertTrue(r.get("ok"), r)
+        # made on the loop, the answers waited for the copy of the clone (0.25-0.3 s here);
+        # off the loop they take what two answers take on an idle server (a slow machine, the
+        # VM, scales both)
+        self.assertLess(answered, max(0.1, 20 * idle), f"idle answers take {idle:.4f} s")
+        self.assertEqual(self.wait_result(c, "dropped", 60)["status"], "cancelled")
+        c.ask({"op": "cancel", "id": "judged"})
+        self.assertEqual(self.wait_result(c, "judged", 60)["status"], "cancelled")
+        deadline = time.monotonic() + 20
+        while self.cells_and_commands() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {p: open(f"/proc/{p}/cmdline", "rb").read() for p in self.cells_and_commands()}
+        self.assertEqual(left, {}, "a verify cell outlived its task")
+
+    def cells_and_commands(self):
+        """Every process below serve other than the cgroup janitor (a cell of any kind)."""
+        out = []
+        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
+                    out += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+        return [p for p in set(out) if pid_alive(p) and not is_janitor(p)]
 
     def cells(self):
         return agent_cells(self.proc.pid)
