@@ -215,6 +215,12 @@ static int spawn_cell(struct runner *r, char *err, size_t errsz)
         return -1;
     if (fcntl(r->chan, F_SETFL, O_NONBLOCK) < 0)
         return errf(err, errsz, "fcntl: %s", strerror(errno));
+    /* the cell's egress proxy (a fork and exec of its helper) starts here too, off the loop */
+    if (r->o.egress &&
+        egress_start(r->o.egress, cell_take_proxy_fd(r->cell), &r->egress, err, errsz) < 0) {
+        (void)cell_kill(r->cell); /* it gets no task: the task fails (fail_setup) */
+        return -1;
+    }
     return 0;
 }
 
@@ -242,22 +248,19 @@ static void send_task(struct runner *r)
     runner_send_to_cell(r, CH_TASK, tf);
 }
 
-/* The loop's part once the cell is there: the proxy, task_started, the task frame. A task
- * cancelled while its cell was being made gets no task: its cell is killed at once. */
-static int hand_over(struct runner *r, char *err, size_t errsz)
+/* The loop's part once the cell is there (with its egress proxy): task_started, the task
+ * frame. A task cancelled while its cell was being made gets no task: its cell is killed at
+ * once. */
+static void hand_over(struct runner *r)
 {
     post_announce(&r->post, r->o.events);
-    if (r->o.egress &&
-        egress_start(r->o.egress, cell_take_proxy_fd(r->cell), &r->egress, err, errsz) < 0)
-        return -1;
     emit_started(r);
     if (r->cancelled) {
         r->cancel_sent = r->kill_sent = true;
         (void)cell_kill(r->cell);
-        return 0;
+        return;
     }
     send_task(r);
-    return 0;
 }
 
 /* A cell that could not be made: the task fails with what went wrong, a result like the
@@ -303,10 +306,11 @@ int runner_start(const struct runner_opts *opts, struct runner **out, char *err,
     struct runner *r;
     if (begin(opts, &r, err, errsz) < 0)
         return -1;
-    if (spawn_cell(r, err, errsz) < 0 || hand_over(r, err, errsz) < 0) {
+    if (spawn_cell(r, err, errsz) < 0) {
         runner_free(r);
         return -1;
     }
+    hand_over(r);
     *out = r;
     return 0;
 }
@@ -363,11 +367,10 @@ void runner_spawn_step(struct runner *r)
     /* the eventfd stays open until runner_free: a caller's epoll may still hold it, and a
      * new fd with its number (the proxy's) must not be mistaken for it */
     r->spawning = false;
-    char err[ERR_MSG_MAX];
     if (r->spawn_rc < 0)
         fail_setup(r, r->spawn_err);
-    else if (hand_over(r, err, sizeof(err)) < 0)
-        fail_setup(r, err);
+    else
+        hand_over(r);
 }
 
 void runner_spawn_wait(struct runner *r)
