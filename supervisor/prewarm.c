@@ -75,6 +75,43 @@ static void make_warm(struct spawn_job *j)
         w->rc = errf(w->err, sizeof(w->err), "fcntl: %s", strerror(errno));
 }
 
+static void drop(struct warm *w);
+
+struct reaper {
+    struct spawn_job job; /* first */
+    struct cell *cell;
+    int chan;
+};
+
+/* On a spawner thread: the killed cell is reaped (and its cgroups and slot released). */
+static void reap_run(struct spawn_job *j)
+{
+    struct reaper *rp = (struct reaper *)j;
+    cell_free(rp->cell);
+    if (rp->chan >= 0)
+        (void)close(rp->chan);
+    free(rp);
+}
+
+/* A ready cell that is replaced: killed here, reaped off the loop (waiting for a live cell
+ * to die is the slow part); on the loop when a reaper cannot be had. */
+static void drop_live(struct warm *w)
+{
+    struct reaper *rp = calloc(1, sizeof(*rp));
+    char err[ERR_MSG_MAX];
+    (void)cell_kill(w->cell);
+    if (rp) {
+        rp->cell = w->cell;
+        rp->chan = w->chan;
+        if (spawner_submit_detached(&rp->job, reap_run, err, sizeof(err)) == 0) {
+            w->cell = NULL;
+            w->chan = -1;
+        } else
+            free(rp);
+    }
+    drop(w);
+}
+
 static void drop(struct warm *w)
 {
     if (w->cell) {
@@ -146,7 +183,7 @@ void prewarm_fill(struct prewarm *p)
         struct warm *w = &p->w[i];
         settle(p, w);
         if (w->ready && now - w->ready_at > PREWARM_MAX_AGE_S)
-            drop(w); /* replaced below */
+            drop_live(w); /* replaced below */
         have += w->used;
     }
     if (have >= p->n || now < p->retry_at || now < p->refill_at)

@@ -59,9 +59,9 @@ static void *spawner_main(void *arg)
         (void)pthread_mutex_unlock(&lock);
         j->next = NULL;
         int fd = j->done_fd; /* read before run: after the write, j may be gone */
-        j->run(j);
+        j->run(j);           /* a detached job (fd -1) may have freed itself */
         uint64_t one = 1;
-        while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        while (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
             ;
     }
     return NULL;
@@ -117,6 +117,14 @@ int spawner_submit(struct spawn_job *j, char *err, size_t errsz)
     (void)pthread_cond_signal(&wake);
     (void)pthread_mutex_unlock(&lock);
     return 0;
+}
+
+int spawner_submit_detached(struct spawn_job *j, void (*run)(struct spawn_job *j), char *err,
+                            size_t errsz)
+{
+    j->run = run;
+    j->done_fd = -1;
+    return spawner_submit(j, err, errsz);
 }
 
 bool spawner_job_done(struct spawn_job *j)

@@ -21,6 +21,10 @@ int spawner_job_init(struct spawn_job *j, void (*run)(struct spawn_job *j), char
                      size_t errsz);
 /* Queues the job (starting the threads on first use); -1 with err when they cannot start. */
 int spawner_submit(struct spawn_job *j, char *err, size_t errsz);
+/* Queues a job nobody waits for (no eventfd): run owns j and everything it reaches, and may
+ * free j itself. -1 with err when the threads cannot start (then the caller still owns j). */
+int spawner_submit_detached(struct spawn_job *j, void (*run)(struct spawn_job *j), char *err,
+                            size_t errsz);
 /* True (once) when the job has run: reads its eventfd without blocking. */
 bool spawner_job_done(struct spawn_job *j);
 /* Blocks until the job has run (a runner freed while its cell is still being made). */

@@ -279,3 +279,28 @@ class PrewarmTest(ServeTestCase):
         while pid_alive(spare[0]) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertFalse(pid_alive(spare[0]), "the prepared cell that got the task lives on")
+
+    def test_an_unused_prepared_cell_is_replaced_and_reaped(self):
+        # a prepared cell unused for 20 s is replaced; the old one is killed and reaped (off
+        # the loop, which answers meanwhile), nothing of it left, not even a zombie
+        replay = self.write_replay([finish_reply()])
+        self.start_server("--jobs", "1", "--prewarm", "1", replay=replay)
+        c = self.conn()
+        deadline = time.monotonic() + 30
+        while not agent_cells(self.proc.pid):
+            self.assertLess(time.monotonic(), deadline, "no prepared cell")
+            time.sleep(0.1)
+        old = agent_cells(self.proc.pid)
+        self.assertEqual(len(old), 1, old)
+        deadline = time.monotonic() + 40
+        while os.path.exists(f"/proc/{old[0]}"):
+            self.assertLess(time.monotonic(), deadline, "the old prepared cell was not reaped")
+            self.assertEqual(c.ask({"op": "health"}).get("status"), "ok")
+            time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while not agent_cells(self.proc.pid):
+            self.assertLess(time.monotonic(), deadline, "the prepared cell was not replaced")
+            time.sleep(0.1)
+        st, _ = self.run_task(c, {"prompt": "x", "id": "after"})
+        self.assertTrue(st["prewarmed"])
+        self.assertNotEqual(st["cell_pid"], old[0])
