@@ -101,6 +101,9 @@ int slot_acquire(struct cell_slot *s, char *err, size_t errsz);
 /* Tries to lock slot index (non-blocking); 1 if it was free (now held in *s), 0 if busy. */
 int slot_try(int index, struct cell_slot *s);
 void slot_release(struct cell_slot *s);
+/* Whether the cgroup sweep (cgroup.c) is due: true at most once per period_s for this user,
+ * across processes (the mtime of a stamp file in the lock directory, set when true). */
+bool slot_sweep_due(double period_s);
 unsigned slot_count(void);
 
 /* cgroup.c: v2 (a child of a delegated parent) or v1 (memory and pids

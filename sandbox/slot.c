@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -159,6 +160,33 @@ int slot_acquire(struct cell_slot *s, char *err, size_t errsz)
                     "include existing accounts or groups; see AGENTBOX_FIRST_UID)",
                     n, skipped, first_uid(), first_uid() + n - 1);
     return errf(err, errsz, "slot: all %u slots are in use (AGENTBOX_SLOTS)", n);
+}
+
+bool slot_sweep_due(double period_s)
+{
+    char dir[4096], path[4200];
+    if (lock_dir(dir, sizeof(dir)) < 0)
+        return true; /* the slot cannot be had either: no harm in sweeping */
+    snprintf(path, sizeof(path), "%s/sweep.stamp", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            (void)close(fd);
+        return true;
+    }
+    struct timespec now;
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    double age =
+        (double)(now.tv_sec - st.st_mtim.tv_sec) + (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
+    bool due = st.st_size == 0 || age >= period_s || age < 0;
+    if (due) {
+        (void)futimens(fd, NULL);
+        if (st.st_size == 0)
+            (void)write_all(fd, "1", 1); /* a stamp that exists was written at least once */
+    }
+    (void)close(fd);
+    return due;
 }
 
 void slot_release(struct cell_slot *s)

@@ -1,7 +1,8 @@
 /* test_cgroup: reading our own cgroup from /proc/self/cgroup, for every layout a host has:
  * cgroup v2 only (the default of current distributions), hybrid (v1 controllers plus the unified
  * hierarchy) and v1 only. A v2-only host whose "0::/" line was not recognised used no cgroup at
- * all (limits fell back to rlimits); this was found by running the suites in a v2-only VM. */
+ * all (limits fell back to rlimits); this was found by running the suites in a v2-only VM.
+ * And the sweep of leftover cgroups, which is rate-limited (slot_sweep_due). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,6 +67,16 @@ static void test_v1_only_and_junk(void **state)
     assert_int_equal(cgroup_parse_own_path("", "", out, sizeof(out)), -1);
 }
 
+/* The cgroup sweep reads every kept cgroup; it runs at most once per period for the user,
+ * across processes: due with a period of 0, then not due within an hour of that. */
+static void test_sweep_is_rate_limited(void **state)
+{
+    (void)state;
+    assert_true(slot_sweep_due(0.0));
+    assert_false(slot_sweep_due(3600.0));
+    assert_true(slot_sweep_due(0.0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -73,6 +84,7 @@ int main(void)
         cmocka_unit_test(test_v2_only_nested),
         cmocka_unit_test(test_hybrid),
         cmocka_unit_test(test_v1_only_and_junk),
+        cmocka_unit_test(test_sweep_is_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
