@@ -124,15 +124,25 @@ def cpu_jiffies():
     return sum(v) - idle, sum(v)
 
 
+def proc_cpu_s(pid):
+    """CPU seconds of pid and of the children it reaped (utime, stime, cutime, cstime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in v[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def exec_cell_cpu_ms(n=60):
     """CPU time (user+system, the process and what it reaped) of one `agentbox exec --
-    /bin/true`, median of n: what one cell costs on its own, beside serve's figure."""
+    /bin/true`, median of n: what one cell costs on its own, beside serve's figure. From
+    wait4's rusage (microseconds), not os.times() (clock ticks: 10 ms steps), and started
+    with posix_spawn as bench_exec.py does: a fork of this Python process would charge the
+    child with copy-on-write faults of Python's memory (9 ms here)."""
     cpu = []
     for _ in range(n):
-        t = os.times()
-        subprocess.run([AGENTBOX, "exec", "--", "/bin/true"], check=True)
-        u = os.times()
-        cpu.append((u.children_user - t.children_user) + (u.children_system - t.children_system))
+        pid = os.posix_spawn(AGENTBOX, [AGENTBOX, "exec", "--", "/bin/true"], os.environ)
+        _, status, ru = os.wait4(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        cpu.append(ru.ru_utime + ru.ru_stime)
     return statistics.median(cpu) * 1000
 
 
@@ -176,12 +186,14 @@ def bench_throughput(n, jobs, rate=None, extra=()):
                 assert r.get("ok"), r
         ts = [threading.Thread(target=submit, args=(i,)) for i in range(len(conns))]
         busy0, total0 = cpu_jiffies()
+        serve0, me0 = proc_cpu_s(srv.proc.pid), time.process_time()
         for t in ts:
             t.start()
         for t in ts:
             t.join()
         wt.join(600)
         busy1, total1 = cpu_jiffies()
+        serve1, me1 = proc_cpu_s(srv.proc.pid), time.process_time()
         elapsed = max(ended.values()) - t0
         cpu_ms = (busy1 - busy0) / os.sysconf("SC_CLK_TCK") * 1000 / n
         lat = [ended[k] - submitted[k] for k in submitted]
@@ -192,6 +204,9 @@ def bench_throughput(n, jobs, rate=None, extra=()):
                 "p99_ms": pct(lat, 99) * 1000,
                 "cpu_busy_pct": 100.0 * (busy1 - busy0) / max(1, total1 - total0),
                 "cpu_ms_per_task": cpu_ms,
+                # serve with the cells it reaped (each agent's whole run), and this client
+                "serve_cpu_ms_per_task": (serve1 - serve0) * 1000 / n,
+                "client_cpu_ms_per_task": (me1 - me0) * 1000 / n,
                 "ceiling_tasks_per_s": os.cpu_count() * 1000 / cpu_ms if cpu_ms else 0}
     finally:
         shutil.rmtree(tmp, True)
@@ -475,9 +490,12 @@ def main():
         f"p99 {tp['p99_ms']:.0f} ms. During it the machine was {tp['cpu_busy_pct']:.0f}% busy "
         f"(/proc/stat), {tp['cpu_ms_per_task']:.1f} ms of CPU per task, all processes: at that "
         f"cost {os.cpu_count()} CPUs finish at most {tp['ceiling_tasks_per_s']:.0f} tasks/s. In "
-        f"the same run one `agentbox exec -- /bin/true` cell alone costs {cell_ms:.1f} ms of CPU "
-        f"(median of 60): a task's own cell is most of it, so 250 tasks/s needs cheaper cells "
-        f"(exec section above). The limit is CPU for the cells, not the loop: cells are "
+        f"that time serve and the cells it reaped (each agent's whole run and the kernel's work "
+        f"for it) took {tp['serve_cpu_ms_per_task']:.1f} ms per task and this benchmark's own "
+        f"client {tp['client_cpu_ms_per_task']:.1f} ms; in the same run one `agentbox exec -- "
+        f"/bin/true` cell alone costs {cell_ms:.1f} ms of CPU (median of 60, from wait4). 250 "
+        f"tasks/s on {os.cpu_count()} CPUs leaves {os.cpu_count() * 1000 / 250:.0f} ms per task for "
+        f"all of it. The limit is CPU, not the loop: cells are "
         "made on spawner threads (supervisor/spawner.c) while the loop goes on accepting "
         "submits, so the latency above is queueing; a `perf` profile of the whole machine puts "
         "the time in the kernel (clone with new namespaces, mounts, cgroups, exec of the agent) "
