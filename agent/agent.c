@@ -640,17 +640,23 @@ static void send_result(struct agent *a, const char *seed)
     if (cJSON_IsString(commit))
         wsdiff_unified_skip_git();
     char err[ERR_MSG_MAX];
+    /* a workspace whose walk found nothing changed, nothing skipped and no limit met has an
+     * empty diff: no diff(1) is run for it (most tasks of a batch or a busy serve) */
+    bool unchanged = false;
     if (wsdiff_manifest(seed, CELL_WORKSPACE, &lim, &man, err, sizeof(err)) == 0) {
         cJSON_AddItemToObject(h, "files", wsdiff_manifest_json(&man));
         if (man.truncated)
             cJSON_AddBoolToObject(h, "files_truncated", true);
+        unchanged = man.n == 0 && !man.truncated && !man.symlinks_skipped && !man.specials_skipped;
         wsdiff_manifest_free(&man);
     }
     cleanup_free char *diff = NULL;
     bool truncated = false;
-    if (wsdiff_unified(seed, CELL_WORKSPACE, AGENT_RESULT_DIFF_BYTES, AGENT_DIFF_TIMEOUT_S, NULL,
-                       &diff, &truncated, err, sizeof(err)) == 0 &&
-        diff) {
+    if (unchanged)
+        cJSON_AddStringToObject(h, "diff", "");
+    else if (wsdiff_unified(seed, CELL_WORKSPACE, AGENT_RESULT_DIFF_BYTES, AGENT_DIFF_TIMEOUT_S,
+                            NULL, &diff, &truncated, err, sizeof(err)) == 0 &&
+             diff) {
         cJSON_AddStringToObject(h, "diff", diff);
         if (truncated)
             cJSON_AddBoolToObject(h, "diff_truncated", true);

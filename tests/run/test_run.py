@@ -106,6 +106,25 @@ class AgentTasks(RunTestCase):
         after = {n: open(os.path.join(repo, n)).read() for n in os.listdir(repo)}
         self.assertEqual(before, after, "the host seed directory must never change")
 
+    def test_untouched_workspace_has_an_empty_diff(self):
+        # nothing changed: no file in the list and an empty diff (computed without diff(1));
+        # a new symlink alone is not in the file list, but diff(1) still runs and says so
+        repo = os.path.join(self.tmp, "repo")
+        os.makedirs(repo)
+        with open(os.path.join(repo, "calc.py"), "w") as f:
+            f.write("def add(a, b):\n    return a + b\n")
+        os.chmod(repo, 0o755)
+        marker = self.serve([{"tool_calls": [bash("cat calc.py")]}, {"tool_calls": [finish()]}])
+        run = self.run_agent(f"{marker} read it", "--workspace-from", repo)
+        self.assertStatus(run, "succeeded", 0)
+        self.assertEqual(run.result["files"], [])
+        self.assertEqual(run.result["diff"], "")
+        marker = self.serve([{"tool_calls": [bash("ln -s calc.py alias.py")]},
+                             {"tool_calls": [finish()]}])
+        run = self.run_agent(f"{marker} link it", "--workspace-from", repo)
+        self.assertStatus(run, "succeeded", 0)
+        self.assertIn("symlink", run.result["diff"])
+
     def test_cwd_and_variables_persist(self):
         marker = self.serve([
             {"tool_calls": [bash("mkdir -p sub/dir && cd sub/dir && export FOO=persisted")]},
