@@ -32,18 +32,22 @@ def is_janitor(pid):
         return False
 
 
-def agent_cells(pid):
-    """The processes below serve (pid) that run the agent: its cells' pid 1s."""
-    out = []
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        kids = [int(x) for x in f.read().split()]
+def children_of(pid):
+    """The children of every thread of pid (cells are cloned by the spawner threads too)."""
+    kids = set()
     for t in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{t}/children") as f:
-                kids += [int(x) for x in f.read().split()]
+                kids.update(int(x) for x in f.read().split())
         except OSError:
             pass
-    for p in set(kids):
+    return kids
+
+
+def agent_cells(pid):
+    """The processes below serve (pid) that run the agent: its cells' pid 1s."""
+    out = []
+    for p in children_of(pid):
         try:
             with open(f"/proc/{p}/cmdline", "rb") as f:
                 if b"__agent" in f.read():
@@ -175,14 +179,7 @@ class SpawnerTest(ServeTestCase):
 
     def cells_and_commands(self):
         """Every process below serve other than the cgroup janitor (a cell of any kind)."""
-        out = []
-        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
-            try:
-                with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
-                    out += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-        return [p for p in set(out) if pid_alive(p) and not is_janitor(p)]
+        return [p for p in children_of(self.proc.pid) if pid_alive(p) and not is_janitor(p)]
 
     def cells(self):
         return agent_cells(self.proc.pid)
