@@ -123,6 +123,7 @@ static int runner_alloc(const struct runner_opts *opts, struct runner **out, cha
         return errf(err, errsz, "out of memory");
     r->o = *opts;
     r->chan = r->state_dfd = r->events_fd = r->outputs_dirfd = r->job.done_fd = -1;
+    r->post.vjob.done_fd = -1; /* post_prepare may never run (a state dir that fails) */
     channel_reader_init(&r->rd);
     r->models_tried = cJSON_CreateArray();
     r->start_mono = monotonic_s();
