@@ -86,8 +86,9 @@ static long loop_timeout_ms(struct server *s)
         next = fmin(next, s->drain_deadline);
     if (s->listen_paused_until > 0)
         next = fmin(next, s->listen_paused_until);
-    if (prewarm_next_fill(s->prewarm) > now)
-        next = fmin(next, prewarm_next_fill(s->prewarm));
+    double refill = prewarm_next_fill(s->prewarm);
+    if (refill > now)
+        next = fmin(next, refill);
     long ms = (long)ceil((next - now) * 1000.0);
     return ms < 0 ? 0 : ms;
 }
@@ -605,10 +606,8 @@ static void teardown(struct server *s)
         s->running = sl->next;
         serve_unregister_slot_fds(sl);
         runner_free(sl->runner); /* kills and reaps the cell */
-        broker_free(sl->own_broker);
         sl->t->slot = NULL;
-        free(sl->egress);
-        free(sl);
+        serve_slot_free(sl);
     }
     while (s->clients)
         serve_client_close(s->clients);

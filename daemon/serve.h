@@ -201,6 +201,8 @@ void serve_remove_tree(struct server *s, const char *id);
 void serve_finish_without_runner(struct server *s, struct stask *t, enum task_status st,
                                  const char *error_type, const char *message);
 void serve_unregister_slot_fds(struct slot *sl);
+/* A slot that holds no runner any more (or never did): its broker, egress rules and itself. */
+void serve_slot_free(struct slot *sl);
 /* serve_policy.c: the task's policy (an installed one by name, or inline), checked against
  * the floor, compiled, from a bounded cache that evicts the least recently used entry no
  * running task borrows. A client may never name a path. */

@@ -130,6 +130,13 @@ void serve_unregister_slot_fds(struct slot *sl)
     sl->nfds = 0;
 }
 
+void serve_slot_free(struct slot *sl)
+{
+    broker_free(sl->own_broker);
+    free(sl->egress);
+    free(sl);
+}
+
 static void finish_running(struct server *s, struct slot *sl)
 {
     struct stask *t = sl->t;
@@ -140,7 +147,6 @@ static void finish_running(struct server *s, struct slot *sl)
     int status = cJSON_IsString(st) ? task_status_parse(st->valuestring) : -1;
     serve_unregister_slot_fds(sl);
     runner_free(sl->runner);
-    broker_free(sl->own_broker);
     serve_policy_put(sl->pe);
     if (sl->prev)
         sl->prev->next = sl->next;
@@ -150,8 +156,7 @@ static void finish_running(struct server *s, struct slot *sl)
         sl->next->prev = sl->prev;
     s->nrunning--;
     t->slot = NULL;
-    free(sl->egress);
-    free(sl);
+    serve_slot_free(sl);
     if (!res) {
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR",
                                     "the task ended without a result");
@@ -255,7 +260,7 @@ static void start_task(struct server *s, struct stask *t)
     sl->srv = s;
     sl->t = t;
     if (s->replay && broker_new_replay(s->replay, &sl->own_broker, err, sizeof(err)) < 0) {
-        free(sl);
+        serve_slot_free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", err);
         return;
     }
@@ -267,8 +272,7 @@ static void start_task(struct server *s, struct stask *t)
         catalog_model_chain(&s->cat, &s->cfg, primary, extra, sl->models, RUNNER_MODELS_MAX);
     const struct catalog_model *cm = catalog_find(&s->cat, primary);
     if (statefile_path(s->state_dir, t->id, NULL, sl->state_dir, sizeof(sl->state_dir)) < 0) {
-        broker_free(sl->own_broker);
-        free(sl);
+        serve_slot_free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", strerror(errno));
         return;
     }
@@ -296,9 +300,7 @@ static void start_task(struct server *s, struct stask *t)
     /* checked again at start: a task requeued after a restart meets today's ceiling */
     if (serve_egress_check(s, tk, err, sizeof(err)) < 0 ||
         slot_egress(sl, tk, pe->pol, err, sizeof(err)) < 0) {
-        broker_free(sl->own_broker);
-        free(sl->egress);
-        free(sl);
+        serve_slot_free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "VALIDATION_ERROR", err);
         return;
     }
@@ -314,9 +316,7 @@ static void start_task(struct server *s, struct stask *t)
     taskstore_set_status(&s->store, t, TS_RUNNING);
     /* the cell is made on a spawner thread: the loop goes on serving meanwhile */
     if (runner_start_async(&o, &sl->runner, err, sizeof(err)) < 0) {
-        broker_free(sl->own_broker);
-        free(sl->egress);
-        free(sl);
+        serve_slot_free(sl);
         serve_finish_without_runner(s, t, TS_FAILED, "UNKNOWN_ERROR", err);
         return;
     }

@@ -168,25 +168,22 @@ bool slot_sweep_due(double period_s)
     if (lock_dir(dir, sizeof(dir)) < 0)
         return true; /* the slot cannot be had either: no harm in sweeping */
     snprintf(path, sizeof(path), "%s/sweep.stamp", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        if (fd >= 0)
-            (void)close(fd);
-        return true;
+    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        struct timespec now;
+        (void)clock_gettime(CLOCK_REALTIME, &now);
+        double age = (double)(now.tv_sec - st.st_mtim.tv_sec) +
+                     (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
+        if (age >= 0 && age < period_s)
+            return false;
     }
-    struct timespec now;
-    (void)clock_gettime(CLOCK_REALTIME, &now);
-    double age =
-        (double)(now.tv_sec - st.st_mtim.tv_sec) + (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
-    bool due = st.st_size == 0 || age >= period_s || age < 0;
-    if (due) {
+    /* due (no stamp yet, an old one, or one from the future): stamped now */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
         (void)futimens(fd, NULL);
-        if (st.st_size == 0)
-            (void)write_all(fd, "1", 1); /* a stamp that exists was written at least once */
+        (void)close(fd);
     }
-    (void)close(fd);
-    return due;
+    return true;
 }
 
 void slot_release(struct cell_slot *s)

@@ -83,28 +83,27 @@ struct reaper {
     int chan;
 };
 
-/* On a spawner thread: the killed cell is reaped (and its cgroups and slot released). */
+/* On a spawner thread: the cell is killed and reaped (its cgroups and slot released). */
 static void reap_run(struct spawn_job *j)
 {
     struct reaper *rp = (struct reaper *)j;
+    (void)cell_kill(rp->cell);
     cell_free(rp->cell);
     if (rp->chan >= 0)
         (void)close(rp->chan);
     free(rp);
 }
 
-/* A ready cell that is replaced: killed here, reaped off the loop (waiting for a live cell
- * to die is the slow part); on the loop when a reaper cannot be had. */
+/* A ready cell that is replaced: killed and reaped off the loop (waiting for a live cell
+ * to die is the slow part); by drop, on the loop, when a reaper cannot be had. */
 static void drop_live(struct warm *w)
 {
     struct reaper *rp = calloc(1, sizeof(*rp));
     char err[ERR_MSG_MAX];
-    (void)cell_kill(w->cell);
     if (rp) {
-        rp->cell = w->cell;
-        rp->chan = w->chan;
+        *rp = (struct reaper){.cell = w->cell, .chan = w->chan};
         if (spawner_submit_detached(&rp->job, reap_run, err, sizeof(err)) == 0) {
-            w->cell = NULL;
+            w->cell = NULL; /* the reaper's now */
             w->chan = -1;
         } else
             free(rp);

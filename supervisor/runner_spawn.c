@@ -186,10 +186,9 @@ static int spawn_cell(struct runner *r, char *err, size_t errsz)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return errf(err, errsz, "socketpair: %s", strerror(errno));
     /* a git workspace seeds from the supervisor's own clone of it, opened here like any seed */
+    const char *tree = post_git_tree(&r->post);
     cleanup_fd int git_seed_fd =
-        post_git_tree(&r->post)
-            ? open(post_git_tree(&r->post), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            : -1;
+        tree ? open(tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
     struct cell_config cc = {
         .policy = r->o.policy,
         .seccomp = r->o.seccomp,
@@ -197,7 +196,7 @@ static int spawn_cell(struct runner *r, char *err, size_t errsz)
         .network_host = r->o.network_host,
         .egress = r->o.egress != NULL,
         .workspace_from = post_seed(&r->post),
-        .seed_fd = post_git_tree(&r->post) ? git_seed_fd : r->o.seed_fd,
+        .seed_fd = tree ? git_seed_fd : r->o.seed_fd,
         .pid1 = CELL_PID1_AGENT,
         .argv = NULL,
         .envp = r->cell_env,
