@@ -1,12 +1,21 @@
 /* caps: leaves the cell with no capability at all, in any set, and no way back: securebits
  * locked so that neither exec of a "root" file nor setuid can grant any (SECBIT_NOROOT),
- * bounding set emptied, ambient set cleared and its raising forbidden. Uses libcap. */
+ * bounding set emptied, ambient set cleared and its raising forbidden. Runs in a cell's child,
+ * which may be a clone of a multi-threaded supervisor: raw prctl and capset only, nothing that
+ * allocates (libcap's cap_init calls calloc, which deadlocked there on an arena lock another
+ * thread held at the clone). */
 #include "cell_internal.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <linux/securebits.h>
-#include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Far above any kernel's last capability (40 in Linux 6.x): the loop ends at the first the
+ * kernel does not know (EINVAL). */
+#define CAPS_PROBE_MAX 256
 
 int caps_drop_all(struct cell_child *ctx)
 {
@@ -16,22 +25,18 @@ int caps_drop_all(struct cell_child *ctx)
                          SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0)
         return CHILD_FAIL(ctx, "securebits");
-    int max = cap_max_bits();
-    for (int c = 0; c < max; c++)
-        if (cap_drop_bound((cap_value_t)c) < 0 && errno != EINVAL)
+    for (unsigned long c = 0; c < CAPS_PROBE_MAX; c++)
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+            if (errno == EINVAL && c > 0)
+                break; /* past the kernel's last capability */
             return CHILD_FAIL(ctx, "drop bounding set");
-    if (cap_reset_ambient() < 0)
+        }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return CHILD_FAIL(ctx, "clear ambient caps");
-    cap_t none = cap_init();
-    if (!none)
-        return CHILD_FAIL(ctx, "cap_init");
-    int r = cap_set_proc(none);
-    int e = errno;
-    (void)cap_free(none);
-    if (r < 0) {
-        errno = e;
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    if (syscall(SYS_capset, &hdr, none) < 0)
         return CHILD_FAIL(ctx, "clear capabilities");
-    }
     ctx->enforced |= FEAT(CELL_F_CAPS);
     return 0;
 }
