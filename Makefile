@@ -7,7 +7,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= build
 
-PKGS       := libcjson libseccomp libcap
+PKGS       := libcjson libseccomp
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -122,7 +122,7 @@ lint:
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	  build-essential pkg-config libcurl4-openssl-dev libcjson-dev libseccomp-dev libcap-dev \
+	  build-essential pkg-config libcurl4-openssl-dev libcjson-dev libseccomp-dev \
 	  libcmocka-dev python3 git make tar util-linux iproute2 bubblewrap cppcheck clang-format \
 	  libc6-dev ca-certificates clang libclang-rt-14-dev python3-pip curl openssl \
 	  qemu-system-x86 busybox-static cpio \
